@@ -1,0 +1,180 @@
+"""Distill one student from a teacher choice and record the result row.
+
+The teacher checkpoints are resolved from the store (sha256-checked), frozen, and used under
+no_grad. When the training split has no augmentation, the teacher's soft targets are computed
+once for the whole split instead of every epoch: identical targets, a fraction of the cost.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from harness.config import config_hash, to_dict
+from harness.data import TensorSplit, derive_seed, make_loader
+from harness.experiment import load_splits, open_store, set_threads
+from harness.kd import FrozenTeacher, kd_loss
+from harness.models import create_model
+from harness.store import trajectory_name
+from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
+from harness.teachers import Log, _print
+from harness.training import (
+    epoch_seed,
+    make_optimizer,
+    make_scheduler,
+    metrics_from_logits,
+    metrics_from_probs,
+    predict_logits,
+    resolve_device,
+    seed_everything,
+    train_epoch,
+)
+
+
+def resolve_run(cfg) -> dict:
+    """Which teacher, student and checkpoints one distillation run uses (no training yet)."""
+    d = cfg.distill
+    dataset = cfg.data.name
+    teacher_arch = d.teacher_arch or cfg.teacher.archs[0]
+    teacher_seed = cfg.teacher.seeds[0] if d.teacher_seed is None else d.teacher_seed
+    seeds = [teacher_seed] + [s for s in cfg.teacher.seeds if s != teacher_seed]
+    ctx = ResolveContext(
+        store=open_store(cfg),
+        trajectory=trajectory_name(teacher_arch, dataset, teacher_seed),
+        siblings=[trajectory_name(teacher_arch, dataset, s) for s in seeds],
+        epochs=cfg.teacher.epochs,
+    )
+    choice = parse_teacher_choice(d.teacher_choice)
+    refs = resolve_teacher_choice(choice, ctx)
+    return {
+        "teacher_choice": str(d.teacher_choice),
+        "teacher_arch": teacher_arch if refs else None,
+        "teacher_seed": teacher_seed if refs else None,
+        "teacher_checkpoints": [{"trajectory": r.trajectory, "epoch": r.epoch} for r in refs],
+        "student_arch": d.student_arch or cfg.student.archs[0],
+        "seed": d.seed,
+        "temperature": d.temperature,
+        "kd_weight": d.kd_weight if refs else 0.0,
+        "ensemble_reduce": d.ensemble_reduce,
+    }
+
+
+def run_id_of(cfg, run: dict) -> str:
+    """Stable id of a run: same data, student recipe, teacher checkpoints and KD settings."""
+    keys = ("student_arch", "seed", "temperature", "kd_weight", "ensemble_reduce", "teacher_checkpoints")
+    return config_hash({
+        "experiment": cfg.name,
+        "data": to_dict(cfg.data),
+        "student": to_dict(cfg.student),
+        "run": {k: run[k] for k in keys},
+        "teachers": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
+    })
+
+
+def load_teacher(cfg, refs: list[TeacherRef], device: torch.device) -> FrozenTeacher | None:
+    if not refs:
+        return None
+    store = open_store(cfg)
+    models = [store.trajectory(r.trajectory).load_model(r.epoch, device) for r in refs]
+    return FrozenTeacher(models, reduce=cfg.distill.ensemble_reduce)
+
+
+def distill_student(
+    cfg,
+    log: Log = _print,
+    on_epoch: Callable[[dict, dict], None] | None = None,
+    resume: dict | None = None,
+) -> dict:
+    """Train one student per ``cfg.distill``; append and return its result row.
+
+    ``on_epoch(metrics, state)`` is called after every epoch with a resumable ``state``
+    (what Tune checkpoints); passing such a state back as ``resume`` continues from it. A run
+    whose id is already in the results file is not trained again.
+    """
+    began = time.perf_counter()
+    run = resolve_run(cfg)
+    run_id = run_id_of(cfg, run)
+    store = open_store(cfg)
+    done = [r for r in store.read_results() if r.get("run_id") == run_id]
+    if done:
+        log(f"[distill] run {run_id} ({run['teacher_choice']}, seed {run['seed']}) is in {store.results_jsonl} already; skipping")
+        return done[0]
+
+    set_threads(cfg)
+    device = resolve_device(cfg.device)
+    splits = load_splits(cfg)
+    refs = [TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"]]
+    teacher = load_teacher(cfg, refs, device)
+    T, w = run["temperature"], run["kd_weight"]
+    teacher_metrics: dict[str, float] = {}
+    eval_bs = cfg.data.eval_batch_size
+    if teacher is not None:
+        for name in ("val", "test"):
+            probs, y = predict_logits(teacher.predict_probs, make_loader(getattr(splits, name), eval_bs, shuffle=False, device=device), device)
+            teacher_metrics.update(metrics_from_probs(probs, y, f"teacher_{name}"))
+
+    train_set, loss_fn, targets_of = _kd_objective(splits, teacher, T, w, eval_bs, device)
+    seed_everything(derive_seed("student-init", run["student_arch"], run["seed"]))
+    model = create_model(run["student_arch"], num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
+    s = cfg.student
+    optimizer = make_optimizer(model, s.optim)
+    scheduler = make_scheduler(optimizer, s.optim, s.epochs)
+    history: list[dict] = []
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        history = list(resume["history"])
+        log(f"[distill] resuming run {run_id} after epoch {len(history)}")
+    tag = f"{run['student_arch']}<-{run['teacher_choice']} s{run['seed']}"
+    for epoch in range(len(history) + 1, s.epochs + 1):
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(run["seed"], epoch))
+        batches = make_loader(train_set, cfg.data.batch_size, shuffle=True, seed=run["seed"], epoch=epoch, device=device, num_workers=cfg.data.num_workers)
+        res = train_epoch(model, batches, optimizer, loss_fn, device, targets_of)
+        scheduler.step()
+        metrics = {"epoch": epoch, "train_loss": res.loss, "train_acc": res.acc}
+        for name in ("val", "test"):
+            logits, y = predict_logits(model, make_loader(getattr(splits, name), eval_bs, shuffle=False, device=device), device)
+            metrics.update(metrics_from_logits(logits, y, name))
+        metrics["seconds"] = time.perf_counter() - t0
+        history.append(metrics)
+        log(f"[{tag}] epoch {epoch:3d}/{s.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
+            f"val {metrics['val_acc']:6.2%} test {metrics['test_acc']:6.2%} {metrics['seconds']:5.2f}s")
+        if on_epoch is not None:
+            on_epoch(metrics, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "history": history})
+
+    best = max(history, key=lambda m: (m["val_acc"], -m["epoch"]))
+    row = {
+        "run_id": run_id, "experiment": cfg.name, "dataset": cfg.data.name, **run,
+        "epochs": s.epochs, **teacher_metrics,
+        "final_val_acc": history[-1]["val_acc"], "final_test_acc": history[-1]["test_acc"],
+        "best_val_acc": best["val_acc"], "best_val_epoch": best["epoch"], "test_acc_at_best_val": best["test_acc"],
+        "val_acc_per_epoch": [m["val_acc"] for m in history], "test_acc_per_epoch": [m["test_acc"] for m in history],
+        "wall_time_s": time.perf_counter() - began, "device": str(device),
+    }
+    store.append_result(row)
+    log(f"[{tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); row appended to {store.results_jsonl}")
+    return row
+
+
+def _kd_objective(splits, teacher: FrozenTeacher | None, T: float, w: float, eval_bs: int, device: torch.device):
+    """(training set, loss_fn(logits, x, y), targets_of(x, y)) for a student run.
+
+    Without augmentation the soft targets are precomputed: the training set then yields
+    sample indices as ``y``, which look up both the label and the soft target.
+    """
+    train = splits.train
+    if teacher is None or w == 0.0:
+        return train, (lambda logits, x, y: kd_loss(logits, y, None, T, 0.0)), (lambda x, y: y)
+    if not splits.augmented and isinstance(train, TensorSplit):
+        train = train.to(device)
+        soft = torch.cat([teacher.soft_targets(x, T) for x, _ in make_loader(train, eval_bs, shuffle=False, device=device)])
+        labels = train.y
+        indexed = TensorSplit(train.x, torch.arange(len(train), device=train.x.device))
+        return (indexed,
+                lambda logits, x, idx: kd_loss(logits, labels[idx], soft[idx], T, w),
+                lambda x, idx: labels[idx])
+    return train, (lambda logits, x, y: kd_loss(logits, y, teacher.soft_targets(x, T), T, w)), (lambda x, y: y)

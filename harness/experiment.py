@@ -1,0 +1,55 @@
+"""Experiment-level helpers every stage shares: the store, the data splits, the trajectories."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.config import ConfigError
+from harness.data import DataSplits, build_splits, dataset_options
+from harness.store import CheckpointStore, trajectory_name
+
+
+def open_store(cfg) -> CheckpointStore:
+    return CheckpointStore(cfg.storage, cfg.name)
+
+
+def load_splits(cfg) -> DataSplits:
+    """The experiment's train/val/test splits (same for every teacher and student)."""
+    options = dict(cfg.data.options)
+    if "num_samples" in dataset_options(cfg.data.name):
+        options.setdefault("num_samples", cfg.data.num_samples)
+    try:
+        return build_splits(
+            cfg.data.name,
+            root=cfg.data.root,
+            storage_dir=open_store(cfg).cache_dir,
+            seed=cfg.data.seed,
+            val_fraction=cfg.data.val_fraction,
+            augment=cfg.data.augment,
+            download=cfg.data.download,
+            **options,
+        )
+    except TypeError as e:
+        raise ConfigError(f"config key 'data.options': {e}") from None
+
+
+@dataclass(frozen=True)
+class TrajectorySpec:
+    arch: str
+    seed: int
+    dataset: str
+
+    @property
+    def name(self) -> str:
+        return trajectory_name(self.arch, self.dataset, self.seed)
+
+
+def trajectory_specs(cfg) -> list[TrajectorySpec]:
+    """Every (teacher arch x seed) trajectory the config asks for, in a stable order."""
+    return [TrajectorySpec(a, s, cfg.data.name) for a in cfg.teacher.archs for s in cfg.teacher.seeds]
+
+
+def set_threads(cfg) -> None:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)

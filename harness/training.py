@@ -1,0 +1,130 @@
+"""Epoch loops shared by teachers and students: optimizer, LR schedule, train step, evaluation."""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks the GPU Ray (or CUDA_VISIBLE_DEVICES) assigned us, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but no CUDA GPU is visible; use device=auto or cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A seed per (run, epoch): a run resumed at an epoch boundary replays the same randomness."""
+    return (seed * 1_000_003 + epoch * 7919) % 2**31
+
+
+def make_optimizer(model: nn.Module, optim_cfg) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=optim_cfg.lr,
+        momentum=optim_cfg.momentum,
+        nesterov=optim_cfg.nesterov and optim_cfg.momentum > 0,
+        weight_decay=optim_cfg.weight_decay,
+    )
+
+
+def lr_factor(optim_cfg, epochs: int) -> Callable[[int], float]:
+    """Per-epoch LR multiplier: cosine to 0, step (x gamma at milestone fractions) or constant."""
+    schedule = optim_cfg.schedule
+    milestones = [round(m * epochs) for m in optim_cfg.milestones]
+    gamma = optim_cfg.gamma
+
+    def factor(epoch: int) -> float:
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+        if schedule == "step":
+            return gamma ** sum(epoch >= m for m in milestones)
+        return 1.0
+
+    return factor
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, optim_cfg, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(optim_cfg, epochs))
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    acc: float
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+    device: torch.device,
+    targets_of: Callable[[Tensor, Tensor], Tensor] = lambda x, y: y,
+) -> EpochResult:
+    """One pass over ``batches``; ``loss_fn(logits, x, y)`` lets KD look up soft targets by batch.
+
+    ``targets_of(x, y)`` gives the class labels used for the accuracy (KD batches carry sample
+    indices in ``y`` and map them to labels).
+    """
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss = loss_fn(logits, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = x.shape[0]
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == targets_of(x, y)).sum().item()
+        seen += n
+    return EpochResult(total_loss / max(seen, 1), correct / max(seen, 1))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module | Callable[[Tensor], Tensor], batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> tuple[Tensor, Tensor]:
+    """All logits and labels of a data set, in loader order (CPU tensors)."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    outs, ys = [], []
+    for x, y in batches:
+        outs.append(model(x.to(device, non_blocking=True)).float().cpu())
+        ys.append(y.cpu())
+    return torch.cat(outs), torch.cat(ys)
+
+
+def metrics_from_logits(logits: Tensor, y: Tensor, prefix: str) -> dict[str, float]:
+    """Accuracy, mean cross-entropy and mean max-softmax confidence."""
+    probs = F.softmax(logits, dim=1)
+    return {
+        f"{prefix}_acc": (logits.argmax(1) == y).float().mean().item(),
+        f"{prefix}_loss": F.cross_entropy(logits, y).item(),
+        f"{prefix}_confidence": probs.max(1).values.mean().item(),
+    }
+
+
+def metrics_from_probs(probs: Tensor, y: Tensor, prefix: str) -> dict[str, float]:
+    """Same as ``metrics_from_logits`` for an ensemble that gives probabilities."""
+    return {
+        f"{prefix}_acc": (probs.argmax(1) == y).float().mean().item(),
+        f"{prefix}_loss": F.nll_loss(probs.clamp_min(1e-12).log(), y).item(),
+        f"{prefix}_confidence": probs.max(1).values.mean().item(),
+    }
+
