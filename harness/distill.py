@@ -61,8 +61,12 @@ def resolve_run(cfg) -> dict:
 
 
 def run_id_of(cfg, run: dict) -> str:
-    """Stable id of a run: same data, student recipe, teacher checkpoints and KD settings."""
-    keys = ("student_arch", "seed", "temperature", "kd_weight", "ensemble_reduce", "teacher_checkpoints")
+    """Stable id of a run: same data, student recipe, teacher choice, checkpoints and KD settings.
+
+    The choice is part of the id although e.g. ``fraction:0.5`` and ``epoch:40`` may resolve to the
+    same checkpoint: each choice gets its own leaderboard row.
+    """
+    keys = ("teacher_choice", "student_arch", "seed", "temperature", "kd_weight", "ensemble_reduce", "teacher_checkpoints")
     return config_hash({
         "experiment": cfg.name,
         "data": to_dict(cfg.data),
