@@ -1,0 +1,189 @@
+"""Deterministic batch iteration: same ``(seed, epoch)`` -> same batches, on any resume.
+
+Two paths behind one function, ``make_loader``:
+
+* ``TensorSplit`` (in-memory tensors): batches are index slices of the tensors, optionally
+  kept on the GPU (``device="cuda"``); no DataLoader and no per-item Python. The shuffle
+  order is ``torch.randperm`` drawn from a private ``torch.Generator`` seeded with
+  ``derive_seed("shuffle", seed, epoch)``.
+* any other ``Dataset``: a ``torch.utils.data.DataLoader`` whose sampler uses a private
+  generator seeded the same way. Augmentation randomness is made deterministic *per item*:
+  every ``dataset[i]`` runs inside a forked RNG scope (the torch CPU generator and Python's
+  ``random``, which is what torchvision transforms draw from, are saved, seeded from
+  ``(seed, epoch, i)`` and restored afterwards; about 20 us per item). So sample ``i`` of
+  epoch ``e`` gets the same random crop/flip whatever the batch order, the number of workers
+  or what else consumed the global RNG in between, and the caller's global RNG state is left
+  as it was. ``numpy.random`` is not forked (saving its state costs ~70 us per item and
+  torchvision never uses it): a transform drawing from it is deterministic only per worker
+  (workers seed numpy from their torch seed), not per item.
+
+Both loaders are re-iterable: each ``iter()`` restarts from the same seeds and yields the same
+batches. Build a new loader per epoch (``epoch=e``) to get that epoch's order.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .splits import TensorSplit, derive_seed
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TensorLoader:
+    """Batches of a ``TensorSplit`` by tensor slicing; yields ``(x, y)`` on the split's device."""
+
+    def __init__(
+        self, split: TensorSplit, batch_size: int, *, shuffle: bool, seed: int, epoch: int, drop_last: bool
+    ) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = epoch
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def order(self) -> torch.Tensor | None:
+        """The sample order of this epoch (a CPU LongTensor), or None when not shuffling."""
+        if not self.shuffle:
+            return None
+        g = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, self.epoch))
+        return torch.randperm(len(self.split), generator=g)
+
+    def __iter__(self) -> Iterator[Batch]:
+        x, y = self.split.x, self.split.y
+        n, bs = len(self.split), self.batch_size
+        stop = (n // bs) * bs if self.drop_last else n
+        perm = self.order()
+        if perm is not None:
+            perm = perm.to(x.device)
+        for start in range(0, stop, bs):
+            if perm is None:
+                yield x[start : start + bs], y[start : start + bs]
+            else:
+                idx = perm[start : start + bs]
+                yield x[idx], y[idx]
+
+
+class _SeededItems(Dataset):
+    """Wraps a dataset so that item ``i`` is produced under RNG seeds fixed by ``(base_seed, i)``."""
+
+    def __init__(self, dataset: Dataset, base_seed: int) -> None:
+        self.dataset = dataset
+        self.base_seed = base_seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):  # noqa: ANN204 - whatever the wrapped dataset returns
+        s = derive_seed(self.base_seed, int(i))
+        py_state = random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(s)
+                random.seed(s)
+                return self.dataset[i]
+        finally:
+            random.setstate(py_state)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader worker init: seed ``random``/``numpy`` from the worker's (deterministic) torch seed."""
+    s = torch.initial_seed() % 2**32
+    random.seed(s)
+    np.random.seed(s)
+
+
+class SeededDataLoader:
+    """A DataLoader rebuilt on every ``iter()`` from ``(seed, epoch)``; moves batches to ``device``."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        epoch: int,
+        device: torch.device | None,
+        num_workers: int,
+        drop_last: bool,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = epoch
+        self.device = device
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _loader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, self.epoch))
+        return DataLoader(
+            _SeededItems(self.dataset, derive_seed("augment", self.seed, self.epoch)),
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            generator=g,
+            num_workers=self.num_workers,
+            drop_last=self.drop_last,
+            pin_memory=self.device is not None and self.device.type == "cuda",
+            worker_init_fn=_seed_worker if self.num_workers > 0 else None,
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        for x, y in self._loader():
+            if self.device is not None:
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+            yield x, y
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    device: str | torch.device | None = "cpu",
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> TensorLoader | SeededDataLoader:
+    """An iterable of ``(x, y)`` batches whose order and augmentation depend only on ``(seed, epoch)``.
+
+    A ``TensorSplit`` takes the fast path (tensor slicing, data moved to ``device`` once per
+    loader; pass a split already moved with ``split.to(device)`` to avoid even that copy).
+    Anything else goes through a DataLoader with per-item seeded augmentation (module doc).
+    ``device=None`` leaves batches where the data is. ``num_workers`` is ignored for tensors.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    seed, epoch = int(seed), int(epoch)  # numpy / tensor ints would derive different seeds
+    dev = None if device is None else torch.device(device)
+    if isinstance(dataset, TensorSplit):
+        split = dataset if dev is None else dataset.to(dev)
+        return TensorLoader(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last)
+    return SeededDataLoader(
+        dataset,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        epoch=epoch,
+        device=dev,
+        num_workers=num_workers,
+        drop_last=drop_last,
+    )
