@@ -1,0 +1,488 @@
+"""Weights & Biases adapter behind a tiny interface; ``wandb`` and ``ray`` are imported lazily.
+
+``cfg.tracking.mode`` picks ``disabled`` (every function is a no-op that imports nothing),
+``offline`` (the default for runs: W&B writes run folders locally and never contacts a server;
+upload them later with ``wandb sync``) or ``online``. The environment variable ``WANDB_MODE`` can
+only make tracking *more* restrictive than the config: ``WANDB_MODE=disabled`` switches it off
+(the test suite sets this), ``WANDB_MODE=offline`` turns ``online`` into ``offline``.
+
+Everything W&B writes goes under ``wandb_dir(cfg) = <storage>/<name>/wandb`` (we pass
+``dir=<storage>/<name>`` to ``wandb.init``, and W&B adds the ``wandb/`` folder itself), so the
+offline runs of an experiment sit next to its checkpoints:
+``<storage>/<name>/wandb/offline-run-<time>-<id>/``; ``offline_run_dirs(cfg)`` lists them and
+``sync_command(cfg)`` prints the ``wandb sync`` line that uploads them.
+
+Runs of the harness:
+- sweep trials: ``wandb_callback(cfg)``, a ``WandbLoggerCallback`` subclass for Ray Tune
+  (one W&B run per trial, grouped by experiment, tagged per trial, see below);
+- teachers: ``log_trajectory(cfg, manifest)``, one run per trajectory (job_type ``teacher``):
+  the per-epoch curve from ``manifest['history']`` plus the metrics of every saved checkpoint;
+- scores: ``log_scores(cfg, scores, trajectory)``, the score table of one trajectory;
+- leaderboard: ``log_leaderboard(cfg, board)``, the leaderboard as a table.
+The three ``log_*`` functions are idempotent: a marker under ``wandb_dir/.logged/`` remembers a
+fingerprint of what was logged, so re-running a stage does not create duplicate W&B runs
+(``force=True`` logs again). Tracking never stops the pipeline: a W&B error is logged and the
+function returns None.
+
+Per-trial tags (Ray 2.60's ``WandbLoggerCallback`` has no per-trial tag option: it passes the
+same ``**kwargs`` to every trial's ``wandb.init``). ``TaggedWandbLoggerCallback`` overrides
+``log_trial_start`` to add, per trial, (1) the values of ``tag_keys`` looked up in the trial's
+config (default ``teacher_choice``; a key matches at the top level, as a dotted path, or as the
+last component of a nested key) and (2) anything under the trial config's ``wandb`` key (a dict
+of ``wandb.init`` arguments, e.g. ``{"tags": [...], "name": ..., "notes": ...}``; its ``tags``
+are added to the others). The ``wandb`` key itself is left out of the logged run config.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+MODES = ("disabled", "offline", "online")
+_STRICTNESS = {"online": 0, "offline": 1, "disabled": 2, "dryrun": 1}
+CALLBACK_CLASS_NAME = "TaggedWandbLoggerCallback"
+MAX_TAG_LEN = 64  # W&B rejects longer tags
+
+# Keep wandb.init fast and quiet, and off the network in offline mode: no console capture,
+# no system-metrics sampler, no host/git/code/requirements snapshot.
+FAST_SETTINGS: dict[str, Any] = {
+    "silent": True,
+    "console": "off",
+    "x_disable_stats": True,
+    "x_disable_meta": True,
+    "x_disable_machine_info": True,
+    "disable_git": True,
+    "disable_code": True,
+    "save_code": False,
+    "x_save_requirements": False,
+    "disable_job_creation": True,
+}
+
+Log = Callable[[str], None]
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# mode and places
+
+def tracking_mode(cfg) -> str:
+    """The effective mode: the config's, made stricter (never looser) by ``WANDB_MODE``."""
+    mode = str(cfg.tracking.mode)
+    if mode not in MODES:
+        raise ValueError(f"config key 'tracking.mode': unknown mode {mode!r}; known: {', '.join(MODES)}")
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in _STRICTNESS and _STRICTNESS[env] > _STRICTNESS[mode]:
+        return "offline" if env == "dryrun" else env
+    return mode
+
+
+def enabled(cfg) -> bool:
+    return tracking_mode(cfg) != "disabled"
+
+
+def _experiment_root(cfg) -> Path:
+    return (Path(str(cfg.storage)) / str(cfg.name)).expanduser().resolve()
+
+
+def wandb_dir(cfg) -> Path:
+    """``<storage>/<name>/wandb`` (absolute, created): where every W&B file of the experiment goes."""
+    d = _experiment_root(cfg) / "wandb"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def offline_run_dirs(cfg) -> list[Path]:
+    """The offline run folders of the experiment (``offline-run-*``), oldest first; what
+    ``wandb sync`` uploads. Creates nothing."""
+    d = _experiment_root(cfg) / "wandb"
+    if not d.is_dir():
+        return []
+    runs = [p for p in d.rglob("offline-run-*") if p.is_dir() and not p.is_symlink()]
+    return sorted(runs, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+def sync_command(cfg) -> str | None:
+    """The shell line that uploads the experiment's offline runs, or None when there are none."""
+    runs = offline_run_dirs(cfg)
+    if not runs:
+        return None
+    return f"wandb sync {_experiment_root(cfg) / 'wandb'}/offline-run-*   # {len(runs)} offline run(s)"
+
+
+def init_kwargs(cfg, **extra: Any) -> dict:
+    """Arguments for ``wandb.init`` shared by every run of the experiment."""
+    kw: dict[str, Any] = {
+        "project": str(cfg.tracking.project),
+        "group": str(cfg.name),
+        "dir": str(wandb_dir(cfg).parent),  # W&B writes into <dir>/wandb
+        "mode": tracking_mode(cfg),
+        "settings": dict(FAST_SETTINGS),
+    }
+    entity = getattr(cfg.tracking, "entity", None)
+    if entity:
+        kw["entity"] = str(entity)
+    kw.update(extra)
+    return kw
+
+
+def _import_wandb():
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import wandb
+
+    return wandb
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray Tune callback
+
+def _lookup(config: dict, key: str) -> Any:
+    """``key`` in a (nested) trial config: top-level, dotted/slashed path, or last component."""
+    if key in config:
+        return config[key]
+    parts = key.replace("/", ".").split(".")
+    node: Any = config
+    for p in parts:
+        if isinstance(node, dict) and p in node:
+            node = node[p]
+        else:
+            node = None
+            break
+    if node is not None:
+        return node
+    stack = [config]
+    while stack:
+        d = stack.pop(0)
+        for k, v in d.items():
+            if k == parts[-1] and not isinstance(v, dict):
+                return v
+            if isinstance(v, dict) and k != "wandb":
+                stack.append(v)
+    return None
+
+
+def trial_tags(config: dict, tag_keys: Sequence[str] = ("teacher_choice",), base: Sequence[str] = ()) -> list[str]:
+    """Tags of one trial: ``base`` + the values of ``tag_keys`` in its config + ``config['wandb']['tags']``."""
+    tags = list(base)
+    for key in tag_keys:
+        value = _lookup(config, key)
+        if value is not None:
+            tags.append(str(value))
+    extra = config.get("wandb") if isinstance(config.get("wandb"), dict) else {}
+    extra_tags = extra.get("tags") or []
+    tags += [extra_tags] if isinstance(extra_tags, str) else list(extra_tags)
+    out: list[str] = []
+    for t in tags:
+        t = str(t)[:MAX_TAG_LEN]
+        if t and t not in out:
+            out.append(t)
+    return out
+
+
+_CALLBACK_CLASS = None
+
+
+def _callback_class():
+    """``TaggedWandbLoggerCallback``, built on first use so that ray is imported only then.
+
+    It is reachable as ``harness.tracking.TaggedWandbLoggerCallback`` (module ``__getattr__``),
+    so pickling a callback (Tune saves its RunConfig for ``Tuner.restore``) works by reference.
+    """
+    global _CALLBACK_CLASS
+    if _CALLBACK_CLASS is not None:
+        return _CALLBACK_CLASS
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    class TaggedWandbLoggerCallback(WandbLoggerCallback):
+        """``WandbLoggerCallback`` with per-trial tags and init arguments (see module docs)."""
+
+        def __init__(self, *args: Any, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any) -> None:
+            excludes = list(kwargs.pop("excludes", None) or [])
+            if "wandb" not in excludes:
+                excludes.append("wandb")  # the per-trial wandb.init arguments are not hyperparameters
+            super().__init__(*args, excludes=excludes, **kwargs)
+            self.tag_keys = tuple(tag_keys)
+            self.base_tags = tuple(tags)
+
+        def setup(self, *args: Any, **kwargs: Any) -> None:
+            # Ray asks for an API key unless WANDB_MODE says offline/disabled; our mode travels in
+            # the wandb.init kwargs, so tell Ray's check about it for the duration of setup.
+            mode = self.kwargs.get("mode")
+            if mode in ("offline", "disabled") and not os.environ.get("WANDB_MODE"):
+                os.environ["WANDB_MODE"] = mode
+                try:
+                    super().setup(*args, **kwargs)
+                finally:
+                    os.environ.pop("WANDB_MODE", None)
+            else:
+                super().setup(*args, **kwargs)
+
+        def trial_init_kwargs(self, config: dict) -> dict:
+            extra = dict(config.get("wandb") or {}) if isinstance(config.get("wandb"), dict) else {}
+            extra["tags"] = trial_tags(config, self.tag_keys, [*self.base_tags, *(self.kwargs.get("tags") or [])])
+            return extra
+
+        def log_trial_start(self, trial: Any) -> None:
+            shared = self.kwargs
+            self.kwargs = {**shared, **self.trial_init_kwargs(dict(trial.config))}
+            try:
+                super().log_trial_start(trial)
+            finally:
+                self.kwargs = shared
+
+    TaggedWandbLoggerCallback.__module__ = __name__
+    TaggedWandbLoggerCallback.__qualname__ = CALLBACK_CLASS_NAME
+    _CALLBACK_CLASS = TaggedWandbLoggerCallback
+    return _CALLBACK_CLASS
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: lazy class, importable and picklable by name
+    if name == CALLBACK_CLASS_NAME:
+        return _callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def wandb_callback(cfg, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any):
+    """A Ray Tune ``WandbLoggerCallback`` (subclass) for the sweep, or None when disabled.
+
+    One W&B run per trial in ``project=cfg.tracking.project``, ``group=cfg.name``, written under
+    ``wandb_dir(cfg)``, in the tracking mode (passed to ``wandb.init`` as ``mode``), job_type
+    ``student``; tagged with ``tags`` plus per-trial tags: the values of ``tag_keys`` in the
+    trial config (default ``teacher_choice``) and the trial config's ``wandb.tags``. Extra
+    ``kwargs`` go to the callback (e.g. ``upload_checkpoints``) or on to ``wandb.init``.
+    """
+    if not enabled(cfg):
+        return None
+    _import_wandb()
+    kw = init_kwargs(cfg, job_type="student")
+    project, group = kw.pop("project"), kw.pop("group")
+    kw.update(kwargs)
+    return _callback_class()(project=project, group=group, tag_keys=tag_keys, tags=tags, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# runs for teachers, scores, the leaderboard
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _marker(cfg, key: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    return wandb_dir(cfg) / ".logged" / f"{safe}.json"
+
+
+def _logged_already(cfg, key: str, fingerprint: str) -> bool:
+    try:
+        return json.loads(_marker(cfg, key).read_text()).get("fingerprint") == fingerprint
+    except (OSError, ValueError):
+        return False
+
+
+def _mark_logged(cfg, key: str, fingerprint: str, run_dir: Path | None) -> None:
+    path = _marker(cfg, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "run_dir": str(run_dir) if run_dir else None}))
+    os.replace(tmp, path)
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (int, float, str, bool)) or v is None
+
+
+def _run_dir(run) -> Path | None:
+    try:
+        return Path(run.dir).parent
+    except Exception:
+        return None
+
+
+def _logged_run(cfg, key: str, fingerprint_of: Any, body: Callable[[Any, Any], None], init: dict, force: bool, log: Log) -> Path | None:
+    """Open one W&B run, let ``body(wandb, run)`` log into it, finish it, remember it."""
+    if not enabled(cfg):
+        return None
+    fp = _fingerprint(fingerprint_of)
+    if not force and _logged_already(cfg, key, fp):
+        return None
+    run = None
+    try:
+        wandb = _import_wandb()
+        run = wandb.init(**init_kwargs(cfg, reinit="create_new", **init))
+        body(wandb, run)
+        run.finish()
+    except Exception as e:  # tracking must never stop the pipeline
+        log(f"[tracking] W&B logging of {key} failed ({type(e).__name__}: {e}); continuing without it")
+        if run is not None:
+            try:
+                run.finish(exit_code=1)
+            except Exception:
+                pass
+        return None
+    run_dir = _run_dir(run)
+    _mark_logged(cfg, key, fp, run_dir)
+    return run_dir
+
+
+def log_trajectory(cfg, manifest: dict, force: bool = False, log: Log = _print) -> Path | None:
+    """One W&B run per teacher trajectory: per-epoch curve + checkpoint metrics and table.
+
+    Returns the run folder (None when disabled, already logged, or W&B failed).
+    """
+    if not enabled(cfg):
+        return None
+    name = str(manifest.get("name", "trajectory"))
+    history = list(manifest.get("history") or [])
+    ckpts = list(manifest.get("checkpoints") or [])
+    meta_keys = ("name", "arch", "dataset", "seed", "epochs", "checkpoint_every", "config_hash", "num_params", "device", "finished")
+    config = {k: manifest[k] for k in meta_keys if k in manifest}
+    if isinstance(manifest.get("config"), dict):
+        config["trajectory_config"] = manifest["config"]
+    tags = ["teacher"] + [str(manifest[k]) for k in ("arch", "dataset") if manifest.get(k) is not None]
+
+    def body(wandb, run) -> None:
+        run.define_metric("epoch")
+        run.define_metric("*", step_metric="epoch")
+        by_epoch: dict[int, dict] = {}
+        for h in history:
+            e = int(h["epoch"])
+            by_epoch.setdefault(e, {}).update({k: v for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))})
+        ckpt_cols = sorted({k for c in ckpts for k, v in c.items() if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        for c in ckpts:
+            e = int(c["epoch"])
+            by_epoch.setdefault(e, {}).update({f"ckpt/{k}": c[k] for k in ckpt_cols if k in c})
+        for e in sorted(by_epoch):
+            run.log({"epoch": e, **by_epoch[e]})
+        if ckpts:
+            cols = ["epoch", *ckpt_cols, "sha256"]
+            table = wandb.Table(columns=cols, data=[[int(c["epoch"]), *[c.get(k) for k in ckpt_cols], str(c.get("sha256", ""))[:12]] for c in ckpts])
+            run.log({"checkpoints": table})
+            last = ckpts[-1]
+            run.summary.update({f"final/{k}": last[k] for k in ckpt_cols if k in last})
+        if "wall_time_s" in manifest:
+            run.summary["wall_time_s"] = manifest["wall_time_s"]
+
+    fingerprint = {"name": name, "finished": manifest.get("finished"), "epochs": len(history), "ckpts": [c.get("sha256") for c in ckpts]}
+    init = {"job_type": "teacher", "name": name, "tags": tags, "config": config}
+    return _logged_run(cfg, f"trajectory-{name}", fingerprint, body, init, force, log)
+
+
+def score_rows(scores: Any) -> list[dict]:
+    """Flat per-checkpoint rows from a scores file, whatever its nesting: a list of dicts, or the
+    first list of dicts found under ``checkpoints``/``rows``/``scores``/any key (nested dicts
+    become dotted columns; lists become JSON strings)."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                out.update(flat(v, key + "."))
+            elif _scalar(v):
+                out[key] = v
+            else:
+                out[key] = json.dumps(v, default=str)
+        return out
+
+    def find(obj: Any) -> list[dict] | None:
+        if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
+            return obj
+        if isinstance(obj, dict):
+            for k in ("checkpoints", "rows", "scores", *obj.keys()):
+                if k in obj:
+                    found = find(obj[k])
+                    if found is not None:
+                        return found
+        return None
+
+    rows = find(scores) or []
+    return [flat(r) for r in rows]
+
+
+def _table(wandb, rows: list[dict]):
+    """A ``wandb.Table`` of dict rows (union of keys as columns). W&B types each column, so a
+    column that mixes numbers with text is stored as text."""
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    as_text = set()
+    for c in columns:
+        kinds = {isinstance(r[c], (int, float)) and not isinstance(r[c], bool) for r in rows if r.get(c) is not None}
+        if len(kinds) > 1:
+            as_text.add(c)
+
+    def cell(c: str, v: Any) -> Any:
+        if v is None:
+            return None
+        if c in as_text or not _scalar(v):
+            return v if isinstance(v, str) else json.dumps(v, default=str)
+        return v
+
+    data = [[cell(c, r.get(c)) for c in columns] for r in rows]
+    return wandb.Table(columns=columns, data=data, allow_mixed_types=True)
+
+
+def log_scores(cfg, scores: dict, trajectory: str, force: bool = False, log: Log = _print) -> Path | None:
+    """The score table of one trajectory (one row per checkpoint) as a W&B run with a
+    ``wandb.Table``; top-level scalars of ``scores`` (and small dicts such as selections) go
+    into the run config."""
+    if not enabled(cfg):
+        return None
+    rows = score_rows(scores)
+    config = {k: v for k, v in scores.items() if _scalar(v) or (isinstance(v, dict) and len(json.dumps(v, default=str)) < 4000)} if isinstance(scores, dict) else {}
+
+    def body(wandb, run) -> None:
+        if rows:
+            run.log({"scores": _table(wandb, rows)})
+        run.summary["num_checkpoints"] = len(rows)
+        selected = scores.get("selected") if isinstance(scores, dict) else None
+        if isinstance(selected, dict):  # the scorer's picks, e.g. {"recon+accuracy": {"epoch": 160, ...}}
+            run.summary.update({f"selected/{k}": v["epoch"] for k, v in selected.items() if isinstance(v, dict) and "epoch" in v})
+
+    init = {"job_type": "scores", "name": f"scores-{trajectory}", "tags": ["scores", trajectory[:MAX_TAG_LEN]], "config": {"trajectory": trajectory, **config}}
+    return _logged_run(cfg, f"scores-{trajectory}", scores, body, init, force, log)
+
+
+LEADERBOARD_TABLE_KEYS = (
+    "dataset", "teacher_arch", "student_arch", "teacher_choice", "test_mean", "test_std", "n",
+    "delta_vs_none", "teacher_test_acc", "temperature", "kd_weight", "ensemble_reduce",
+    "val_mean", "val_std", "teacher_epochs", "reported_epoch",
+)
+
+
+def log_leaderboard(cfg, board: list[dict], force: bool = False, log: Log = _print) -> Path | None:
+    """The leaderboard (``harness.report.build_leaderboard``) as a ``wandb.Table`` in a run of
+    its own (job_type ``leaderboard``); accuracies in percent."""
+    if not enabled(cfg) or not board:
+        return None
+    pct = {"test_mean", "test_std", "delta_vs_none", "teacher_test_acc", "val_mean", "val_std"}
+    rows = [{k: (None if b.get(k) is None else 100 * b[k]) if k in pct else (b.get(k) if _scalar(b.get(k)) else str(b.get(k)))
+             for k in LEADERBOARD_TABLE_KEYS} for b in board]
+
+    def body(wandb, run) -> None:
+        from harness.report.leaderboard import policy_note
+
+        run.log({"leaderboard": _table(wandb, rows)})
+        run.summary["selection_policy"] = policy_note(board)
+
+    init = {"job_type": "leaderboard", "name": f"leaderboard-{cfg.name}", "tags": ["leaderboard"], "notes": "student test accuracy in percent"}
+    return _logged_run(cfg, "leaderboard", rows, body, init, force, log)
+
+
+def report_offline_runs(cfg, log: Log = _print) -> list[Path]:
+    """Log where the offline runs are and how to upload them; return their folders."""
+    runs = offline_run_dirs(cfg) if tracking_mode(cfg) == "offline" else []
+    if runs:
+        log(f"[tracking] {len(runs)} W&B offline run(s) in {_experiment_root(cfg) / 'wandb'}; upload with:\n  {sync_command(cfg).split('   #')[0]}")
+    return runs
+
+
+__all__ = [
+    "CALLBACK_CLASS_NAME", "FAST_SETTINGS", "MODES", "enabled", "init_kwargs", "log_leaderboard", "log_scores",
+    "log_trajectory", "offline_run_dirs", "report_offline_runs", "score_rows", "sync_command", "tracking_mode",
+    "trial_tags", "wandb_callback", "wandb_dir",
+]

@@ -1,0 +1,136 @@
+"""W&B adapter: disabled is a free no-op, per-trial tags on the Tune callback, one offline smoke test."""
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from harness import tracking
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cfg_for(tmp_path: Path, mode: str):
+    return OmegaConf.create({"name": "exp", "storage": str(tmp_path / "runs"),
+                             "tracking": {"mode": mode, "project": "ckd-test", "entity": None}})
+
+
+def manifest() -> dict:
+    return {
+        "name": "cnn1d_small-mnist1d-s0", "arch": "cnn1d_small", "dataset": "mnist1d", "seed": 0, "epochs": 4,
+        "finished": True, "config_hash": "abc", "wall_time_s": 1.5,
+        "history": [{"epoch": e, "lr": 0.1, "train_loss_running": 1.0 / e, "train_acc_running": 0.4 + e / 10,
+                     "val_acc": 0.4 + e / 10, "seconds": 0.1} for e in range(1, 5)],
+        "checkpoints": [{"epoch": e, "train_acc": 0.5, "val_acc": 0.6, "test_acc": 0.6 + e / 100, "train_loss": 0.5,
+                         "train_confidence": 0.7, "sha256": "ab" * 32, "file": f"ckpt-e{e:04d}.pt"} for e in (2, 4)],
+    }
+
+
+def test_disabled_is_a_no_op_that_imports_nothing_heavy(tmp_path):
+    code = f"""
+import sys
+from omegaconf import OmegaConf
+from harness import tracking
+cfg = OmegaConf.create({{"name": "exp", "storage": {str(tmp_path / "runs")!r}, "tracking": {{"mode": "disabled", "project": "p", "entity": None}}}})
+assert tracking.wandb_callback(cfg) is None
+assert tracking.log_trajectory(cfg, {{"name": "t", "history": [{{"epoch": 1, "val_acc": 0.5}}]}}) is None
+assert tracking.log_scores(cfg, {{"checkpoints": [{{"epoch": 1}}]}}, "t") is None
+assert tracking.log_leaderboard(cfg, [{{"teacher_choice": "none"}}]) is None
+assert tracking.offline_run_dirs(cfg) == [] and tracking.sync_command(cfg) is None
+heavy = [m for m in ("wandb", "ray", "torch", "matplotlib") if m in sys.modules]
+assert not heavy, heavy
+"""
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written either
+
+
+def test_env_can_only_make_tracking_stricter(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert tracking.tracking_mode(cfg_for(tmp_path, "offline")) == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert tracking.tracking_mode(cfg_for(tmp_path, "online")) == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert tracking.tracking_mode(cfg_for(tmp_path, "offline")) == "offline"
+    monkeypatch.delenv("WANDB_MODE")
+    assert tracking.tracking_mode(cfg_for(tmp_path, "disabled")) == "disabled"
+    with pytest.raises(ValueError, match="tracking.mode"):
+        tracking.tracking_mode(cfg_for(tmp_path, "sometimes"))
+
+
+def test_wandb_dir_and_init_kwargs_stay_under_the_storage_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = cfg_for(tmp_path, "offline")
+    d = tracking.wandb_dir(cfg)
+    assert d == (tmp_path / "runs" / "exp" / "wandb").resolve() and d.is_dir()
+    kw = tracking.init_kwargs(cfg, job_type="x")
+    assert Path(kw["dir"]) / "wandb" == d  # wandb.init(dir=...) writes into <dir>/wandb
+    assert kw["mode"] == "offline" and kw["group"] == "exp" and kw["project"] == "ckd-test" and "entity" not in kw
+    assert kw["settings"]["x_disable_stats"] and kw["settings"]["silent"] and kw["job_type"] == "x"
+
+
+def test_trial_tags_from_config_keys_and_wandb_key():
+    config = {"distill": {"teacher_choice": "snapshot:[0.5,1.0]", "seed": 1}, "wandb": {"tags": ["extra", "sweep"]}}
+    assert tracking.trial_tags(config, base=["sweep"]) == ["sweep", "snapshot:[0.5,1.0]", "extra"]
+    assert tracking.trial_tags({"teacher_choice": "x" * 100}) == ["x" * 64]  # W&B's tag length limit
+    assert tracking.trial_tags({"a": 1}, tag_keys=("distill.teacher_choice",)) == []
+
+
+class FakeTrial:
+    """What WandbLoggerCallback.log_trial_start reads from a Tune trial."""
+
+    def __init__(self, trial_id: str, config: dict, path: Path) -> None:
+        self.trial_id, self.config, self.local_path = trial_id, config, str(path)
+        self.experiment_dir_name = "sweep"
+
+    def __str__(self) -> str:
+        return f"train_student_{self.trial_id}"
+
+
+def test_callback_tags_each_trial_with_its_teacher_choice(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert tracking.wandb_callback(cfg_for(tmp_path, "disabled")) is None
+    cb = tracking.wandb_callback(cfg_for(tmp_path, "offline"), tags=["sweep"])
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    assert isinstance(cb, WandbLoggerCallback) and type(cb).__qualname__ == tracking.CALLBACK_CLASS_NAME
+    assert type(pickle.loads(pickle.dumps(cb))) is type(cb)  # Tune pickles its RunConfig for Tuner.restore
+    started: list[dict] = []
+    monkeypatch.setattr(cb, "_start_logging_actor", lambda trial, exclude, **kw: started.append(kw))
+    cb.setup()  # offline: no API key needed
+    for i, choice in enumerate(["none", "epoch:20"]):
+        cb.log_trial_start(FakeTrial(f"t{i}", {"teacher_choice": choice, "temperature": 4.0, "wandb": {"notes": "n"}}, tmp_path))
+    assert [kw["tags"] for kw in started] == [["sweep", "none"], ["sweep", "epoch:20"]]
+    for kw in started:
+        assert kw["group"] == "exp" and kw["project"] == "ckd-test" and kw["mode"] == "offline" and kw["job_type"] == "student"
+        assert Path(kw["dir"]) / "wandb" == tracking.wandb_dir(cfg_for(tmp_path, "offline")) and kw["notes"] == "n"
+        assert "wandb" not in kw["config"] and kw["config"]["temperature"] == 4.0
+    assert "tags" not in cb.kwargs  # per-trial tags do not leak into the shared kwargs
+
+
+def test_offline_smoke_writes_run_folders_without_network(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # any attempt to reach a server would fail
+    cfg = cfg_for(tmp_path, "offline")
+    logs: list[str] = []
+    run = tracking.log_trajectory(cfg, manifest(), log=logs.append)
+    assert run is not None and not logs, logs
+    runs = tracking.offline_run_dirs(cfg)
+    assert runs == [run] and run.parent == tracking.wandb_dir(cfg) and run.name.startswith("offline-run-")
+    assert list(run.glob("run-*.wandb")) and list(run.glob("files/media/table/checkpoints_*.table.json"))
+    table = json.loads(next(run.glob("files/media/table/checkpoints_*.table.json")).read_text())
+    assert table["columns"][:2] == ["epoch", "test_acc"] and [r[0] for r in table["data"]] == [2, 4]
+
+    assert tracking.log_trajectory(cfg, manifest()) is None  # logged already: no duplicate run
+    scores = {"trajectory": "t", "checkpoints": [{"epoch": 2, "kde": {"i_x": 1.5}}, {"epoch": 4, "kde": {"i_x": 2.0}}]}
+    assert tracking.log_scores(cfg, scores, "cnn1d_small-mnist1d-s0") is not None
+    board = [{"dataset": "mnist1d", "teacher_arch": None, "student_arch": "mlp_small", "teacher_choice": "none",
+              "test_mean": 0.7, "test_std": None, "n": 1, "reported": "final", "seeds": [0]}]
+    assert tracking.log_leaderboard(cfg, board) is not None
+    assert len(tracking.offline_run_dirs(cfg)) == 3
+    assert tracking.sync_command(cfg).startswith(f"wandb sync {tracking.wandb_dir(cfg)}/offline-run-*")
