@@ -107,7 +107,7 @@ def distill_student(
 
     set_threads(cfg)
     device = resolve_device(cfg.device)
-    splits = load_splits(cfg)
+    splits = load_splits(cfg, device)
     refs = [TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"]]
     teacher = load_teacher(cfg, refs, device)
     T, w = run["temperature"], run["kd_weight"]
@@ -174,7 +174,6 @@ def _kd_objective(splits, teacher: FrozenTeacher | None, T: float, w: float, eva
     if teacher is None or w == 0.0:
         return train, (lambda logits, x, y: kd_loss(logits, y, None, T, 0.0)), (lambda x, y: y)
     if not splits.augmented and isinstance(train, TensorSplit):
-        train = train.to(device)
         soft = torch.cat([teacher.soft_targets(x, T) for x, _ in make_loader(train, eval_bs, shuffle=False, device=device)])
         labels = train.y
         indexed = TensorSplit(train.x, torch.arange(len(train), device=train.x.device))

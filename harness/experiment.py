@@ -1,12 +1,12 @@
 """Experiment-level helpers every stage shares: the store, the data splits, the trajectories."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from harness.config import ConfigError
-from harness.data import DataSplits, build_splits, dataset_options
+from harness.data import DataSplits, TensorSplit, build_splits, dataset_options
 from harness.store import CheckpointStore, trajectory_name
 
 
@@ -14,13 +14,17 @@ def open_store(cfg) -> CheckpointStore:
     return CheckpointStore(cfg.storage, cfg.name)
 
 
-def load_splits(cfg) -> DataSplits:
-    """The experiment's train/val/test splits (same for every teacher and student)."""
+def load_splits(cfg, device: torch.device | str | None = None) -> DataSplits:
+    """The experiment's train/val/test splits (same for every teacher and student).
+
+    With ``device``, in-memory splits are moved there once (GPU-resident data: no host-to-device
+    copy per batch).
+    """
     options = dict(cfg.data.options)
     if "num_samples" in dataset_options(cfg.data.name):
         options.setdefault("num_samples", cfg.data.num_samples)
     try:
-        return build_splits(
+        splits = build_splits(
             cfg.data.name,
             root=cfg.data.root,
             storage_dir=open_store(cfg).cache_dir,
@@ -32,6 +36,10 @@ def load_splits(cfg) -> DataSplits:
         )
     except TypeError as e:
         raise ConfigError(f"config key 'data.options': {e}") from None
+    if device is None:
+        return splits
+    moved = {k: getattr(splits, k).to(device) for k in ("train", "val", "test", "train_eval") if isinstance(getattr(splits, k), TensorSplit)}
+    return replace(splits, **moved)
 
 
 @dataclass(frozen=True)

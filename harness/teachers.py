@@ -83,8 +83,7 @@ def train_trajectory(cfg, arch: str, seed: int, log: Log = _print, on_epoch: Cal
 
     set_threads(cfg)
     device = resolve_device(cfg.device)
-    splits = load_splits(cfg)
-    train_set = splits.train.to(device) if hasattr(splits.train, "to") else splits.train
+    splits = load_splits(cfg, device)
     t = cfg.teacher
     seed_everything(derive_seed("teacher-init", arch, seed))
     model = create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
@@ -113,7 +112,7 @@ def train_trajectory(cfg, arch: str, seed: int, log: Log = _print, on_epoch: Cal
     for epoch in range(start + 1, t.epochs + 1):
         began = time.perf_counter()
         torch.manual_seed(epoch_seed(seed, epoch))
-        batches = make_loader(train_set, cfg.data.batch_size, shuffle=True, seed=seed, epoch=epoch, device=device, num_workers=cfg.data.num_workers)
+        batches = make_loader(splits.train, cfg.data.batch_size, shuffle=True, seed=seed, epoch=epoch, device=device, num_workers=cfg.data.num_workers)
         lr = optimizer.param_groups[0]["lr"]
         res = train_epoch(model, batches, optimizer, lambda logits, x, y: torch.nn.functional.cross_entropy(logits, y), device)
         scheduler.step()
