@@ -1,0 +1,248 @@
+"""Selectors: which checkpoint(s) of a trajectory to distill from, given its MI scores.
+
+A *selector* pairs an I(X;F) term with an I(Y;F) term (``estimator.key``, both oriented so
+that higher = more information). Per trajectory each term is normalized over the checkpoints
+(``normalization.py``, min-max by default) and the selection score of checkpoint e is
+
+    score(e) = x_weight * norm_x(e) + y_weight * norm_y(e)            (weights default 1 : 1)
+
+A selector is computed only when all its estimators are in ``scoring.estimators``.
+
+| selector   | I(X;F) term        | I(Y;F) term         | meaning                                     |
+|------------|--------------------|---------------------|---------------------------------------------|
+| paper      | recon.neg_loss     | accuracy.accuracy   | the paper's Algorithm 1                     |
+| ce         | recon.neg_loss     | ce_bound.i_y        | Algorithm 1 with I(Y;F) >= H(Y) - CE        |
+| kde        | kde.i_x            | kde.i_y             | KDE (Kolchinsky-Tracey) estimates of both   |
+| binning    | binning.i_x        | binning.i_y         | binned estimates of both                    |
+| accuracy   | -                  | accuracy.accuracy   | baseline: best validation accuracy          |
+
+**Single pick (Algorithm 1)**: T* = argmax_e score(e). Ties (scores equal to 9 decimals) go to
+the earlier epoch. A selector whose score is the same for every checkpoint (a saturated
+estimator, e.g. ``binning`` on a wide layer) is flagged ``degenerate`` in the scores file.
+
+**Ensemble pick (our extension)**, K members from one trajectory, greedy: walk the checkpoints
+in order of decreasing score (ties: earlier epoch first) and take each one that lies at least
+``gap`` epochs from every member taken so far, until K are taken. ``gap`` starts at
+``min_gap_fraction x epochs`` so that near-duplicate neighbours (which would add little
+diversity) are not picked together; if fewer than K checkpoints satisfy it, the gap is halved
+until they do (the gap used is recorded). The members are returned in epoch order. The score
+used is the ``scoring.ensemble_selector``'s (default ``paper``; the first computed selector in
+the table's order if that one is not available).
+
+``read_selected`` / ``read_selected_ensemble`` resolve the teacher choices ``selected:<selector>``
+and ``selected_ensemble:K`` from ``<storage>/<experiment>/scores/<trajectory>.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from harness.store import StoreError
+
+from .normalization import normalize
+
+SCORES_SCHEMA_VERSION = 1
+TIE_DECIMALS = 9
+
+
+@dataclass(frozen=True)
+class Selector:
+    name: str
+    x: tuple[str, str] | None  # (estimator, key) of the I(X;F) term
+    y: tuple[str, str] | None  # (estimator, key) of the I(Y;F) term
+    description: str
+
+    @property
+    def estimators(self) -> list[str]:
+        return sorted({t[0] for t in (self.x, self.y) if t is not None})
+
+    def terms(self) -> list[tuple[str, tuple[str, str]]]:
+        return [(axis, t) for axis, t in (("x", self.x), ("y", self.y)) if t is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "x": None if self.x is None else ".".join(self.x),
+            "y": None if self.y is None else ".".join(self.y),
+            "estimators": self.estimators,
+            "description": self.description,
+        }
+
+
+SELECTORS: dict[str, Selector] = {
+    s.name: s
+    for s in (
+        Selector("paper", ("recon", "neg_loss"), ("accuracy", "accuracy"), "paper Algorithm 1: -recon BCE + validation accuracy"),
+        Selector("ce", ("recon", "neg_loss"), ("ce_bound", "i_y"), "-recon BCE + (H(Y) - CE)"),
+        Selector("kde", ("kde", "i_x"), ("kde", "i_y"), "KDE I(X;T) + KDE I(T;Y)"),
+        Selector("binning", ("binning", "i_x"), ("binning", "i_y"), "binned I(X;T) + binned I(T;Y)"),
+        Selector("accuracy", None, ("accuracy", "accuracy"), "baseline: best validation accuracy"),
+    )
+}
+
+
+class ScoresError(StoreError, ValueError):
+    """Scores are missing, stale or lack the requested selector; the message says what to run."""
+
+
+def list_selectors() -> list[str]:
+    return list(SELECTORS)
+
+
+def available_selectors(estimators: Iterable[str]) -> list[str]:
+    """Selectors whose estimators are all among ``estimators``, in table order."""
+    have = set(estimators)
+    return [name for name, s in SELECTORS.items() if set(s.estimators) <= have]
+
+
+def _tie_key(score: float, epoch: int) -> tuple[float, int]:
+    """Sort key: higher score first, NaN last, equal scores (to TIE_DECIMALS) by earlier epoch."""
+    value = -math.inf if score is None or not math.isfinite(score) else round(score, TIE_DECIMALS)
+    return (-value, epoch)
+
+
+def selector_scores(
+    raw: Sequence[dict[str, dict[str, float]]],
+    selector: Selector,
+    normalization: str = "minmax",
+    x_weight: float = 1.0,
+    y_weight: float = 1.0,
+) -> dict[str, list[float]]:
+    """Normalized terms and the selection score per checkpoint.
+
+    ``raw[i]`` is checkpoint i's ``{estimator: {key: value}}``. Returns ``{"x": [...], "y":
+    [...], "score": [...]}`` (``x``/``y`` only for the terms the selector has). A selector with a
+    single term scores by that term alone (the weights do not apply).
+    """
+    out: dict[str, list[float]] = {}
+    weights = {"x": x_weight, "y": y_weight}
+    terms = selector.terms()
+    for axis, (est, key) in terms:
+        values = [r.get(est, {}).get(key, math.nan) for r in raw]
+        out[axis] = normalize(values, normalization)
+    if len(terms) == 1:
+        out["score"] = list(out[terms[0][0]])
+    else:
+        out["score"] = [sum(weights[a] * out[a][i] for a, _ in terms) for i in range(len(raw))]
+    return out
+
+
+def is_degenerate(scores: Sequence[float]) -> bool:
+    """True when every checkpoint has the same score (to 9 decimals): the pick carries no signal."""
+    finite = {round(v, TIE_DECIMALS) for v in scores if v is not None and math.isfinite(v)}
+    return len(finite) <= 1
+
+
+def select_single(epochs: Sequence[int], scores: Sequence[float]) -> int:
+    """T* = argmax score; ties (to 9 decimals) go to the earlier epoch."""
+    if not epochs:
+        raise ValueError("no checkpoints to select from")
+    return min(zip(scores, epochs), key=lambda se: _tie_key(se[0], se[1]))[1]
+
+
+def select_ensemble(epochs: Sequence[int], scores: Sequence[float], k: int, min_gap: float) -> tuple[list[int], float]:
+    """Greedy K-member pick with a minimum epoch gap (module doc); returns (epochs, gap used)."""
+    if k < 1:
+        raise ValueError(f"ensemble size must be >= 1, got {k}")
+    if k > len(epochs):
+        raise ValueError(f"cannot pick {k} checkpoints from a trajectory with {len(epochs)}")
+    order = sorted(zip(scores, epochs), key=lambda se: _tie_key(se[0], se[1]))
+    gap = float(min_gap)
+    while True:
+        members: list[int] = []
+        for _, e in order:
+            if all(abs(e - m) >= gap for m in members):
+                members.append(e)
+                if len(members) == k:
+                    return sorted(members), gap
+        gap = gap / 2 if gap > 1 else 0.0  # distinct epochs are >= 1 apart, so 0 always works
+
+
+# ----------------------------------------------------------------------------- scores file
+
+
+def scores_path(store: Any, trajectory_name: str) -> Path:
+    return Path(store.scores_dir) / f"{trajectory_name}.json"
+
+
+def read_scores(store: Any, trajectory_name: str) -> dict:
+    """The scores file of one trajectory; ``ScoresError`` if scoring has not run."""
+    path = scores_path(store, trajectory_name)
+    if not path.is_file():
+        raise ScoresError(
+            f"no MI scores for trajectory {trajectory_name}: {path} does not exist; "
+            "run `ckd score CONFIG` first"
+        )
+    try:
+        scores = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ScoresError(f"scores file {path} is corrupt ({e}); delete it and run `ckd score CONFIG` first") from None
+    if scores.get("schema_version") != SCORES_SCHEMA_VERSION:
+        raise ScoresError(
+            f"scores file {path} has schema {scores.get('schema_version')}, expected {SCORES_SCHEMA_VERSION}; "
+            "run `ckd score CONFIG` first"
+        )
+    return scores
+
+
+def _check_fresh(store: Any, trajectory_name: str, scores: dict) -> None:
+    """Scores must describe the checkpoints now on disk (same epochs, same sha256)."""
+    traj = store.trajectory(trajectory_name)
+    if not traj.exists():
+        return  # resolution of the teacher itself will say that the trajectory is missing
+    on_disk = {c["epoch"]: c.get("sha256") for c in traj.checkpoints()}
+    scored = {c["epoch"]: c.get("sha256") for c in scores["checkpoints"]}
+    if on_disk != scored:
+        changed = sorted(e for e in set(on_disk) | set(scored) if on_disk.get(e) != scored.get(e))
+        raise ScoresError(
+            f"MI scores of trajectory {trajectory_name} are stale (checkpoints changed at epochs {changed}); "
+            "run `ckd score CONFIG` first"
+        )
+
+
+def _require_selector(scores: dict, trajectory_name: str, selector: str) -> None:
+    if selector in scores.get("selected", {}):
+        return
+    if selector not in SELECTORS:
+        raise ScoresError(f"unknown selector {selector!r}; known: {', '.join(list_selectors())}")
+    needs = SELECTORS[selector].estimators
+    raise ScoresError(
+        f"selector {selector!r} was not computed for trajectory {trajectory_name}: it needs the estimators "
+        f"{needs}, but the scores hold {sorted(scores.get('estimators', {}))}; add them to scoring.estimators "
+        "and run `ckd score CONFIG` first"
+    )
+
+
+def read_selected(store: Any, trajectory_name: str, selector: str) -> int:
+    """Epoch T* chosen by ``selector`` for the trajectory (teacher choice ``selected:<selector>``)."""
+    scores = read_scores(store, trajectory_name)
+    _require_selector(scores, trajectory_name, selector)
+    _check_fresh(store, trajectory_name, scores)
+    return int(scores["selected"][selector]["epoch"])
+
+
+def read_selected_ensemble(store: Any, trajectory_name: str, k: int, selector: str | None = None) -> list[int]:
+    """Epochs of the K-checkpoint ensemble (teacher choice ``selected_ensemble:K``).
+
+    Uses the pick stored for K when there is one, else runs the same greedy rule on the stored
+    normalized scores (so any K up to the number of checkpoints works without rescoring).
+    """
+    scores = read_scores(store, trajectory_name)
+    ens = scores["selected_ensemble"]
+    selector = selector or ens["selector"]
+    if selector is None:
+        raise ScoresError(f"no selector was computed for trajectory {trajectory_name}; run `ckd score CONFIG` first")
+    _require_selector(scores, trajectory_name, selector)
+    _check_fresh(store, trajectory_name, scores)
+    stored = ens["by_k"].get(str(k))
+    if stored is not None and selector == ens["selector"]:
+        return [int(e) for e in stored["epochs"]]
+    epochs = [c["epoch"] for c in scores["checkpoints"]]
+    values = [c["normalized"][selector]["score"] for c in scores["checkpoints"]]
+    try:
+        members, _ = select_ensemble(epochs, values, k, ens["min_gap_epochs"])
+    except ValueError as e:
+        raise ScoresError(f"selected_ensemble:{k} for trajectory {trajectory_name}: {e}") from None
+    return members
