@@ -78,42 +78,62 @@ class DistillConfig:
 
 @dataclass
 class ReconConfig:
-    max_epochs: int = 30
-    patience: int = 3
-    lr: float = 1e-3
-    hidden_channels: int = 12
+    """The ``recon`` estimator's decoder training (harness/scoring/recon.py)."""
+
+    max_epochs: int = 60
+    patience: int = 5  # epochs without held-out improvement before a decoder stops
+    lr: float = 3e-3  # Adam
+    hidden_channels: int = 12  # paper: 12
+    batch_size: int = 32
+    holdout_fraction: float = 0.25  # part of the scoring sample held out for early stopping and the reported loss
+    folds: int = 1  # > 1: cross-fitting, every sample held out once (folds x the cost, less noise)
 
 
 @dataclass
 class ScoringConfig:
+    """MI scoring of teacher checkpoints (harness/scoring; selectors in scoring/selection.py)."""
+
     estimators: list[str] = field(
         default_factory=lambda: ["recon", "accuracy", "ce_bound", "kde", "binning"]
     )
     num_samples: int = 1000  # validation samples shared by every checkpoint of a trajectory
-    seed: int = 0
-    batch_size: int = 500
-    normalization: str = "minmax"
+    seed: int = 0  # draws the scoring sample and seeds the recon decoders
+    batch_size: int = 500  # forward batch of the shared feature pass
+    normalization: str = "minmax"  # minmax | zscore | rank | none
     x_weight: float = 1.0  # weight of normalized I(X;F) in the selection score
     y_weight: float = 1.0  # weight of normalized I(Y;F)
     ensemble_sizes: list[int] = field(default_factory=lambda: [2, 3])
+    ensemble_selector: str = "paper"  # whose score ranks the selected_ensemble:K members
     min_gap_fraction: float = 0.2  # ensemble members lie at least this fraction of epochs apart
-    kde_noise_var: float = 0.1
+    kde_noise_var: float = 0.1  # relative to unit total variance of the standardized features
     binning_bins: int = 30
+    feature_cache_mb: float = 1024.0  # keep conv stages of all checkpoints in memory up to this size
     recon: ReconConfig = field(default_factory=ReconConfig)
 
 
 @dataclass
 class SweepConfig:
+    """The Ray Tune sweep (harness/cluster/sweep.py): one trial = one distilled student."""
+
     teacher_choices: list[str] = field(default_factory=lambda: ["none", "full", "fraction:0.5"])
     temperature: list[float] = field(default_factory=lambda: [4.0])
     kd_weight: list[float] = field(default_factory=lambda: [0.5])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # student seeds
     student_archs: list[str] = field(default_factory=list)  # empty: student.archs
-    scheduler: str = "none"  # none | asha
-    search: str = "grid"  # grid | random
-    num_samples: int = 1  # samples per grid point (random search draws)
-    max_failures: int = 2
+    teacher_archs: list[str] = field(default_factory=list)  # empty: teacher.archs
+    # paired: the student of seed i learns from the trajectory of teacher.seeds[i % n], so the
+    # spread over seeds includes teacher-run noise; first: always distill.teacher_seed (or the first)
+    teacher_seeds: str = "paired"
+    scheduler: str = "none"  # none | asha (early-stops trials on val_acc; stopped trials get no result row)
+    grace_period: int = 5  # asha: epochs every trial runs before it can be stopped
+    reduction_factor: float = 3.0  # asha
+    search: str = "grid"  # grid | random | optuna | hyperopt (the last two need their package)
+    num_samples: int = 1  # grid: repeats of the grid; random/optuna/hyperopt: trials drawn
+    max_failures: int = 2  # retries of a failed trial (FailureConfig), resumed from its checkpoint
     max_concurrent: int = 0  # 0: as resources allow
+    checkpoint_every: int = 1  # epochs between trial checkpoints (metrics are reported every epoch)
+    name: Optional[str] = None  # Tune experiment name; default sweep-<hash of the grid>
+    reuse_actors: bool = True  # keep trial processes alive between trials (saves start-up time)
 
 
 @dataclass
@@ -124,13 +144,19 @@ class ResourcesConfig:
 
 @dataclass
 class ClusterConfig:
-    address: Optional[str] = None  # ray://... or host:port; also RAY_ADDRESS
+    """Where stages run (harness/cluster): a Ray cluster, or in this process (mode=local)."""
+
+    mode: str = "ray"  # ray | local (in-process, no Ray: for machines without Ray)
+    address: Optional[str] = None  # ray://host:port, host:port or auto; also RAY_ADDRESS; none: start a local cluster
     num_cpus: Optional[int] = None  # local cluster only; default: all cores
-    num_gpus: Optional[int] = None
-    trajectory: ResourcesConfig = field(default_factory=ResourcesConfig)
-    trial: ResourcesConfig = field(default_factory=ResourcesConfig)
-    scorer: ResourcesConfig = field(default_factory=ResourcesConfig)
-    max_actor_restarts: int = 3
+    num_gpus: Optional[int] = None  # local cluster only; default: all visible GPUs
+    trajectory: ResourcesConfig = field(default_factory=ResourcesConfig)  # per teacher-trajectory actor
+    trial: ResourcesConfig = field(default_factory=ResourcesConfig)  # per sweep trial
+    scorer: ResourcesConfig = field(default_factory=ResourcesConfig)  # the scorer actor
+    max_actor_restarts: int = 3  # restarts of a trajectory/scorer actor that died (-1: unlimited)
+    connect_timeout_s: float = 10.0  # how long to wait for cluster.address to answer
+    check_storage: bool = True  # on a multi-node cluster, check that every node sees `storage`
+    progress_interval_s: float = 15.0  # how often the driver prints the trajectory progress table
 
 
 @dataclass
@@ -259,11 +285,64 @@ def validate(cfg: Any) -> None:
     _check(all(0 <= x <= 1 for x in s.kd_weight), "sweep.kd_weight", "must lie in [0, 1]")
     _check(len(s.seeds) > 0, "sweep.seeds", "needs at least one seed")
     _check_known(s.scheduler, "sweep.scheduler", ["asha", "none"], "scheduler")
-    _check_known(s.search, "sweep.search", ["grid", "random"], "search")
+    _check_known(s.search, "sweep.search", ["grid", "hyperopt", "optuna", "random"], "search")
+    _validate_sweep_cluster(cfg)
     _check_known(cfg.tracking.mode, "tracking.mode", ["disabled", "offline", "online"], "mode")
-    sc = cfg.scoring
+    _validate_scoring(cfg.scoring)
+
+
+def _validate_scoring(sc: Any) -> None:
+    """The ``scoring`` section: known estimators / normalization / selector, sane ranges."""
+    from harness.scoring import list_estimators, list_normalizations, list_selectors
+
+    _check(len(sc.estimators) > 0, "scoring.estimators", "needs at least one estimator")
+    for i, name in enumerate(sc.estimators):
+        _check_known(name, f"scoring.estimators[{i}]", list_estimators(), "estimator")
+    _check(len(set(sc.estimators)) == len(sc.estimators), "scoring.estimators", "has duplicates")
     _check(sc.num_samples > 1, "scoring.num_samples", "must be > 1")
+    _check(sc.batch_size > 0, "scoring.batch_size", "must be positive")
+    _check_known(sc.normalization, "scoring.normalization", list_normalizations(), "normalization")
+    _check(sc.x_weight >= 0 and sc.y_weight >= 0, "scoring.x_weight/y_weight", "must be >= 0")
+    _check(sc.x_weight + sc.y_weight > 0, "scoring.x_weight/y_weight", "must not both be 0")
     _check(all(k >= 2 for k in sc.ensemble_sizes), "scoring.ensemble_sizes", "sizes must be >= 2")
+    _check_known(sc.ensemble_selector, "scoring.ensemble_selector", list_selectors(), "selector")
+    _check(0.0 <= sc.min_gap_fraction < 1.0, "scoring.min_gap_fraction", "must lie in [0, 1)")
+    _check(sc.kde_noise_var > 0, "scoring.kde_noise_var", "must be positive")
+    _check(sc.binning_bins >= 2, "scoring.binning_bins", "must be >= 2")
+    _check(sc.feature_cache_mb >= 0, "scoring.feature_cache_mb", "must be >= 0")
+    r = sc.recon
+    _check(r.max_epochs > 0, "scoring.recon.max_epochs", "must be positive")
+    _check(r.patience > 0, "scoring.recon.patience", "must be positive")
+    _check(r.lr > 0, "scoring.recon.lr", "must be positive")
+    _check(r.hidden_channels > 0, "scoring.recon.hidden_channels", "must be positive")
+    _check(r.batch_size >= 2, "scoring.recon.batch_size", "must be >= 2 (BatchNorm)")
+    _check(0.0 < r.holdout_fraction < 1.0, "scoring.recon.holdout_fraction", "must lie in (0, 1)")
+    _check(r.folds >= 1, "scoring.recon.folds", "must be >= 1")
+
+
+def _validate_sweep_cluster(cfg: Any) -> None:
+    """The ``sweep`` and ``cluster`` sections beyond types: names, ranges, resource shapes."""
+    s, c = cfg.sweep, cfg.cluster
+    for i, a in enumerate(s.teacher_archs):
+        _check_known(a, f"sweep.teacher_archs[{i}]", list(cfg.teacher.archs), "teacher arch (not in teacher.archs)")
+    _check_known(s.teacher_seeds, "sweep.teacher_seeds", ["first", "paired"], "teacher seed policy")
+    _check(len(set(s.seeds)) == len(s.seeds), "sweep.seeds", "has duplicates")
+    _check(s.grace_period >= 1, "sweep.grace_period", "must be >= 1")
+    _check(s.reduction_factor > 1, "sweep.reduction_factor", "must be > 1")
+    _check(s.num_samples >= 1, "sweep.num_samples", "must be >= 1")
+    _check(s.max_failures >= -1, "sweep.max_failures", "must be >= 0 (or -1: retry forever)")
+    _check(s.max_concurrent >= 0, "sweep.max_concurrent", "must be >= 0 (0: as resources allow)")
+    _check(s.checkpoint_every >= 1, "sweep.checkpoint_every", "must be >= 1")
+    _check(s.name is None or (s.name.strip() != "" and "/" not in s.name), "sweep.name", "must be a folder name")
+    _check_known(c.mode, "cluster.mode", ["local", "ray"], "mode")
+    _check(c.num_cpus is None or c.num_cpus > 0, "cluster.num_cpus", "must be positive")
+    _check(c.num_gpus is None or c.num_gpus >= 0, "cluster.num_gpus", "must be >= 0")
+    _check(c.max_actor_restarts >= -1, "cluster.max_actor_restarts", "must be >= 0 (or -1: unlimited)")
+    _check(c.connect_timeout_s > 0, "cluster.connect_timeout_s", "must be positive")
+    _check(c.progress_interval_s > 0, "cluster.progress_interval_s", "must be positive")
     for r in ("trajectory", "trial", "scorer"):
-        res = cfg.cluster[r]
+        res = c[r]
         _check(res.cpus >= 0 and res.gpus >= 0, f"cluster.{r}", "resources must be >= 0")
+        _check(res.cpus > 0 or res.gpus > 0, f"cluster.{r}", "needs some cpus or gpus")
+        _check(res.gpus <= 1 or float(res.gpus).is_integer(), f"cluster.{r}.gpus",
+               f"{res.gpus}: a fraction of one GPU (<= 1) or a whole number of GPUs")
