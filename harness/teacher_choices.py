@@ -117,8 +117,12 @@ def _snapshot_arg(arg: str | None) -> tuple[float | int, ...]:
 
 
 def _selector_arg(arg: str | None) -> str:
+    from harness.scoring.selection import list_selectors
+
     if not arg:
-        raise ValueError("needs a selector name, e.g. selected:paper")
+        raise ValueError(f"needs a selector name, e.g. selected:paper; known: {', '.join(list_selectors())}")
+    if arg not in list_selectors():
+        raise ValueError(f"unknown selector {arg!r}; known: {', '.join(list_selectors())}")
     return arg
 
 

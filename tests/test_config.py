@@ -25,6 +25,7 @@ def test_quickstart_loads_and_overrides_apply():
         ("data.name=imagenet22k", "data.name", "mnist1d"),
         ("distill.teacher_choice=best_one", "teacher_choice", "known kinds"),
         ("distill.teacher_choice=fraction:1.5", "teacher_choice", "(0, 1]"),
+        ("distill.teacher_choice=selected:magic", "teacher_choice", "known: paper"),
         ("distill.kd_weight=1.5", "distill.kd_weight", "[0, 1]"),
         ("distill.ensemble_reduce=median", "distill.ensemble_reduce", "logits, probs"),
         ("tracking.mode=loud", "tracking.mode", "offline"),
