@@ -1,0 +1,351 @@
+"""The Ray layer on a real local cluster (``ray.init(num_cpus=2)``, shared by the module).
+
+Trajectory actors (a killed actor restarts and resumes its trajectory), exhausted restarts, the
+scorer actor, the Tune sweep (per-epoch reports + checkpoints, results.csv rows, every teacher
+choice kind, resume with ``Tuner.restore`` after the driver dies, a killed trial resumed from
+its checkpoint), W&B offline runs, ``ckd run`` end to end and its fast re-run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from harness.cluster.connection import ClusterInfo, ClusterSession, actor_resources, connect  # noqa: E402
+from harness.cluster.errors import ClusterError  # noqa: E402
+from harness.cluster.scorer import Scorer, scores_fresh  # noqa: E402
+from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
+from harness.cluster.trajectories import TrajectoryRunner  # noqa: E402
+from harness.config import load_config  # noqa: E402
+from harness.experiment import open_store  # noqa: E402
+from tests.conftest import QUICKSTART, tiny_overrides  # noqa: E402
+
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+class Lines(list):
+    def __call__(self, msg: str) -> None:
+        self.append(msg)
+
+    def text(self) -> str:
+        return "\n".join(self)
+
+
+def _cfg(storage: Path, **extra):
+    base = {"teacher.epochs": 30, "teacher.checkpoint_every": 10, "scoring.estimators": "[accuracy,ce_bound,kde]",
+            "cluster.progress_interval_s": 1}
+    base.update(extra)
+    return load_config(QUICKSTART, tiny_overrides(storage, **base))
+
+
+def _wait_for(pred, timeout: float = 60.0, every: float = 0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture(scope="module")
+def trained(cluster, tmp_path_factory):
+    """Two trajectories in actors; the actor of s0 is killed mid-run (Ray restarts it)."""
+    storage = tmp_path_factory.mktemp("cluster") / "runs"
+    lines = Lines()
+    session = ClusterSession(_cfg(storage), lines)
+    runner = TrajectoryRunner(session).start()
+    victim = "cnn1d_small-mnist1d-s0"
+    _wait_for(lambda: runner.progress().get(victim, {}).get("epoch", 0) >= 3)
+    ray.kill(runner.actors[victim], no_restart=False)
+    manifests = runner.wait()
+    return {"session": session, "runner": runner, "manifests": manifests, "lines": lines, "victim": victim}
+
+
+def test_connect_reports_resources_and_cpu_only(cluster):
+    lines = Lines()
+    cfg = load_config(QUICKSTART, ["cluster.trial.gpus=0.5"])
+    info = connect(cfg, lines)
+    assert info.num_cpus == 2 and not info.multi_node
+    assert "no GPUs" in lines.text() and "gpus=0" in lines.text()
+    assert actor_resources(cfg, "trial", info, lines) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert "cluster.trial.gpus=0.5" in lines.text()  # said once, in the log
+    big = load_config(QUICKSTART, ["cluster.trajectory.cpus=64"])
+    started = ClusterInfo(None, True, 2.0, 0.0, info.nodes)
+    with pytest.raises(ClusterError, match="cluster.trajectory.cpus"):
+        actor_resources(big, "trajectory", started, lines)
+
+
+def test_bad_address_fails_fast_with_a_message(monkeypatch, tmp_path, capsys):
+    from harness.cli import main
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    began = time.time()
+    rc = main(["teachers", str(QUICKSTART), *tiny_overrides(tmp_path), "cluster.address=127.0.0.1:9", "cluster.connect_timeout_s=2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and time.time() - began < 30
+    assert "no Ray cluster answers at '127.0.0.1:9'" in err and "cluster.address" in err
+
+
+def test_trajectories_train_in_actors_and_storage_is_absolute(trained):
+    manifests = trained["manifests"]
+    assert set(manifests) == {"cnn1d_small-mnist1d-s0", "cnn1d_small-mnist1d-s1"}
+    store = open_store(trained["session"].cfg)
+    assert Path(trained["session"].cfg.storage).is_absolute()
+    for name, m in manifests.items():
+        assert m["finished"] and [c["epoch"] for c in m["checkpoints"]] == [10, 20, 30]
+        assert [h["epoch"] for h in m["history"]] == list(range(1, 31))  # every epoch exactly once
+        assert store.trajectory(name).is_finished()
+    text = trained["lines"].text()
+    assert "[teachers] progress after" in text and "epoch" in text and "s/epoch" in text  # the table
+
+
+def test_killed_actor_restarts_and_resumes_from_its_last_epoch(trained):
+    rows = trained["runner"].progress()
+    attempts = rows[trained["victim"]]["attempts"]
+    assert len(attempts) == 2, attempts  # the first incarnation + one restart
+    assert attempts[0]["first_epoch"] == 1 and attempts[1]["first_epoch"] > 3  # resumed, not restarted from 0
+    assert attempts[0]["pid"] != attempts[1]["pid"]
+    log = (open_store(trained["session"].cfg).root / "logs" / f"{trained['victim']}.log").read_text()
+    assert f"resuming after epoch {attempts[1]['first_epoch'] - 1}/30" in log
+    assert len(rows["cnn1d_small-mnist1d-s1"]["attempts"]) == 1
+
+
+def test_actor_with_no_restarts_left_fails_with_a_clear_message(cluster, tmp_path):
+    session = ClusterSession(_cfg(tmp_path / "runs", **{"teacher.seeds": "[5]", "teacher.epochs": 40, "cluster.max_actor_restarts": 0}), Lines())
+    runner = TrajectoryRunner(session).start()
+    _wait_for(lambda: runner.progress().get("cnn1d_small-mnist1d-s5", {}).get("epoch", 0) >= 1)
+    ray.kill(runner.actors["cnn1d_small-mnist1d-s5"], no_restart=False)
+    with pytest.raises(ClusterError, match=r"cluster.max_actor_restarts=0 restarts are used up.*re-run to resume"):
+        runner.wait()
+
+
+def test_scorer_actor_holds_the_data_once_and_skips_fresh_scores(trained):
+    session = trained["session"]
+    lines = Lines()
+    scorer = Scorer(session, lines)
+    names = sorted(trained["manifests"])
+    for n in names:
+        scorer.submit(n)
+    first_id = ray.get(scorer.actor.data_id.remote())
+    results = scorer.wait()
+    assert ray.get(scorer.actor.data_id.remote()) == first_id
+    scorer.close()
+    assert set(results) == set(names)
+    for n in names:
+        assert "accuracy" in results[n]["selected"] and scores_fresh(session.cfg, n)
+    log = (open_store(session.cfg).root / "logs" / "scorer.log").read_text()
+    assert log.count("scoring sample:") == 1  # built once for both trajectories
+    again = Scorer(session, lines)
+    again.submit(names[0])
+    assert again.actor is None and "up to date; skipping" in lines.text()
+
+
+@pytest.fixture(scope="module")
+def swept(trained):
+    """Scores + a sweep over every kind of teacher choice on the trained store."""
+    session = trained["session"]
+    scorer = Scorer(session, Lines())
+    for n in trained["manifests"]:
+        scorer.submit(n)
+    scorer.wait()
+    scorer.close()
+    cfg = session.cfg
+    cfg.sweep.teacher_choices = ["none", "every_checkpoint", "selected:accuracy", "snapshot:[0.5,1.0]", "full_ensemble:2"]
+    cfg.sweep.seeds = [0, 1]
+    cfg.student.epochs = 3
+    lines = Lines()
+    rows = run_sweep(session, lines)
+    return {"session": session, "rows": rows, "lines": lines}
+
+
+def _csv_rows(store):
+    with open(store.results_csv) as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_writes_one_row_per_trial_with_tune_identity(swept):
+    cfg = swept["session"].cfg
+    store = open_store(cfg)
+    runs = sweep_runs(cfg)
+    choices = [r["teacher_choice"] for r in runs]
+    assert "every_checkpoint" not in choices and {"epoch:10", "epoch:20", "epoch:30"} <= set(choices)
+    assert len(runs) == 2 * (1 + 3 + 1 + 1 + 1)
+    rows = _csv_rows(store)
+    assert len(rows) == len(runs) == len({r["run_id"] for r in rows})
+    for r in rows:
+        for key in ("run_id", "trial_id", "trial_name", "tune_experiment", "teacher_choice", "temperature", "kd_weight",
+                    "seed", "student_arch", "teacher_checkpoints", "final_val_acc", "final_test_acc", "best_val_acc",
+                    "test_acc_at_best_val", "epochs", "wall_time_s"):
+            assert r.get(key) not in (None, ""), (key, r)
+        if r["teacher_choice"] != "none":
+            assert float(r["teacher_test_acc"]) > 0 and json.loads(r["teacher_checkpoints"])
+            assert int(float(r["teacher_seed"])) == int(float(r["seed"]))  # paired teacher seeds
+    snap = [json.loads(r["teacher_checkpoints"]) for r in rows if r["teacher_choice"] == "snapshot:[0.5,1.0]"]
+    assert all(len(s) == 2 for s in snap)
+    ens = [json.loads(r["teacher_checkpoints"]) for r in rows if r["teacher_choice"] == "full_ensemble:2"]
+    assert all({c["trajectory"] for c in e} == {"cnn1d_small-mnist1d-s0", "cnn1d_small-mnist1d-s1"} for e in ens)
+
+
+def test_trials_report_every_epoch_with_a_checkpoint(swept):
+    store = open_store(swept["session"].cfg)
+    exp = next((store.root / "tune").iterdir())
+    trials = sorted(exp.glob("trial_*"))
+    assert len(trials) == len(swept["rows"])
+    for t in trials:
+        lines = [json.loads(x) for x in (t / "result.json").read_text().splitlines() if x.strip()]
+        assert [x["epoch"] for x in lines] == [1, 2, 3] and all("val_acc" in x and "test_acc" in x for x in lines)
+        assert any(p.name.startswith("checkpoint_") for p in t.iterdir())
+        assert "final test acc" in (t / "distill.log").read_text()
+
+
+def test_finished_sweep_is_not_started_again(swept):
+    lines = Lines()
+    before = len(_csv_rows(open_store(swept["session"].cfg)))
+    run_sweep(swept["session"], lines)
+    assert "nothing to run" in lines.text()
+    assert len(_csv_rows(open_store(swept["session"].cfg))) == before
+
+
+def test_interrupted_sweep_resumes_with_tuner_restore(swept):
+    """A driver killed mid-sweep (SIGKILL): re-running restores the Tune experiment and ends with
+    every trial reported exactly once."""
+    session = swept["session"]
+    cfg = session.cfg
+    store = open_store(cfg)
+    before = len(store.read_results())
+    overrides = tiny_overrides(Path(cfg.storage), **{
+        "teacher.epochs": 30, "teacher.checkpoint_every": 10, "scoring.estimators": "[accuracy,ce_bound,kde]",
+        "sweep.teacher_choices": '["none","full"]', "sweep.seeds": "[0,1]", "student.epochs": 25,
+        "sweep.temperature": "[2.0]", "cluster.address": ray.get_runtime_context().gcs_address,
+    })
+    out = open(Path(cfg.storage).parent / "interrupted-driver.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(QUICKSTART), *overrides],
+                            stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: len(store.read_results()) >= before + 1 or proc.poll() is not None, timeout=120)
+        assert proc.poll() is None, Path(out.name).read_text()[-3000:]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        out.close()
+    partial = len(store.read_results()) - before
+    assert partial < 4
+    cfg2 = load_config(QUICKSTART, overrides[:-1])
+    lines = Lines()
+    with ClusterSession(cfg2, lines) as s2:
+        run_sweep(s2, lines)
+    assert "resuming the Tune experiment" in lines.text() and "Tuner.restore" in lines.text()
+    rows = store.read_results()
+    assert len(rows) == before + 4 and len({r["run_id"] for r in rows}) == len(rows)
+
+
+def test_killed_trial_is_retried_from_its_checkpoint(swept):
+    """Kill a trial's process mid-run: FailureConfig retries it and the trainable resumes from
+    tune.get_checkpoint(); the result is reported once."""
+    session = swept["session"]
+    cfg = session.cfg
+    store = open_store(cfg)
+    cfg.sweep.teacher_choices = ["full"]
+    cfg.sweep.seeds = [0]
+    cfg.student.epochs = 150
+    cfg.sweep.reuse_actors = False
+    before = len(store.read_results())
+    killed: dict = {}
+
+    def killer() -> None:
+        def target():
+            for log in (store.root / "tune").glob("*/trial_*/distill.log"):
+                text = log.read_text()
+                if "epoch  20/150" in text and "resuming" not in text:
+                    return log, int(text.split(" pid ")[1].split()[0])
+            return None
+
+        log, pid = _wait_for(target, timeout=120, every=0.02)
+        os.kill(pid, signal.SIGKILL)
+        killed["log"] = log
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    lines = Lines()
+    run_sweep(session, lines)
+    t.join(timeout=5)
+    assert "log" in killed
+    text = killed["log"].read_text()
+    assert "resuming from its checkpoint after epoch" in text
+    assert "failed; retrying from its last checkpoint" in lines.text()
+    rows = store.read_results()
+    assert len(rows) == before + 1 and rows[-1]["teacher_choice"] == "full"
+    assert len(rows[-1]["val_acc_per_epoch"]) == 150
+
+
+def test_wandb_offline_runs_are_written_under_storage(swept, monkeypatch):
+    pytest.importorskip("wandb")
+    from harness import tracking
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    session = swept["session"]
+    cfg = session.cfg
+    cfg.tracking.mode = "offline"
+    cfg.sweep.teacher_choices = ["full"]
+    cfg.sweep.seeds = [1]
+    cfg.student.epochs = 2
+    run_sweep(session, Lines())
+    runs = tracking.offline_run_dirs(cfg)
+    assert runs, "no offline-run-* folder under <storage>/<name>/wandb"
+    assert all(Path(cfg.storage) in r.parents for r in runs)
+    cfg.tracking.mode = "disabled"
+
+
+def test_asha_stops_weak_trials_and_finished_ones_get_their_row(swept):
+    session = swept["session"]
+    cfg = session.cfg
+    store = open_store(cfg)
+    cfg.sweep.teacher_choices = ["fraction:0.5"]
+    cfg.sweep.temperature = [1.0, 8.0]
+    cfg.sweep.kd_weight = [0.1, 0.9]
+    cfg.sweep.seeds = [0]
+    cfg.sweep.scheduler, cfg.sweep.grace_period, cfg.sweep.reduction_factor = "asha", 1, 2.0
+    cfg.student.epochs = 4
+    before = len(store.read_results())
+    lines = Lines()
+    rows = run_sweep(session, lines)
+    assert "stopped early by the asha scheduler" in lines.text()
+    assert 1 <= len(rows) < 4 and all(r["epochs"] == 4 and len(r["val_acc_per_epoch"]) == 4 for r in rows)
+    assert len(store.read_results()) == before + len(rows)
+    cfg.sweep.scheduler = "none"
+
+
+def test_ckd_run_end_to_end_then_rerun_skips_everything(cluster, tmp_path, capsys):
+    from harness.cli import main
+
+    args = ["run", str(QUICKSTART), *tiny_overrides(tmp_path / "runs", **{
+        "sweep.teacher_choices": '["none","full","selected:paper"]', "sweep.seeds": "[0,1]",
+        "scoring.estimators": "[recon,accuracy]"})]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "teacher choice" in out and "selected:paper" in out and "[run] stage times" in out
+    began = time.time()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert time.time() - began < 15
+    assert "nothing to run" in out and "up to date; skipping" in out and "trajectories to train" not in out

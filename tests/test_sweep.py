@@ -1,0 +1,109 @@
+"""The sweep grid and the in-process (no Ray) stages: expansion, pairing, dedupe, local sweep."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.cluster.sweep import apply_run, expand_teacher_choices, grid_name, plan, sweep_runs
+from harness.config import ConfigError, load_config
+from tests.conftest import QUICKSTART, tiny_overrides
+
+
+def _cfg(tmp_path, **extra):
+    return load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **extra))
+
+
+def test_every_checkpoint_expands_to_the_checkpoint_schedule_before_training(tmp_path):
+    cfg = _cfg(tmp_path, **{"teacher.epochs": 6, "teacher.checkpoint_every": 2,
+                            "sweep.teacher_choices": '["none","every_checkpoint","full","epoch:4"]'})
+    assert expand_teacher_choices(cfg, "cnn1d_small") == ["none", "epoch:2", "epoch:4", "epoch:6", "full"]
+
+
+def test_grid_spans_choices_hyperparameters_archs_and_paired_seeds(tmp_path):
+    cfg = _cfg(tmp_path, **{"sweep.teacher_choices": '["none","full"]', "sweep.temperature": "[2.0,4.0]",
+                            "sweep.kd_weight": "[0.5,0.9]", "sweep.seeds": "[0,1,2]", "teacher.seeds": "[0,1]",
+                            "sweep.student_archs": "[mlp_small,mlp_tiny]"})
+    runs = sweep_runs(cfg)
+    # none: not repeated over T x kd_weight; full: 2 x 2 grid; x 2 students x 3 seeds
+    assert len(runs) == 2 * 3 * (1 + 4)
+    assert len({tuple(sorted(r.items())) for r in runs}) == len(runs)
+    full = [r for r in runs if r["teacher_choice"] == "full"]
+    assert {(r["seed"], r["teacher_seed"]) for r in full} == {(0, 0), (1, 1), (2, 0)}  # paired, wrapping
+    assert {r["student_arch"] for r in runs} == {"mlp_small", "mlp_tiny"}
+    none = [r for r in runs if r["teacher_choice"] == "none"]
+    assert all(r["kd_weight"] == 0.0 for r in none)
+    first = _cfg(tmp_path, **{"sweep.teacher_seeds": "first", "teacher.seeds": "[3,4]"})
+    assert {r["teacher_seed"] for r in sweep_runs(first)} == {3}
+
+
+def test_apply_run_sets_the_distill_section(tmp_path):
+    cfg = _cfg(tmp_path)
+    run = {"teacher_arch": "cnn1d_small", "teacher_seed": 1, "student_arch": "mlp_tiny",
+           "teacher_choice": "fraction:0.5", "temperature": 2.0, "kd_weight": 0.9, "seed": 5}
+    d = apply_run(cfg, run).distill
+    assert (d.teacher_choice, d.teacher_seed, d.student_arch, d.temperature, d.kd_weight, d.seed) == ("fraction:0.5", 1, "mlp_tiny", 2.0, 0.9, 5)
+    assert cfg.distill.teacher_choice == "full"  # the original is untouched
+
+
+def test_grid_name_is_stable_and_changes_with_the_grid(tmp_path):
+    cfg = _cfg(tmp_path)
+    runs = sweep_runs(cfg)
+    assert grid_name(cfg, runs) == grid_name(_cfg(tmp_path), sweep_runs(_cfg(tmp_path)))
+    assert grid_name(cfg, runs) != grid_name(cfg, runs[:-1])
+    assert grid_name(_cfg(tmp_path, **{"sweep.name": "mine"}), runs) == "mine"
+
+
+def test_plan_names_the_run_whose_teacher_is_missing(tmp_path):
+    cfg = _cfg(tmp_path, **{"sweep.teacher_choices": '["full"]'})
+    with pytest.raises(Exception, match="sweep run full .*ckd teachers"):
+        plan(cfg)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("sweep.teacher_seeds=both", "sweep.teacher_seeds"),
+    ("cluster.mode=k8s", "cluster.mode"),
+    ("cluster.trial.gpus=1.5", "cluster.trial.gpus"),
+    ("cluster.trajectory.cpus=0", "cluster.trajectory"),
+    ("sweep.search=bayes", "sweep.search"),
+    ("sweep.teacher_archs=[resnet8]", "sweep.teacher_archs[0]"),
+    ("sweep.checkpoint_every=0", "sweep.checkpoint_every"),
+])
+def test_bad_sweep_and_cluster_values_name_their_key(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_config(QUICKSTART, tiny_overrides(tmp_path, ) + [override])
+
+
+def test_local_pipeline_runs_without_ray_and_skips_done_work(tmp_path, capsys):
+    """cluster.mode=local: the whole pipeline in-process, with ray made unimportable."""
+    overrides = tiny_overrides(tmp_path / "runs", **{
+        "teacher.seeds": "[0]", "sweep.seeds": "[0]", "sweep.teacher_choices": '["none","full","every_checkpoint"]',
+        "scoring.estimators": "[accuracy]", "cluster.mode": "local",
+    })
+    code = (
+        "import sys\n"
+        "class NoRay:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'ray' or name.startswith('ray.') or name == 'wandb' or name.startswith('wandb.'):\n"
+        "            raise ImportError('no ' + name + ' here')\n"
+        "sys.meta_path.insert(0, NoRay())\n"
+        "from harness.cli import main\n"
+        f"rc = main(['run', {str(QUICKSTART)!r}, *{overrides!r}])\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+        "sys.exit(rc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "teacher choice" in out.stdout and "every_checkpoint" not in out.stdout  # expanded to epoch:E rows
+    assert "epoch:2" in out.stdout and "epoch:4" in out.stdout
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0
+    assert "0 to train" in again.stdout and "finished already; skipping" in again.stdout
+
+
+def test_local_flag_may_sit_among_the_overrides(tmp_path, capsys):
+    from harness.cli import main
+
+    rc = main(["teachers", str(QUICKSTART), "--local", *tiny_overrides(tmp_path), "teacher.epochs=0"])
+    assert rc == 2 and "teacher.epochs" in capsys.readouterr().err
