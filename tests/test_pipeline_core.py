@@ -17,7 +17,7 @@ from tests.conftest import QUICKSTART, tiny_overrides
 def trained(tmp_path_factory):
     """Two tiny teacher trajectories (4 epochs, checkpoints at 2 and 4), trained via the CLI."""
     storage = tmp_path_factory.mktemp("store") / "runs"
-    overrides = tiny_overrides(storage)
+    overrides = tiny_overrides(storage, **{"cluster.mode": "local"})  # in-process; Ray paths: test_cluster*.py
     assert main(["teachers", str(QUICKSTART), *overrides]) == 0
     return overrides, CheckpointStore(storage, "quickstart")
 
