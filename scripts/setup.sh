@@ -15,8 +15,9 @@ fi
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.ckd-installed 2>/dev/null || true)" != "$want" ]; then
   echo "[setup] installing $TORCH_SPEC and the harness (first time: a few minutes)"
+  # pip's "Location ... is ignored" lines come from this machine's pip config, not from us
   # shellcheck disable=SC2086
-  .venv/bin/python -m pip install -q --disable-pip-version-check $TORCH_SPEC
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check $TORCH_SPEC 2> >(grep -v "WARNING: Location" >&2)
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2> >(grep -v "WARNING: Location" >&2)
   echo "$want" > .venv/.ckd-installed
 fi
