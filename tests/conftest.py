@@ -30,6 +30,16 @@ def tiny_overrides(storage: Path, **extra: object) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
+class Lines(list):
+    """A ``log`` callable that keeps the lines, for asserting on progress output."""
+
+    def __call__(self, msg: str) -> None:
+        self.append(msg)
+
+    def text(self) -> str:
+        return "\n".join(self)
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> list[str]:
     return tiny_overrides(tmp_path / "runs")

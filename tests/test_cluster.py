@@ -29,7 +29,7 @@ from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
 from harness.cluster.trajectories import TrajectoryRunner  # noqa: E402
 from harness.config import load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
-from tests.conftest import QUICKSTART, tiny_overrides  # noqa: E402
+from tests.conftest import QUICKSTART, Lines, tiny_overrides  # noqa: E402
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -40,14 +40,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
-
-
-class Lines(list):
-    def __call__(self, msg: str) -> None:
-        self.append(msg)
-
-    def text(self) -> str:
-        return "\n".join(self)
 
 
 def _cfg(storage: Path, **extra):

@@ -25,7 +25,7 @@ from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
 from harness.cluster.trajectories import TrajectoryRunner  # noqa: E402
 from harness.config import load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
-from tests.conftest import QUICKSTART, tiny_overrides  # noqa: E402
+from tests.conftest import QUICKSTART, Lines, tiny_overrides  # noqa: E402
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -47,14 +47,6 @@ def nodes():
     yield cluster, workers
     ray.shutdown()
     cluster.shutdown()
-
-
-class Lines(list):
-    def __call__(self, msg: str) -> None:
-        self.append(msg)
-
-    def text(self) -> str:
-        return "\n".join(self)
 
 
 def _wait_for(pred, timeout: float = 90.0, every: float = 0.05):
