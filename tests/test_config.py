@@ -50,3 +50,9 @@ def test_cli_reports_config_error_before_training(tmp_path, capsys):
     assert rc == 2
     assert "teacher.epochs" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing was created, no compute spent
+
+
+@pytest.mark.parametrize("path", sorted((QUICKSTART.parent).rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.teacher.checkpoint_every <= cfg.teacher.epochs
