@@ -59,6 +59,7 @@ class TeacherConfig:
 class StudentConfig:
     archs: list[str] = field(default_factory=lambda: ["mlp_small"])
     epochs: int = 30
+    batch_size: Optional[int] = None  # default: data.batch_size
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -254,6 +255,7 @@ def validate(cfg: Any) -> None:
         f"{t.checkpoint_every} is more than teacher.epochs={t.epochs}",
     )
     _check(cfg.student.epochs > 0, "student.epochs", f"must be positive, got {cfg.student.epochs}")
+    _check(cfg.student.batch_size is None or cfg.student.batch_size > 0, "student.batch_size", "must be positive")
     for i, a in enumerate(cfg.student.archs):
         _check_known(a, f"student.archs[{i}]", list_models(), "model")
     for i, a in enumerate(cfg.sweep.student_archs):

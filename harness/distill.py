@@ -135,7 +135,7 @@ def distill_student(
     for epoch in range(len(history) + 1, s.epochs + 1):
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(run["seed"], epoch))
-        batches = make_loader(train_set, cfg.data.batch_size, shuffle=True, seed=run["seed"], epoch=epoch, device=device, num_workers=cfg.data.num_workers)
+        batches = make_loader(train_set, s.batch_size or cfg.data.batch_size, shuffle=True, seed=run["seed"], epoch=epoch, device=device, num_workers=cfg.data.num_workers)
         res = train_epoch(model, batches, optimizer, loss_fn, device, targets_of)
         scheduler.step()
         metrics = {"epoch": epoch, "train_loss": res.loss, "train_acc": res.acc}

@@ -258,7 +258,8 @@ def wandb_callback(cfg, tag_keys: Sequence[str] = ("teacher_choice",), tags: Seq
     if not enabled(cfg):
         return None
     _import_wandb()
-    kw = init_kwargs(cfg, job_type="student")
+    # Ray passes the deprecated reinit=True to wandb.init; "finish_previous" is its current spelling
+    kw = init_kwargs(cfg, job_type="student", reinit="finish_previous")
     project, group = kw.pop("project"), kw.pop("group")
     kw.update(kwargs)
     return _callback_class()(project=project, group=group, tag_keys=tag_keys, tags=tags, **kw)
