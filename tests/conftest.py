@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,17 @@ class Lines(list):
 
     def text(self) -> str:
         return "\n".join(self)
+
+
+def wait_for(pred, timeout: float = 60.0, every: float = 0.05):
+    """Poll ``pred`` until it returns something truthy (returned), or fail after ``timeout`` s."""
+    end = time.time() + timeout
+    while time.time() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture

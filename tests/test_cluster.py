@@ -29,7 +29,7 @@ from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
 from harness.cluster.trajectories import TrajectoryRunner  # noqa: E402
 from harness.config import load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
-from tests.conftest import QUICKSTART, Lines, tiny_overrides  # noqa: E402
+from tests.conftest import QUICKSTART, Lines, tiny_overrides, wait_for as _wait_for  # noqa: E402
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -47,16 +47,6 @@ def _cfg(storage: Path, **extra):
             "cluster.progress_interval_s": 1}
     base.update(extra)
     return load_config(QUICKSTART, tiny_overrides(storage, **base))
-
-
-def _wait_for(pred, timeout: float = 60.0, every: float = 0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
 from harness.cluster.trajectories import TrajectoryRunner  # noqa: E402
 from harness.config import load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
-from tests.conftest import QUICKSTART, Lines, tiny_overrides  # noqa: E402
+from tests.conftest import QUICKSTART, Lines, tiny_overrides
+from tests.conftest import wait_for  # noqa: E402
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -47,16 +48,6 @@ def nodes():
     yield cluster, workers
     ray.shutdown()
     cluster.shutdown()
-
-
-def _wait_for(pred, timeout: float = 90.0, every: float = 0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 def test_storage_check_passes_on_shared_storage_and_names_blind_nodes(nodes, tmp_path, monkeypatch):
@@ -90,8 +81,8 @@ def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path):
     began = time.time()
     runner = TrajectoryRunner(session).start()
     w1_id = w1.node_id[:8]
-    on_w1 = _wait_for(lambda: next((n for n, r in runner.progress().items()
-                                    if r.get("node") == w1_id and r.get("epoch", 0) >= 3), None))
+    on_w1 = wait_for(lambda: next((n for n, r in runner.progress().items()
+                                    if r.get("node") == w1_id and r.get("epoch", 0) >= 3), None), timeout=90)
     nodes_used = {r.get("node") for r in runner.progress().values()}
     cluster.remove_node(w1, allow_graceful=False)
     manifests = runner.wait()
@@ -122,7 +113,7 @@ def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path):
                     return log
             return None
 
-        removed["log"] = _wait_for(trial_on_w2, timeout=120, every=0.02)
+        removed["log"] = wait_for(trial_on_w2, timeout=120, every=0.02)
         cluster.remove_node(w2, allow_graceful=False)
 
     t = threading.Thread(target=remove_w2_mid_trial, daemon=True)
