@@ -83,7 +83,10 @@ def train_epoch(
     indices in ``y`` and map them to labels).
     """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    # Sums stay on the device: one host sync per epoch instead of two per step on a GPU.
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
@@ -92,10 +95,10 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         n = x.shape[0]
-        total_loss += loss.item() * n
-        correct += (logits.argmax(1) == targets_of(x, y)).sum().item()
+        total_loss += loss.detach().double() * n
+        correct += (logits.argmax(1) == targets_of(x, y)).sum()
         seen += n
-    return EpochResult(total_loss / max(seen, 1), correct / max(seen, 1))
+    return EpochResult(total_loss.item() / max(seen, 1), correct.item() / max(seen, 1))
 
 
 @torch.no_grad()
