@@ -94,12 +94,12 @@ def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
             "distill.teacher_choice=full",
         ])
         began = time.perf_counter()
-        manifest = train_trajectory(cfg, cfg.teacher.archs[0], 0, log=lambda m: None)
+        manifest = train_trajectory(cfg, cfg.teacher.archs[0], 0)
         teacher_wall = time.perf_counter() - began
         t_secs = [h["seconds"] for h in manifest["history"]]
         s_secs: list[float] = []
         began = time.perf_counter()
-        row = distill_student(cfg, log=lambda m: None, on_epoch=lambda m, s: s_secs.append(m["seconds"]))
+        row = distill_student(cfg, on_epoch=lambda m, s: s_secs.append(m["seconds"]))
         student_wall = time.perf_counter() - began
         out[device] = {
             "teacher_s_per_epoch": round(statistics.median(t_secs[1:] or t_secs), 4),

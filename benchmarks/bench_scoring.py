@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     name = trajectory_name(arch, cfg.data.name, seed)
 
     t0 = time.perf_counter()
-    manifest = train_trajectory(cfg, arch, seed, log=lambda _: None)
+    manifest = train_trajectory(cfg, arch, seed)
     train_s = time.perf_counter() - t0
     k = len(manifest["checkpoints"])
     print(f"[bench] trajectory {name}: {k} checkpoints ({train_s:.1f}s to train or load)", flush=True)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         for mode in order:
             path.unlink(missing_ok=True)  # score from scratch
             t0 = time.perf_counter()
-            summary = score_trajectory(cfg, store, name, data, shared=(mode == "shared"), log=lambda _: None)
+            summary = score_trajectory(cfg, store, name, data, shared=(mode == "shared"))
             wall = time.perf_counter() - t0
             runs[mode].append({"wall_s": wall, **summary["timings"]})
             print(f"[bench] {mode:14s} repeat {r}: {wall:.2f}s", flush=True)

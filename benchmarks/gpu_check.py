@@ -33,11 +33,10 @@ def pipeline_times(device: str, epochs: int, storage: Path, arch: str) -> dict:
         f"teacher.epochs={epochs}", f"teacher.checkpoint_every={max(1, epochs // 2)}",
         f"student.epochs={epochs}", "distill.teacher_choice=fraction:0.5", "tracking.mode=disabled",
     ])
-    quiet = lambda msg: None  # noqa: E731
-    manifest = train_trajectory(cfg, arch, 0, log=quiet)
+    manifest = train_trajectory(cfg, arch, 0)
     per_epoch = [h["seconds"] for h in manifest["history"]]
     began = time.perf_counter()
-    row = distill_student(cfg, log=quiet)
+    row = distill_student(cfg)
     out = {
         "teacher_epoch_s_median": statistics.median(per_epoch[1:] or per_epoch),
         "teacher_first_epoch_s": per_epoch[0],

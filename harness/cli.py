@@ -7,122 +7,152 @@
     ckd distill     CONFIG [key=value ...]   train one student (teacher_choice=..., temperature=...)
     ckd leaderboard CONFIG [key=value ...]   print + write leaderboard.{md,csv,html}
     ckd plot        CONFIG [key=value ...]   write the plots under <storage>/<name>/plots/
-    ckd list        [models|datasets|choices|estimators]
+    ckd list        [models|datasets|choices|estimators|selectors]
 
-``--local`` (teachers, score, sweep, run) runs in this process without Ray (= ``cluster.mode=local``).
+``--local`` runs in this process without Ray (= ``cluster.mode=local``); ``-v`` / ``-q`` make the
+log more or less verbose; every verb also logs to ``<storage>/<name>/logs/<verb>.log``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from harness.cluster.errors import ClusterError
-from harness.config import ConfigError, DistillConfig, load_config
+from harness.config import ConfigError, DistillConfig, ExperimentConfig, load_config
+from harness.logs import console_logging, file_log
+from harness.progress import MODES, configure as configure_progress
+from harness.registry import closest, known_names
 from harness.store import StoreError
 
+logger = logging.getLogger(__name__)
+
 # `ckd distill CONFIG teacher_choice=full` is shorthand for distill.teacher_choice=full.
-DISTILL_SHORTHAND = set(DistillConfig.__dataclass_fields__)
+DISTILL_SHORTHAND = sorted(DistillConfig.__dataclass_fields__)
+TOP_LEVEL_KEYS = ("name", "storage", "device", "threads")
 
 
-def _expand_shorthand(overrides: list[str]) -> list[str]:
+def expand_shorthand(overrides: list[str]) -> list[str]:
+    """``teacher_choice=x`` -> ``distill.teacher_choice=x``; a near miss of a bare key is an error."""
     out = []
     for o in overrides:
         key = o.split("=", 1)[0]
-        out.append(f"distill.{o}" if key in DISTILL_SHORTHAND else o)
+        if key in DISTILL_SHORTHAND:
+            out.append(f"distill.{o}")
+            continue
+        near = closest(key, DISTILL_SHORTHAND) if "." not in key and key not in TOP_LEVEL_KEYS else None
+        if near:
+            raise ConfigError(f"config key {key!r}: not a key; did you mean {near!r} (= distill.{near})?")
+        out.append(o)
     return out
 
 
 def _stage(name: str) -> Callable:
-    def call(cfg):
-        from harness.cluster import pipeline
+    def call(cfg: ExperimentConfig) -> None:
+        from harness import pipeline
 
-        return getattr(pipeline, name)(cfg)
+        getattr(pipeline, name)(cfg)
 
     return call
 
 
-def _distill(cfg) -> None:
-    from harness.distill import distill_student
+def _printed(name: str) -> Callable:
+    """A stage whose returned table goes to stdout (the result; the log goes to stderr)."""
+    def call(cfg: ExperimentConfig) -> None:
+        from harness import pipeline
 
-    distill_student(cfg)
+        print(getattr(pipeline, name)(cfg), flush=True)
 
-
-def _leaderboard(cfg) -> None:
-    from harness.cluster.pipeline import leaderboard
-
-    print(leaderboard(cfg), flush=True)
+    return call
 
 
-def _plot(cfg) -> None:
-    from harness.cluster.pipeline import plot
-
-    plot(cfg)
-
-
-VERBS: dict[str, tuple[Callable, str, bool]] = {  # verb -> (stage, help, takes --local)
-    "run": (_stage("run_pipeline"), "teachers -> score -> sweep -> leaderboard, end to end (skips done work)", True),
-    "teachers": (_stage("teachers"), "train every (teacher arch x seed) trajectory in Ray actors, saving checkpoints", True),
-    "score": (_stage("score"), "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers", True),
-    "sweep": (_stage("sweep"), "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds", True),
-    "distill": (_distill, "distill one student from distill.teacher_choice; append a result row", False),
-    "leaderboard": (_leaderboard, "print the leaderboard and write leaderboard.{md,csv,html}", False),
-    "plot": (_plot, "write plots: accuracy vs teacher epoch, information plane, ensembles", False),
+VERBS: dict[str, tuple[Callable, str]] = {  # verb -> (stage, help)
+    "run": (_printed("run_pipeline"), "teachers -> score -> sweep -> leaderboard, end to end (skips done work)"),
+    "teachers": (_stage("teachers"), "train every (teacher arch x seed) trajectory in Ray actors, saving checkpoints"),
+    "score": (_stage("score"), "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers"),
+    "sweep": (_stage("sweep"), "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds"),
+    "distill": (_stage("distill"), "distill one student from distill.teacher_choice; append a result row"),
+    "leaderboard": (_printed("leaderboard"), "print the leaderboard and write leaderboard.{md,csv,html}"),
+    "plot": (_stage("plot"), "write plots: accuracy vs teacher epoch, information plane, ensembles"),
 }
+LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")
+LISTS = ("models", "datasets", "choices", "estimators", "selectors")
 
 
-def _list(what: str) -> None:
-    from harness.data import list_datasets
-    from harness.models import list_models
-    from harness.teacher_choices import list_teacher_choices
+def print_list(what: str) -> None:
+    """``ckd list``: registered names, naturally sorted; choices with syntax and an example."""
+    kinds = {"models": "model", "datasets": "dataset", "estimators": "estimator", "selectors": "selector"}
+    for name in LISTS:
+        if what not in ("all", name):
+            continue
+        if name == "choices":
+            from harness.teacher_choices import describe_teacher_choices
 
-    tables: dict[str, Callable[[], list[str]]] = {
-        "models": list_models,
-        "datasets": list_datasets,
-        "choices": list_teacher_choices,
-    }
-    try:
-        from harness.scoring import list_estimators
-
-        tables["estimators"] = list_estimators
-    except ImportError:
-        pass
-    for name, fn in tables.items():
-        if what in ("all", name):
-            print(f"{name}: {', '.join(fn())}")
+            print("choices:")
+            for syntax, example, text in describe_teacher_choices():
+                print(f"  {syntax:<22} e.g. {example:<22} {text}")
+            print(f"  selectors for selected:<selector>: {', '.join(known_names('selector'))}")
+        else:
+            print(f"{name}: {', '.join(known_names(kinds[name]))}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ckd", description="Knowledge distillation from model checkpoints: a benchmark harness.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (debug lines)")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
+    common.add_argument("--progress", choices=MODES, default="auto",
+                        help="progress display: bar on a terminal, periodic log lines otherwise (auto)")
     sub = parser.add_subparsers(dest="verb", required=True)
-    for verb, (_, help_text, local) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
+    for verb, (_, help_text) in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text, parents=[common])
         p.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.epochs=10 data.batch_size=64")
-        if local:
+        if verb in LOCAL_VERBS:
             p.add_argument("--local", action="store_true", help="run in this process without Ray (cluster.mode=local)")
-    p = sub.add_parser("list", help="list registered models, datasets, teacher choices, estimators")
-    p.add_argument("what", nargs="?", default="all", choices=["all", "models", "datasets", "choices", "estimators"])
+    p = sub.add_parser("list", help="list registered models, datasets, teacher choices, estimators, selectors")
+    p.add_argument("what", nargs="?", default="all", choices=["all", *LISTS])
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    local = len(argv) > 1 and "--local" in argv[1:] and VERBS.get(argv[0], (None, None, False))[2]
-    if local:  # `--local` may sit anywhere among the overrides (argparse stops at the first key=value)
-        argv = [argv[0], *[a for a in argv[1:] if a != "--local"]]
-    args = build_parser().parse_args(argv)
-    if args.verb == "list":
-        _list(args.what)
-        return 0
-    overrides = _expand_shorthand(args.overrides) if args.verb == "distill" else list(args.overrides)
-    if local or getattr(args, "local", False):
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """argparse stops at the first key=value, so flags among the overrides are pulled out first."""
+    flags = {"--local", "-v", "--verbose", "-q", "--quiet"}
+    if len(argv) > 1 and argv[0] in VERBS:
+        moved = [a for a in argv[1:] if a in flags and (a != "--local" or argv[0] in LOCAL_VERBS)]
+        argv = [argv[0], *moved, *[a for a in argv[1:] if a not in moved]]
+    return build_parser().parse_args(argv)
+
+
+def run_verb(args: argparse.Namespace) -> None:
+    """Load + validate the config, then run the verb's stage with its log file open."""
+    overrides = expand_shorthand(args.overrides) if args.verb == "distill" else list(args.overrides)
+    if getattr(args, "local", False):
         overrides.append("cluster.mode=local")
+    cfg = load_config(args.config, overrides)
+    log_file = Path(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"
+    with file_log(log_file, level=logging.DEBUG if args.verbose else logging.INFO):
+        VERBS[args.verb][0](cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.verb == "list":
+        print_list(args.what)
+        return 0
+    configure_progress(mode=args.progress)
+    with console_logging(args.verbose - args.quiet):
+        return run_and_report(args)
+
+
+def run_and_report(args: argparse.Namespace) -> int:
+    """Run the verb; user mistakes are one line on stderr and exit code 2."""
     began = time.perf_counter()
     try:
-        cfg = load_config(args.config, overrides)
-        VERBS[args.verb][0](cfg)
+        run_verb(args)
     except (ConfigError, StoreError, ClusterError, FileNotFoundError, ValueError) as e:
         # ValueError: e.g. a teacher choice that names an epoch that was never saved
         print(f"ckd {args.verb}: error: {e}", file=sys.stderr)
@@ -130,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ckd {args.verb}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
         return 130
-    print(f"ckd {args.verb}: done in {time.perf_counter() - began:.1f}s", flush=True)
+    logger.info(f"ckd {args.verb}: done in {time.perf_counter() - began:.1f}s")
     return 0
 
 

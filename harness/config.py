@@ -8,16 +8,72 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from harness.registry import did_you_mean, known_names, parse_name, unknown_name_message
+
 
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or impossible; the message names the key."""
+
+
+class StrEnum(str, Enum):
+    """A closed set of config values that compares and prints as its plain string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"
+    step = "step"
+    constant = "constant"
+
+
+class EnsembleReduce(StrEnum):
+    probs = "probs"  # the paper's Eq. 2
+    logits = "logits"  # the authors' released code
+
+
+class TeacherSeeds(StrEnum):
+    paired = "paired"
+    first = "first"
+
+
+class Scheduler(StrEnum):
+    none = "none"
+    asha = "asha"
+
+
+class Search(StrEnum):
+    grid = "grid"
+    random = "random"
+    optuna = "optuna"
+    hyperopt = "hyperopt"
+
+
+class ClusterMode(StrEnum):
+    ray = "ray"
+    local = "local"
+
+
+class TrackingMode(StrEnum):
+    disabled = "disabled"
+    offline = "offline"
+    online = "online"
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
 @dataclass
@@ -41,7 +97,7 @@ class OptimConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | step | constant
+    schedule: Schedule = Schedule.cosine
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of epochs
     gamma: float = 0.1
 
@@ -74,7 +130,7 @@ class DistillConfig:
     seed: int = 0
     temperature: float = 4.0
     kd_weight: float = 0.5  # weight of the KD term; the paper's alpha = 1 - kd_weight
-    ensemble_reduce: str = "probs"  # probs (paper Eq. 2) | logits (authors' code)
+    ensemble_reduce: EnsembleReduce = EnsembleReduce.probs
 
 
 @dataclass
@@ -124,11 +180,11 @@ class SweepConfig:
     teacher_archs: list[str] = field(default_factory=list)  # empty: teacher.archs
     # paired: the student of seed i learns from the trajectory of teacher.seeds[i % n], so the
     # spread over seeds includes teacher-run noise; first: always distill.teacher_seed (or the first)
-    teacher_seeds: str = "paired"
-    scheduler: str = "none"  # none | asha (early-stops trials on val_acc; stopped trials get no result row)
+    teacher_seeds: TeacherSeeds = TeacherSeeds.paired
+    scheduler: Scheduler = Scheduler.none  # asha early-stops trials on val_acc; stopped trials get no result row
     grace_period: int = 5  # asha: epochs every trial runs before it can be stopped
     reduction_factor: float = 3.0  # asha
-    search: str = "grid"  # grid | random | optuna | hyperopt (the last two need their package)
+    search: Search = Search.grid  # optuna / hyperopt need their package
     num_samples: int = 1  # grid: repeats of the grid; random/optuna/hyperopt: trials drawn
     max_failures: int = 2  # retries of a failed trial (FailureConfig), resumed from its checkpoint
     max_concurrent: int = 0  # 0: as resources allow
@@ -147,7 +203,7 @@ class ResourcesConfig:
 class ClusterConfig:
     """Where stages run (harness/cluster): a Ray cluster, or in this process (mode=local)."""
 
-    mode: str = "ray"  # ray | local (in-process, no Ray: for machines without Ray)
+    mode: ClusterMode = ClusterMode.ray  # local: in this process, no Ray (machines without Ray)
     address: Optional[str] = None  # ray://host:port, host:port or auto; also RAY_ADDRESS; none: start a local cluster
     num_cpus: Optional[int] = None  # local cluster only; default: all cores
     num_gpus: Optional[int] = None  # local cluster only; default: all visible GPUs
@@ -162,7 +218,7 @@ class ClusterConfig:
 
 @dataclass
 class TrackingConfig:
-    mode: str = "offline"  # disabled | offline | online
+    mode: TrackingMode = TrackingMode.offline
     project: str = "ckd-harness"
     entity: Optional[str] = None
 
@@ -171,7 +227,7 @@ class TrackingConfig:
 class ExperimentConfig:
     name: str = MISSING
     storage: str = "runs"  # checkpoint store root; <storage>/<name>/...
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (open-ended: checked by pattern)
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -207,11 +263,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 def _omegaconf_message(e: OmegaConfBaseException) -> str:
     key = getattr(e, "full_key", None)
     first = str(e).splitlines()[0]
+    bad = re.match(r"Invalid value '(.*)', expected one of \[(.*)\]", first)
+    if bad:  # a closed-set (Enum) field: suggest the nearest allowed value
+        first += did_you_mean(bad.group(1), [v.strip() for v in bad.group(2).split(",")])
     return f"config key {key!r}: {first}" if key else first
 
 
 def to_dict(cfg: Any) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    """Plain dict/list form (closed-set values as plain strings), e.g. for hashes and Ray."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def config_hash(obj: Any) -> str:
@@ -227,87 +287,126 @@ def _check(ok: bool, key: str, msg: str) -> None:
 
 
 def _check_known(value: str, key: str, known: list[str], kind: str) -> None:
-    _check(value in known, key, f"unknown {kind} {value!r}; known: {', '.join(known)}")
+    _check(value in known, key, unknown_name_message(kind, value, known))
+
+
+def _check_names(values: Any, key: str, kind: str, known: list[str] | None = None) -> None:
+    """Every name in ``values`` is registered (``known_names(kind)``) or in ``known``."""
+    known = known_names(kind) if known is None else known
+    for i, value in enumerate(values):
+        _check_known(value, f"{key}[{i}]", known, kind)
 
 
 def validate(cfg: Any) -> None:
-    """Check values that the schema's types cannot: ranges, known names, consistency."""
-    from harness.data import list_datasets
-    from harness.models import list_models
-    from harness.teacher_choices import parse_teacher_choice
-
+    """Check what the schema's types cannot: ranges, known names, consistency (before compute)."""
     _check(cfg.name not in ("", None), "name", "must be a non-empty experiment name")
-    _check_known(cfg.data.name, "data.name", list_datasets(), "dataset")
-    _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", "must lie in (0, 1)")
-    _check(cfg.data.batch_size > 0, "data.batch_size", "must be positive")
-    _check(cfg.data.num_samples > 0, "data.num_samples", "must be positive")
-    t = cfg.teacher
+    _check(DEVICE_PATTERN.fullmatch(str(cfg.device)) is not None, "device",
+           f"{cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    _validate_data(cfg.data)
+    _validate_teacher_student(cfg)
+    _validate_distill(cfg)
+    _validate_sweep(cfg)
+    _validate_cluster(cfg.cluster)
+    _validate_scoring(cfg.scoring)
+
+
+def _validate_data(d: Any) -> None:
+    _check_known(d.name, "data.name", known_names("dataset"), "dataset")
+    _check(0.0 < d.val_fraction < 1.0, "data.val_fraction", "must lie in (0, 1)")
+    _check(d.batch_size > 0, "data.batch_size", "must be positive")
+    _check(d.num_samples > 0, "data.num_samples", "must be positive")
+
+
+def _validate_optim(o: Any, prefix: str) -> None:
+    _check(o.lr > 0, f"{prefix}.lr", "must be positive")
+    _check(o.weight_decay >= 0, f"{prefix}.weight_decay", "must be >= 0")
+    _check(all(0 < m < 1 for m in o.milestones), f"{prefix}.milestones", "are fractions in (0, 1)")
+
+
+def _validate_teacher_student(cfg: Any) -> None:
+    t, s = cfg.teacher, cfg.student
     _check(len(t.archs) > 0, "teacher.archs", "needs at least one architecture")
-    for i, a in enumerate(t.archs):
-        _check_known(a, f"teacher.archs[{i}]", list_models(), "model")
+    _check_names(t.archs, "teacher.archs", "model")
     _check(len(t.seeds) > 0, "teacher.seeds", "needs at least one seed")
     _check(len(set(t.seeds)) == len(t.seeds), "teacher.seeds", "has duplicates")
     _check(t.epochs > 0, "teacher.epochs", f"must be positive, got {t.epochs}")
     _check(t.checkpoint_every > 0, "teacher.checkpoint_every", "must be positive")
-    _check(
-        t.checkpoint_every <= t.epochs,
-        "teacher.checkpoint_every",
-        f"{t.checkpoint_every} is more than teacher.epochs={t.epochs}",
-    )
-    _check(cfg.student.epochs > 0, "student.epochs", f"must be positive, got {cfg.student.epochs}")
-    _check(cfg.student.batch_size is None or cfg.student.batch_size > 0, "student.batch_size", "must be positive")
-    for i, a in enumerate(cfg.student.archs):
-        _check_known(a, f"student.archs[{i}]", list_models(), "model")
-    for i, a in enumerate(cfg.sweep.student_archs):
-        _check_known(a, f"sweep.student_archs[{i}]", list_models(), "model")
-    for prefix, o in (("teacher.optim", t.optim), ("student.optim", cfg.student.optim)):
-        _check(o.lr > 0, f"{prefix}.lr", "must be positive")
-        _check(o.weight_decay >= 0, f"{prefix}.weight_decay", "must be >= 0")
-        _check_known(o.schedule, f"{prefix}.schedule", ["constant", "cosine", "step"], "schedule")
-        _check(all(0 < m < 1 for m in o.milestones), f"{prefix}.milestones", "are fractions in (0, 1)")
-    d = cfg.distill
+    _check(t.checkpoint_every <= t.epochs, "teacher.checkpoint_every",
+           f"{t.checkpoint_every} is more than teacher.epochs={t.epochs}")
+    _check(s.epochs > 0, "student.epochs", f"must be positive, got {s.epochs}")
+    _check(s.batch_size is None or s.batch_size > 0, "student.batch_size", "must be positive")
+    _check_names(s.archs, "student.archs", "model")
+    _validate_optim(t.optim, "teacher.optim")
+    _validate_optim(s.optim, "student.optim")
+
+
+def _validate_distill(cfg: Any) -> None:
+    d, t = cfg.distill, cfg.teacher
     _check(d.temperature > 0, "distill.temperature", "must be positive")
     _check(0.0 <= d.kd_weight <= 1.0, "distill.kd_weight", "must lie in [0, 1]")
-    _check_known(d.ensemble_reduce, "distill.ensemble_reduce", ["logits", "probs"], "reduce")
     if d.teacher_arch is not None:
         _check_known(d.teacher_arch, "distill.teacher_arch", list(t.archs), "teacher arch (not in teacher.archs)")
     if d.teacher_seed is not None:
         _check(d.teacher_seed in t.seeds, "distill.teacher_seed", f"{d.teacher_seed} is not in teacher.seeds {list(t.seeds)}")
     if d.student_arch is not None:
-        _check_known(d.student_arch, "distill.student_arch", list_models(), "model")
+        _check_known(d.student_arch, "distill.student_arch", known_names("model"), "model")
+    _check_choice(d.teacher_choice, "distill.teacher_choice")
+    for i, choice in enumerate(cfg.sweep.teacher_choices):
+        if choice != "every_checkpoint":
+            _check_choice(choice, f"sweep.teacher_choices[{i}]")
+
+
+def _check_choice(text: str, key: str) -> None:
+    """A teacher choice parses (kind and argument), through the registry."""
     try:
-        parse_teacher_choice(d.teacher_choice)
-        for c in cfg.sweep.teacher_choices:
-            if c != "every_checkpoint":
-                parse_teacher_choice(c)
+        parse_name("teacher choice", text)
     except ValueError as e:
-        raise ConfigError(f"config key 'distill.teacher_choice' / 'sweep.teacher_choices': {e}") from None
+        raise ConfigError(f"config key {key!r}: {e}") from None
+
+
+def _validate_sweep(cfg: Any) -> None:
     s = cfg.sweep
     _check(all(x > 0 for x in s.temperature), "sweep.temperature", "must be positive")
     _check(all(0 <= x <= 1 for x in s.kd_weight), "sweep.kd_weight", "must lie in [0, 1]")
     _check(len(s.seeds) > 0, "sweep.seeds", "needs at least one seed")
-    _check_known(s.scheduler, "sweep.scheduler", ["asha", "none"], "scheduler")
-    _check_known(s.search, "sweep.search", ["grid", "hyperopt", "optuna", "random"], "search")
-    _validate_sweep_cluster(cfg)
-    _check_known(cfg.tracking.mode, "tracking.mode", ["disabled", "offline", "online"], "mode")
-    _validate_scoring(cfg.scoring)
+    _check(len(set(s.seeds)) == len(s.seeds), "sweep.seeds", "has duplicates")
+    _check_names(s.student_archs, "sweep.student_archs", "model")
+    _check_names(s.teacher_archs, "sweep.teacher_archs", "teacher arch (not in teacher.archs)", list(cfg.teacher.archs))
+    _check(s.grace_period >= 1, "sweep.grace_period", "must be >= 1")
+    _check(s.reduction_factor > 1, "sweep.reduction_factor", "must be > 1")
+    _check(s.num_samples >= 1, "sweep.num_samples", "must be >= 1")
+    _check(s.max_failures >= -1, "sweep.max_failures", "must be >= 0 (or -1: retry forever)")
+    _check(s.max_concurrent >= 0, "sweep.max_concurrent", "must be >= 0 (0: as resources allow)")
+    _check(s.checkpoint_every >= 1, "sweep.checkpoint_every", "must be >= 1")
+    _check(s.name is None or (s.name.strip() != "" and "/" not in s.name), "sweep.name", "must be a folder name")
+
+
+def _validate_cluster(c: Any) -> None:
+    _check(c.num_cpus is None or c.num_cpus > 0, "cluster.num_cpus", "must be positive")
+    _check(c.num_gpus is None or c.num_gpus >= 0, "cluster.num_gpus", "must be >= 0")
+    _check(c.max_actor_restarts >= -1, "cluster.max_actor_restarts", "must be >= 0 (or -1: unlimited)")
+    _check(c.connect_timeout_s > 0, "cluster.connect_timeout_s", "must be positive")
+    _check(c.progress_interval_s > 0, "cluster.progress_interval_s", "must be positive")
+    for r in ("trajectory", "trial", "scorer"):
+        res = c[r]
+        _check(res.cpus >= 0 and res.gpus >= 0, f"cluster.{r}", "resources must be >= 0")
+        _check(res.cpus > 0 or res.gpus > 0, f"cluster.{r}", "needs some cpus or gpus")
+        _check(res.gpus <= 1 or float(res.gpus).is_integer(), f"cluster.{r}.gpus",
+               f"{res.gpus}: a fraction of one GPU (<= 1) or a whole number of GPUs")
 
 
 def _validate_scoring(sc: Any) -> None:
     """The ``scoring`` section: known estimators / normalization / selector, sane ranges."""
-    from harness.scoring import list_estimators, list_normalizations, list_selectors
-
     _check(len(sc.estimators) > 0, "scoring.estimators", "needs at least one estimator")
-    for i, name in enumerate(sc.estimators):
-        _check_known(name, f"scoring.estimators[{i}]", list_estimators(), "estimator")
+    _check_names(sc.estimators, "scoring.estimators", "estimator")
     _check(len(set(sc.estimators)) == len(sc.estimators), "scoring.estimators", "has duplicates")
     _check(sc.num_samples > 1, "scoring.num_samples", "must be > 1")
     _check(sc.batch_size > 0, "scoring.batch_size", "must be positive")
-    _check_known(sc.normalization, "scoring.normalization", list_normalizations(), "normalization")
+    _check_known(sc.normalization, "scoring.normalization", known_names("normalization"), "normalization")
     _check(sc.x_weight >= 0 and sc.y_weight >= 0, "scoring.x_weight/y_weight", "must be >= 0")
     _check(sc.x_weight + sc.y_weight > 0, "scoring.x_weight/y_weight", "must not both be 0")
     _check(all(k >= 2 for k in sc.ensemble_sizes), "scoring.ensemble_sizes", "sizes must be >= 2")
-    _check_known(sc.ensemble_selector, "scoring.ensemble_selector", list_selectors(), "selector")
+    _check_known(sc.ensemble_selector, "scoring.ensemble_selector", known_names("selector"), "selector")
     _check(0.0 <= sc.min_gap_fraction < 1.0, "scoring.min_gap_fraction", "must lie in [0, 1)")
     _check(sc.kde_noise_var > 0, "scoring.kde_noise_var", "must be positive")
     _check(sc.binning_bins >= 2, "scoring.binning_bins", "must be >= 2")
@@ -320,31 +419,3 @@ def _validate_scoring(sc: Any) -> None:
     _check(r.batch_size >= 2, "scoring.recon.batch_size", "must be >= 2 (BatchNorm)")
     _check(0.0 < r.holdout_fraction < 1.0, "scoring.recon.holdout_fraction", "must lie in (0, 1)")
     _check(r.folds >= 1, "scoring.recon.folds", "must be >= 1")
-
-
-def _validate_sweep_cluster(cfg: Any) -> None:
-    """The ``sweep`` and ``cluster`` sections beyond types: names, ranges, resource shapes."""
-    s, c = cfg.sweep, cfg.cluster
-    for i, a in enumerate(s.teacher_archs):
-        _check_known(a, f"sweep.teacher_archs[{i}]", list(cfg.teacher.archs), "teacher arch (not in teacher.archs)")
-    _check_known(s.teacher_seeds, "sweep.teacher_seeds", ["first", "paired"], "teacher seed policy")
-    _check(len(set(s.seeds)) == len(s.seeds), "sweep.seeds", "has duplicates")
-    _check(s.grace_period >= 1, "sweep.grace_period", "must be >= 1")
-    _check(s.reduction_factor > 1, "sweep.reduction_factor", "must be > 1")
-    _check(s.num_samples >= 1, "sweep.num_samples", "must be >= 1")
-    _check(s.max_failures >= -1, "sweep.max_failures", "must be >= 0 (or -1: retry forever)")
-    _check(s.max_concurrent >= 0, "sweep.max_concurrent", "must be >= 0 (0: as resources allow)")
-    _check(s.checkpoint_every >= 1, "sweep.checkpoint_every", "must be >= 1")
-    _check(s.name is None or (s.name.strip() != "" and "/" not in s.name), "sweep.name", "must be a folder name")
-    _check_known(c.mode, "cluster.mode", ["local", "ray"], "mode")
-    _check(c.num_cpus is None or c.num_cpus > 0, "cluster.num_cpus", "must be positive")
-    _check(c.num_gpus is None or c.num_gpus >= 0, "cluster.num_gpus", "must be >= 0")
-    _check(c.max_actor_restarts >= -1, "cluster.max_actor_restarts", "must be >= 0 (or -1: unlimited)")
-    _check(c.connect_timeout_s > 0, "cluster.connect_timeout_s", "must be positive")
-    _check(c.progress_interval_s > 0, "cluster.progress_interval_s", "must be positive")
-    for r in ("trajectory", "trial", "scorer"):
-        res = c[r]
-        _check(res.cpus >= 0 and res.gpus >= 0, f"cluster.{r}", "resources must be >= 0")
-        _check(res.cpus > 0 or res.gpus > 0, f"cluster.{r}", "needs some cpus or gpus")
-        _check(res.gpus <= 1 or float(res.gpus).is_integer(), f"cluster.{r}.gpus",
-               f"{res.gpus}: a fraction of one GPU (<= 1) or a whole number of GPUs")

@@ -6,19 +6,20 @@ once for the whole split instead of every epoch: identical targets, a fraction o
 """
 from __future__ import annotations
 
+import logging
 import time
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
-from harness.config import config_hash, to_dict
-from harness.data import TensorSplit, derive_seed, make_loader
+from harness.config import ExperimentConfig, config_hash, to_dict
+from harness.data import DataSplits, TensorSplit, derive_seed, make_loader
 from harness.experiment import load_splits, open_store, set_threads
 from harness.kd import FrozenTeacher, kd_loss
 from harness.models import create_model
 from harness.store import trajectory_name
 from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
-from harness.teachers import Log, _print
 from harness.training import (
     epoch_seed,
     make_optimizer,
@@ -31,8 +32,11 @@ from harness.training import (
     train_epoch,
 )
 
+logger = logging.getLogger(__name__)
+OnEpoch = Callable[[dict, dict], None]
 
-def resolve_run(cfg) -> dict:
+
+def resolve_run(cfg: ExperimentConfig) -> dict:
     """Which teacher, student and checkpoints one distillation run uses (no training yet)."""
     d = cfg.distill
     dataset = cfg.data.name
@@ -60,7 +64,7 @@ def resolve_run(cfg) -> dict:
     }
 
 
-def run_id_of(cfg, run: dict) -> str:
+def run_id_of(cfg: ExperimentConfig, run: dict) -> str:
     """Stable id of a run: same data, student recipe, teacher choice, checkpoints and KD settings.
 
     The choice is part of the id although e.g. ``fraction:0.5`` and ``epoch:40`` may resolve to the
@@ -76,7 +80,7 @@ def run_id_of(cfg, run: dict) -> str:
     })
 
 
-def load_teacher(cfg, refs: list[TeacherRef], device: torch.device) -> FrozenTeacher | None:
+def load_teacher(cfg: ExperimentConfig, refs: list[TeacherRef], device: torch.device) -> FrozenTeacher | None:
     if not refs:
         return None
     store = open_store(cfg)
@@ -84,12 +88,29 @@ def load_teacher(cfg, refs: list[TeacherRef], device: torch.device) -> FrozenTea
     return FrozenTeacher(models, reduce=cfg.distill.ensemble_reduce)
 
 
-def distill_student(
-    cfg,
-    log: Log = _print,
-    on_epoch: Callable[[dict, dict], None] | None = None,
-    resume: dict | None = None,
-) -> dict:
+@dataclass
+class StudentRun:
+    """One student's training state: what the epoch loop reads and updates."""
+
+    cfg: ExperimentConfig
+    run: dict
+    device: torch.device
+    splits: DataSplits
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train_set: Any
+    loss_fn: Callable
+    targets_of: Callable
+    teacher_metrics: dict[str, float]
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.run['student_arch']}<-{self.run['teacher_choice']} s{self.run['seed']}"
+
+
+def distill_student(cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resume: dict | None = None) -> dict:
     """Train one student per ``cfg.distill``; append and return its result row.
 
     ``on_epoch(metrics, state)`` is called after every epoch with a resumable ``state``
@@ -102,66 +123,86 @@ def distill_student(
     store = open_store(cfg)
     done = [r for r in store.read_results() if r.get("run_id") == run_id]
     if done:
-        log(f"[distill] run {run_id} ({run['teacher_choice']}, seed {run['seed']}) is in {store.results_jsonl} already; skipping")
+        logger.info(f"[distill] run {run_id} ({run['teacher_choice']}, seed {run['seed']}) is in {store.results_jsonl} already; skipping")
         return done[0]
+    student = _build_student(cfg, run)
+    if resume is not None:
+        _resume(student, resume, run_id)
+    for epoch in range(len(student.history) + 1, cfg.student.epochs + 1):
+        metrics = _student_epoch(student, epoch)
+        if on_epoch is not None:
+            on_epoch(metrics, {"model": student.model.state_dict(), "optimizer": student.optimizer.state_dict(),
+                               "scheduler": student.scheduler.state_dict(), "history": student.history})
+    row = _result_row(student, run_id, time.perf_counter() - began)
+    store.append_result(row)
+    logger.info(f"[{student.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
+                f"row appended to {store.results_jsonl}")
+    return row
 
+
+def _build_student(cfg: ExperimentConfig, run: dict) -> StudentRun:
+    """Data, frozen teacher (+ its metrics), KD objective, student model and optimizer."""
     set_threads(cfg)
     device = resolve_device(cfg.device)
     splits = load_splits(cfg, device)
     refs = [TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"]]
     teacher = load_teacher(cfg, refs, device)
-    T, w = run["temperature"], run["kd_weight"]
-    teacher_metrics: dict[str, float] = {}
     eval_bs = cfg.data.eval_batch_size
+    teacher_metrics: dict[str, float] = {}
     if teacher is not None:
         for name in ("val", "test"):
             probs, y = predict_logits(teacher.predict_probs, make_loader(getattr(splits, name), eval_bs, shuffle=False, device=device), device)
             teacher_metrics.update(metrics_from_probs(probs, y, f"teacher_{name}"))
-
-    train_set, loss_fn, targets_of = _kd_objective(splits, teacher, T, w, eval_bs, device)
+    train_set, loss_fn, targets_of = _kd_objective(splits, teacher, run["temperature"], run["kd_weight"], eval_bs, device)
     seed_everything(derive_seed("student-init", run["student_arch"], run["seed"]))
     model = create_model(run["student_arch"], num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
-    s = cfg.student
-    optimizer = make_optimizer(model, s.optim)
-    scheduler = make_scheduler(optimizer, s.optim, s.epochs)
-    history: list[dict] = []
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        history = list(resume["history"])
-        log(f"[distill] resuming run {run_id} after epoch {len(history)}")
-    tag = f"{run['student_arch']}<-{run['teacher_choice']} s{run['seed']}"
-    for epoch in range(len(history) + 1, s.epochs + 1):
-        t0 = time.perf_counter()
-        torch.manual_seed(epoch_seed(run["seed"], epoch))
-        batches = make_loader(train_set, s.batch_size or cfg.data.batch_size, shuffle=True, seed=run["seed"], epoch=epoch, device=device, num_workers=cfg.data.num_workers)
-        res = train_epoch(model, batches, optimizer, loss_fn, device, targets_of)
-        scheduler.step()
-        metrics = {"epoch": epoch, "train_loss": res.loss, "train_acc": res.acc}
-        for name in ("val", "test"):
-            logits, y = predict_logits(model, make_loader(getattr(splits, name), eval_bs, shuffle=False, device=device), device)
-            metrics.update(metrics_from_logits(logits, y, name))
-        metrics["seconds"] = time.perf_counter() - t0
-        history.append(metrics)
-        log(f"[{tag}] epoch {epoch:3d}/{s.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
-            f"val {metrics['val_acc']:6.2%} test {metrics['test_acc']:6.2%} {metrics['seconds']:5.2f}s")
-        if on_epoch is not None:
-            on_epoch(metrics, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "history": history})
+    optimizer = make_optimizer(model, cfg.student.optim)
+    scheduler = make_scheduler(optimizer, cfg.student.optim, cfg.student.epochs)
+    return StudentRun(cfg, run, device, splits, model, optimizer, scheduler, train_set, loss_fn, targets_of, teacher_metrics)
 
+
+def _resume(student: StudentRun, state: dict, run_id: str) -> None:
+    student.model.load_state_dict(state["model"])
+    student.optimizer.load_state_dict(state["optimizer"])
+    student.scheduler.load_state_dict(state["scheduler"])
+    student.history = list(state["history"])
+    logger.info(f"[distill] resuming run {run_id} after epoch {len(student.history)}")
+
+
+def _student_epoch(student: StudentRun, epoch: int) -> dict:
+    """Train one epoch, evaluate on val and test, log; returns (and keeps) the epoch's metrics."""
+    cfg, run, device = student.cfg, student.run, student.device
+    t0 = time.perf_counter()
+    torch.manual_seed(epoch_seed(run["seed"], epoch))
+    batches = make_loader(student.train_set, cfg.student.batch_size or cfg.data.batch_size, shuffle=True, seed=run["seed"],
+                          epoch=epoch, device=device, num_workers=cfg.data.num_workers)
+    res = train_epoch(student.model, batches, student.optimizer, student.loss_fn, device, student.targets_of,
+                      progress=f"[{student.tag}] epoch {epoch}")
+    student.scheduler.step()
+    metrics = {"epoch": epoch, "train_loss": res.loss, "train_acc": res.acc}
+    for name in ("val", "test"):
+        loader = make_loader(getattr(student.splits, name), cfg.data.eval_batch_size, shuffle=False, device=device)
+        logits, y = predict_logits(student.model, loader, device)
+        metrics.update(metrics_from_logits(logits, y, name))
+    metrics["seconds"] = time.perf_counter() - t0
+    student.history.append(metrics)
+    logger.info(f"[{student.tag}] epoch {epoch:3d}/{cfg.student.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
+                f"val {metrics['val_acc']:6.2%} test {metrics['test_acc']:6.2%} {metrics['seconds']:5.2f}s")
+    return metrics
+
+
+def _result_row(student: StudentRun, run_id: str, wall_time_s: float) -> dict:
+    """The results-file row: the run, teacher metrics, final and best-on-validation accuracies."""
+    cfg, history = student.cfg, student.history
     best = max(history, key=lambda m: (m["val_acc"], -m["epoch"]))
-    row = {
-        "run_id": run_id, "experiment": cfg.name, "dataset": cfg.data.name, **run,
-        "epochs": s.epochs, **teacher_metrics,
+    return {
+        "run_id": run_id, "experiment": cfg.name, "dataset": cfg.data.name, **student.run,
+        "epochs": cfg.student.epochs, **student.teacher_metrics,
         "final_val_acc": history[-1]["val_acc"], "final_test_acc": history[-1]["test_acc"],
         "best_val_acc": best["val_acc"], "best_val_epoch": best["epoch"], "test_acc_at_best_val": best["test_acc"],
         "val_acc_per_epoch": [m["val_acc"] for m in history], "test_acc_per_epoch": [m["test_acc"] for m in history],
-        "wall_time_s": time.perf_counter() - began, "device": str(device),
+        "wall_time_s": wall_time_s, "device": str(student.device),
     }
-    store.append_result(row)
-    log(f"[{tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); row appended to {store.results_jsonl}")
-    return row
 
 
 def _kd_objective(splits, teacher: FrozenTeacher | None, T: float, w: float, eval_bs: int, device: torch.device):

@@ -5,16 +5,16 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from harness.config import ConfigError
+from harness.config import ConfigError, ExperimentConfig
 from harness.data import DataSplits, TensorSplit, build_splits, dataset_options
 from harness.store import CheckpointStore, trajectory_name
 
 
-def open_store(cfg) -> CheckpointStore:
+def open_store(cfg: ExperimentConfig) -> CheckpointStore:
     return CheckpointStore(cfg.storage, cfg.name)
 
 
-def load_splits(cfg, device: torch.device | str | None = None) -> DataSplits:
+def load_splits(cfg: ExperimentConfig, device: torch.device | str | None = None) -> DataSplits:
     """The experiment's train/val/test splits (same for every teacher and student).
 
     With ``device``, in-memory splits are moved there once (GPU-resident data: no host-to-device
@@ -53,11 +53,11 @@ class TrajectorySpec:
         return trajectory_name(self.arch, self.dataset, self.seed)
 
 
-def trajectory_specs(cfg) -> list[TrajectorySpec]:
+def trajectory_specs(cfg: ExperimentConfig) -> list[TrajectorySpec]:
     """Every (teacher arch x seed) trajectory the config asks for, in a stable order."""
     return [TrajectorySpec(a, s, cfg.data.name) for a in cfg.teacher.archs for s in cfg.teacher.seeds]
 
 
-def set_threads(cfg) -> None:
+def set_threads(cfg: ExperimentConfig) -> None:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 RESUME = "resume.pt"
 
@@ -167,7 +169,7 @@ class Trajectory:
         try:
             return torch.load(self.resume_path, map_location=map_location, weights_only=False)
         except Exception as e:  # a torn or corrupt resume file: restart the trajectory, say so
-            print(f"[store] {self.resume_path} is unreadable ({e}); restarting {self.name} from epoch 0")
+            logger.warning(f"[store] {self.resume_path} is unreadable ({e}); restarting {self.name} from epoch 0")
             return None
 
 
@@ -214,7 +216,7 @@ class CheckpointStore:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
-                    print(f"[store] skipping unreadable line {i} of {self.results_jsonl}")
+                    logger.warning(f"[store] skipping unreadable line {i} of {self.results_jsonl}")
         return rows
 
     def append_result(self, row: dict) -> None:

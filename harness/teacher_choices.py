@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from harness.registry import Registry
+from harness.registry import Registry, known_names, unknown_name_message
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class ResolveContext:
 class ChoiceKind:
     parse: Callable[[str | None], Any]
     resolve: Callable[[Any, ResolveContext], list[TeacherRef]]
+    syntax: str  # e.g. ``fraction:F``
+    example: str  # e.g. ``fraction:0.5``
+    help: str  # one line: what it resolves to
 
 
 TEACHER_CHOICES: Registry[ChoiceKind] = Registry("teacher choice")
@@ -60,13 +63,21 @@ def list_teacher_choices() -> list[str]:
     return TEACHER_CHOICES.names()
 
 
+# sweeps only: expands to ``epoch:E`` for every saved epoch (harness/sweep.py)
+EVERY_CHECKPOINT = ("every_checkpoint", "every_checkpoint", "(sweeps only) epoch:E for every saved epoch")
+
+
+def describe_teacher_choices() -> list[tuple[str, str, str]]:
+    """``(syntax, example, help)`` of every choice, for ``ckd list choices``."""
+    rows = [(k.syntax, k.example, k.help) for k in (TEACHER_CHOICES.get(n) for n in list_teacher_choices())]
+    return rows + [EVERY_CHECKPOINT]
+
+
 def parse_teacher_choice(text: str) -> TeacherChoice:
     """Parse and check a choice string; raises ValueError saying what is wrong."""
     kind, _, arg = str(text).strip().partition(":")
     if kind not in TEACHER_CHOICES:
-        raise ValueError(
-            f"unknown teacher choice {text!r}; known kinds: {', '.join(list_teacher_choices())}"
-        )
+        raise ValueError(unknown_name_message("teacher choice", str(text), list_teacher_choices()))
     try:
         parsed = TEACHER_CHOICES.get(kind).parse(arg if arg else None)
     except (TypeError, ValueError) as e:
@@ -117,12 +128,11 @@ def _snapshot_arg(arg: str | None) -> tuple[float | int, ...]:
 
 
 def _selector_arg(arg: str | None) -> str:
-    from harness.scoring.selection import list_selectors
-
+    known = known_names("selector")
     if not arg:
-        raise ValueError(f"needs a selector name, e.g. selected:paper; known: {', '.join(list_selectors())}")
-    if arg not in list_selectors():
-        raise ValueError(f"unknown selector {arg!r}; known: {', '.join(list_selectors())}")
+        raise ValueError(f"needs a selector name, e.g. selected:paper; known: {', '.join(known)}")
+    if arg not in known:
+        raise ValueError(unknown_name_message("selector", arg, known))
     return arg
 
 
@@ -146,8 +156,9 @@ def _nearest_fraction(ctx: ResolveContext, f: float) -> TeacherRef:
     return TeacherRef(ctx.trajectory, epoch)
 
 
-def _register(name: str, parse: Callable[[str | None], Any], resolve: Callable[[Any, ResolveContext], list[TeacherRef]]) -> None:
-    TEACHER_CHOICES.register(name)(ChoiceKind(parse, resolve))
+def _register(name: str, parse: Callable[[str | None], Any], resolve: Callable[[Any, ResolveContext], list[TeacherRef]],
+              syntax: str, example: str, help: str) -> None:
+    TEACHER_CHOICES.register(name)(ChoiceKind(parse, resolve, syntax, example, help))
 
 
 def _resolve_full_ensemble(k: int, ctx: ResolveContext) -> list[TeacherRef]:
@@ -177,11 +188,17 @@ def _resolve_snapshot(members: tuple[float | int, ...], ctx: ResolveContext) -> 
     return refs
 
 
-_register("none", _no_arg, lambda _, ctx: [])
-_register("full", _no_arg, lambda _, ctx: [TeacherRef(ctx.trajectory, _saved_epochs(ctx, ctx.trajectory)[-1])])
-_register("epoch", _int_arg(1), lambda e, ctx: [_at_epoch(ctx, e)])
-_register("fraction", _fraction_arg, lambda f, ctx: [_nearest_fraction(ctx, f)])
-_register("snapshot", _snapshot_arg, _resolve_snapshot)
-_register("full_ensemble", _int_arg(2), _resolve_full_ensemble)
-_register("selected", _selector_arg, _resolve_selected)
-_register("selected_ensemble", _int_arg(2), _resolve_selected_ensemble)
+_register("none", _no_arg, lambda _, ctx: [], "none", "none", "no teacher: the student trains on labels alone")
+_register("full", _no_arg, lambda _, ctx: [TeacherRef(ctx.trajectory, _saved_epochs(ctx, ctx.trajectory)[-1])],
+          "full", "full", "the last checkpoint of the teacher trajectory")
+_register("epoch", _int_arg(1), lambda e, ctx: [_at_epoch(ctx, e)], "epoch:E", "epoch:40", "the checkpoint saved at epoch E")
+_register("fraction", _fraction_arg, lambda f, ctx: [_nearest_fraction(ctx, f)], "fraction:F", "fraction:0.5",
+          "the checkpoint nearest F x epochs (0.5 = half-way)")
+_register("snapshot", _snapshot_arg, _resolve_snapshot, "snapshot:[a,b,...]", "snapshot:[0.5,1.0]",
+          "an ensemble of checkpoints of one run; 0.5 is a fraction, 30 an epoch")
+_register("full_ensemble", _int_arg(2), _resolve_full_ensemble, "full_ensemble:K", "full_ensemble:2",
+          "the final checkpoints of K independent trajectories (seeds)")
+_register("selected", _selector_arg, _resolve_selected, "selected:<selector>", "selected:paper",
+          "the scorer's pick T* (run `ckd score` first); selectors: see below")
+_register("selected_ensemble", _int_arg(2), _resolve_selected_ensemble, "selected_ensemble:K", "selected_ensemble:2",
+          "the scorer's K-checkpoint pick from one trajectory")

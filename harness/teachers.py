@@ -7,15 +7,18 @@ and a resumed run ends with the same weights as an uninterrupted one: every epoc
 """
 from __future__ import annotations
 
+import logging
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
-from harness.config import config_hash, to_dict
-from harness.data import derive_seed, make_loader
+from harness.config import ExperimentConfig, config_hash, to_dict
+from harness.data import DataSplits, derive_seed, make_loader
 from harness.experiment import TrajectorySpec, load_splits, open_store, set_threads, trajectory_specs
 from harness.models import count_parameters, create_model
+from harness.progress import Progress
 from harness.store import StoreError, Trajectory
 from harness.training import (
     epoch_seed,
@@ -28,14 +31,11 @@ from harness.training import (
     train_epoch,
 )
 
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
+OnEpoch = Callable[[int, dict], None]
 
 
-def _print(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def trajectory_config(cfg, spec: TrajectorySpec) -> dict:
+def trajectory_config(cfg: ExperimentConfig, spec: TrajectorySpec) -> dict:
     """What determines a trajectory's weights; its hash guards against mixing configs."""
     return {
         "arch": spec.arch,
@@ -69,77 +69,121 @@ def _check_existing(traj: Trajectory, chash: str) -> None:
         )
 
 
-def train_trajectory(cfg, arch: str, seed: int, log: Log = _print, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+@dataclass
+class TeacherRun:
+    """Everything one trajectory's training loop touches, built (or resumed) once."""
+
+    cfg: ExperimentConfig
+    spec: TrajectorySpec
+    traj: Trajectory
+    device: torch.device
+    splits: DataSplits
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    manifest: dict
+    start: int  # last finished epoch (0: fresh)
+    saves: set[int]
+
+
+def train_trajectory(cfg: ExperimentConfig, arch: str, seed: int, on_epoch: OnEpoch | None = None) -> dict:
     """Train (or finish, or skip) one teacher trajectory; returns its manifest."""
     spec = TrajectorySpec(arch, seed, cfg.data.name)
-    store = open_store(cfg)
-    traj = store.trajectory(spec.name)
-    tconf = trajectory_config(cfg, spec)
-    chash = config_hash(tconf)
+    traj = open_store(cfg).trajectory(spec.name)
+    chash = config_hash(trajectory_config(cfg, spec))
     _check_existing(traj, chash)
     if traj.is_finished():
-        log(f"[{spec.name}] finished already; skipping")
+        logger.info(f"[{spec.name}] finished already; skipping")
         return traj.manifest()
+    run = _build_run(cfg, spec, traj, chash)
+    epochs = cfg.teacher.epochs
+    with Progress(epochs, f"[{spec.name}]", "epoch", log=logger) as progress:
+        progress.update(run.start)
+        for epoch in range(run.start + 1, epochs + 1):
+            metrics = _train_one_epoch(run, epoch)
+            progress.set_postfix(f"val {metrics['val_acc']:.2%}")
+            progress.update()
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+    final = run.manifest["checkpoints"][-1]
+    logger.info(f"[{spec.name}] done: test acc {final['test_acc']:.2%} in {run.manifest['wall_time_s']:.1f}s")
+    return run.manifest
 
+
+def _build_run(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, chash: str) -> TeacherRun:
+    """Model, optimizer and schedule of a trajectory, resumed from ``resume.pt`` when there is one."""
     set_threads(cfg)
     device = resolve_device(cfg.device)
     splits = load_splits(cfg, device)
     t = cfg.teacher
-    seed_everything(derive_seed("teacher-init", arch, seed))
-    model = create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
+    seed_everything(derive_seed("teacher-init", spec.arch, spec.seed))
+    model = create_model(spec.arch, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
     optimizer = make_optimizer(model, t.optim)
     scheduler = make_scheduler(optimizer, t.optim, t.epochs)
     manifest = {
-        "name": spec.name, "arch": arch, "dataset": spec.dataset, "seed": seed,
+        "name": spec.name, "arch": spec.arch, "dataset": spec.dataset, "seed": spec.seed,
         "epochs": t.epochs, "checkpoint_every": t.checkpoint_every, "config_hash": chash,
-        "config": tconf, "num_params": count_parameters(model), "finished": False,
+        "config": trajectory_config(cfg, spec), "num_params": count_parameters(model), "finished": False,
         "checkpoints": [], "history": [], "wall_time_s": 0.0,
     }
-    start = 0
-    state = traj.load_resume(map_location=device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = state["epoch"]
-        manifest = traj.manifest() if traj.exists() else manifest
-        manifest["history"] = state["history"]
-        manifest["wall_time_s"] = state["wall_time_s"]
-        log(f"[{spec.name}] resuming after epoch {start}/{t.epochs}")
-    manifest["device"] = str(device)
-    saves = set(checkpoint_epochs(t.epochs, t.checkpoint_every))
-
-    for epoch in range(start + 1, t.epochs + 1):
-        began = time.perf_counter()
-        torch.manual_seed(epoch_seed(seed, epoch))
-        batches = make_loader(splits.train, cfg.data.batch_size, shuffle=True, seed=seed, epoch=epoch, device=device, num_workers=cfg.data.num_workers)
-        lr = optimizer.param_groups[0]["lr"]
-        res = train_epoch(model, batches, optimizer, lambda logits, x, y: torch.nn.functional.cross_entropy(logits, y), device)
-        scheduler.step()
-        names = ("train", "val", "test") if epoch in saves else ("val",)
-        metrics = evaluate_splits(model, splits, cfg.data.eval_batch_size, device, names)
-        seconds = time.perf_counter() - began
-        manifest["wall_time_s"] += seconds
-        manifest["history"].append({"epoch": epoch, "lr": lr, "train_loss_running": res.loss, "train_acc_running": res.acc, "val_acc": metrics["val_acc"], "seconds": seconds})
-        log(f"[{spec.name}] epoch {epoch:3d}/{t.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
-            f"val {metrics['val_acc']:6.2%} lr {lr:.4f} {seconds:5.2f}s")
-        if epoch in saves:
-            payload = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       "arch": arch, "num_classes": splits.num_classes, "input_shape": list(splits.input_shape), "epoch": epoch}
-            traj.save_checkpoint(epoch, payload, manifest, {**metrics, "wall_time_s": manifest["wall_time_s"]})
-            manifest["finished"] = epoch == t.epochs
-            traj.write_manifest(manifest)
-        traj.save_resume({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "epoch": epoch, "history": manifest["history"], "wall_time_s": manifest["wall_time_s"]})
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-    final = manifest["checkpoints"][-1]
-    log(f"[{spec.name}] done: test acc {final['test_acc']:.2%} in {manifest['wall_time_s']:.1f}s")
-    return manifest
+    run = TeacherRun(cfg, spec, traj, device, splits, model, optimizer, scheduler, manifest, 0,
+                     set(checkpoint_epochs(t.epochs, t.checkpoint_every)))
+    _resume(run)
+    run.manifest["device"] = str(device)
+    return run
 
 
-def run_teachers(cfg, log: Log = _print) -> list[dict]:
+def _resume(run: TeacherRun) -> None:
+    state = run.traj.load_resume(map_location=run.device)
+    if state is None:
+        return
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.start = state["epoch"]
+    run.manifest = run.traj.manifest() if run.traj.exists() else run.manifest
+    run.manifest["history"] = state["history"]
+    run.manifest["wall_time_s"] = state["wall_time_s"]
+    logger.info(f"[{run.spec.name}] resuming after epoch {run.start}/{run.cfg.teacher.epochs}")
+
+
+def _train_one_epoch(run: TeacherRun, epoch: int) -> dict:
+    """Train, evaluate, log and save one epoch (a checkpoint on save epochs, ``resume.pt`` always)."""
+    cfg, name, began = run.cfg, run.spec.name, time.perf_counter()
+    torch.manual_seed(epoch_seed(run.spec.seed, epoch))
+    batches = make_loader(run.splits.train, cfg.data.batch_size, shuffle=True, seed=run.spec.seed, epoch=epoch,
+                          device=run.device, num_workers=cfg.data.num_workers)
+    lr = run.optimizer.param_groups[0]["lr"]
+    res = train_epoch(run.model, batches, run.optimizer, lambda logits, x, y: torch.nn.functional.cross_entropy(logits, y),
+                      run.device, progress=f"[{name}] epoch {epoch}")
+    run.scheduler.step()
+    names = ("train", "val", "test") if epoch in run.saves else ("val",)
+    metrics = evaluate_splits(run.model, run.splits, cfg.data.eval_batch_size, run.device, names)
+    seconds = time.perf_counter() - began
+    run.manifest["wall_time_s"] += seconds
+    run.manifest["history"].append({"epoch": epoch, "lr": lr, "train_loss_running": res.loss, "train_acc_running": res.acc,
+                                    "val_acc": metrics["val_acc"], "seconds": seconds})
+    logger.info(f"[{name}] epoch {epoch:3d}/{cfg.teacher.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
+                f"val {metrics['val_acc']:6.2%} lr {lr:.4f} {seconds:5.2f}s")
+    _save_epoch(run, epoch, metrics)
+    return metrics
+
+
+def _save_epoch(run: TeacherRun, epoch: int, metrics: dict) -> None:
+    manifest = run.manifest
+    if epoch in run.saves:
+        payload = {"model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()}, "arch": run.spec.arch,
+                   "num_classes": run.splits.num_classes, "input_shape": list(run.splits.input_shape), "epoch": epoch}
+        run.traj.save_checkpoint(epoch, payload, manifest, {**metrics, "wall_time_s": manifest["wall_time_s"]})
+        manifest["finished"] = epoch == run.cfg.teacher.epochs
+        run.traj.write_manifest(manifest)
+    run.traj.save_resume({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                          "scheduler": run.scheduler.state_dict(), "epoch": epoch, "history": manifest["history"],
+                          "wall_time_s": manifest["wall_time_s"]})
+
+
+def run_teachers(cfg: ExperimentConfig) -> list[dict]:
     """Train every trajectory of the config in this process, one after another."""
     specs = trajectory_specs(cfg)
-    log(f"[teachers] {len(specs)} trajectories into {open_store(cfg).trajectories_dir}")
-    return [train_trajectory(cfg, s.arch, s.seed, log=log) for s in specs]
+    logger.info(f"[teachers] {len(specs)} trajectories into {open_store(cfg).trajectories_dir}")
+    return [train_trajectory(cfg, s.arch, s.seed) for s in specs]

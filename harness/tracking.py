@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from harness.config import ExperimentConfig
 
 MODES = ("disabled", "offline", "online")
 _STRICTNESS = {"online": 0, "offline": 1, "disabled": 2, "dryrun": 1}
@@ -60,17 +62,13 @@ FAST_SETTINGS: dict[str, Any] = {
     "disable_job_creation": True,
 }
 
-Log = Callable[[str], None]
-
-
-def _print(msg: str) -> None:
-    print(msg, flush=True)
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
 # mode and places
 
-def tracking_mode(cfg) -> str:
+def tracking_mode(cfg: ExperimentConfig) -> str:
     """The effective mode: the config's, made stricter (never looser) by ``WANDB_MODE``."""
     mode = str(cfg.tracking.mode)
     if mode not in MODES:
@@ -81,22 +79,22 @@ def tracking_mode(cfg) -> str:
     return mode
 
 
-def enabled(cfg) -> bool:
+def enabled(cfg: ExperimentConfig) -> bool:
     return tracking_mode(cfg) != "disabled"
 
 
-def _experiment_root(cfg) -> Path:
+def _experiment_root(cfg: ExperimentConfig) -> Path:
     return (Path(str(cfg.storage)) / str(cfg.name)).expanduser().resolve()
 
 
-def wandb_dir(cfg) -> Path:
+def wandb_dir(cfg: ExperimentConfig) -> Path:
     """``<storage>/<name>/wandb`` (absolute, created): where every W&B file of the experiment goes."""
     d = _experiment_root(cfg) / "wandb"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def offline_run_dirs(cfg) -> list[Path]:
+def offline_run_dirs(cfg: ExperimentConfig) -> list[Path]:
     """The offline run folders of the experiment (``offline-run-*``), oldest first; what
     ``wandb sync`` uploads. Creates nothing."""
     d = _experiment_root(cfg) / "wandb"
@@ -106,7 +104,7 @@ def offline_run_dirs(cfg) -> list[Path]:
     return sorted(runs, key=lambda p: (p.stat().st_mtime, str(p)))
 
 
-def sync_command(cfg) -> str | None:
+def sync_command(cfg: ExperimentConfig) -> str | None:
     """The shell line that uploads the experiment's offline runs, or None when there are none."""
     runs = offline_run_dirs(cfg)
     if not runs:
@@ -114,7 +112,7 @@ def sync_command(cfg) -> str | None:
     return f"wandb sync {_experiment_root(cfg) / 'wandb'}/offline-run-*   # {len(runs)} offline run(s)"
 
 
-def init_kwargs(cfg, **extra: Any) -> dict:
+def init_kwargs(cfg: ExperimentConfig, **extra: Any) -> dict:
     """Arguments for ``wandb.init`` shared by every run of the experiment."""
     kw: dict[str, Any] = {
         "project": str(cfg.tracking.project),
@@ -183,60 +181,65 @@ def trial_tags(config: dict, tag_keys: Sequence[str] = ("teacher_choice",), base
     return out
 
 
+class _TrialTagging:
+    """The per-trial part of ``TaggedWandbLoggerCallback`` (see module docs), kept free of ray so
+    it can live at module level; ``_callback_class`` mixes it in front of ``WandbLoggerCallback``.
+    Module-level, hence picklable by reference like the class built from it."""
+
+    def __init__(self, *args: Any, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any) -> None:
+        excludes = list(kwargs.pop("excludes", None) or [])
+        if "wandb" not in excludes:
+            excludes.append("wandb")  # the per-trial wandb.init arguments are not hyperparameters
+        super().__init__(*args, excludes=excludes, **kwargs)
+        self.tag_keys = tuple(tag_keys)
+        self.base_tags = tuple(tags)
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        # Ray asks for an API key unless WANDB_MODE says offline/disabled; our mode travels in
+        # the wandb.init kwargs, so tell Ray's check about it for the duration of setup.
+        mode = self.kwargs.get("mode")
+        if mode in ("offline", "disabled") and not os.environ.get("WANDB_MODE"):
+            os.environ["WANDB_MODE"] = mode
+            try:
+                super().setup(*args, **kwargs)
+            finally:
+                os.environ.pop("WANDB_MODE", None)
+        else:
+            super().setup(*args, **kwargs)
+
+    def trial_init_kwargs(self, config: dict) -> dict:
+        """The ``wandb.init`` arguments of one trial: its config's ``wandb`` key plus its tags."""
+        extra = dict(config.get("wandb") or {}) if isinstance(config.get("wandb"), dict) else {}
+        extra["tags"] = trial_tags(config, self.tag_keys, [*self.base_tags, *(self.kwargs.get("tags") or [])])
+        return extra
+
+    def log_trial_start(self, trial: Any) -> None:
+        shared = self.kwargs
+        self.kwargs = {**shared, **self.trial_init_kwargs(dict(trial.config))}
+        try:
+            super().log_trial_start(trial)
+        finally:
+            self.kwargs = shared
+
+
 _CALLBACK_CLASS = None
 
 
-def _callback_class():
+def _callback_class() -> type:
     """``TaggedWandbLoggerCallback``, built on first use so that ray is imported only then.
 
     It is reachable as ``harness.tracking.TaggedWandbLoggerCallback`` (module ``__getattr__``),
     so pickling a callback (Tune saves its RunConfig for ``Tuner.restore``) works by reference.
     """
     global _CALLBACK_CLASS
-    if _CALLBACK_CLASS is not None:
-        return _CALLBACK_CLASS
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    if _CALLBACK_CLASS is None:
+        from ray.air.integrations.wandb import WandbLoggerCallback
 
-    class TaggedWandbLoggerCallback(WandbLoggerCallback):
-        """``WandbLoggerCallback`` with per-trial tags and init arguments (see module docs)."""
-
-        def __init__(self, *args: Any, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any) -> None:
-            excludes = list(kwargs.pop("excludes", None) or [])
-            if "wandb" not in excludes:
-                excludes.append("wandb")  # the per-trial wandb.init arguments are not hyperparameters
-            super().__init__(*args, excludes=excludes, **kwargs)
-            self.tag_keys = tuple(tag_keys)
-            self.base_tags = tuple(tags)
-
-        def setup(self, *args: Any, **kwargs: Any) -> None:
-            # Ray asks for an API key unless WANDB_MODE says offline/disabled; our mode travels in
-            # the wandb.init kwargs, so tell Ray's check about it for the duration of setup.
-            mode = self.kwargs.get("mode")
-            if mode in ("offline", "disabled") and not os.environ.get("WANDB_MODE"):
-                os.environ["WANDB_MODE"] = mode
-                try:
-                    super().setup(*args, **kwargs)
-                finally:
-                    os.environ.pop("WANDB_MODE", None)
-            else:
-                super().setup(*args, **kwargs)
-
-        def trial_init_kwargs(self, config: dict) -> dict:
-            extra = dict(config.get("wandb") or {}) if isinstance(config.get("wandb"), dict) else {}
-            extra["tags"] = trial_tags(config, self.tag_keys, [*self.base_tags, *(self.kwargs.get("tags") or [])])
-            return extra
-
-        def log_trial_start(self, trial: Any) -> None:
-            shared = self.kwargs
-            self.kwargs = {**shared, **self.trial_init_kwargs(dict(trial.config))}
-            try:
-                super().log_trial_start(trial)
-            finally:
-                self.kwargs = shared
-
-    TaggedWandbLoggerCallback.__module__ = __name__
-    TaggedWandbLoggerCallback.__qualname__ = CALLBACK_CLASS_NAME
-    _CALLBACK_CLASS = TaggedWandbLoggerCallback
+        _CALLBACK_CLASS = type(CALLBACK_CLASS_NAME, (_TrialTagging, WandbLoggerCallback), {
+            "__module__": __name__,
+            "__qualname__": CALLBACK_CLASS_NAME,
+            "__doc__": "``WandbLoggerCallback`` with per-trial tags and init arguments (see module docs).",
+        })
     return _CALLBACK_CLASS
 
 
@@ -246,7 +249,7 @@ def __getattr__(name: str) -> Any:  # PEP 562: lazy class, importable and pickla
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def wandb_callback(cfg, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any):
+def wandb_callback(cfg: ExperimentConfig, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any):
     """A Ray Tune ``WandbLoggerCallback`` (subclass) for the sweep, or None when disabled.
 
     One W&B run per trial in ``project=cfg.tracking.project``, ``group=cfg.name``, written under
@@ -272,19 +275,19 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _marker(cfg, key: str) -> Path:
+def _marker(cfg: ExperimentConfig, key: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
     return wandb_dir(cfg) / ".logged" / f"{safe}.json"
 
 
-def _logged_already(cfg, key: str, fingerprint: str) -> bool:
+def _logged_already(cfg: ExperimentConfig, key: str, fingerprint: str) -> bool:
     try:
         return json.loads(_marker(cfg, key).read_text()).get("fingerprint") == fingerprint
     except (OSError, ValueError):
         return False
 
 
-def _mark_logged(cfg, key: str, fingerprint: str, run_dir: Path | None) -> None:
+def _mark_logged(cfg: ExperimentConfig, key: str, fingerprint: str, run_dir: Path | None) -> None:
     path = _marker(cfg, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -303,7 +306,7 @@ def _run_dir(run) -> Path | None:
         return None
 
 
-def _logged_run(cfg, key: str, fingerprint_of: Any, body: Callable[[Any, Any], None], init: dict, force: bool, log: Log) -> Path | None:
+def _logged_run(cfg: ExperimentConfig, key: str, fingerprint_of: Any, body: Callable[[Any, Any], None], init: dict, force: bool) -> Path | None:
     """Open one W&B run, let ``body(wandb, run)`` log into it, finish it, remember it."""
     if not enabled(cfg):
         return None
@@ -317,7 +320,7 @@ def _logged_run(cfg, key: str, fingerprint_of: Any, body: Callable[[Any, Any], N
         body(wandb, run)
         run.finish()
     except Exception as e:  # tracking must never stop the pipeline
-        log(f"[tracking] W&B logging of {key} failed ({type(e).__name__}: {e}); continuing without it")
+        logger.info("[tracking] W&B logging of %s failed (%s: %s); continuing without it", key, type(e).__name__, e)
         if run is not None:
             try:
                 run.finish(exit_code=1)
@@ -329,7 +332,7 @@ def _logged_run(cfg, key: str, fingerprint_of: Any, body: Callable[[Any, Any], N
     return run_dir
 
 
-def log_trajectory(cfg, manifest: dict, force: bool = False, log: Log = _print) -> Path | None:
+def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -> Path | None:
     """One W&B run per teacher trajectory: per-epoch curve + checkpoint metrics and table.
 
     Returns the run folder (None when disabled, already logged, or W&B failed).
@@ -369,7 +372,7 @@ def log_trajectory(cfg, manifest: dict, force: bool = False, log: Log = _print) 
 
     fingerprint = {"name": name, "finished": manifest.get("finished"), "epochs": len(history), "ckpts": [c.get("sha256") for c in ckpts]}
     init = {"job_type": "teacher", "name": name, "tags": tags, "config": config}
-    return _logged_run(cfg, f"trajectory-{name}", fingerprint, body, init, force, log)
+    return _logged_run(cfg, f"trajectory-{name}", fingerprint, body, init, force)
 
 
 def score_rows(scores: Any) -> list[dict]:
@@ -427,7 +430,7 @@ def _table(wandb, rows: list[dict]):
     return wandb.Table(columns=columns, data=data, allow_mixed_types=True)
 
 
-def log_scores(cfg, scores: dict, trajectory: str, force: bool = False, log: Log = _print) -> Path | None:
+def log_scores(cfg: ExperimentConfig, scores: dict, trajectory: str, force: bool = False) -> Path | None:
     """The score table of one trajectory (one row per checkpoint) as a W&B run with a
     ``wandb.Table``; top-level scalars of ``scores`` (and small dicts such as selections) go
     into the run config."""
@@ -445,7 +448,7 @@ def log_scores(cfg, scores: dict, trajectory: str, force: bool = False, log: Log
             run.summary.update({f"selected/{k}": v["epoch"] for k, v in selected.items() if isinstance(v, dict) and "epoch" in v})
 
     init = {"job_type": "scores", "name": f"scores-{trajectory}", "tags": ["scores", trajectory[:MAX_TAG_LEN]], "config": {"trajectory": trajectory, **config}}
-    return _logged_run(cfg, f"scores-{trajectory}", scores, body, init, force, log)
+    return _logged_run(cfg, f"scores-{trajectory}", scores, body, init, force)
 
 
 LEADERBOARD_TABLE_KEYS = (
@@ -455,7 +458,7 @@ LEADERBOARD_TABLE_KEYS = (
 )
 
 
-def log_leaderboard(cfg, board: list[dict], force: bool = False, log: Log = _print) -> Path | None:
+def log_leaderboard(cfg: ExperimentConfig, board: list[dict], force: bool = False) -> Path | None:
     """The leaderboard (``harness.report.build_leaderboard``) as a ``wandb.Table`` in a run of
     its own (job_type ``leaderboard``); accuracies in percent."""
     if not enabled(cfg) or not board:
@@ -471,14 +474,14 @@ def log_leaderboard(cfg, board: list[dict], force: bool = False, log: Log = _pri
         run.summary["selection_policy"] = policy_note(board)
 
     init = {"job_type": "leaderboard", "name": f"leaderboard-{cfg.name}", "tags": ["leaderboard"], "notes": "student test accuracy in percent"}
-    return _logged_run(cfg, "leaderboard", rows, body, init, force, log)
+    return _logged_run(cfg, "leaderboard", rows, body, init, force)
 
 
-def report_offline_runs(cfg, log: Log = _print) -> list[Path]:
+def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:
     """Log where the offline runs are and how to upload them; return their folders."""
     runs = offline_run_dirs(cfg) if tracking_mode(cfg) == "offline" else []
     if runs:
-        log(f"[tracking] {len(runs)} W&B offline run(s) in {_experiment_root(cfg) / 'wandb'}; upload with:\n  {sync_command(cfg).split('   #')[0]}")
+        logger.info("[tracking] %d W&B offline run(s) in %s; upload with:\n  %s", len(runs), _experiment_root(cfg) / "wandb", sync_command(cfg).split("   #")[0])
     return runs
 
 

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.progress import track
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks the GPU Ray (or CUDA_VISIBLE_DEVICES) assigned us, else the CPU."""
@@ -76,12 +78,16 @@ def train_epoch(
     loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
     device: torch.device,
     targets_of: Callable[[Tensor, Tensor], Tensor] = lambda x, y: y,
+    progress: str | None = None,
 ) -> EpochResult:
     """One pass over ``batches``; ``loss_fn(logits, x, y)`` lets KD look up soft targets by batch.
 
     ``targets_of(x, y)`` gives the class labels used for the accuracy (KD batches carry sample
-    indices in ``y`` and map them to labels).
+    indices in ``y`` and map them to labels). ``progress``: a label, to show progress within
+    the epoch (a bar, or a log line every few seconds for epochs that take that long).
     """
+    if progress is not None:
+        batches = track(batches, progress, unit="batch", leave=False)
     model.train()
     # Sums stay on the device: one host sync per epoch instead of two per step on a GPU.
     total_loss = torch.zeros((), dtype=torch.float64, device=device)

@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,12 +25,13 @@ ray = pytest.importorskip("ray")
 
 from harness.cluster.connection import ClusterInfo, ClusterSession, actor_resources, connect  # noqa: E402
 from harness.cluster.errors import ClusterError  # noqa: E402
-from harness.cluster.scorer import Scorer, scores_fresh  # noqa: E402
+from harness.cluster.scoring import Scorer  # noqa: E402
 from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
-from harness.cluster.trajectories import TrajectoryRunner  # noqa: E402
-from harness.config import load_config  # noqa: E402
+from harness.cluster.teachers import TrajectoryRunner  # noqa: E402
+from harness.config import Scheduler, TrackingMode, load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
-from tests.conftest import QUICKSTART, Lines, tiny_overrides, wait_for as _wait_for  # noqa: E402
+from harness.scoring import scores_fresh  # noqa: E402
+from tests.helpers import QUICKSTART, LogLines, tiny_overrides, wait_for as _wait_for  # noqa: E402
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -53,28 +55,28 @@ def _cfg(storage: Path, **extra):
 def trained(cluster, tmp_path_factory):
     """Two trajectories in actors; the actor of s0 is killed mid-run (Ray restarts it)."""
     storage = tmp_path_factory.mktemp("cluster") / "runs"
-    lines = Lines()
-    session = ClusterSession(_cfg(storage), lines)
-    runner = TrajectoryRunner(session).start()
-    victim = "cnn1d_small-mnist1d-s0"
-    _wait_for(lambda: runner.progress().get(victim, {}).get("epoch", 0) >= 3)
-    ray.kill(runner.actors[victim], no_restart=False)
-    manifests = runner.wait()
+    session = ClusterSession(_cfg(storage))
+    with LogLines() as lines:
+        runner = TrajectoryRunner(session).start()
+        victim = "cnn1d_small-mnist1d-s0"
+        _wait_for(lambda: runner.progress().get(victim, {}).get("epoch", 0) >= 3)
+        ray.kill(runner.actors[victim], no_restart=False)
+        manifests = runner.wait()
     return {"session": session, "runner": runner, "manifests": manifests, "lines": lines, "victim": victim}
 
 
-def test_connect_reports_resources_and_cpu_only(cluster):
-    lines = Lines()
+def test_connect_reports_resources_and_cpu_only(cluster, logs):
     cfg = load_config(QUICKSTART, ["cluster.trial.gpus=0.5"])
-    info = connect(cfg, lines)
+    info = connect(cfg)
     assert info.num_cpus == 2 and not info.multi_node
-    assert "no GPUs" in lines.text() and "gpus=0" in lines.text()
-    assert actor_resources(cfg, "trial", info, lines) == {"num_cpus": 1.0, "num_gpus": 0.0}
-    assert "cluster.trial.gpus=0.5" in lines.text()  # said once, in the log
+    assert "no GPUs" in logs.text and "gpus=0" in logs.text
+    assert actor_resources(cfg, "trial", info) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert actor_resources(cfg, "trial", info) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert logs.text.count("cluster.trial.gpus=0.5") == 1  # said once, in the log
     big = load_config(QUICKSTART, ["cluster.trajectory.cpus=64"])
     started = ClusterInfo(None, True, 2.0, 0.0, info.nodes)
     with pytest.raises(ClusterError, match="cluster.trajectory.cpus"):
-        actor_resources(big, "trajectory", started, lines)
+        actor_resources(big, "trajectory", started)
 
 
 def test_bad_address_fails_fast_with_a_message(monkeypatch, tmp_path, capsys):
@@ -98,7 +100,8 @@ def test_trajectories_train_in_actors_and_storage_is_absolute(trained):
         assert [h["epoch"] for h in m["history"]] == list(range(1, 31))  # every epoch exactly once
         assert store.trajectory(name).is_finished()
     text = trained["lines"].text()
-    assert "[teachers] progress after" in text and "epoch" in text and "s/epoch" in text  # the table
+    assert "[teachers] progress after" in text  # the table: one tqdm-formatted line per trajectory
+    assert re.search(r"cnn1d_small-mnist1d-s1 \d+/30 epoch \[[\d:]+<[\d:?]+, *[\d.?]+(epoch/s|s/epoch)\]", text), text
 
 
 def test_killed_actor_restarts_and_resumes_from_its_last_epoch(trained):
@@ -113,7 +116,7 @@ def test_killed_actor_restarts_and_resumes_from_its_last_epoch(trained):
 
 
 def test_actor_with_no_restarts_left_fails_with_a_clear_message(cluster, tmp_path):
-    session = ClusterSession(_cfg(tmp_path / "runs", **{"teacher.seeds": "[5]", "teacher.epochs": 40, "cluster.max_actor_restarts": 0}), Lines())
+    session = ClusterSession(_cfg(tmp_path / "runs", **{"teacher.seeds": "[5]", "teacher.epochs": 40, "cluster.max_actor_restarts": 0}))
     runner = TrajectoryRunner(session).start()
     _wait_for(lambda: runner.progress().get("cnn1d_small-mnist1d-s5", {}).get("epoch", 0) >= 1)
     ray.kill(runner.actors["cnn1d_small-mnist1d-s5"], no_restart=False)
@@ -121,10 +124,9 @@ def test_actor_with_no_restarts_left_fails_with_a_clear_message(cluster, tmp_pat
         runner.wait()
 
 
-def test_scorer_actor_holds_the_data_once_and_skips_fresh_scores(trained):
+def test_scorer_actor_holds_the_data_once_and_skips_fresh_scores(trained, logs):
     session = trained["session"]
-    lines = Lines()
-    scorer = Scorer(session, lines)
+    scorer = Scorer(session)
     names = sorted(trained["manifests"])
     for n in names:
         scorer.submit(n)
@@ -137,16 +139,16 @@ def test_scorer_actor_holds_the_data_once_and_skips_fresh_scores(trained):
         assert "accuracy" in results[n]["selected"] and scores_fresh(session.cfg, n)
     log = (open_store(session.cfg).root / "logs" / "scorer.log").read_text()
     assert log.count("scoring sample:") == 1  # built once for both trajectories
-    again = Scorer(session, lines)
+    again = Scorer(session)
     again.submit(names[0])
-    assert again.actor is None and "up to date; skipping" in lines.text()
+    assert again.actor is None and "up to date; skipping" in logs.text
 
 
 @pytest.fixture(scope="module")
 def swept(trained):
     """Scores + a sweep over every kind of teacher choice on the trained store."""
     session = trained["session"]
-    scorer = Scorer(session, Lines())
+    scorer = Scorer(session)
     for n in trained["manifests"]:
         scorer.submit(n)
     scorer.wait()
@@ -155,8 +157,8 @@ def swept(trained):
     cfg.sweep.teacher_choices = ["none", "every_checkpoint", "selected:accuracy", "snapshot:[0.5,1.0]", "full_ensemble:2"]
     cfg.sweep.seeds = [0, 1]
     cfg.student.epochs = 3
-    lines = Lines()
-    rows = run_sweep(session, lines)
+    with LogLines() as lines:
+        rows = run_sweep(session)
     return {"session": session, "rows": rows, "lines": lines}
 
 
@@ -200,15 +202,14 @@ def test_trials_report_every_epoch_with_a_checkpoint(swept):
         assert "final test acc" in (t / "distill.log").read_text()
 
 
-def test_finished_sweep_is_not_started_again(swept):
-    lines = Lines()
+def test_finished_sweep_is_not_started_again(swept, logs):
     before = len(_csv_rows(open_store(swept["session"].cfg)))
-    run_sweep(swept["session"], lines)
-    assert "nothing to run" in lines.text()
+    run_sweep(swept["session"])
+    assert "nothing to run" in logs.text
     assert len(_csv_rows(open_store(swept["session"].cfg))) == before
 
 
-def test_interrupted_sweep_resumes_with_tuner_restore(swept):
+def test_interrupted_sweep_resumes_with_tuner_restore(swept, logs):
     """A driver killed mid-sweep (SIGKILL): re-running restores the Tune experiment and ends with
     every trial reported exactly once."""
     session = swept["session"]
@@ -233,15 +234,14 @@ def test_interrupted_sweep_resumes_with_tuner_restore(swept):
     partial = len(store.read_results()) - before
     assert partial < 4
     cfg2 = load_config(QUICKSTART, overrides[:-1])
-    lines = Lines()
-    with ClusterSession(cfg2, lines) as s2:
-        run_sweep(s2, lines)
-    assert "resuming the Tune experiment" in lines.text() and "Tuner.restore" in lines.text()
+    with ClusterSession(cfg2) as s2:
+        run_sweep(s2)
+    assert "resuming the Tune experiment" in logs.text and "Tuner.restore" in logs.text
     rows = store.read_results()
     assert len(rows) == before + 4 and len({r["run_id"] for r in rows}) == len(rows)
 
 
-def test_killed_trial_is_retried_from_its_checkpoint(swept):
+def test_killed_trial_is_retried_from_its_checkpoint(swept, logs):
     """Kill a trial's process mid-run: FailureConfig retries it and the trainable resumes from
     tune.get_checkpoint(); the result is reported once."""
     session = swept["session"]
@@ -268,13 +268,12 @@ def test_killed_trial_is_retried_from_its_checkpoint(swept):
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    lines = Lines()
-    run_sweep(session, lines)
+    run_sweep(session)
     t.join(timeout=5)
     assert "log" in killed
     text = killed["log"].read_text()
     assert "resuming from its checkpoint after epoch" in text
-    assert "failed; retrying from its last checkpoint" in lines.text()
+    assert "failed; retrying from its last checkpoint" in logs.text
     rows = store.read_results()
     assert len(rows) == before + 1 and rows[-1]["teacher_choice"] == "full"
     assert len(rows[-1]["val_acc_per_epoch"]) == 150
@@ -287,18 +286,18 @@ def test_wandb_offline_runs_are_written_under_storage(swept, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     session = swept["session"]
     cfg = session.cfg
-    cfg.tracking.mode = "offline"
+    cfg.tracking.mode = TrackingMode.offline
     cfg.sweep.teacher_choices = ["full"]
     cfg.sweep.seeds = [1]
     cfg.student.epochs = 2
-    run_sweep(session, Lines())
+    run_sweep(session)
     runs = tracking.offline_run_dirs(cfg)
     assert runs, "no offline-run-* folder under <storage>/<name>/wandb"
     assert all(Path(cfg.storage) in r.parents for r in runs)
-    cfg.tracking.mode = "disabled"
+    cfg.tracking.mode = TrackingMode.disabled
 
 
-def test_asha_stops_weak_trials_and_finished_ones_get_their_row(swept):
+def test_asha_stops_weak_trials_and_finished_ones_get_their_row(swept, logs):
     session = swept["session"]
     cfg = session.cfg
     store = open_store(cfg)
@@ -306,15 +305,14 @@ def test_asha_stops_weak_trials_and_finished_ones_get_their_row(swept):
     cfg.sweep.temperature = [1.0, 8.0]
     cfg.sweep.kd_weight = [0.1, 0.9]
     cfg.sweep.seeds = [0]
-    cfg.sweep.scheduler, cfg.sweep.grace_period, cfg.sweep.reduction_factor = "asha", 1, 2.0
+    cfg.sweep.scheduler, cfg.sweep.grace_period, cfg.sweep.reduction_factor = Scheduler.asha, 1, 2.0
     cfg.student.epochs = 4
     before = len(store.read_results())
-    lines = Lines()
-    rows = run_sweep(session, lines)
-    assert "stopped early by the asha scheduler" in lines.text()
+    rows = run_sweep(session)
+    assert "stopped early by the asha scheduler" in logs.text
     assert 1 <= len(rows) < 4 and all(r["epochs"] == 4 and len(r["val_acc_per_epoch"]) == 4 for r in rows)
     assert len(store.read_results()) == before + len(rows)
-    cfg.sweep.scheduler = "none"
+    cfg.sweep.scheduler = Scheduler.none
 
 
 def test_ckd_run_end_to_end_then_rerun_skips_everything(cluster, tmp_path, capsys):
@@ -324,10 +322,10 @@ def test_ckd_run_end_to_end_then_rerun_skips_everything(cluster, tmp_path, capsy
         "sweep.teacher_choices": '["none","full","selected:paper"]', "sweep.seeds": "[0,1]",
         "scoring.estimators": "[recon,accuracy]"})]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "teacher choice" in out and "selected:paper" in out and "[run] stage times" in out
+    out = capsys.readouterr()
+    assert "teacher choice" in out.out and "selected:paper" in out.out and "[run] stage times" in out.err
     began = time.time()
     assert main(args) == 0
-    out = capsys.readouterr().out
+    err = capsys.readouterr().err
     assert time.time() - began < 15
-    assert "nothing to run" in out and "up to date; skipping" in out and "trajectories to train" not in out
+    assert "nothing to run" in err and "up to date; skipping" in err and "trajectories to train" not in err

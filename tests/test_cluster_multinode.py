@@ -9,7 +9,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,13 +19,13 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from harness.cluster import connection  # noqa: E402
 from harness.cluster.connection import ClusterSession, check_shared_storage, cluster_info  # noqa: E402
 from harness.cluster.errors import StorageNotSharedError  # noqa: E402
-from harness.cluster.scorer import Scorer  # noqa: E402
+from harness.cluster.scoring import Scorer  # noqa: E402
 from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
-from harness.cluster.trajectories import TrajectoryRunner  # noqa: E402
+from harness.cluster.teachers import TrajectoryRunner  # noqa: E402
 from harness.config import load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
-from tests.conftest import QUICKSTART, Lines, tiny_overrides
-from tests.conftest import wait_for  # noqa: E402
+from tests.helpers import QUICKSTART, tiny_overrides
+from tests.helpers import wait_for  # noqa: E402
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -50,22 +49,21 @@ def nodes():
     cluster.shutdown()
 
 
-def test_storage_check_passes_on_shared_storage_and_names_blind_nodes(nodes, tmp_path, monkeypatch):
+def test_storage_check_passes_on_shared_storage_and_names_blind_nodes(nodes, tmp_path, monkeypatch, logs):
     cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs"))
     cfg.storage = str((tmp_path / "runs").resolve())
     info = cluster_info(None, started_here=False)
     assert info.multi_node and len(info.nodes) == 3
-    lines = Lines()
-    check_shared_storage(cfg, info, lines)
-    assert "visible from all 3 nodes" in lines.text()
+    check_shared_storage(cfg, info)
+    assert "visible from all 3 nodes" in logs.text
     # the driver's token is not what the nodes find: as if each node had its own folder there
     monkeypatch.setattr(connection, "_write_token", lambda path, token: connection.Path(path).write_text("elsewhere"))
     with pytest.raises(StorageNotSharedError, match=r"storage=.* is not shared.*node .*holds another token.*shared filesystem"):
-        check_shared_storage(cfg, info, lines)
+        check_shared_storage(cfg, info)
     assert not list((tmp_path / "runs" / "quickstart").glob(".storage-probe-*"))  # probes cleaned up
 
 
-def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path):
+def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path, logs):
     cluster, (w1, w2) = nodes
     cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **{
         "teacher.seeds": "[0,1,2]", "teacher.epochs": 30, "teacher.checkpoint_every": 10,
@@ -73,9 +71,8 @@ def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path):
         "sweep.teacher_choices": '["none","full","snapshot:[0.5,1.0]"]', "sweep.seeds": "[0,1,2]",
         "student.epochs": 60, "sweep.checkpoint_every": 5,
     }))
-    lines = Lines()
-    session = ClusterSession(cfg, lines)
-    assert session.info.multi_node and "visible from all 3 nodes" in lines.text()
+    session = ClusterSession(cfg)
+    assert session.info.multi_node and "visible from all 3 nodes" in logs.text
 
     # --- teachers: one actor per node (SPREAD); remove worker 1 while its trajectory trains
     began = time.time()
@@ -95,7 +92,7 @@ def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path):
     assert len(attempts) == 2 and attempts[1]["node"] != w1_id and attempts[1]["first_epoch"] > 3
 
     t_teachers = time.time()
-    scorer = Scorer(session, lines)
+    scorer = Scorer(session)
     for name in manifests:
         scorer.submit(name)
     scorer.wait()
@@ -119,7 +116,7 @@ def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path):
     t = threading.Thread(target=remove_w2_mid_trial, daemon=True)
     t.start()
     t_sweep = time.time()
-    run_sweep(session, lines)
+    run_sweep(session)
     print(f"teachers+score {t_sweep - t_teachers:.1f}s after teachers; sweep {time.time() - t_sweep:.1f}s")
     t.join(timeout=10)
     assert "log" in removed, "no trial ran on worker 2"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pickle
 import random
 from pathlib import Path
@@ -13,15 +14,18 @@ import torch
 from torch.utils.data import Dataset
 
 from harness.data import (
-    DATASETS,
     DataSplits,
     TensorSplit,
     build_splits,
+    catalog,
+    dataset_options,
     list_datasets,
     make_loader,
     reorganize_tiny_imagenet_val,
+    register_dataset,
     stratified_split,
 )
+from harness.registry import Registry
 
 N_SMALL = 1000  # mnist1d samples for tests: 250 train pool (225 train + 25 val), 750 test
 
@@ -29,6 +33,11 @@ N_SMALL = 1000  # mnist1d samples for tests: 250 train pool (225 train + 25 val)
 def row_hashes(ds: Dataset) -> set[str]:
     xs = torch.stack([ds[i][0] for i in range(len(ds))]) if not isinstance(ds, TensorSplit) else ds.x
     return {hashlib.sha1(r.contiguous().numpy().tobytes()).hexdigest() for r in xs.cpu()}
+
+
+def data_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The messages ``harness.data`` logged so far in this test."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("harness.data")]
 
 
 def rng_states() -> tuple:
@@ -84,7 +93,9 @@ def test_builders_cannot_shift_global_rng(tmp_path: Path, monkeypatch: pytest.Mo
         empty = TensorSplit(torch.zeros(0, 1), torch.zeros(0, dtype=torch.long))
         return DataSplits(empty, empty, empty, 1, (1,), empty)
 
-    monkeypatch.setitem(DATASETS._items, "greedy", greedy_builder)
+    registry: Registry = Registry("dataset")
+    registry.register("greedy")(greedy_builder)
+    monkeypatch.setattr(catalog, "DATASETS", registry)
     before = rng_states()
     build_splits("greedy", storage_dir=str(tmp_path), seed=0)
     assert_rng_unchanged(before)
@@ -145,11 +156,26 @@ def test_mnist1d_deterministic_and_seeded(mnist: DataSplits, tmp_path: Path) -> 
     assert torch.equal(wider.test.y, mnist.test.y)
 
 
-def test_mnist1d_damaged_cache_regenerates(tmp_path: Path) -> None:
+def test_mnist1d_logs_generation_then_cache(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="harness")
+    npz = tmp_path / "mnist1d-n200-s2.npz"
+    build_splits("mnist1d", storage_dir=str(tmp_path), seed=2, num_samples=200)
+    first = data_log(caplog)
+    assert len(first) == 1, first
+    assert first[0].startswith("[data] generating MNIST-1D (200 samples, seed 2) ...")
+    assert f"cached at {npz} (" in first[0]
+    caplog.clear()
+    build_splits("mnist1d", storage_dir=str(tmp_path), seed=2, num_samples=200)
+    assert data_log(caplog) == [f"[data] MNIST-1D from cache {npz}"]
+
+
+def test_mnist1d_damaged_cache_regenerates(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = build_splits("mnist1d", storage_dir=str(tmp_path), seed=3, num_samples=200)
     (tmp_path / "mnist1d-n200-s3.npz").write_bytes(b"garbage")
+    caplog.set_level(logging.INFO, logger="harness")
     second = build_splits("mnist1d", storage_dir=str(tmp_path), seed=3, num_samples=200)
     assert second.info["cache_hit"] is False
+    assert any("stale or damaged" in m for m in data_log(caplog))
     assert torch.equal(first.train.x, second.train.x)
     assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
 
@@ -197,10 +223,11 @@ def test_tensor_loader_deterministic_per_epoch() -> None:
     e0_again = batches(make_loader(split, 10, shuffle=True, seed=5, epoch=0))
     e1 = batches(make_loader(split, 10, shuffle=True, seed=5, epoch=1))
     e1_np = batches(make_loader(split, 10, shuffle=True, seed=np.int64(5), epoch=torch.tensor(1)))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(e1, e1_np))
+    assert torch.equal(torch.cat([x for x, _ in e1]), torch.cat([x for x, _ in e1_np]))
     other_seed = batches(make_loader(split, 10, shuffle=True, seed=6, epoch=0))
     assert_rng_unchanged(before)
     assert len(e0) == 11
+    assert len(e0_again) == len(e0)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(e0, e0_again))
     order = [torch.cat([x for x, _ in bs]).squeeze(1).long() for bs in (e0, e1, other_seed)]
     for o in order:  # every sample exactly once
@@ -242,7 +269,7 @@ def test_dataloader_path_deterministic_augmentation() -> None:
         torch.rand(5), np.random.rand(), random.random()
         b.append((x, y))
     c = batches(make_loader(ds, 8, shuffle=True, seed=1, epoch=3))
-    assert all(torch.equal(p[0], q[0]) for p, q in zip(a, b))
+    assert torch.equal(torch.cat([x for x, _ in a]), torch.cat([x for x, _ in b]))
     ids = torch.cat([x[:, 0] for x, _ in a]).long()
     assert sorted(ids.tolist()) == list(range(37))
     assert not torch.equal(torch.cat([x for x, _ in a]), torch.cat([x for x, _ in c]))
@@ -266,10 +293,11 @@ def test_tensor_loader_gpu_resident() -> None:
     assert on_gpu.to("cuda") is on_gpu and on_gpu.device.type == "cuda"
     cpu = batches(make_loader(split, 8, shuffle=True, seed=2, epoch=3))
     gpu = [(x, y) for x, y in make_loader(on_gpu, 8, shuffle=True, seed=2, epoch=3, device="cuda")]
-    assert all(x.is_cuda and y.is_cuda for x, y in gpu)
-    assert all(torch.equal(a[0], b[0].cpu()) for a, b in zip(cpu, gpu))
+    assert gpu and all(x.is_cuda and y.is_cuda for x, y in gpu)
+    cpu_x = torch.cat([x for x, _ in cpu])
+    assert torch.equal(cpu_x, torch.cat([x for x, _ in gpu]).cpu())
     moved = [(x, y) for x, y in make_loader(split, 8, shuffle=True, seed=2, epoch=3, device="cuda")]
-    assert all(torch.equal(a[0], b[0].cpu()) for a, b in zip(cpu, moved))
+    assert torch.equal(cpu_x, torch.cat([x for x, _ in moved]).cpu())
 
 
 # ----------------------------------------------------------------------------- CIFAR
@@ -299,12 +327,14 @@ def test_cifar_missing_root_says_how(tmp_path: Path) -> None:
     assert "cifar-100-python" in str(err.value)
 
 
-def test_cifar_fake_files(tmp_path: Path) -> None:
+def test_cifar_fake_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_fake_cifar10(tmp_path)
     with pytest.raises(RuntimeError, match="verify"):  # md5 check on by default
         build_splits("cifar10", root=str(tmp_path), storage_dir=str(tmp_path), seed=0)
     kw = dict(root=str(tmp_path), storage_dir=str(tmp_path), seed=0, verify=False)
+    caplog.set_level(logging.INFO, logger="harness")
     s = build_splits("cifar10", val_fraction=0.2, **kw)
+    assert data_log(caplog) == [f"[data] cifar10 from {tmp_path}/cifar-10-batches-py (30 train, 10 test images)"]
     assert s.sizes() == {"train": 24, "val": 6, "test": 10}
     assert s.num_classes == 10 and s.input_shape == (3, 32, 32) and s.augmented
     x, y = s.train[0]
@@ -335,11 +365,15 @@ def write_image_tree(root: Path, classes: list[str], per_class: dict[str, int], 
                 Image.fromarray(arr).save(root / split / c / f"{c}_{i}.png")
 
 
-def test_imagefolder_tree(tmp_path: Path) -> None:
+def test_imagefolder_tree(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_image_tree(tmp_path, ["ant", "bee", "cat"], {"train": 5, "val": 2})
+    caplog.set_level(logging.INFO, logger="harness")
     s = build_splits(
         "imagefolder", root=str(tmp_path), storage_dir=str(tmp_path), seed=0, image_size=16, val_fraction=0.2
     )
+    assert data_log(caplog) == [
+        f"[data] imagefolder from {tmp_path}: 15 train images in 3 classes (train/), 6 test images (val/)"
+    ]
     assert s.num_classes == 3 and s.input_shape == (3, 16, 16) and s.augmented
     assert s.sizes() == {"train": 12, "val": 3, "test": 6}
     assert s.info["test_dir"] == "val"
@@ -383,7 +417,9 @@ def test_tiny_imagenet_flat_val(tmp_path: Path) -> None:
         build_splits("tiny_imagenet", root=str(tmp_path), storage_dir=str(tmp_path), seed=0)
 
 
-def test_registry_is_the_shared_helper() -> None:
-    from harness.registry import Registry
-
-    assert isinstance(DATASETS, Registry) and "mnist1d" in DATASETS
+def test_dataset_options_and_duplicate_names() -> None:
+    assert dataset_options("mnist1d") == {"num_samples": 16000, "train_split": 0.25}
+    assert dataset_options("digits") == {"test_fraction": 0.2}
+    assert dataset_options("cifar10") == {"verify": True}
+    with pytest.raises(ValueError, match="registered twice"):
+        register_dataset("mnist1d")(lambda **kwargs: None)

@@ -1,7 +1,6 @@
 """End to end through the CLI on tiny real data: teachers -> checkpoints -> distillation."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from harness.cli import main
 from harness.config import load_config
 from harness.store import CheckpointStore, sha256_file
 from harness.teachers import train_trajectory
-from tests.conftest import QUICKSTART, tiny_overrides
+from tests.helpers import QUICKSTART, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +35,11 @@ def test_teachers_write_manifest_and_verified_checkpoints(trained):
     assert len(m["history"]) == 4 and m["config_hash"]
 
 
-def test_rerun_skips_finished_trajectories(trained, capsys):
+def test_rerun_skips_finished_trajectories(trained, logs):
     overrides, store = trained
     before = store.trajectory("cnn1d_small-mnist1d-s0").manifest_path.stat().st_mtime_ns
     assert main(["teachers", str(QUICKSTART), *overrides]) == 0
-    assert "skipping" in capsys.readouterr().out
+    assert "[cnn1d_small-mnist1d-s0] finished already; skipping" in logs.messages
     assert store.trajectory("cnn1d_small-mnist1d-s0").manifest_path.stat().st_mtime_ns == before
 
 
@@ -64,11 +63,11 @@ def test_distill_each_teacher_choice_appends_a_row(trained, choice, epochs):
     assert "final_test_acc" in header and "teacher_checkpoints" in header
 
 
-def test_distill_is_idempotent(trained, capsys):
+def test_distill_is_idempotent(trained, logs):
     overrides, store = trained
     args = ["distill", str(QUICKSTART), *overrides, "teacher_choice=full", "seed=5"]
     assert main(args) == 0 and main(args) == 0
-    assert "skipping" in capsys.readouterr().out
+    assert any(m.startswith("[distill] run ") and m.endswith("already; skipping") for m in logs.messages)
     assert sum(r["seed"] == 5 for r in store.read_results()) == 1
 
 
@@ -108,7 +107,7 @@ def test_unfinished_trajectory_is_not_a_teacher(tmp_path, capsys):
     assert "is not finished (epoch 2 of 4)" in capsys.readouterr().err
 
 
-def test_resumed_trajectory_is_bit_identical(tmp_path):
+def test_resumed_trajectory_is_bit_identical(tmp_path, logs):
     """Interrupt after epoch 3, resume, and compare every tensor with an uninterrupted run."""
     extra = {"teacher.seeds": "[0]", "teacher.epochs": 5, "teacher.checkpoint_every": 2}
     straight = load_config(QUICKSTART, tiny_overrides(tmp_path / "a", **extra))
@@ -121,9 +120,8 @@ def test_resumed_trajectory_is_bit_identical(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_trajectory(broken, "cnn1d_small", 0, on_epoch=crash)
-    lines: list[str] = []
-    train_trajectory(broken, "cnn1d_small", 0, log=lines.append)
-    assert any("resuming after epoch 3/5" in line for line in lines)
+    train_trajectory(broken, "cnn1d_small", 0)
+    assert "[cnn1d_small-mnist1d-s0] resuming after epoch 3/5" in logs.messages
     a = CheckpointStore(tmp_path / "a", "quickstart").trajectory("cnn1d_small-mnist1d-s0")
     b = CheckpointStore(tmp_path / "b", "quickstart").trajectory("cnn1d_small-mnist1d-s0")
     for epoch in (2, 4, 5):
@@ -139,3 +137,13 @@ def test_changed_config_does_not_mix_with_stored_trajectory(trained, capsys):
     overrides, _ = trained
     assert main(["teachers", str(QUICKSTART), *overrides, "teacher.optim.lr=0.05"]) == 2
     assert "different config" in capsys.readouterr().err
+
+
+def test_cli_logs_each_verb_to_its_file_and_honours_quiet(trained, capsys):
+    overrides, store = trained
+    log_file = store.root / "logs" / "teachers.log"
+    size = log_file.stat().st_size if log_file.exists() else 0
+    assert main(["teachers", str(QUICKSTART), *overrides, "-q"]) == 0
+    assert "finished already" not in capsys.readouterr().err  # -q: warnings only on the console
+    added = log_file.read_text()[size:]
+    assert "INFO harness.teachers: [cnn1d_small-mnist1d-s1] finished already; skipping" in added  # the file has it all

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import sys
 import types
@@ -132,7 +133,8 @@ def test_every_renderer_shows_the_numbers_and_the_policy(rows):
         render(board, "pdf")
 
 
-def test_empty_results_give_a_clear_message(tmp_path):
+def test_empty_results_give_a_clear_message(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="harness")
     assert build_leaderboard([]) == []
     for fmt in ("text", "markdown", "html"):
         assert "No student results yet" in render([], fmt)
@@ -141,19 +143,23 @@ def test_empty_results_give_a_clear_message(tmp_path):
     text = write_leaderboard(cfg)
     assert "No student results yet" in text and "ckd sweep" in text
     assert not (tmp_path / "exp" / "leaderboard.md").exists()
+    assert [m for m in caplog.messages if m.startswith("[report]")] == \
+        [f"[report] no results in {CheckpointStore(tmp_path, 'exp').results_jsonl}; leaderboard not written"]
 
 
-def test_write_leaderboard_reads_the_store_and_writes_three_files(tmp_path, rows):
+def test_write_leaderboard_reads_the_store_and_writes_three_files(tmp_path, rows, caplog):
+    caplog.set_level(logging.INFO, logger="harness")
     store = CheckpointStore(tmp_path, "exp")
     for r in rows:
         store.append_result(r)
     store.append_result({**row("full", 9, 0.5, 0.5), "run_id": "broken", "final_test_acc": None})  # unfinished: left out
-    logs: list[str] = []
-    text = write_leaderboard(OmegaConf.create({"storage": str(tmp_path), "name": "exp"}), log=logs.append)
+    text = write_leaderboard(OmegaConf.create({"storage": str(tmp_path), "name": "exp"}))
     assert "72.00 ± 2.00" in text and "1 result row(s) without the reported metrics" in " ".join(text.split())
-    for ext in ("md", "csv", "html"):
-        assert "72.0" in (store.root / f"leaderboard.{ext}").read_text()
-    assert "leaderboard written" in logs[0]
+    board = build_leaderboard(store.read_results())
+    assert text == render(board, "text")
+    for ext, fmt in (("md", "markdown"), ("csv", "csv"), ("html", "html")):  # the files are exactly the renderings
+        assert (store.root / f"leaderboard.{ext}").read_bytes() == render(board, fmt).encode("utf-8")
+    assert f"[report] leaderboard written to {store.root}/leaderboard.{{md,csv,html}}" in caplog.messages
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,15 +188,16 @@ def plot_store(tmp_path, rows) -> CheckpointStore:
     return store
 
 
-def test_plots_write_pngs_and_skip_missing_information_plane(plot_store):
-    logs: list[str] = []
+def test_plots_write_pngs_and_skip_missing_information_plane(plot_store, caplog):
+    caplog.set_level(logging.INFO, logger="harness")
     cfg = OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"})
-    paths = make_plots(cfg, log=logs.append)
+    paths = make_plots(cfg)
     names = sorted(p.name for p in paths)
     assert names == ["acc_vs_teacher_epoch-cnn1d_small-mnist1d.png", "ensemble_comparison.png"]
     for p in paths:
         assert p.parent == plot_store.root / "plots" and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert any("information plane: skipped" in line and "ckd score" in line for line in logs)
+    assert any("information plane: skipped" in line and "ckd score" in line for line in caplog.messages)
+    assert [m for m in caplog.messages if m.startswith("[plot] wrote")] == [f"[plot] wrote {p}" for p in paths]
 
 
 def test_information_plane_plot_from_scorer_rows(plot_store, monkeypatch):
@@ -204,14 +211,15 @@ def test_information_plane_plot_from_scorer_rows(plot_store, monkeypatch):
                [{"trajectory": TRAJ0, "epoch": 5, "estimator": "accuracy", "i_x": None, "i_y": 0.3}]
 
     monkeypatch.setitem(sys.modules, "harness.scoring", types.SimpleNamespace(information_plane=information_plane))
-    logs: list[str] = []
-    paths = make_plots(OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"}), log=logs.append)
+    paths = make_plots(OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"}))
     plane = plot_store.root / "plots" / "information_plane.png"
     assert plane in paths and plane.read_bytes()[:4] == b"\x89PNG" and calls == [plot_store.root]
 
 
-def test_plots_with_an_empty_store_skip_everything(tmp_path):
-    logs: list[str] = []
-    assert make_plots(OmegaConf.create({"storage": str(tmp_path), "name": "exp"}), log=logs.append) == []
-    assert sum("skipped" in line for line in logs) == 3
+def test_plots_with_an_empty_store_skip_everything(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="harness")
+    assert make_plots(OmegaConf.create({"storage": str(tmp_path), "name": "exp"})) == []
+    assert sum("skipped" in line for line in caplog.messages) == 3
+    plot_records = [r for r in caplog.records if r.getMessage().startswith("[plot]")]
+    assert len(plot_records) == 3 and {(r.name, r.levelno) for r in plot_records} == {("harness.report.plots", logging.INFO)}
     assert not (tmp_path / "exp" / "plots").exists()

@@ -29,7 +29,7 @@ from harness.scoring import ESTIMATORS, CheckpointFeatures, ScoringData, TensorC
 from harness.scoring.accuracy import fano_lower_bound
 from harness.scoring.binning import binned_mutual_information
 from harness.scoring.kde import kde_mutual_information
-from harness.scoring.recon import GroupedDecoder, ReconSettings, to_unit_interval, train_decoders
+from harness.scoring.recon import GroupedDecoder, ReconSettings, holdout_splits, to_unit_interval, train_decoders
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -239,14 +239,15 @@ def test_recon_2d_decoder_shapes() -> None:
 
 
 def test_recon_cross_fitting_holds_out_every_sample_once() -> None:
-    from harness.scoring.recon import _splits
-
-    splits = _splits(10, ReconSettings(folds=3))
+    splits = holdout_splits(10, ReconSettings(folds=3))
+    assert len(splits) == 3
     held = torch.cat([h for _, h in splits])
     assert sorted(held.tolist()) == list(range(10))
     for fit, hold in splits:
         assert set(fit.tolist()).isdisjoint(hold.tolist()) and len(fit) + len(hold) == 10
-    assert len(_splits(10, ReconSettings(holdout_fraction=0.3))[0][1]) == 3
+    single = holdout_splits(10, ReconSettings(holdout_fraction=0.3))
+    assert len(single) == 1 and len(single[0][1]) == 3
+    assert len(holdout_splits(10, ReconSettings(holdout_fraction=0.01))[0][1]) == 2  # at least 2 held out
     g = _gen(13)
     x = torch.randn(300, 1, 16, generator=g)
     feats = [x + 0.3 * torch.randn(300, 1, 16, generator=g), torch.randn(300, 1, 16, generator=g)]

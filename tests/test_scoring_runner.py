@@ -3,6 +3,7 @@ resolve the teacher choices ``selected:*`` / ``selected_ensemble:K``, informatio
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,17 @@ import pytest
 
 from harness.config import ConfigError, load_config
 from harness.experiment import open_store
-from harness.scoring import ScoresError, ScoringError, information_plane, read_selected, read_selected_ensemble, run_scoring, score_trajectory
+from harness.scoring import runner
+from harness.scoring import (
+    ScoresError,
+    ScoringError,
+    information_plane,
+    read_selected,
+    read_selected_ensemble,
+    run_scoring,
+    score_trajectory,
+    scores_fresh,
+)
 from harness.teacher_choices import ResolveContext, TeacherRef, resolve_teacher_choice
 from harness.teachers import train_trajectory
 
@@ -46,7 +57,7 @@ def trained(tmp_path_factory) -> Path:
     """One finished 6-checkpoint trajectory (trained once per module)."""
     storage = tmp_path_factory.mktemp("trained") / "runs"
     cfg = load_config(QUICKSTART, overrides(storage))
-    train_trajectory(cfg, "cnn1d_tiny", 0, log=lambda _: None)
+    train_trajectory(cfg, "cnn1d_tiny", 0)
     return storage
 
 
@@ -58,11 +69,11 @@ def storage(trained: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def test_score_writes_schema_and_selections(storage: Path, capsys) -> None:
+def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="harness")
     cfg = load_config(QUICKSTART, overrides(storage))
     summary = run_scoring(cfg)
-    out = capsys.readouterr().out
-    assert f"[score] {TRAJ}: 6 checkpoints, 6 to score" in out and "selected paper=e" in out
+    assert f"[score] {TRAJ}: 6 checkpoints, 6 to score" in caplog.text and "selected paper=e" in caplog.text
 
     path = open_store(cfg).scores_dir / f"{TRAJ}.json"
     scores = json.loads(path.read_text())
@@ -92,21 +103,26 @@ def test_score_writes_schema_and_selections(storage: Path, capsys) -> None:
     t = scores["timings"]
     assert t["checkpoints_scored"] == 6 and t["shared_pass"] is True and t["total_s"] > 0
     assert set(t["estimators_s"]) == set(scores["estimators"])
+    # a selector whose scores all tie (e.g. saturated binning) is reported as a WARNING record
+    degenerate = [s for s, v in scores["selected"].items() if v["degenerate"]]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == (1 if degenerate else 0)
+    assert all(s in warned[0] for s in degenerate) and not any(m.startswith("warning") for m in warned)
 
 
 def test_rerun_reuses_scores_and_rescores_only_what_changed(storage: Path) -> None:
     cfg = load_config(QUICKSTART, overrides(storage))
-    run_scoring(cfg, log=lambda _: None)
+    run_scoring(cfg)
     path = open_store(cfg).scores_dir / f"{TRAJ}.json"
     first = json.loads(path.read_text())
 
-    run_scoring(cfg, log=lambda _: None)
+    run_scoring(cfg)
     again = json.loads(path.read_text())
     assert again["timings"]["checkpoints_scored"] == 0
     assert [c["raw"] for c in again["checkpoints"]] == [c["raw"] for c in first["checkpoints"]]
 
     cfg2 = load_config(QUICKSTART, overrides(storage, **{"scoring.kde_noise_var": 0.5}))
-    run_scoring(cfg2, log=lambda _: None)
+    run_scoring(cfg2)
     third = json.loads(path.read_text())
     assert third["timings"]["estimator_checkpoints_scored"] == {"recon": 0, "accuracy": 0, "ce_bound": 0, "kde": 6, "binning": 0}
     assert third["estimators"]["kde"]["params"]["noise_var"] == 0.5
@@ -117,27 +133,54 @@ def test_rerun_reuses_scores_and_rescores_only_what_changed(storage: Path) -> No
 def test_stale_scores_are_refused_and_rescored(storage: Path) -> None:
     cfg = load_config(QUICKSTART, overrides(storage))
     store = open_store(cfg)
-    run_scoring(cfg, log=lambda _: None)
+    run_scoring(cfg)
     path = store.scores_dir / f"{TRAJ}.json"
     scores = json.loads(path.read_text())
     scores["checkpoints"][2]["sha256"] = "0" * 64  # as if epoch 3 had been retrained since
     path.write_text(json.dumps(scores))
     with pytest.raises(ScoresError, match=r"stale .*\[3\].*run `ckd score CONFIG` first"):
         read_selected(store, TRAJ, "paper")
-    run_scoring(cfg, log=lambda _: None)
+    run_scoring(cfg)
     assert json.loads(path.read_text())["timings"]["checkpoints_scored"] == 1
     read_selected(store, TRAJ, "paper")
+
+
+def test_scores_fresh_until_a_setting_or_a_checkpoint_changes(storage: Path) -> None:
+    cfg = load_config(QUICKSTART, overrides(storage))
+    store = open_store(cfg)
+    assert not scores_fresh(cfg, TRAJ)  # no scores file yet
+    score_trajectory(cfg, store, TRAJ)
+    assert scores_fresh(cfg, TRAJ)
+    for key, value in [
+        ("scoring.normalization", "rank"),
+        ("scoring.kde_noise_var", 0.5),  # an estimator parameter
+        ("scoring.recon.patience", 3),
+        ("scoring.num_samples", 60),  # the scoring sample
+        ("scoring.seed", 1),
+        ("scoring.x_weight", 2.0),
+        ("scoring.ensemble_sizes", "[2]"),
+        ("scoring.ensemble_selector", "kde"),
+    ]:
+        assert not scores_fresh(load_config(QUICKSTART, overrides(storage, **{key: value})), TRAJ), key
+    assert scores_fresh(cfg, TRAJ)  # asking changed nothing
+    assert not scores_fresh(cfg, "cnn1d_tiny-mnist1d-s9")  # unknown trajectory
+    path = store.scores_dir / f"{TRAJ}.json"
+    scores = json.loads(path.read_text())
+    scores["checkpoints"][0]["sha256"] = "0" * 64  # as if epoch 1 had been retrained since
+    path.write_text(json.dumps(scores))
+    assert not scores_fresh(cfg, TRAJ)
 
 
 def test_shared_pass_equals_one_checkpoint_at_a_time(storage: Path) -> None:
     cfg = load_config(QUICKSTART, overrides(storage))
     store = open_store(cfg)
-    score_trajectory(cfg, store, TRAJ, shared=False, log=lambda _: None)
+    score_trajectory(cfg, store, TRAJ, shared=False)
     alone = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
     (store.scores_dir / f"{TRAJ}.json").unlink()
-    score_trajectory(cfg, store, TRAJ, log=lambda _: None)
+    score_trajectory(cfg, store, TRAJ)
     shared = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
-    assert alone["timings"]["shared_pass"] is False
+    assert alone["timings"]["shared_pass"] is False and shared["timings"]["shared_pass"] is True
+    assert [c["epoch"] for c in alone["checkpoints"]] == [c["epoch"] for c in shared["checkpoints"]] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(alone["checkpoints"], shared["checkpoints"]):
         for est in a["raw"]:
             if est != "recon":  # same features, same arithmetic
@@ -149,15 +192,26 @@ def test_shared_pass_equals_one_checkpoint_at_a_time(storage: Path) -> None:
         assert b["raw"]["recon"]["best_epoch"] == a["raw"]["recon"]["best_epoch"]
 
 
-def test_conv_stages_recomputed_when_they_do_not_fit_the_cache(storage: Path) -> None:
+def test_conv_stages_recomputed_when_they_do_not_fit_the_cache(storage: Path, monkeypatch) -> None:
+    recomputing: list[int] = []
+
+    class CountingSource(runner.ModelConvSource):
+        def __init__(self, models, x, device) -> None:
+            super().__init__(models, x, device)
+            recomputing.append(self.num_checkpoints)
+
+    monkeypatch.setattr(runner, "ModelConvSource", CountingSource)
     cfg = load_config(QUICKSTART, overrides(storage))
     store = open_store(cfg)
-    score_trajectory(cfg, store, TRAJ, log=lambda _: None)
+    score_trajectory(cfg, store, TRAJ)
+    assert recomputing == []  # the default cache holds the conv stages
     cached = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
     (store.scores_dir / f"{TRAJ}.json").unlink()
     nocache = load_config(QUICKSTART, overrides(storage, **{"scoring.feature_cache_mb": 0}))
-    score_trajectory(nocache, store, TRAJ, log=lambda _: None)  # ModelConvSource: all models per batch
+    score_trajectory(nocache, store, TRAJ)  # ModelConvSource: all models per batch
+    assert recomputing == [6]  # one source feeding all six checkpoints
     recomputed = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
+    assert len(recomputed["checkpoints"]) == len(cached["checkpoints"]) == 6
     for a, b in zip(cached["checkpoints"], recomputed["checkpoints"]):
         assert b["raw"]["recon"]["loss"] == pytest.approx(a["raw"]["recon"]["loss"], rel=2e-3)
         assert b["raw"]["kde"] == a["raw"]["kde"]
@@ -169,7 +223,7 @@ def test_teacher_choices_resolve_from_the_scores_file(storage: Path) -> None:
     ctx = ResolveContext(store=store, trajectory=TRAJ, siblings=[TRAJ], epochs=6)
     with pytest.raises(ValueError, match=r"run `ckd score CONFIG` first"):
         resolve_teacher_choice("selected:paper", ctx)
-    run_scoring(cfg, log=lambda _: None)
+    run_scoring(cfg)
     scores = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
     for sel in ("paper", "kde", "accuracy"):
         assert resolve_teacher_choice(f"selected:{sel}", ctx) == [TeacherRef(TRAJ, scores["selected"][sel]["epoch"])]
@@ -186,7 +240,7 @@ def test_teacher_choices_resolve_from_the_scores_file(storage: Path) -> None:
 def test_selector_without_its_estimators_is_explained(storage: Path) -> None:
     cfg = load_config(QUICKSTART, overrides(storage, **{"scoring.estimators": "[accuracy,kde]"}))
     store = open_store(cfg)
-    summary = run_scoring(cfg, log=lambda _: None)
+    summary = run_scoring(cfg)
     assert set(summary[TRAJ]["selected"]) == {"kde", "accuracy"}
     assert json.loads((store.scores_dir / f"{TRAJ}.json").read_text())["selected_ensemble"]["selector"] == "kde"
     with pytest.raises(ScoresError, match=r"'paper' was not computed.*\['accuracy', 'recon'\].*scoring.estimators"):
@@ -195,7 +249,7 @@ def test_selector_without_its_estimators_is_explained(storage: Path) -> None:
 
 def test_information_plane_table(storage: Path) -> None:
     cfg = load_config(QUICKSTART, overrides(storage))
-    run_scoring(cfg, log=lambda _: None)
+    run_scoring(cfg)
     rows = information_plane(open_store(cfg))
     assert len(rows) == 5 * 6  # selectors x checkpoints
     assert rows == information_plane(open_store(cfg), TRAJ)
@@ -211,14 +265,14 @@ def test_information_plane_table(storage: Path) -> None:
 def test_unfinished_and_convless_trajectories(tmp_path: Path) -> None:
     storage = tmp_path / "runs"
     cfg = load_config(QUICKSTART, overrides(storage))
-    assert run_scoring(cfg, log=lambda _: None) == {}  # nothing trained: nothing to do, no error
+    assert run_scoring(cfg) == {}  # nothing trained: nothing to do, no error
     mlp = load_config(QUICKSTART, overrides(storage, **{"teacher.archs": "[mlp_small]", "teacher.epochs": 2}))
-    train_trajectory(mlp, "mlp_small", 0, log=lambda _: None)
+    train_trajectory(mlp, "mlp_small", 0)
     with pytest.raises(ScoringError, match="need a last conv stage.*mlp_small"):
-        run_scoring(mlp, log=lambda _: None)
+        run_scoring(mlp)
     no_recon = load_config(QUICKSTART, overrides(storage, **{"teacher.archs": "[mlp_small]", "teacher.epochs": 2,
                                                              "scoring.estimators": "[accuracy,ce_bound,kde,binning]"}))
-    assert set(run_scoring(no_recon, log=lambda _: None)["mlp_small-mnist1d-s0"]["selected"]) == {"kde", "binning", "accuracy"}
+    assert set(run_scoring(no_recon)["mlp_small-mnist1d-s0"]["selected"]) == {"kde", "binning", "accuracy"}
 
 
 @pytest.mark.parametrize(

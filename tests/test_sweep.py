@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from harness.cluster.sweep import apply_run, expand_teacher_choices, grid_name, plan, sweep_runs
+from harness.sweep import apply_run, expand_teacher_choices, grid_name, plan, sweep_runs
 from harness.config import ConfigError, load_config
-from tests.conftest import QUICKSTART, tiny_overrides
+from tests.helpers import QUICKSTART, tiny_overrides
 
 
 def _cfg(tmp_path, **extra):
@@ -99,7 +99,7 @@ def test_local_pipeline_runs_without_ray_and_skips_done_work(tmp_path, capsys):
     assert "epoch:2" in out.stdout and "epoch:4" in out.stdout
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
-    assert "0 to train" in again.stdout and "finished already; skipping" in again.stdout
+    assert "0 to train" in again.stderr and "finished already; skipping" in again.stderr  # the log: stderr
 
 
 def test_local_flag_may_sit_among_the_overrides(tmp_path, capsys):

@@ -1,18 +1,15 @@
-"""Ray layer: connection, trajectory actors, the scorer actor, the Tune sweep, the pipeline.
+"""Ray layer: only Ray code, each module named after the core stage it wraps.
 
-Nothing here imports Ray at module import time: ``ray`` is imported inside the functions that
-use it, so ``harness.cluster.pipeline`` also runs (``cluster.mode=local``, ``ckd ... --local``)
-on machines that have torch but no Ray.
+| core stage (runs without Ray)   | its Ray wrapper here                                       |
+|---------------------------------|------------------------------------------------------------|
+| ``harness/teachers.py``         | ``cluster/teachers.py``: one actor per trajectory, restarts, progress board |
+| ``harness/scoring/``            | ``cluster/scoring.py``: the scorer actor, scores as trajectories finish |
+| ``harness/sweep.py`` (+ distill)| ``cluster/sweep.py``: the Tune experiment, one trial per student |
+| ``harness/pipeline.py``         | ``cluster/pipeline.py``: the stages on Ray, teachers and scoring overlapped |
 
-- ``connection``: ``connect(cfg)`` joins ``cluster.address`` / ``RAY_ADDRESS`` or starts a local
-  cluster; per-actor resources; the shared-storage check on multi-node clusters.
-- ``trajectories``: one Ray actor per teacher trajectory (restarted when it dies; the trajectory
-  resumes from its last epoch) and the driver's progress table.
-- ``scorer``: one scorer actor that holds the scoring sample once and scores trajectories as
-  they finish.
-- ``sweep``: the Tune grid over teacher choices x temperature x kd_weight x student x seed; the
-  trainable reports every epoch with a checkpoint; ``Tuner.restore`` on re-runs.
-- ``pipeline``: the stages behind ``ckd teachers|score|sweep|run`` (Ray or in-process).
+``connection`` joins ``cluster.address`` / ``RAY_ADDRESS`` or starts a local cluster, sizes
+actors and checks shared storage; ``sweep_progress`` is the driver's Tune callback. Nothing here
+imports Ray at module import time: ``ray`` is imported inside the functions that use it.
 """
 from harness.cluster.errors import ClusterError, StorageNotSharedError, SweepError
 

@@ -22,19 +22,16 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
 
 from harness.cluster.errors import ClusterError, StorageNotSharedError
+from harness.config import ExperimentConfig
 
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 KINDS = ("trajectory", "trial", "scorer")
-
-
-def _print(msg: str) -> None:
-    print(msg, flush=True)
 
 
 @dataclass
@@ -60,7 +57,7 @@ class ClusterInfo:
         return f"[cluster] {where}: {len(self.nodes)} node(s), {self.num_cpus:g} CPUs, {gpu}"
 
 
-def prepare_config(cfg):
+def prepare_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """A copy of ``cfg`` whose paths are absolute, so that workers (other cwd, other nodes) and
     Tune trials (which may chdir) resolve ``storage`` and ``data.root`` to the same place."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)) if not OmegaConf.is_config(cfg) else cfg.copy()
@@ -74,8 +71,6 @@ def config_from_dict(data: dict):
     """Rebuild a (driver-validated) config in a worker from its plain-dict form. Actors get the
     dict, not the DictConfig: small constructor arguments are inlined in the actor's creation
     task instead of living in the object store, which keeps restarts safe (ray#53727)."""
-    from harness.config import ExperimentConfig
-
     return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), data)
 
 
@@ -113,7 +108,7 @@ def cluster_info(address: str | None, started_here: bool) -> ClusterInfo:
     return ClusterInfo(address, started_here, float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0)), nodes)
 
 
-def connect(cfg, log: Log = _print) -> ClusterInfo:
+def connect(cfg: ExperimentConfig) -> ClusterInfo:
     """Join the configured cluster or start a local one; returns what was found."""
     import ray
 
@@ -123,7 +118,7 @@ def connect(cfg, log: Log = _print) -> ClusterInfo:
         address = cfg.cluster.address or os.environ.get("RAY_ADDRESS") or None
         if address:
             source = "cluster.address" if cfg.cluster.address else "RAY_ADDRESS"
-            _probe_address(address, float(cfg.cluster.connect_timeout_s), source)
+            _probe_address(address, cfg.cluster.connect_timeout_s, source)
             try:
                 ray.init(address=address, logging_level=logging.WARNING)
             except Exception as e:  # ConnectionError, version mismatch, ...
@@ -141,7 +136,7 @@ def connect(cfg, log: Log = _print) -> ClusterInfo:
                 logging_level=logging.WARNING,
             )
             info = cluster_info(None, started_here=True)
-    log(info.describe())
+    logger.info(info.describe())
     return info
 
 
@@ -157,17 +152,16 @@ class ClusterSession:
     """The config made ready for workers (absolute paths) + a cluster joined only when first
     needed: a re-run whose work is all done never starts Ray. ``close()`` shuts down what it started."""
 
-    def __init__(self, cfg, log: Log = _print) -> None:
+    def __init__(self, cfg: ExperimentConfig) -> None:
         self.cfg = prepare_config(cfg)
-        self.log = log
         self._info: ClusterInfo | None = None
 
     @property
     def info(self) -> ClusterInfo:
         if self._info is None:
-            info = connect(self.cfg, self.log)
+            info = connect(self.cfg)
             try:
-                check_shared_storage(self.cfg, info, self.log)
+                check_shared_storage(self.cfg, info)
             except BaseException:
                 disconnect(info)
                 raise
@@ -179,7 +173,7 @@ class ClusterSession:
         return self._info is not None
 
     def resources(self, kind: str) -> dict[str, float]:
-        return actor_resources(self.cfg, kind, self.info, self.log)
+        return actor_resources(self.cfg, kind, self.info)
 
     def close(self) -> None:
         disconnect(self._info)
@@ -192,13 +186,13 @@ class ClusterSession:
         self.close()
 
 
-def actor_resources(cfg, kind: str, info: ClusterInfo, log: Log = _print) -> dict[str, float]:
+def actor_resources(cfg: ExperimentConfig, kind: str, info: ClusterInfo) -> dict[str, float]:
     """Ray resources for one actor/trial of ``kind`` (trajectory | trial | scorer)."""
     res = cfg.cluster[kind]
     cpus, gpus = float(res.cpus), float(res.gpus)
     if gpus > 0 and info.num_gpus == 0:
         if not info._gpu_note_done:
-            log(f"[cluster] the cluster has no GPUs: cluster.{kind}.gpus={gpus:g} (and any other gpus) run as gpus=0 on CPU")
+            logger.info(f"[cluster] the cluster has no GPUs: cluster.{kind}.gpus={gpus:g} (and any other gpus) run as gpus=0 on CPU")
             info._gpu_note_done = True
         gpus = 0.0
     if info.nodes and not any(n["cpus"] >= cpus and n["gpus"] >= gpus for n in info.nodes):
@@ -210,7 +204,7 @@ def actor_resources(cfg, kind: str, info: ClusterInfo, log: Log = _print) -> dic
         )
         if info.started_here:
             raise ClusterError(msg)
-        log(f"[cluster] warning: {msg} (waiting in case the cluster autoscales)")
+        logger.warning(f"[cluster] {msg} (waiting in case the cluster autoscales)")
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
@@ -252,7 +246,7 @@ def _probe_storage(path: str, token: str, answer: str) -> dict:
     return out
 
 
-def check_shared_storage(cfg, info: ClusterInfo, log: Log = _print, timeout_s: float = 120.0) -> None:
+def check_shared_storage(cfg: ExperimentConfig, info: ClusterInfo, timeout_s: float = 120.0) -> None:
     """On a multi-node cluster, make sure every node sees ``<storage>/<name>`` as this driver does."""
     if not info.multi_node or not cfg.cluster.check_storage:
         return
@@ -289,4 +283,4 @@ def check_shared_storage(cfg, info: ClusterInfo, log: Log = _print, timeout_s: f
             + ". Point `storage` at a shared filesystem (NFS, Lustre, a mounted bucket) mounted at the same "
             "path on every node, or set cluster.check_storage=false if you know better"
         )
-    log(f"[cluster] storage {root} is visible from all {len(info.nodes)} nodes")
+    logger.info(f"[cluster] storage {root} is visible from all {len(info.nodes)} nodes")

@@ -1,5 +1,7 @@
-"""Errors of the cluster layer; each message says what to fix (no Ray import here)."""
+"""Errors of the cluster layer; each message says what to fix (Ray imported only when used)."""
 from __future__ import annotations
+
+from typing import Any, Callable
 
 
 class ClusterError(RuntimeError):
@@ -13,3 +15,23 @@ class StorageNotSharedError(ClusterError):
 
 class SweepError(ClusterError):
     """Some sweep trials failed after ``sweep.max_failures`` retries."""
+
+
+def user_error(e: BaseException) -> BaseException:
+    """The user-level exception inside a ``RayTaskError`` (StoreError, ConfigError, ...), else ``e``."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) else e
+
+
+def get_result(ref: Any, actor_died: Callable[[BaseException], ClusterError]) -> tuple[Any, BaseException | None]:
+    """``ray.get(ref)`` as ``(value, None)``, or ``(None, error)``: ``actor_died(e)`` when the actor
+    is gone for good, the user-level exception when the task raised one."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    try:
+        return ray.get(ref), None
+    except RayActorError as e:
+        return None, actor_died(e)
+    except RayTaskError as e:
+        return None, user_error(e)

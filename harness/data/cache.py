@@ -34,11 +34,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
     atomic_write(path, lambda fh: fh.write(data))
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of the file at ``path``, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -12,12 +12,15 @@ the list of options that dataset does take.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from typing import Any, Callable
 
 from harness.registry import Registry
 
 from .splits import DataSplits, preserve_global_rng
+
+logger = logging.getLogger(__name__)
 
 DatasetBuilder = Callable[..., DataSplits]
 
@@ -66,15 +69,7 @@ def build_splits(
     (``random``, ``numpy.random``, torch CPU) are the same afterwards as before.
     """
     builder = DATASETS.get(name)  # KeyError listing the known names
-    allowed = dataset_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        takes = ", ".join(sorted(allowed)) or "no options"
-        raise TypeError(
-            f"dataset {name!r} does not take option(s) {', '.join(map(repr, unknown))}; it takes: {takes}"
-        )
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    _check_request(name, options, val_fraction)
     with preserve_global_rng():  # no builder (or library it imports) may shift the caller's RNG
         splits = builder(
             root=None if root is None else os.fspath(root),
@@ -85,8 +80,27 @@ def build_splits(
             download=bool(download),
             **options,
         )
-    splits.info.setdefault("name", name)
-    splits.info.setdefault("seed", int(seed))
-    splits.info.setdefault("val_fraction", float(val_fraction))
-    splits.info["sizes"] = splits.sizes()
+    _record_info(splits, name, int(seed), float(val_fraction))
     return splits
+
+
+def _check_request(name: str, options: dict[str, Any], val_fraction: float) -> None:
+    """Raise TypeError for an option ``name`` does not take, ValueError for a bad ``val_fraction``."""
+    allowed = dataset_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "no options"
+        raise TypeError(
+            f"dataset {name!r} does not take option(s) {', '.join(map(repr, unknown))}; it takes: {takes}"
+        )
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+
+
+def _record_info(splits: DataSplits, name: str, seed: int, val_fraction: float) -> None:
+    """Fill in ``splits.info``: name, seed and val_fraction (unless the builder set them), sizes."""
+    splits.info.setdefault("name", name)
+    splits.info.setdefault("seed", seed)
+    splits.info.setdefault("val_fraction", val_fraction)
+    splits.info["sizes"] = splits.sizes()
+    logger.debug("[data] %s splits (seed %d): %s", name, seed, splits.info["sizes"])

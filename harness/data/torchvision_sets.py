@@ -11,6 +11,7 @@ were expected.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +21,8 @@ from torch.utils.data import Subset
 
 from .catalog import register_dataset
 from .splits import DataSplits, TransformView, carve_val
+
+logger = logging.getLogger(__name__)
 
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
@@ -80,24 +83,39 @@ def cifar_transforms(name: str, augment: bool) -> tuple[Any, Any | None]:
     return plain, aug
 
 
-def _build_cifar(
-    name: str, *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool,
-    download: bool, verify: bool,
-) -> DataSplits:
-    folder, data_files, meta_file, num_classes = _CIFAR_FILES[name]
-    expected = [*data_files, meta_file]
+def _cifar_expected(name: str) -> list[str]:
+    """The file names that make up an extracted CIFAR python release (data batches, then meta)."""
+    _, data_files, meta_file, _ = _CIFAR_FILES[name]
+    return [*data_files, meta_file]
+
+
+def _locate_cifar(
+    name: str, root: str | None, storage_dir: str, download: bool
+) -> tuple[str | None, str, list[str]]:
+    """``(root, where, missing)``: the root to read (``<storage_dir>/<name>`` when downloading
+    without one), the folder as a message shows it, and the expected files not there."""
+    folder, expected = _CIFAR_FILES[name][0], _cifar_expected(name)
     if root is None and download:
         root = os.path.join(storage_dir, name)
     where = f"{root}/{folder}" if root is not None else f"<data.root>/{folder}"
     missing = expected if root is None else [n for n in expected if not Path(root, folder, n).is_file()]
-    if missing and not download:
-        raise FileNotFoundError(
-            f"{name}: expected the extracted CIFAR python files at {where} "
-            f"({', '.join(expected)}); "
-            + ("none of them found" if missing == expected else f"missing: {', '.join(missing)}")
-            + ("" if root is not None else " (data.root is not set)")
-            + ". Put the extracted CIFAR python files there or set data.download=true (needs network)."
-        )
+    return root, where, missing
+
+
+def _missing_cifar_error(name: str, root: str | None, where: str, missing: list[str]) -> FileNotFoundError:
+    """The error for CIFAR files that are not there (and may not be downloaded): what, where, how."""
+    expected = _cifar_expected(name)
+    return FileNotFoundError(
+        f"{name}: expected the extracted CIFAR python files at {where} "
+        f"({', '.join(expected)}); "
+        + ("none of them found" if missing == expected else f"missing: {', '.join(missing)}")
+        + ("" if root is not None else " (data.root is not set)")
+        + ". Put the extracted CIFAR python files there or set data.download=true (needs network)."
+    )
+
+
+def _load_cifar(name: str, root: str | None, where: str, download: bool, verify: bool) -> tuple[Any, Any]:
+    """``(train pool, test pool)``, transform-free; a failed md5 check says how to get past it."""
     cls = _cifar_class(name, verify)
     try:
         train_pool = cls(root, train=True, download=download)
@@ -107,13 +125,28 @@ def _build_cifar(
             f"{name}: files under {where} are corrupted or not the official release ({exc}); "
             "re-extract them, or pass verify=false to skip the md5 check"
         ) from exc
+    return train_pool, test_pool
+
+
+def _build_cifar(
+    name: str, *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool,
+    download: bool, verify: bool,
+) -> DataSplits:
+    """CIFAR-10/100 splits: find (or download) the files, load them once, carve val (module doc)."""
+    root, where, missing = _locate_cifar(name, root, storage_dir, download)
+    if missing and not download:
+        raise _missing_cifar_error(name, root, where, missing)
+    if missing:
+        logger.info("[data] %s: downloading the CIFAR python files to %s (data.download=true) ...", name, root)
+    train_pool, test_pool = _load_cifar(name, root, where, download, verify)
+    logger.info("[data] %s from %s (%d train, %d test images)", name, where, len(train_pool), len(test_pool))
     plain, aug = cifar_transforms(name, augment)
     train, val, train_eval = _views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
     return DataSplits(
         train=train,
         val=val,
         test=TransformView(test_pool, plain),
-        num_classes=num_classes,
+        num_classes=_CIFAR_FILES[name][3],
         input_shape=(3, 32, 32),
         train_eval=train_eval,
         augmented=aug is not None,
@@ -198,14 +231,17 @@ def reorganize_tiny_imagenet_val(root: str | os.PathLike[str]) -> int:
 
 
 def _class_dirs(path: Path) -> list[str]:
+    """Names of the subfolders of ``path`` (one per class), sorted as ImageFolder sorts them."""
     return sorted(e.name for e in os.scandir(path) if e.is_dir())
 
 
-def _build_folder(
-    kind: str, *, root: str | None, seed: int, val_fraction: float, augment: bool, download: bool,
-    image_size: int, test_dir: str | None, mean: Sequence[float], std: Sequence[float],
-    expected_classes: int | None,
-) -> DataSplits:
+def _locate_folder(
+    kind: str, root: str | None, download: bool, test_dir: str | None
+) -> tuple[str, Path, str]:
+    """``(root, test path, test_dir)`` of an ImageFolder tree at ``root``; raises if a folder is missing.
+
+    ``test_dir`` defaults to ``test`` when ``<root>/test`` exists, else ``val``.
+    """
     layout = TINY_IMAGENET_LAYOUT if kind == "tiny_imagenet" else IMAGEFOLDER_LAYOUT
     if download:
         raise ValueError(f"{kind} cannot be downloaded; put the files under data.root ({layout})")
@@ -217,8 +253,15 @@ def _build_folder(
     test_path = Path(root, test_dir)
     if not test_path.is_dir():
         raise FileNotFoundError(f"{kind}: {test_path} does not exist; expected the layout {layout}")
-    train_classes = _class_dirs(Path(root, "train"))
-    test_classes = _class_dirs(test_path)
+    return root, test_path, test_dir
+
+
+def _check_class_folders(
+    kind: str, root: str, test_path: Path, test_dir: str, expected_classes: int | None
+) -> None:
+    """Raise ValueError unless train/ and the test folder hold the same (expected number of) classes."""
+    train_path = Path(root, "train")
+    train_classes, test_classes = _class_dirs(train_path), _class_dirs(test_path)
     if (test_path / "val_annotations.txt").is_file() and (test_path / "images").is_dir():
         raise ValueError(
             f"{kind}: {test_path} is Tiny-ImageNet's flat val folder (images/ + val_annotations.txt); "
@@ -229,20 +272,34 @@ def _build_folder(
         only_train = sorted(set(train_classes) - set(test_classes))[:5]
         only_test = sorted(set(test_classes) - set(train_classes))[:5]
         raise ValueError(
-            f"{kind}: class folders of {test_path} differ from those of {Path(root, 'train')} "
+            f"{kind}: class folders of {test_path} differ from those of {train_path} "
             f"(only in train: {only_train}, only in {test_dir}: {only_test}); labels would not line up"
         )
     if expected_classes is not None and len(train_classes) != expected_classes:
         raise ValueError(
-            f"{kind}: expected {expected_classes} class folders in {Path(root, 'train')}, "
+            f"{kind}: expected {expected_classes} class folders in {train_path}, "
             f"found {len(train_classes)} (set expected_classes to match, or null to skip this check)"
         )
+
+
+def _build_folder(
+    kind: str, *, root: str | None, seed: int, val_fraction: float, augment: bool, download: bool,
+    image_size: int, test_dir: str | None, mean: Sequence[float], std: Sequence[float],
+    expected_classes: int | None,
+) -> DataSplits:
+    """ImageFolder splits: check the tree, load train/ and the test folder once, carve val."""
+    root, test_path, test_dir = _locate_folder(kind, root, download, test_dir)
+    _check_class_folders(kind, root, test_path, test_dir, expected_classes)
     image_size = int(image_size)
     plain, aug = folder_transforms(image_size, mean, std, augment)
     from torchvision import datasets
 
     train_pool = datasets.ImageFolder(str(Path(root, "train")))
     test_pool = datasets.ImageFolder(str(test_path))
+    logger.info(
+        "[data] %s from %s: %d train images in %d classes (train/), %d test images (%s/)",
+        kind, root, len(train_pool), len(train_pool.classes), len(test_pool), test_dir,
+    )
     train, val, train_eval = _views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
     return DataSplits(
         train=train,

@@ -16,11 +16,13 @@ from __future__ import annotations
 import csv
 import html
 import io
+import logging
 import math
 import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from harness.config import ExperimentConfig
 
 REPORTED = {
     # reported: (validation key used for selection, test key that is reported, words)
@@ -32,6 +34,11 @@ NA = "n/a"
 EMPTY_MESSAGE = "No student results yet: run `ckd sweep CONFIG` (or `ckd run CONFIG`) to fill {where}."
 HPARAMS = ("temperature", "kd_weight", "ensemble_reduce")
 ENSEMBLE_KINDS = ("snapshot", "full_ensemble", "selected_ensemble")
+
+logger = logging.getLogger(__name__)
+
+# (dataset, teacher_arch, student_arch, teacher_choice) -> (T, kd_weight, reduce) -> rows
+_Groups = dict[tuple, dict[tuple, list[dict]]]
 
 
 def _mean(xs: list[float]) -> float:
@@ -73,6 +80,99 @@ def _teacher_epochs(rows: list[dict]) -> str:
     return "+".join(f"{str(t)[len(prefix):]}@{e}" for t, e in sorted(ckpts, key=lambda c: (str(c[0]), c[1] or 0)))
 
 
+def _group_rows(rows: Iterable[dict], val_key: str, test_key: str) -> tuple[_Groups, int]:
+    """Plan: sort the rows into groups (one per leaderboard line) and, inside each, settings
+    (one per hyperparameter tuple); also count the rows left out for missing metrics."""
+    groups: _Groups = defaultdict(lambda: defaultdict(list))
+    skipped = 0
+    for r in rows:
+        if _num(r.get(val_key)) is None or _num(r.get(test_key)) is None:
+            skipped += 1
+            continue
+        choice = str(r.get("teacher_choice", "?"))
+        is_none = _choice_kind(choice) == "none"
+        gkey = (str(r.get("dataset", "?")), None if is_none else r.get("teacher_arch"), str(r.get("student_arch", "?")), choice)
+        hkey = (None, None, None) if is_none else tuple(r.get(h) for h in HPARAMS)
+        groups[gkey][hkey].append(r)
+    return groups, skipped
+
+
+def _choose_setting(settings: dict[tuple, list[dict]], val_key: str) -> tuple[tuple, list[dict]]:
+    """The hyperparameter setting of one group with the best mean validation accuracy, among
+    the settings that ran the most seeds; ties go to the smaller T, then kd_weight."""
+    most = max(len(v) for v in settings.values())
+    candidates = {h: v for h, v in settings.items() if len(v) == most}
+
+    def rank(item: tuple[tuple, list[dict]]) -> tuple:
+        h, v = item
+        return (-_mean([float(r[val_key]) for r in v]), tuple((x is None, x if isinstance(x, (int, float)) else str(x)) for x in h))
+
+    return sorted(candidates.items(), key=rank)[0]
+
+
+def _present(chosen: list[dict], key: str) -> list[float]:
+    """The numeric values of ``key`` in the rows (missing and NaN left out)."""
+    return [v for v in (_num(r.get(key)) for r in chosen) if v is not None]
+
+
+def _seed_key(seed: Any) -> tuple:
+    """Sort key for seeds: numbers first (by value), then anything else (by text)."""
+    return (not isinstance(seed, (int, float)), seed if isinstance(seed, (int, float)) else str(seed))
+
+
+def _reported_epoch(reported: str, epochs: list[int], best_epochs: list[float]) -> str:
+    """The reported epoch in words: ``final (10)`` or ``best val (mean 5.5)``."""
+    if reported == "final":
+        return f"final ({'/'.join(map(str, epochs))})" if epochs else "final"
+    return f"best val (mean {_mean(best_epochs):.1f})" if best_epochs else "best val"
+
+
+def _entry(gkey: tuple, settings: dict[tuple, list[dict]], reported: str, skipped: int) -> dict:
+    """Compute one leaderboard line from the settings of its group (see ``build_leaderboard``)."""
+    val_key, test_key, _ = REPORTED[reported]
+    dataset, t_arch, s_arch, choice = gkey
+    (t, w, red), chosen = _choose_setting(settings, val_key)
+    tests = [float(r[test_key]) for r in chosen]
+    vals = [float(r[val_key]) for r in chosen]
+    t_test, t_val = _present(chosen, "teacher_test_acc"), _present(chosen, "teacher_val_acc")
+    best_epochs = _present(chosen, "best_val_epoch")
+    epochs = sorted({int(r["epochs"]) for r in chosen if _num(r.get("epochs")) is not None})
+    return {
+        "dataset": dataset,
+        "teacher_arch": t_arch,
+        "student_arch": s_arch,
+        "teacher_choice": choice,
+        "test_mean": _mean(tests),
+        "test_std": _std(tests),
+        "n": len(chosen),
+        "seeds": sorted({r.get("seed") for r in chosen}, key=_seed_key),
+        "val_mean": _mean(vals),
+        "val_std": _std(vals),
+        "teacher_test_acc": _mean(t_test) if t_test else None,
+        "teacher_val_acc": _mean(t_val) if t_val else None,
+        "temperature": t,
+        "kd_weight": w,
+        "ensemble_reduce": red,
+        "settings_tried": len(settings),
+        "teacher_epochs": _teacher_epochs(chosen),
+        "epochs": epochs[0] if len(epochs) == 1 else (epochs or None),
+        "reported": reported,
+        "reported_epoch": _reported_epoch(reported, epochs, best_epochs),
+        "best_val_epoch_mean": _mean(best_epochs) if best_epochs else None,
+        "skipped_rows": skipped,
+    }
+
+
+def _record_deltas_and_sort(board: list[dict]) -> None:
+    """Record: add ``delta_vs_none`` (against the no-teacher line of the same dataset and
+    student, None without one) and sort by dataset, student, then test accuracy (best first)."""
+    baseline = {(b["dataset"], b["student_arch"]): b["test_mean"] for b in board if _choice_kind(b["teacher_choice"]) == "none"}
+    for b in board:
+        base = baseline.get((b["dataset"], b["student_arch"]))
+        b["delta_vs_none"] = None if base is None else b["test_mean"] - base
+    board.sort(key=lambda b: (b["dataset"], b["student_arch"], -b["test_mean"], str(b["teacher_arch"]), b["teacher_choice"]))
+
+
 def build_leaderboard(rows: Iterable[dict], reported: str = "final") -> list[dict]:
     """Aggregate result rows (``CheckpointStore.read_results()``) into leaderboard entries.
 
@@ -88,69 +188,9 @@ def build_leaderboard(rows: Iterable[dict], reported: str = "final") -> list[dic
     if reported not in REPORTED:
         raise ValueError(f"reported={reported!r}: choose one of {', '.join(REPORTED)}")
     val_key, test_key, _ = REPORTED[reported]
-    groups: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    skipped = 0
-    for r in rows:
-        if _num(r.get(val_key)) is None or _num(r.get(test_key)) is None:
-            skipped += 1
-            continue
-        choice = str(r.get("teacher_choice", "?"))
-        is_none = _choice_kind(choice) == "none"
-        gkey = (str(r.get("dataset", "?")), None if is_none else r.get("teacher_arch"), str(r.get("student_arch", "?")), choice)
-        hkey = (None, None, None) if is_none else tuple(r.get(h) for h in HPARAMS)
-        groups[gkey][hkey].append(r)
-
-    board: list[dict] = []
-    for (dataset, t_arch, s_arch, choice), settings in groups.items():
-        most = max(len(v) for v in settings.values())
-        candidates = {h: v for h, v in settings.items() if len(v) == most}
-
-        def rank(item: tuple[tuple, list[dict]]) -> tuple:
-            h, v = item
-            # best mean val first; ties: smaller T, then smaller kd_weight (deterministic)
-            return (-_mean([float(r[val_key]) for r in v]), tuple((x is None, x if isinstance(x, (int, float)) else str(x)) for x in h))
-
-        (t, w, red), chosen = sorted(candidates.items(), key=rank)[0]
-        tests = [float(r[test_key]) for r in chosen]
-        vals = [float(r[val_key]) for r in chosen]
-        t_test = [v for v in (_num(r.get("teacher_test_acc")) for r in chosen) if v is not None]
-        t_val = [v for v in (_num(r.get("teacher_val_acc")) for r in chosen) if v is not None]
-        best_epochs = [v for v in (_num(r.get("best_val_epoch")) for r in chosen) if v is not None]
-        epochs = sorted({int(r["epochs"]) for r in chosen if _num(r.get("epochs")) is not None})
-        if reported == "final":
-            reported_epoch = f"final ({'/'.join(map(str, epochs))})" if epochs else "final"
-        else:
-            reported_epoch = f"best val (mean {_mean(best_epochs):.1f})" if best_epochs else "best val"
-        board.append({
-            "dataset": dataset,
-            "teacher_arch": t_arch,
-            "student_arch": s_arch,
-            "teacher_choice": choice,
-            "test_mean": _mean(tests),
-            "test_std": _std(tests),
-            "n": len(chosen),
-            "seeds": sorted({r.get("seed") for r in chosen}, key=lambda x: (not isinstance(x, (int, float)), x if isinstance(x, (int, float)) else str(x))),
-            "val_mean": _mean(vals),
-            "val_std": _std(vals),
-            "teacher_test_acc": _mean(t_test) if t_test else None,
-            "teacher_val_acc": _mean(t_val) if t_val else None,
-            "temperature": t,
-            "kd_weight": w,
-            "ensemble_reduce": red,
-            "settings_tried": len(settings),
-            "teacher_epochs": _teacher_epochs(chosen),
-            "epochs": epochs[0] if len(epochs) == 1 else (epochs or None),
-            "reported": reported,
-            "reported_epoch": reported_epoch,
-            "best_val_epoch_mean": _mean(best_epochs) if best_epochs else None,
-            "skipped_rows": skipped,
-        })
-
-    baseline = {(b["dataset"], b["student_arch"]): b["test_mean"] for b in board if _choice_kind(b["teacher_choice"]) == "none"}
-    for b in board:
-        base = baseline.get((b["dataset"], b["student_arch"]))
-        b["delta_vs_none"] = None if base is None else b["test_mean"] - base
-    board.sort(key=lambda b: (b["dataset"], b["student_arch"], -b["test_mean"], str(b["teacher_arch"]), b["teacher_choice"]))
+    groups, skipped = _group_rows(rows, val_key, test_key)
+    board = [_entry(gkey, settings, reported, skipped) for gkey, settings in groups.items()]
+    _record_deltas_and_sort(board)
     return board
 
 
@@ -331,7 +371,7 @@ def leaderboard_paths(root: Path) -> dict[str, Path]:
     return {"markdown": root / "leaderboard.md", "csv": root / "leaderboard.csv", "html": root / "leaderboard.html"}
 
 
-def write_leaderboard(cfg, reported: str = "final", log: Callable[[str], None] | None = None) -> str:
+def write_leaderboard(cfg: ExperimentConfig, reported: str = "final") -> str:
     """Read the experiment's results, write ``leaderboard.{md,csv,html}`` (atomically) next to
     them and return the text table. With no results, nothing is written and the returned text
     says how to produce them."""
@@ -341,11 +381,9 @@ def write_leaderboard(cfg, reported: str = "final", log: Callable[[str], None] |
     board = build_leaderboard(store.read_results(), reported=reported)
     text = render(board, "text", where=str(store.results_jsonl))
     if not board:
-        if log:
-            log(f"[report] no results in {store.results_jsonl}; leaderboard not written")
+        logger.info("[report] no results in %s; leaderboard not written", store.results_jsonl)
         return text
     for fmt, path in leaderboard_paths(store.root).items():
         atomic_write_bytes(path, render(board, fmt).encode("utf-8"))
-    if log:
-        log(f"[report] leaderboard written to {store.root}/leaderboard.{{md,csv,html}}")
+    logger.info("[report] leaderboard written to %s/leaderboard.{md,csv,html}", store.root)
     return text

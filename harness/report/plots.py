@@ -19,18 +19,15 @@ log line saying why.
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable
 
 from harness.report.leaderboard import ENSEMBLE_KINDS, build_leaderboard
+from harness.config import ExperimentConfig
 
-Log = Callable[[str], None]
-
-
-def _print(msg: str) -> None:
-    print(msg, flush=True)
+logger = logging.getLogger(__name__)
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.8), **kw):
@@ -80,53 +77,75 @@ def single_checkpoint_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def plot_accuracy_vs_teacher_epoch(rows: list[dict], manifests: list[dict], out_dir: Path, reported: str = "final", log: Log = _print) -> list[Path]:
-    singles = single_checkpoint_rows(rows)
-    if not singles:
-        log("[plot] accuracy vs teacher epoch: skipped (no student results from single teacher checkpoints; sweep `epoch:E` or `every_checkpoint`)")
-        return []
+def _teacher_epoch_panels(rows: list[dict], singles: list[dict], reported: str) -> tuple[dict[tuple, dict], dict[tuple, dict[str, list[dict]]]]:
+    """Plan: the no-teacher baselines by (dataset, student), and the ``epoch:E`` leaderboard
+    entries by (dataset, teacher) then student, each list sorted by teacher epoch."""
     board = build_leaderboard(singles + [r for r in rows if _kind(r.get("teacher_choice", "")) == "none"], reported=reported)
     baselines = {(b["dataset"], b["student_arch"]): b for b in board if _kind(b["teacher_choice"]) == "none"}
     pairs: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for b in board:
         if _kind(b["teacher_choice"]) == "epoch":
             pairs[(b["dataset"], b["teacher_arch"])][b["student_arch"]].append(b)
+    for students in pairs.values():
+        for entries in students.values():
+            entries.sort(key=_teacher_epoch)
+    return baselines, pairs
 
+
+def _teacher_epoch(b: dict) -> int:
+    """E of a leaderboard entry whose teacher choice is ``epoch:E``."""
+    return int(b["teacher_choice"].split(":")[1])
+
+
+def _draw_students(ax, dataset: str, t_arch: str, students: dict[str, list[dict]], baselines: dict[tuple, dict], reported: str) -> None:
+    """Upper panel: student test accuracy (mean ± std) per teacher epoch, baselines dashed."""
+    for i, (s_arch, entries) in enumerate(sorted(students.items())):
+        xs = [_teacher_epoch(b) for b in entries]
+        ys = [100 * b["test_mean"] for b in entries]
+        es = [100 * (b["test_std"] or 0.0) for b in entries]
+        color = f"C{i}"
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=color, label=f"{s_arch} <- {t_arch}")
+        base = baselines.get((dataset, s_arch))
+        if base is not None:
+            ax.axhline(100 * base["test_mean"], color=color, linestyle="--", linewidth=1, label=f"{s_arch}, no teacher")
+    ax.set_ylabel("student test acc (%)")
+    ax.set_title(f"{dataset}: student accuracy vs teacher checkpoint ({reported} epoch, mean ± std over seeds)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _draw_teachers(tax, curves: list[dict]) -> None:
+    """Lower panel: each teacher trajectory's validation curve and checkpoint test accuracies."""
+    for j, m in enumerate(sorted(curves, key=lambda m: str(m.get("name")))):
+        hist = [h for h in m.get("history", []) if h.get("val_acc") is not None]
+        color = f"C{j}"
+        if hist:
+            tax.plot([h["epoch"] for h in hist], [100 * h["val_acc"] for h in hist], color=color, linewidth=1, alpha=0.8, label=f"{m.get('name')} val")
+        ck = [c for c in m.get("checkpoints", []) if c.get("test_acc") is not None]
+        if ck:
+            tax.plot([c["epoch"] for c in ck], [100 * c["test_acc"] for c in ck], "s", color=color, markersize=4, label=f"{m.get('name')} test (ckpt)")
+    if not curves:
+        tax.text(0.5, 0.5, "no teacher manifests in the store", ha="center", va="center", transform=tax.transAxes)
+    else:
+        tax.legend(fontsize=7, ncol=2)
+    tax.set_xlabel("teacher epoch")
+    tax.set_ylabel("teacher acc (%)")
+    tax.grid(alpha=0.3)
+
+
+def plot_accuracy_vs_teacher_epoch(rows: list[dict], manifests: list[dict], out_dir: Path, reported: str = "final") -> list[Path]:
+    """One figure per (dataset, teacher): student accuracy against the teacher checkpoint's
+    epoch above, the teacher's own curves below; [] (logged) without single-checkpoint rows."""
+    singles = single_checkpoint_rows(rows)
+    if not singles:
+        logger.info("[plot] accuracy vs teacher epoch: skipped (no student results from single teacher checkpoints; sweep `epoch:E` or `every_checkpoint`)")
+        return []
+    baselines, pairs = _teacher_epoch_panels(rows, singles, reported)
     paths = []
     for (dataset, t_arch), students in sorted(pairs.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
         fig, axes = _figure(2, 1, size=(7.0, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-        ax, tax = axes[0, 0], axes[1, 0]
-        for i, (s_arch, entries) in enumerate(sorted(students.items())):
-            entries.sort(key=lambda b: int(b["teacher_choice"].split(":")[1]))
-            xs = [int(b["teacher_choice"].split(":")[1]) for b in entries]
-            ys = [100 * b["test_mean"] for b in entries]
-            es = [100 * (b["test_std"] or 0.0) for b in entries]
-            color = f"C{i}"
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=color, label=f"{s_arch} <- {t_arch}")
-            base = baselines.get((dataset, s_arch))
-            if base is not None:
-                ax.axhline(100 * base["test_mean"], color=color, linestyle="--", linewidth=1, label=f"{s_arch}, no teacher")
-        ax.set_ylabel("student test acc (%)")
-        ax.set_title(f"{dataset}: student accuracy vs teacher checkpoint ({reported} epoch, mean ± std over seeds)", fontsize=9)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-
-        curves = [m for m in manifests if m.get("arch") == t_arch and m.get("dataset") == dataset]
-        for j, m in enumerate(sorted(curves, key=lambda m: str(m.get("name")))):
-            hist = [h for h in m.get("history", []) if h.get("val_acc") is not None]
-            color = f"C{j}"
-            if hist:
-                tax.plot([h["epoch"] for h in hist], [100 * h["val_acc"] for h in hist], color=color, linewidth=1, alpha=0.8, label=f"{m.get('name')} val")
-            ck = [c for c in m.get("checkpoints", []) if c.get("test_acc") is not None]
-            if ck:
-                tax.plot([c["epoch"] for c in ck], [100 * c["test_acc"] for c in ck], "s", color=color, markersize=4, label=f"{m.get('name')} test (ckpt)")
-        if not curves:
-            tax.text(0.5, 0.5, "no teacher manifests in the store", ha="center", va="center", transform=tax.transAxes)
-        else:
-            tax.legend(fontsize=7, ncol=2)
-        tax.set_xlabel("teacher epoch")
-        tax.set_ylabel("teacher acc (%)")
-        tax.grid(alpha=0.3)
+        _draw_students(axes[0, 0], dataset, t_arch, students, baselines, reported)
+        _draw_teachers(axes[1, 0], [m for m in manifests if m.get("arch") == t_arch and m.get("dataset") == dataset])
         paths.append(_save(fig, out_dir / f"acc_vs_teacher_epoch-{_slug(t_arch)}-{_slug(dataset)}.png"))
     return paths
 
@@ -241,7 +260,7 @@ def plot_ensemble_comparison(board: list[dict], out_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------------------------
 
-def make_plots(cfg, reported: str = "final", log: Log = _print) -> list[Path]:
+def make_plots(cfg: ExperimentConfig, reported: str = "final") -> list[Path]:
     """Write every plot whose data exists under ``<storage>/<name>/plots/``; return the paths."""
     from harness.store import CheckpointStore
 
@@ -251,21 +270,22 @@ def make_plots(cfg, reported: str = "final", log: Log = _print) -> list[Path]:
     manifests = [t.manifest() for t in store.trajectories()]
     paths: list[Path] = []
 
-    paths += plot_accuracy_vs_teacher_epoch(rows, manifests, out_dir, reported=reported, log=log)
+    paths += plot_accuracy_vs_teacher_epoch(rows, manifests, out_dir, reported=reported)
 
     plane, why = information_plane_rows(store)
     if plane:
         paths.append(plot_information_plane(plane, out_dir))
     else:
-        log(f"[plot] information plane: skipped ({why})")
+        logger.info("[plot] information plane: skipped (%s)", why)
 
     board = build_leaderboard(rows, reported=reported)
     p = plot_ensemble_comparison(board, out_dir) if board else None
     if p is not None:
         paths.append(p)
     else:
-        log("[plot] ensemble comparison: skipped (" + ("no student results" if not board else "no snapshot or ensemble teacher choices in the results") + ")")
+        why = "no student results" if not board else "no snapshot or ensemble teacher choices in the results"
+        logger.info("[plot] ensemble comparison: skipped (%s)", why)
 
     for p in paths:
-        log(f"[plot] wrote {p}")
+        logger.info("[plot] wrote %s", p)
     return paths

@@ -10,7 +10,8 @@ Modules, one concept each:
   pick T* (Algorithm 1), the K-checkpoint ensemble pick, and the readers behind the teacher
   choices ``selected:<selector>`` / ``selected_ensemble:K``;
 - ``runner``: ``run_scoring(cfg)`` (``ckd score``), ``score_trajectory`` (shared pass over all
-  checkpoints) and ``information_plane`` (table for the Fig. 4/7 plots).
+  checkpoints), ``scores_fresh`` (is a trajectory's scores file up to date?) and
+  ``information_plane`` (table for the Fig. 4/7 plots).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from .base import (
     register_estimator,
 )
 from .normalization import list_normalizations, normalize, register_normalization
-from .runner import build_scoring_data, information_plane, run_scoring, score_trajectory
+from .runner import build_scoring_data, information_plane, run_scoring, score_trajectory, scores_fresh
 from .selection import (
     SELECTORS,
     ScoresError,
@@ -62,6 +63,7 @@ __all__ = [
     "register_normalization",
     "run_scoring",
     "score_trajectory",
+    "scores_fresh",
     "select_ensemble",
     "select_single",
 ]

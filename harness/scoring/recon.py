@@ -43,6 +43,7 @@ the loss). Tested both ways.
 """
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -52,7 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.progress import Progress
+
 from .base import CheckpointFeatures, ConvSource, Estimator, ScoringData, ScoringError, TensorConvSource, register_estimator
+
+logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 2**20  # activation memory per group of decoders trained as one module
 SINGLE_THREAD_MACS = 1e8  # CPU: below this many multiply-adds per training step, use one thread
@@ -205,16 +210,55 @@ def _upsampled_once(source: ConvSource, out_size: tuple[int, ...]) -> ConvSource
     return TensorConvSource(up.reshape(k, n, c, *out_size))
 
 
-def _splits(n: int, s: ReconSettings) -> list[tuple[Tensor, Tensor]]:
-    """(fit, held-out) index pairs: one random split (``holdout_fraction``), or with ``folds`` > 1
-    a partition into that many folds, each held out once (cross-fitting: every sample is scored
-    by a decoder that never trained on it)."""
+@dataclass
+class _FoldResult:
+    """Per decoder, at its best held-out epoch: BCE summed over held-out samples and coordinates,
+    squared error per coordinate summed over held-out samples, that epoch, and epochs trained."""
+
+    bce: Tensor  # [K]
+    se: Tensor  # [K, d]
+    best_epoch: Tensor  # [K]
+    epochs_trained: Tensor  # [K]
+
+    @classmethod
+    def zeros(cls, k: int, d: int) -> "_FoldResult":
+        """All-zero sums for ``k`` decoders of ``d`` output coordinates."""
+        f64 = torch.float64
+        return cls(torch.zeros(k, dtype=f64), torch.zeros(k, d, dtype=f64), torch.zeros(k, dtype=f64), torch.zeros(k, dtype=f64))
+
+    def add(self, other: "_FoldResult") -> None:
+        """Accumulate another fold's result (in place)."""
+        self.bce += other.bce
+        self.se += other.se
+        self.best_epoch += other.best_epoch
+        self.epochs_trained += other.epochs_trained
+
+
+def holdout_splits(n: int, s: ReconSettings) -> list[tuple[Tensor, Tensor]]:
+    """The (fit, held-out) index pairs the decoders of ``n`` samples train and are scored on.
+
+    One random split (``s.holdout_fraction`` held out, at least 2 samples on each side), or with
+    ``s.folds`` > 1 a partition into that many folds, each held out once (cross-fitting: every
+    sample is scored by a decoder that never trained on it). Drawn with ``s.seed``; indices sorted.
+    """
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(s.seed))
     if s.folds <= 1:
         n_hold = min(max(2, round(s.holdout_fraction * n)), n - 2)
         return [(perm[n_hold:].sort().values, perm[:n_hold].sort().values)]
     parts = list(torch.tensor_split(perm, s.folds))
     return [(torch.cat(parts[:r] + parts[r + 1 :]).sort().values, parts[r].sort().values) for r in range(s.folds)]
+
+
+def _new_groups(single: GroupedDecoder, k_total: int, chunk: int, lr: float, device: torch.device) -> list[_Group]:
+    """Fresh decoders for ``k_total`` checkpoints, ``chunk`` per group, all starting as ``single``."""
+    groups = []
+    for a in range(0, k_total, chunk):
+        members = list(range(a, min(a + chunk, k_total)))
+        dec = GroupedDecoder(len(members), single.feat_channels, single.out_channels, single.hidden, single.out_size)
+        dec.copy_into_every_group(single)
+        dec = dec.to(device)
+        groups.append(_Group(members, dec, torch.optim.Adam(dec.parameters(), lr=lr)))
+    return groups
 
 
 def train_decoders(source: ConvSource, x: Tensor, settings: ReconSettings, device: torch.device | str = "cpu") -> list[dict[str, float]]:
@@ -232,34 +276,25 @@ def train_decoders(source: ConvSource, x: Tensor, settings: ReconSettings, devic
     chunk = max(1, min(k_total, _group_size(s, feat_channels, out_channels, out_size)))
     step_macs = s.batch_size * math.prod(out_size) * 3 ** len(out_size) * s.hidden_channels * (feat_channels + out_channels) * k_total
 
-    d = x01[0].numel()
-    bce = torch.zeros(k_total, dtype=torch.float64)
-    se = torch.zeros(k_total, d, dtype=torch.float64)
-    best_epoch = torch.zeros(k_total, dtype=torch.float64)
-    trained = torch.zeros(k_total, dtype=torch.float64)
+    total = _FoldResult.zeros(k_total, x01[0].numel())
     held: list[Tensor] = []
     with _cpu_threads(device, step_macs):
-        for fit, hold in _splits(x01.shape[0], s):
-            groups = []
-            for a in range(0, k_total, chunk):
-                members = list(range(a, min(a + chunk, k_total)))
-                dec = GroupedDecoder(len(members), feat_channels, out_channels, s.hidden_channels, out_size)
-                dec.copy_into_every_group(single)
-                dec = dec.to(device)
-                groups.append(_Group(members, dec, torch.optim.Adam(dec.parameters(), lr=s.lr)))
-            fold = _fit(source, x01, groups, k_total, fit, hold, s, device)
-            bce += fold.bce
-            se += fold.se
-            best_epoch += fold.best_epoch
-            trained += fold.epochs_trained
+        for fit, hold in holdout_splits(x01.shape[0], s):
+            groups = _new_groups(single, k_total, chunk, s.lr, device)
+            total.add(_fit(source, x01, groups, k_total, fit, hold, s, device))
             held.append(hold)
-    n_held = sum(len(h) for h in held)
-    var = x01[torch.cat(held)].reshape(n_held, -1).double().var(dim=0, unbiased=False)
+    return _results(x01, torch.cat(held), total, len(held))
+
+
+def _results(x01: Tensor, held: Tensor, total: _FoldResult, n_folds: int) -> list[dict[str, float]]:
+    """Per checkpoint, the reported values (module doc) from the sums over the ``n_folds`` held-out folds."""
+    n_held, d = len(held), x01[0].numel()
+    var = x01[held].reshape(n_held, -1).double().var(dim=0, unbiased=False)
     alive = var > 1e-12
     results = []
-    for k in range(k_total):
-        mse_j = se[k] / n_held
-        loss = float(bce[k]) / (n_held * d)
+    for k in range(len(total.bce)):
+        mse_j = total.se[k] / n_held
+        loss = float(total.bce[k]) / (n_held * d)
         ratio = var[alive] / mse_j[alive].clamp_min(1e-12)
         results.append(
             {
@@ -267,22 +302,93 @@ def train_decoders(source: ConvSource, x: Tensor, settings: ReconSettings, devic
                 "neg_loss": -loss,
                 "mse": float(mse_j.mean()),
                 "i_x": float(0.5 * ratio.log().clamp_min(0).sum()),
-                "best_epoch": float(best_epoch[k]) / len(held),
-                "epochs_trained": float(trained[k]) / len(held),
+                "best_epoch": float(total.best_epoch[k]) / n_folds,
+                "epochs_trained": float(total.epochs_trained[k]) / n_folds,
             }
         )
     return results
 
 
-@dataclass
-class _FoldResult:
-    """Per decoder, at its best held-out epoch: BCE summed over held-out samples and coordinates,
-    squared error per coordinate summed over held-out samples, that epoch, and epochs trained."""
+class _EarlyStopping:
+    """Per decoder: the best held-out loss so far, its sums and epoch, and whether it still trains
+    (it stops after ``patience`` epochs without an improvement of more than 1e-6)."""
 
-    bce: Tensor  # [K]
-    se: Tensor  # [K, d]
-    best_epoch: Tensor  # [K]
-    epochs_trained: Tensor  # [K]
+    def __init__(self, k_total: int, d: int, patience: int) -> None:
+        self.patience = patience
+        self.best_loss = [math.inf] * k_total
+        self.best_bce = torch.zeros(k_total, dtype=torch.float64)
+        self.best_se = torch.zeros(k_total, d, dtype=torch.float64)
+        self.best_epoch, self.bad = [0] * k_total, [0] * k_total
+        self.active = [True] * k_total
+
+    def update(self, epoch: int, bce_sum: Tensor, se_sum: Tensor, n_hold: int, d: int) -> None:
+        """Record one epoch's held-out sums of every still active decoder."""
+        for k in range(len(self.active)):
+            if not self.active[k]:
+                continue
+            loss = float(bce_sum[k]) / (n_hold * d)
+            if loss < self.best_loss[k] - 1e-6:
+                self.best_loss[k], self.best_epoch[k], self.bad[k] = loss, epoch, 0
+                self.best_bce[k], self.best_se[k] = bce_sum[k], se_sum[k]
+            else:
+                self.bad[k] += 1
+                self.active[k] = self.bad[k] < self.patience
+
+    def still_training(self, groups: list[_Group]) -> list[_Group]:
+        """The groups cut down to their active decoders (groups with none left are dropped)."""
+        kept = []
+        for g in groups:
+            alive = [m for m in g.members if self.active[m]]
+            if alive:
+                kept.append(g if len(alive) == len(g.members) else g.keep_only(alive))
+        return kept
+
+    def result(self, epochs_run: int) -> _FoldResult:
+        """The fold's result; a stopped decoder trained until ``patience`` epochs after its best."""
+        trained = [epochs_run if self.active[k] else self.best_epoch[k] + self.patience for k in range(len(self.active))]
+        return _FoldResult(
+            self.best_bce, self.best_se, torch.tensor(self.best_epoch, dtype=torch.float64), torch.tensor(trained, dtype=torch.float64)
+        )
+
+
+def _train_epoch(source: ConvSource, x01_dev: Tensor, groups: list[_Group], order: Tensor, batch_size: int, device: torch.device) -> None:
+    """One pass over ``order`` in batches: every decoder takes one Adam step per batch."""
+    d = x01_dev[0].numel()
+    for g in groups:
+        g.decoder.train()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:  # BatchNorm needs two samples
+            continue
+        feats = source.batch(idx).to(device, torch.float32)  # one batch, all K checkpoints
+        target = x01_dev[idx.to(device)]
+        for g in groups:
+            bce, _ = _per_decoder(g.decoder(g.inputs(feats)), len(g.members), target)
+            g.optimizer.zero_grad(set_to_none=True)
+            (bce / d / len(idx)).sum().backward()
+            g.optimizer.step()
+
+
+@torch.no_grad()
+def _evaluate(
+    source: ConvSource, x01_dev: Tensor, groups: list[_Group], k_total: int, hold: Tensor, eval_batch: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Held-out BCE sums [K] and squared-error sums per coordinate [K, d], every decoder on the
+    same held-out batches (zeros for the stopped ones)."""
+    d = x01_dev[0].numel()
+    bce_sum = torch.zeros(k_total, dtype=torch.float64)
+    se_sum = torch.zeros(k_total, d, dtype=torch.float64)
+    for g in groups:
+        g.decoder.eval()
+    for start in range(0, len(hold), eval_batch):
+        idx = hold[start : start + eval_batch]
+        feats = source.batch(idx).to(device, torch.float32)
+        target = x01_dev[idx.to(device)]
+        for g in groups:
+            bce, se = _per_decoder(g.decoder(g.inputs(feats)), len(g.members), target)
+            bce_sum[g.members] += bce.double().cpu()
+            se_sum[g.members] += se.double().cpu()
+    return bce_sum, se_sum
 
 
 def _fit(
@@ -299,63 +405,22 @@ def _fit(
     early on its own held-out loss (stopped decoders are dropped from their group)."""
     n_hold, d = len(hold), x01[0].numel()
     x01_dev = x01.to(device)  # targets live where the decoders do
-    best_loss = [math.inf] * k_total
-    best_bce = torch.zeros(k_total, dtype=torch.float64)
-    best_se = torch.zeros(k_total, d, dtype=torch.float64)
-    best_epoch, bad = [0] * k_total, [0] * k_total
-    active = [True] * k_total
+    stopping = _EarlyStopping(k_total, d, s.patience)
     epochs_run = 0
     eval_batch = max(s.batch_size, 256)
-    for epoch in range(1, s.max_epochs + 1):
-        if not groups:
-            break
-        epochs_run = epoch
-        order = fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(s.seed * 100_003 + epoch))]
-        for g in groups:
-            g.decoder.train()
-        for start in range(0, len(order), s.batch_size):
-            idx = order[start : start + s.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            feats = source.batch(idx).to(device, torch.float32)  # one batch, all K checkpoints
-            target = x01_dev[idx.to(device)]
-            for g in groups:
-                bce, _ = _per_decoder(g.decoder(g.inputs(feats)), len(g.members), target)
-                g.optimizer.zero_grad(set_to_none=True)
-                (bce / d / len(idx)).sum().backward()
-                g.optimizer.step()
-        # held-out evaluation, every decoder on the same held-out batches
-        bce_sum = torch.zeros(k_total, dtype=torch.float64)
-        se_sum = torch.zeros(k_total, d, dtype=torch.float64)
-        with torch.no_grad():
-            for g in groups:
-                g.decoder.eval()
-            for start in range(0, n_hold, eval_batch):
-                idx = hold[start : start + eval_batch]
-                feats = source.batch(idx).to(device, torch.float32)
-                target = x01_dev[idx.to(device)]
-                for g in groups:
-                    bce, se = _per_decoder(g.decoder(g.inputs(feats)), len(g.members), target)
-                    bce_sum[g.members] += bce.double().cpu()
-                    se_sum[g.members] += se.double().cpu()
-        for k in range(k_total):
-            if not active[k]:
-                continue
-            loss = float(bce_sum[k]) / (n_hold * d)
-            if loss < best_loss[k] - 1e-6:
-                best_loss[k], best_epoch[k], bad[k] = loss, epoch, 0
-                best_bce[k], best_se[k] = bce_sum[k], se_sum[k]
-            else:
-                bad[k] += 1
-                active[k] = bad[k] < s.patience
-        kept = []
-        for g in groups:
-            alive = [m for m in g.members if active[m]]
-            if alive:
-                kept.append(g if len(alive) == len(g.members) else g.keep_only(alive))
-        groups = kept
-    trained = [epochs_run if active[k] else best_epoch[k] + s.patience for k in range(k_total)]
-    return _FoldResult(best_bce, best_se, torch.tensor(best_epoch, dtype=torch.float64), torch.tensor(trained, dtype=torch.float64))
+    with Progress(s.max_epochs, f"[score] recon decoders ({k_total} checkpoints)", "epoch", log=logger) as progress:
+        for epoch in range(1, s.max_epochs + 1):
+            if not groups:
+                break
+            epochs_run = epoch
+            order = fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(s.seed * 100_003 + epoch))]
+            _train_epoch(source, x01_dev, groups, order, s.batch_size, device)
+            bce_sum, se_sum = _evaluate(source, x01_dev, groups, k_total, hold, eval_batch, device)
+            stopping.update(epoch, bce_sum, se_sum, n_hold, d)
+            groups = stopping.still_training(groups)
+            progress.set_postfix(f"{sum(len(g.members) for g in groups)} still training")
+            progress.update()
+    return stopping.result(epochs_run)
 
 
 @register_estimator("recon")

@@ -1,4 +1,5 @@
-"""The scorer actor: holds the scoring sample once and scores trajectories as they finish.
+"""The scorer actor (the Ray side of ``harness/scoring``): holds the scoring sample once and
+scores trajectories as they finish.
 
 ``ScorerActor`` builds ``harness.scoring.build_scoring_data(cfg)`` (the fixed validation sample)
 once, then ``score(name)`` calls the core ``score_trajectory`` with it: per trajectory one shared
@@ -12,17 +13,21 @@ logs the score table to W&B, and frees the actor's resources when closed.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
-from harness.cluster.connection import ClusterSession, Log, config_from_dict, torch_threads
-from harness.cluster.errors import ClusterError
+from harness.cluster.connection import ClusterSession, config_from_dict, torch_threads
+from harness.cluster.errors import ClusterError, get_result
+from harness.cluster.teachers import logs_dir
 from harness.config import to_dict
-from harness.cluster.trajectories import _unwrap, file_logger, logs_dir
 from harness.experiment import open_store
+from harness.logs import file_log
+
+logger = logging.getLogger(__name__)
 
 
 class ScorerActor:
-    def __init__(self, cfg, cpus: float) -> None:
+    def __init__(self, cfg: dict, cpus: float) -> None:
         import torch
 
         from harness.scoring import build_scoring_data
@@ -31,68 +36,27 @@ class ScorerActor:
         self.cfg.threads = torch_threads(cpus)
         torch.set_num_threads(self.cfg.threads)
         self.store = open_store(self.cfg)
-        self.log = file_logger(logs_dir(self.cfg) / "scorer.log")
-        self.data = build_scoring_data(self.cfg)  # held once for every trajectory
-        self.log(f"[score] scoring sample: {len(self.data)} validation samples of {self.data.info.get('dataset')}")
+        self.log_path = logs_dir(self.cfg) / "scorer.log"
+        with file_log(self.log_path):
+            self.data = build_scoring_data(self.cfg)  # held once for every trajectory
+            logger.info(f"[score] scoring sample: {len(self.data)} validation samples of {self.data.info.get('dataset')}")
 
     def score(self, name: str) -> dict:
         from harness.scoring import score_trajectory
 
-        return score_trajectory(self.cfg, self.store, name, self.data, log=self.log)
+        with file_log(self.log_path):
+            return score_trajectory(self.cfg, self.store, name, self.data)
 
     def data_id(self) -> int:
         """Identity of the held sample (the same object across calls: built once)."""
         return id(self.data)
 
 
-def scores_fresh(cfg, name: str) -> bool:
-    """True when ``scores/<name>.json`` already matches the trajectory's checkpoints and the
-    config's estimators, scoring sample and selection settings, so the scorer need not start.
-    Any doubt (missing keys, other schema) answers False and the scorer decides exactly."""
-    try:
-        from harness.scoring import build_estimator, read_scores
-
-        store = open_store(cfg)
-        scores = read_scores(store, name)
-        traj = store.trajectory(name)
-        on_disk = {c["epoch"]: c.get("sha256") for c in traj.checkpoints()}
-        if not traj.is_finished() or on_disk != {c["epoch"]: c.get("sha256") for c in scores["checkpoints"]}:
-            return False
-        sc = cfg.scoring
-        for est in sc.estimators:
-            if scores["estimators"][est]["params"] != build_estimator(est, sc).params():
-                return False
-            if any(est not in c.get("raw", {}) for c in scores["checkpoints"]):
-                return False
-        info = scores["data"]
-        expect = {"dataset": cfg.data.name, "seed": int(sc.seed), "data_seed": int(cfg.data.seed),
-                  "val_fraction": float(cfg.data.val_fraction), "data_num_samples": int(cfg.data.num_samples)}
-        if any(info.get(k) != v for k, v in expect.items()):
-            return False
-        if info.get("num_samples") != min(int(sc.num_samples), int(info.get("val_size", -1))):
-            return False
-        if scores.get("normalization") != sc.normalization:
-            return False
-        weights = scores.get("weights", {})
-        if (weights.get("x"), weights.get("y")) != (float(sc.x_weight), float(sc.y_weight)):
-            return False
-        ens = scores.get("selected_ensemble", {})
-        if ens.get("min_gap_fraction") != float(sc.min_gap_fraction):
-            return False
-        n = len(scores["checkpoints"])
-        if sorted(int(k) for k in ens.get("by_k", {})) != sorted({int(k) for k in sc.ensemble_sizes if int(k) <= n}):
-            return False
-        # the configured ensemble selector ranks the members when it could be computed
-        return sc.ensemble_selector not in scores.get("selected", {}) or ens.get("selector") == sc.ensemble_selector
-    except Exception:
-        return False
-
-
 class Scorer:
     """Driver side of the scorer actor (created lazily, on the first trajectory to score)."""
 
-    def __init__(self, session: ClusterSession, log: Log | None = None) -> None:
-        self.session, self.cfg, self.log = session, session.cfg, (session.log if log is None else log)
+    def __init__(self, session: ClusterSession) -> None:
+        self.session, self.cfg = session, session.cfg
         self.actor = None
         self.refs: dict[Any, str] = {}
         self.results: dict[str, dict] = {}
@@ -105,14 +69,16 @@ class Scorer:
     def submit(self, name: str, force: bool = False) -> None:
         if name in self.results or name in self.refs.values() or name in self.deferred:
             return
+        from harness.scoring import scores_fresh
+
         if not force and scores_fresh(self.cfg, name):
-            self.log(f"[score] {name}: scores are up to date; skipping")
+            logger.info(f"[score] {name}: scores are up to date; skipping")
             self.results[name] = {"skipped": True}
             self._track(name)
             return
         if self.actor is None and not self.ready():
             self.deferred.append(name)
-            self.log(f"[score] {name}: waiting until every trajectory has a slot, then scoring")
+            logger.info(f"[score] {name}: waiting until every trajectory has a slot, then scoring")
             return
         self._send(name)
 
@@ -121,13 +87,13 @@ class Scorer:
 
         if self.actor is None:
             res = self.session.resources("scorer")  # joins/starts the cluster now
-            restarts = int(self.cfg.cluster.max_actor_restarts)
+            restarts = self.cfg.cluster.max_actor_restarts
             self.actor = ray.remote(ScorerActor).options(
                 **res, max_restarts=restarts, max_task_retries=-1
             ).remote(to_dict(self.cfg), res["num_cpus"])
-            self.log(f"[score] scorer actor started ({res['num_cpus']:g} CPU, {res['num_gpus']:g} GPU); log in {logs_dir(self.cfg) / 'scorer.log'}")
+            logger.info(f"[score] scorer actor started ({res['num_cpus']:g} CPU, {res['num_gpus']:g} GPU); log in {logs_dir(self.cfg) / 'scorer.log'}")
         self.refs[self.actor.score.remote(name)] = name
-        self.log(f"[score] {name}: queued on the scorer actor")
+        logger.info(f"[score] {name}: queued on the scorer actor")
 
     def poll(self, timeout: float = 0.0) -> None:
         """Send deferred trajectories once ready; collect finished calls (non-blocking by default)."""
@@ -143,28 +109,20 @@ class Scorer:
             self._collect(ref)
 
     def _collect(self, ref) -> None:
-        import ray
-        from ray.exceptions import RayActorError, RayTaskError
-
         name = self.refs.pop(ref)
-        try:
-            summary = ray.get(ref)
-        except RayActorError as e:
-            self.failures[name] = ClusterError(
-                f"scoring {name}: the scorer actor died and the cluster.max_actor_restarts="
-                f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}). Give it more "
-                f"memory/CPUs (cluster.scorer.*) or raise the restarts, then re-run `ckd score`. Log: {logs_dir(self.cfg) / 'scorer.log'}"
-            )
-            self.log(f"[score] {name}: FAILED (scorer actor died)")
-            return
-        except RayTaskError as e:
-            self.failures[name] = _unwrap(e)
-            self.log(f"[score] {name}: FAILED ({type(_unwrap(e)).__name__}: {_unwrap(e)})")
+        summary, error = get_result(ref, lambda e: ClusterError(
+            f"scoring {name}: the scorer actor died and the cluster.max_actor_restarts="
+            f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}). Give it more "
+            f"memory/CPUs (cluster.scorer.*) or raise the restarts, then re-run `ckd score`. Log: {logs_dir(self.cfg) / 'scorer.log'}"
+        ))
+        if error is not None:
+            self.failures[name] = error
+            logger.warning(f"[score] {name}: FAILED ({type(error).__name__}: {error})")
             return
         self.results[name] = summary
         picks = " ".join(f"{s}=e{v}" for s, v in summary.get("selected", {}).items())
         ens = " ".join(f"K={k}:{v}" for k, v in summary.get("selected_ensemble", {}).items())
-        self.log(f"[score] {name}: selected {picks or '-'}; ensembles {ens or '-'} "
+        logger.info(f"[score] {name}: selected {picks or '-'}; ensembles {ens or '-'} "
                  f"({summary.get('timings', {}).get('total_s', 0):.1f}s)")
         self._track(name)
 
@@ -176,9 +134,9 @@ class Scorer:
         from harness.scoring import read_scores
 
         try:
-            tracking.log_scores(self.cfg, read_scores(open_store(self.cfg), name), name, log=self.log)
+            tracking.log_scores(self.cfg, read_scores(open_store(self.cfg), name), name)
         except Exception as e:  # tracking never stops the pipeline
-            self.log(f"[tracking] scores of {name} not logged: {e}")
+            logger.info(f"[tracking] scores of {name} not logged: {e}")
 
     def wait(self) -> dict[str, dict]:
         """Block until every submitted trajectory is scored; raise if any failed."""
@@ -200,22 +158,22 @@ class Scorer:
             self.actor = None
 
 
-def score_all(session: ClusterSession, log: Log | None = None) -> dict[str, dict]:
+def run_scoring(session: ClusterSession) -> dict[str, dict]:
     """``ckd score`` on Ray: every finished trajectory of the store (of this data set) in the actor."""
-    cfg, log = session.cfg, (session.log if log is None else log)
+    cfg = session.cfg
     store = open_store(cfg)
-    scorer = Scorer(session, log)
+    scorer = Scorer(session)
     try:
         todo = []
         for t in store.trajectories():
             if not t.is_finished():
-                log(f"[score] {t.name}: not finished; skipping (run `ckd teachers CONFIG` to finish it)")
+                logger.info(f"[score] {t.name}: not finished; skipping (run `ckd teachers CONFIG` to finish it)")
             elif t.manifest().get("dataset") not in (None, cfg.data.name):
-                log(f"[score] {t.name}: trained on {t.manifest().get('dataset')}, not data.name={cfg.data.name}; skipping")
+                logger.info(f"[score] {t.name}: trained on {t.manifest().get('dataset')}, not data.name={cfg.data.name}; skipping")
             else:
                 todo.append(t.name)
         if not todo:
-            log(f"[score] no finished trajectories in {store.trajectories_dir}; run `ckd teachers CONFIG` first")
+            logger.info(f"[score] no finished trajectories in {store.trajectories_dir}; run `ckd teachers CONFIG` first")
             return {}
         for name in todo:
             scorer.submit(name)

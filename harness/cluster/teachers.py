@@ -1,4 +1,4 @@
-"""Teacher trajectories in Ray actors, with restarts and a driver-side progress table.
+"""Teacher trajectories in Ray actors (the Ray side of ``harness/teachers.py``).
 
 One actor per (arch x seed) trajectory, each with ``cluster.trajectory`` resources (torch
 threads = its CPUs; the device is the one Ray assigned, so ``device=auto`` picks its GPU), spread
@@ -8,35 +8,32 @@ store after every epoch. When an actor dies (killed, OOM, node lost) Ray restart
 ``cluster.max_actor_restarts`` times, and retries its ``train`` call, which resumes after the
 last finished epoch. A trajectory that is already finished is never sent to an actor.
 
-Actors report each epoch to a small ``ProgressBoard`` actor; the driver prints a table of all
-trajectories (epoch, val acc, s/epoch, node, restarts) every ``cluster.progress_interval_s``.
-Per-epoch log lines go to ``<storage>/<name>/logs/<trajectory>.log``.
+Actors report each epoch to a small ``ProgressBoard`` actor; the driver shows every trajectory
+(epoch, val acc, s/epoch, node, restarts) with ``harness.progress``: live bars on a terminal, a
+table of lines every ``cluster.progress_interval_s`` otherwise. Per-epoch log lines go to
+``<storage>/<name>/logs/<trajectory>.log``.
 """
 from __future__ import annotations
 
+import logging
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.cluster.connection import ClusterSession, Log, config_from_dict, torch_threads
-from harness.cluster.errors import ClusterError
-from harness.config import to_dict
+from harness.cluster.connection import ClusterSession, config_from_dict, torch_threads
+from harness.cluster.errors import ClusterError, get_result
+from harness.config import ExperimentConfig, to_dict
 from harness.experiment import TrajectorySpec, open_store, trajectory_specs
+from harness.logs import file_log
+from harness.progress import Progress, mode as progress_mode
+from harness.teachers import train_trajectory
+
+logger = logging.getLogger(__name__)
 
 
-def file_logger(path: Path) -> Callable[[str], None]:
-    """A ``log`` callable that appends lines to ``path`` (worker output stays off the driver)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def log(msg: str) -> None:
-        with open(path, "a") as f:
-            f.write(msg.rstrip("\n") + "\n")
-
-    return log
-
-
-def logs_dir(cfg) -> Path:
+def logs_dir(cfg: ExperimentConfig) -> Path:
     return open_store(cfg).root / "logs"
 
 
@@ -73,20 +70,22 @@ class TrajectoryActor:
         self.node_id = ray.get_runtime_context().get_node_id()
 
     def train(self, arch: str, seed: int) -> dict:
-        import os
-
-        from harness.teachers import train_trajectory
         from harness.training import resolve_device
 
-        spec = TrajectorySpec(arch, seed, self.cfg.data.name)
-        name = spec.name
-        log = file_logger(logs_dir(self.cfg) / f"{name}.log")
-        started = time.time()
-        first: list[int] = []
-        device = str(resolve_device(self.cfg.device))
-        log(f"[{name}] actor pid {os.getpid()} on node {self.node_id[:12]}, device {device}, "
-            f"{self.cfg.threads} torch thread(s)")
-        self.board.update.remote(name, status="running", node=self.node_id[:8], device=device, started_at=started)
+        name = TrajectorySpec(arch, seed, self.cfg.data.name).name
+        with file_log(logs_dir(self.cfg) / f"{name}.log"):
+            device = str(resolve_device(self.cfg.device))
+            logger.info(f"[{name}] actor pid {os.getpid()} on node {self.node_id[:12]}, device {device}, "
+                        f"{self.cfg.threads} torch thread(s)")
+            self.board.update.remote(name, status="running", node=self.node_id[:8], device=device, started_at=time.time())
+            manifest = train_trajectory(self.cfg, arch, seed, on_epoch=self._reporter(name))
+        final = manifest["checkpoints"][-1] if manifest.get("checkpoints") else {}
+        self.board.update.remote(name, status="finished", epoch=manifest.get("epochs"), test_acc=final.get("test_acc"), val_acc=final.get("val_acc"))
+        return manifest
+
+    def _reporter(self, name: str) -> Callable[[int, dict], None]:
+        """An ``on_epoch`` hook that tells the board the epoch, val acc and s/epoch of this attempt."""
+        started, first = time.time(), []
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             if not first:
@@ -95,16 +94,7 @@ class TrajectoryActor:
             done = epoch - first[0] + 1
             self.board.update.remote(name, epoch=epoch, val_acc=metrics.get("val_acc"), s_per_epoch=(time.time() - started) / done)
 
-        manifest = train_trajectory(self.cfg, arch, seed, log=log, on_epoch=on_epoch)
-        final = manifest["checkpoints"][-1] if manifest.get("checkpoints") else {}
-        self.board.update.remote(name, status="finished", epoch=manifest.get("epochs"), test_acc=final.get("test_acc"), val_acc=final.get("val_acc"))
-        return manifest
-
-
-def _unwrap(e: BaseException) -> BaseException:
-    """The user-level exception inside a RayTaskError (StoreError, ConfigError, ...), else ``e``."""
-    cause = getattr(e, "cause", None)
-    return cause if isinstance(cause, BaseException) else e
+        return on_epoch
 
 
 def _pct(x: Any) -> str:
@@ -112,16 +102,15 @@ def _pct(x: Any) -> str:
 
 
 class TrajectoryRunner:
-    """Driver side: submit one actor per unfinished trajectory, watch them, print progress.
+    """Driver side: submit one actor per unfinished trajectory, watch them, show progress.
 
     ``on_finished(name, manifest)`` runs on the driver for every finished trajectory (also the
     ones finished before), e.g. to hand it to the scorer; ``on_tick()`` runs every poll.
     """
 
-    def __init__(self, session: ClusterSession, log: Log | None = None,
-                 on_finished: Callable[[str, dict], None] | None = None,
+    def __init__(self, session: ClusterSession, on_finished: Callable[[str, dict], None] | None = None,
                  on_tick: Callable[[], None] | None = None, poll_s: float = 0.5) -> None:
-        self.session, self.cfg, self.log = session, session.cfg, (session.log if log is None else log)
+        self.session, self.cfg = session, session.cfg
         self.on_finished, self.on_tick, self.poll_s = on_finished, on_tick, poll_s
         self.actors: dict[str, Any] = {}  # name -> actor handle (while it runs)
         self.refs: dict[Any, str] = {}  # train() object ref -> name
@@ -129,14 +118,10 @@ class TrajectoryRunner:
         self.manifests: dict[str, dict] = {}
         self.failures: dict[str, BaseException] = {}
         self.board = None
-        self._last_table = 0.0
-        self._last_version = -1
-        self._began = time.time()
+        self.view: TrajectoryTable | None = None
 
     # ----------------------------------------------------------------- submit
     def start(self, specs: list[TrajectorySpec] | None = None) -> "TrajectoryRunner":
-        from harness.teachers import train_trajectory
-
         specs = trajectory_specs(self.cfg) if specs is None else specs
         store = open_store(self.cfg)
         todo, done = [], {}
@@ -144,7 +129,7 @@ class TrajectoryRunner:
             self.specs[spec.name] = spec
             if store.trajectory(spec.name).is_finished():
                 # the core call checks the config hash and returns the manifest without training
-                done[spec.name] = train_trajectory(self.cfg, spec.arch, spec.seed, log=self.log)
+                done[spec.name] = train_trajectory(self.cfg, spec.arch, spec.seed)
             else:
                 todo.append(spec)
         if todo:
@@ -164,17 +149,17 @@ class TrajectoryRunner:
             name=board_name, num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
         ).remote()
         actor_cls = ray.remote(TrajectoryActor)
-        restarts = int(self.cfg.cluster.max_actor_restarts)
-        self.log(f"[teachers] {len(todo)} trajectories to train in Ray actors ({res['num_cpus']:g} CPU, "
-                 f"{res['num_gpus']:g} GPU each, up to {restarts} restarts); logs in {logs_dir(self.cfg)}")
+        restarts = self.cfg.cluster.max_actor_restarts
+        logger.info(f"[teachers] {len(todo)} trajectories to train in Ray actors ({res['num_cpus']:g} CPU, "
+                    f"{res['num_gpus']:g} GPU each, up to {restarts} restarts); logs in {logs_dir(self.cfg)}")
+        self.view = TrajectoryTable(list(self.specs), self.cfg.teacher.epochs, self.cfg.cluster.progress_interval_s)
         for spec in todo:
-            self.board.update.remote(spec.name, status="pending", epochs=int(self.cfg.teacher.epochs))
+            self.board.update.remote(spec.name, status="pending", epochs=self.cfg.teacher.epochs)
             actor = actor_cls.options(
                 **res, max_restarts=restarts, max_task_retries=-1, scheduling_strategy="SPREAD",
             ).remote(to_dict(self.cfg), board_name, res["num_cpus"])
-            ref = actor.train.remote(spec.arch, spec.seed)
+            self.refs[actor.train.remote(spec.arch, spec.seed)] = spec.name
             self.actors[spec.name] = actor
-            self.refs[ref] = spec.name
 
     def _finished(self, name: str, manifest: dict) -> None:
         self.manifests[name] = manifest
@@ -184,8 +169,12 @@ class TrajectoryRunner:
     # ----------------------------------------------------------------- watch
     def wait(self) -> dict[str, dict]:
         """Block until every trajectory finished or failed; raise if any failed."""
-        if self.refs:
-            self._watch()
+        try:
+            if self.refs:
+                self._watch()
+        finally:
+            if self.view is not None:
+                self.view.close()
         if self.failures:
             first = next(iter(self.failures.values()))
             if len(self.failures) == 1:
@@ -196,38 +185,37 @@ class TrajectoryRunner:
 
     def _watch(self) -> None:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
 
-        interval = float(self.cfg.cluster.progress_interval_s)
         while self.refs:
             ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=self.poll_s)
             for ref in ready:
-                name = self.refs.pop(ref)
-                actor = self.actors.pop(name, None)
-                try:
-                    manifest = ray.get(ref)
-                except RayActorError as e:
-                    self.failures[name] = ClusterError(
-                        f"trajectory {name}: its Ray actor died and the cluster.max_actor_restarts="
-                        f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else e}). Its checkpoints are kept: fix the cause "
-                        "(memory: more cluster.trajectory.cpus/gpus; lost nodes: a stabler cluster) or raise "
-                        f"cluster.max_actor_restarts, then re-run to resume. Log: {logs_dir(self.cfg) / (name + '.log')}"
-                    )
-                    self.log(f"[teachers] {name}: FAILED (actor died, restarts used up)")
-                except RayTaskError as e:
-                    self.failures[name] = _unwrap(e)
-                    self.log(f"[teachers] {name}: FAILED ({type(_unwrap(e)).__name__}: {_unwrap(e)})")
-                else:
-                    self.log(f"[teachers] {name}: finished, test acc {_pct(manifest['checkpoints'][-1].get('test_acc')).strip()}")
-                    self._finished(name, manifest)
-                if actor is not None:
-                    ray.kill(actor)  # frees its resources for the next trajectory / the scorer
-                self._print_table(force=True)
+                self._collect(ref)
+                self._show(force=True)
             if self.on_tick is not None:
                 self.on_tick()
-            if time.time() - self._last_table >= interval:
-                self._print_table()
+            self._show()
+
+    def _collect(self, ref) -> None:
+        """One ``train`` call returned: keep its manifest, or the reason it failed."""
+        import ray
+
+        name = self.refs.pop(ref)
+        actor = self.actors.pop(name, None)
+        manifest, error = get_result(ref, lambda e: ClusterError(
+            f"trajectory {name}: its Ray actor died and the cluster.max_actor_restarts="
+            f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else e}). Its checkpoints are kept: fix the cause "
+            "(memory: more cluster.trajectory.cpus/gpus; lost nodes: a stabler cluster) or raise "
+            f"cluster.max_actor_restarts, then re-run to resume. Log: {logs_dir(self.cfg) / (name + '.log')}"
+        ))
+        if error is not None:
+            self.failures[name] = error
+            logger.warning(f"[teachers] {name}: FAILED ({type(error).__name__}: {str(error).splitlines()[0]})")
+        else:
+            logger.info(f"[teachers] {name}: finished, test acc {_pct(manifest['checkpoints'][-1].get('test_acc')).strip()}")
+            self._finished(name, manifest)
+        if actor is not None:
+            ray.kill(actor)  # frees its resources for the next trajectory / the scorer
 
     def run(self, specs: list[TrajectorySpec] | None = None) -> dict[str, dict]:
         return self.start(specs).wait()
@@ -247,28 +235,49 @@ class TrajectoryRunner:
         return all(n in self.manifests or n in self.failures or rows.get(n, {}).get("status") in ("running", "finished")
                    for n in self.specs)
 
-    def _print_table(self, force: bool = False) -> None:
-        if self.board is None:
+    def _show(self, force: bool = False) -> None:
+        if self.board is None or self.view is None:
             return
         import ray
         try:
             version, rows = ray.get(self.board.snapshot.remote(), timeout=10)
         except Exception:
             return
-        if version == self._last_version and not force:
-            return
-        self._last_version, self._last_table = version, time.time()
-        epochs = int(self.cfg.teacher.epochs)
-        names = [n for n in self.specs if n in rows or n in self.manifests]
-        lines = [f"[teachers] progress after {time.time() - self._began:.0f}s "
-                 f"({sum(1 for n in names if n in self.manifests)}/{len(self.specs)} finished)",
-                 f"  {'trajectory':<34} {'epoch':>9} {'val acc':>8} {'s/epoch':>8}  {'node':<8} {'restarts':>8}  status"]
-        for n in names:
-            r = rows.get(n, {})
-            status = "finished" if n in self.manifests else ("FAILED" if n in self.failures else r.get("status", "pending"))
-            epoch = epochs if n in self.manifests else r.get("epoch", 0)
+        self.view.update(version, rows, self.manifests, self.failures, force)
+
+
+class TrajectoryTable:
+    """Every trajectory's progress as one ``Progress`` each: live bars on a terminal; otherwise a
+    table of tqdm-formatted lines (epoch, rate, ETA, val acc, node, restarts, status) logged every
+    ``interval_s`` and whenever a trajectory finishes."""
+
+    def __init__(self, names: list[str], epochs: int, interval_s: float) -> None:
+        self.epochs, self.interval_s = epochs, interval_s
+        self.began, self._last_table, self._last_version = time.time(), 0.0, -1
+        quiet = float("inf") if progress_mode() != "bar" else None  # the table writes the lines
+        self.rows = {n: Progress(epochs, n, "epoch", log=logger, position=i, interval_s=quiet)
+                     for i, n in enumerate(names)}
+
+    def update(self, version: int, board: dict, manifests: dict, failures: dict, force: bool) -> None:
+        for name, progress in self.rows.items():
+            r = board.get(name, {})
+            status = "finished" if name in manifests else ("FAILED" if name in failures else r.get("status", "pending"))
+            epoch = self.epochs if name in manifests else r.get("epoch", 0)
+            if progress.n == 0 and epoch and "first_epoch" in (r.get("attempts") or [{}])[0]:
+                progress.initial = r["attempts"][0]["first_epoch"] - 1  # resumed: rate from this run only
             restarts = max(0, len(r.get("attempts", [])) - 1)
-            spe = r.get("s_per_epoch")
-            lines.append(f"  {n:<34} {f'{epoch}/{epochs}':>9} {_pct(r.get('val_acc')):>8} "
-                         f"{(f'{spe:.2f}' if spe else '-'):>8}  {r.get('node', '-'):<8} {restarts:>8}  {status}")
-        self.log("\n".join(lines))
+            progress.set_postfix(f"val {_pct(r.get('val_acc')).strip()} node {r.get('node', '-')} "
+                                 f"restarts {restarts} {status}")
+            progress.set_n(epoch)
+        due = time.time() - self._last_table >= self.interval_s
+        if progress_mode() == "lines" and (force or (due and version != self._last_version)):
+            self._last_version, self._last_table = version, time.time()
+            done = sum(1 for n in self.rows if n in manifests)
+            lines = [f"[teachers] progress after {time.time() - self.began:.0f}s ({done}/{len(self.rows)} finished)"]
+            logger.info("\n".join(lines + [f"  {p.line()}" for p in self.rows.values()]))
+
+    def close(self) -> None:
+        for progress in self.rows.values():
+            progress.interval_s = float("inf")
+            progress.lines_written = 0  # the table already said it
+            progress.close()

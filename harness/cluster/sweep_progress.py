@@ -1,0 +1,72 @@
+"""Sweep progress on the driver (a Tune ``Callback``); imports Ray, so only the Ray path loads it.
+
+Tune's own reporter prints a large result box per trial; this one keeps one ``Progress`` over
+the trials (a bar on a terminal, a line every ``interval_s`` elsewhere, with the rate and ETA)
+and logs one line per finished, retried or failed trial.
+"""
+from __future__ import annotations
+
+import logging
+
+from ray import tune
+
+from harness.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, (int, float)) else "-"
+
+
+class SweepProgress(tune.Callback):
+    def __init__(self, interval_s: float = 30.0, epochs: int | None = None, trials: int | None = None) -> None:
+        self.interval_s, self.epochs, self.trials = interval_s, epochs, trials
+        self._progress: Progress | None = None
+
+    def __getstate__(self) -> dict:  # Tune pickles callbacks for Tuner.restore; the display stays here
+        return {**self.__dict__, "_progress": None}
+
+    @property
+    def progress(self) -> Progress:
+        if self._progress is None:
+            self._progress = Progress(self.trials, "[sweep]", "trial", log=logger, interval_s=self.interval_s)
+        return self._progress
+
+    @staticmethod
+    def _label(trial) -> str:
+        run = trial.config.get("run", {})
+        hp = "" if run.get("teacher_choice") == "none" else f" T={run.get('temperature')} w={run.get('kd_weight')}"
+        return f"{run.get('student_arch')}<-{run.get('teacher_choice')}{hp} s{run.get('seed')}"
+
+    @staticmethod
+    def _counts(trials) -> str:
+        states: dict[str, int] = {}
+        for t in trials:
+            states[t.status] = states.get(t.status, 0) + 1
+        return ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self.progress.set_total(max(self.trials or 0, len(trials)))
+        self.progress.set_postfix(self._counts(trials))
+        self.progress.update(0)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        r = trial.last_result or {}
+        done = sum(t.status == "TERMINATED" for t in trials) + (trial.status != "TERMINATED")
+        stopped = self.epochs is not None and isinstance(r.get("epoch"), int) and r["epoch"] < self.epochs
+        self.progress.update()
+        logger.info(f"[sweep] {done}/{len(trials)} {'stopped early' if stopped else 'done'}: {self._label(trial)}: "
+                    f"val {_pct(r.get('val_acc'))} test {_pct(r.get('test_acc'))} after {r.get('epoch', '-')} epochs")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        logger.info(f"[sweep] {self._label(trial)} failed; retrying from its last checkpoint "
+                    f"(attempt {trial.num_failures + 1})")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        logger.warning(f"[sweep] {self._label(trial)} FAILED after {trial.num_failures} failures; logs in {trial.path}")
+
+    def on_experiment_end(self, trials, **info) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None

@@ -1,0 +1,147 @@
+"""The sweep's grid: teacher choice x temperature x kd_weight x student x seed, planned and run.
+
+``sweep_runs`` lists every run of the grid, where ``every_checkpoint`` expands to ``epoch:E``
+for every saved epoch and ``none`` (no teacher) is not repeated over temperatures and weights.
+With ``sweep.teacher_seeds=paired`` the student of the i-th seed learns from the trajectory of
+``teacher.seeds[i % n]``. ``plan`` resolves each run against the store (fails early, naming the
+run) and marks the runs already in the results file; ``run_sweep`` trains the rest in this
+process. ``harness/cluster/sweep.py`` runs the same grid as a Ray Tune experiment.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import logging
+
+from harness.config import ConfigError, ExperimentConfig, config_hash, to_dict
+from harness.distill import distill_student, resolve_run, run_id_of
+from harness.experiment import open_store
+from harness.progress import Progress
+from harness.store import CheckpointStore, trajectory_name
+from harness.teachers import checkpoint_epochs
+
+logger = logging.getLogger(__name__)
+RUN_KEYS = ("teacher_arch", "teacher_seed", "student_arch", "teacher_choice", "temperature", "kd_weight", "seed")
+
+
+def expand_teacher_choices(cfg: ExperimentConfig, teacher_arch: str) -> list[str]:
+    """``sweep.teacher_choices`` with ``every_checkpoint`` expanded to ``epoch:E`` per saved epoch
+    (from a finished trajectory's manifest; before training, from the checkpoint schedule)."""
+    out: list[str] = []
+    for choice in cfg.sweep.teacher_choices:
+        if choice != "every_checkpoint":
+            out.append(str(choice))
+            continue
+        epochs = None
+        store = open_store(cfg)
+        for seed in cfg.teacher.seeds:
+            traj = store.trajectory(trajectory_name(teacher_arch, cfg.data.name, seed))
+            if traj.is_finished():
+                epochs = traj.finished_epochs()
+                break
+        if epochs is None:
+            epochs = checkpoint_epochs(cfg.teacher.epochs, cfg.teacher.checkpoint_every)
+        out += [f"epoch:{e}" for e in epochs]
+    return list(dict.fromkeys(out))  # dedupe, keep order
+
+
+def teacher_seed_for(cfg: ExperimentConfig, seed_index: int) -> int:
+    seeds = list(cfg.teacher.seeds)
+    if cfg.sweep.teacher_seeds == "paired":
+        return int(seeds[seed_index % len(seeds)])
+    return int(cfg.distill.teacher_seed if cfg.distill.teacher_seed is not None else seeds[0])
+
+
+def sweep_runs(cfg: ExperimentConfig) -> list[dict]:
+    """Every run of the grid, as flat dicts of ``RUN_KEYS`` (stable order, no duplicates)."""
+    teacher_archs = list(cfg.sweep.teacher_archs) or list(cfg.teacher.archs)
+    student_archs = list(cfg.sweep.student_archs) or list(cfg.student.archs)
+    runs: list[dict] = []
+    seen: set[str] = set()
+    for ta, sa in itertools.product(teacher_archs, student_archs):
+        for choice in expand_teacher_choices(cfg, ta):
+            hps = [(float(cfg.sweep.temperature[0]), 0.0)] if choice == "none" else list(
+                itertools.product([float(t) for t in cfg.sweep.temperature], [float(w) for w in cfg.sweep.kd_weight]))
+            for (T, w), (i, seed) in itertools.product(hps, enumerate(cfg.sweep.seeds)):
+                run = {"teacher_arch": ta, "teacher_seed": teacher_seed_for(cfg, i), "student_arch": sa,
+                       "teacher_choice": choice, "temperature": T, "kd_weight": w, "seed": int(seed)}
+                if choice == "none":  # no teacher: arch and teacher seed do not matter
+                    run["teacher_arch"], run["teacher_seed"] = teacher_archs[0], teacher_seed_for(cfg, 0)
+                key = json.dumps(run, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    runs.append(run)
+    return runs
+
+
+def apply_run(cfg: ExperimentConfig, run: dict) -> ExperimentConfig:
+    """A copy of ``cfg`` whose ``distill`` section describes ``run`` (missing keys: the config's)."""
+    out = copy.deepcopy(cfg)
+    d = out.distill
+    d.teacher_choice = str(run["teacher_choice"])
+    d.teacher_arch = run.get("teacher_arch") or d.teacher_arch
+    d.student_arch = run.get("student_arch") or d.student_arch
+    d.seed = int(run.get("seed", d.seed))
+    d.temperature = float(run.get("temperature", d.temperature))
+    d.kd_weight = float(run.get("kd_weight", d.kd_weight))
+    if run.get("teacher_seed") is not None:
+        d.teacher_seed = int(run["teacher_seed"])
+    else:
+        seeds = list(cfg.sweep.seeds)
+        d.teacher_seed = teacher_seed_for(cfg, seeds.index(d.seed) if d.seed in seeds else 0)
+    return out
+
+
+def plan(cfg: ExperimentConfig, runs: list[dict] | None = None) -> list[dict]:
+    """Resolve every run against the store (fails early, naming the run, if a teacher choice
+    cannot be resolved) -> ``[{run, run_id, done}]``."""
+    runs = sweep_runs(cfg) if runs is None else runs
+    done_ids = {r.get("run_id") for r in open_store(cfg).read_results()}
+    out = []
+    for run in runs:
+        rcfg = apply_run(cfg, run)
+        try:
+            resolved = resolve_run(rcfg)
+        except (ValueError, RuntimeError) as e:  # StoreError/ScoresError: teachers or scores missing
+            raise type(e)(f"sweep run {run['teacher_choice']} (teacher {run['teacher_arch']} s{run['teacher_seed']}, "
+                          f"student {run['student_arch']} s{run['seed']}): {e}") from None
+        rid = run_id_of(rcfg, resolved)
+        out.append({"run": run, "run_id": rid, "done": rid in done_ids})
+    return out
+
+
+def grid_name(cfg: ExperimentConfig, runs: list[dict], run_ids: list[str] | None = None) -> str:
+    """Tune experiment name: ``sweep.name`` or ``sweep-<hash of the grid and the recipe>``. The
+    run ids (which pin the resolved teacher checkpoints) are part of it, so a grid whose teachers
+    or scores changed is a new experiment, never a restore of a stale one."""
+    if cfg.sweep.name:
+        return str(cfg.sweep.name)
+    recipe = {"runs": runs, "student": to_dict(cfg.student), "data": to_dict(cfg.data),
+              "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
+              "search": cfg.sweep.search, "scheduler": cfg.sweep.scheduler, "num_samples": cfg.sweep.num_samples,
+              "run_ids": run_ids}
+    return f"sweep-{config_hash(recipe)[:10]}"
+
+
+def rows_of(store: CheckpointStore, planned: list[dict]) -> list[dict]:
+    """The result rows of the planned runs that have finished."""
+    ids = {p["run_id"] for p in planned}
+    return [r for r in store.read_results() if r.get("run_id") in ids]
+
+
+def run_sweep(cfg: ExperimentConfig) -> list[dict]:
+    """The grid in this process, one run after another (no Ray, no Tune); returns its rows."""
+    if cfg.sweep.search != "grid":
+        raise ConfigError("config key 'sweep.search': only grid runs without Ray (cluster.mode=local)")
+    if cfg.sweep.scheduler != "none":
+        logger.info("[sweep] note: sweep.scheduler is ignored without Ray (every run trains to the end)")
+    planned = plan(cfg)
+    todo = [p for p in planned if not p["done"]]
+    logger.info(f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process")
+    with Progress(len(todo), "[sweep]", "run", log=logger, final_line=True) as progress:
+        for i, p in enumerate(todo, 1):
+            logger.info(f"[sweep] run {i}/{len(todo)}: {p['run']}")
+            distill_student(apply_run(cfg, p["run"]))
+            progress.update()
+    return rows_of(open_store(cfg), planned)
