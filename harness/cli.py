@@ -5,7 +5,8 @@
     ckd score       CONFIG [key=value ...]   score every checkpoint, select teachers (scorer actor)
     ckd sweep       CONFIG [key=value ...]   Ray Tune sweep of teacher choices x T x kd_weight x seeds
     ckd distill     CONFIG [key=value ...]   train one student (teacher_choice=..., temperature=...)
-    ckd leaderboard CONFIG [key=value ...]   print + write leaderboard.{md,csv,html}
+    ckd leaderboard CONFIG [key=value ...]   print + write the report (leaderboard.{md,csv,html}, claims, selectors, plots)
+    ckd claims      CONFIG [key=value ...]   the paper's three claims, checked on the results
     ckd plot        CONFIG [key=value ...]   write the plots under <storage>/<name>/plots/
     ckd list        [models|datasets|choices|estimators|selectors]
 
@@ -18,11 +19,13 @@ import argparse
 import logging
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
 from harness.cluster.errors import ClusterError
 from harness.config import ConfigError, DistillConfig, ExperimentConfig, load_config
+from harness.experiment import preflight
 from harness.logs import console_logging, file_log
 from harness.progress import MODES, configure as configure_progress
 from harness.registry import closest, known_names
@@ -32,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 # `ckd distill CONFIG teacher_choice=full` is shorthand for distill.teacher_choice=full.
 DISTILL_SHORTHAND = sorted(DistillConfig.__dataclass_fields__)
-TOP_LEVEL_KEYS = ("name", "storage", "device", "threads")
+TOP_LEVEL_KEYS = ("name", "storage", "device", "threads", "restart")
 
 
 def expand_shorthand(overrides: list[str]) -> list[str]:
@@ -75,7 +78,8 @@ VERBS: dict[str, tuple[Callable, str]] = {  # verb -> (stage, help)
     "score": (_stage("score"), "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers"),
     "sweep": (_stage("sweep"), "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds"),
     "distill": (_stage("distill"), "distill one student from distill.teacher_choice; append a result row"),
-    "leaderboard": (_printed("leaderboard"), "print the leaderboard and write leaderboard.{md,csv,html}"),
+    "leaderboard": (_printed("leaderboard"), "print the leaderboard; write the report: leaderboard.{md,csv,html}, claims, selectors, plots"),
+    "claims": (_printed("claims"), "check the paper's three claims on the results (paired, with verdicts); write claims.{md,csv}"),
     "plot": (_stage("plot"), "write plots: accuracy vs teacher epoch, information plane, ensembles"),
 }
 LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
     common.add_argument("--progress", choices=MODES, default="auto",
                         help="progress display: bar on a terminal, periodic log lines otherwise (auto)")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="verb", required=True)
     for verb, (_, help_text) in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text, parents=[common])
@@ -113,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.epochs=10 data.batch_size=64")
         if verb in LOCAL_VERBS:
             p.add_argument("--local", action="store_true", help="run in this process without Ray (cluster.mode=local)")
+            if verb != "distill":
+                p.add_argument("--dry-run", action="store_true",
+                               help="print the plan (work to do, grid size, resources) and exit; runs and writes nothing")
+            p.add_argument("--restart", action="store_true",
+                           help="discard stored state made with another config and start that work over (restart=true)")
     p = sub.add_parser("list", help="list registered models, datasets, teacher choices, estimators, selectors")
     p.add_argument("what", nargs="?", default="all", choices=["all", *LISTS])
     return parser
@@ -120,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """argparse stops at the first key=value, so flags among the overrides are pulled out first."""
-    flags = {"--local", "-v", "--verbose", "-q", "--quiet"}
+    flags = {"--local", "--restart", "--dry-run", "--debug", "-v", "--verbose", "-q", "--quiet"}
     if len(argv) > 1 and argv[0] in VERBS:
-        moved = [a for a in argv[1:] if a in flags and (a != "--local" or argv[0] in LOCAL_VERBS)]
+        moved = [a for a in argv[1:] if a in flags and (a not in ("--local", "--restart", "--dry-run") or argv[0] in LOCAL_VERBS)]
         argv = [argv[0], *moved, *[a for a in argv[1:] if a not in moved]]
     return build_parser().parse_args(argv)
 
@@ -132,7 +142,15 @@ def run_verb(args: argparse.Namespace) -> None:
     overrides = expand_shorthand(args.overrides) if args.verb == "distill" else list(args.overrides)
     if getattr(args, "local", False):
         overrides.append("cluster.mode=local")
+    if getattr(args, "restart", False):
+        overrides.append("restart=true")
     cfg = load_config(args.config, overrides)
+    if getattr(args, "dry_run", False):
+        from harness.dryrun import describe
+
+        print(describe(cfg, args.verb), flush=True)
+        return
+    preflight(cfg, needs_data=args.verb in LOCAL_VERBS)  # before the log file: a refused config writes nothing
     log_file = Path(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"
     with file_log(log_file, level=logging.DEBUG if args.verbose else logging.INFO):
         VERBS[args.verb][0](cfg)
@@ -155,7 +173,10 @@ def run_and_report(args: argparse.Namespace) -> int:
         run_verb(args)
     except (ConfigError, StoreError, ClusterError, FileNotFoundError, ValueError) as e:
         # ValueError: e.g. a teacher choice that names an epoch that was never saved
-        print(f"ckd {args.verb}: error: {e}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        print(f"ckd {args.verb}: error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ckd {args.verb}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)

@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -73,6 +74,7 @@ class TrackingMode(StrEnum):
     online = "online"
 
 
+SLUG = re.compile(r"[A-Za-z0-9._-]+")  # names that become folders under `storage`
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
@@ -135,15 +137,19 @@ class DistillConfig:
 
 @dataclass
 class ReconConfig:
-    """The ``recon`` estimator's decoder training (harness/scoring/recon.py)."""
+    """The ``recon`` estimator's decoder training (harness/scoring/recon.py).
 
-    max_epochs: int = 60
-    patience: int = 5  # epochs without held-out improvement before a decoder stops
-    lr: float = 3e-3  # Adam
+    Decoders fit on training-split rows, stop early on rows held out from those, and are
+    reported on the validation scoring sample (never used for fitting or stopping)."""
+
+    train_samples: int = 2000  # training-split rows each decoder fits and stops on, drawn per seed from train_samples x seeds (mnist1d: all 3600)
+    holdout_fraction: float = 0.2  # of those rows: the early-stopping set (drawn per decoder seed)
+    seeds: int = 3  # decoders per checkpoint (replicates; x scoring.folds for the error bars)
+    max_epochs: int = 1000  # safety cap only: decoders stop by patience; the scores say if any hit it
+    patience: int = 5  # epochs without improvement of the stopping loss before a decoder stops
+    lr: float = 1e-2  # Adam
     hidden_channels: int = 12  # paper: 12
-    batch_size: int = 32
-    holdout_fraction: float = 0.25  # part of the scoring sample held out for early stopping and the reported loss
-    folds: int = 1  # > 1: cross-fitting, every sample held out once (folds x the cost, less noise)
+    batch_size: int = 128
 
 
 @dataclass
@@ -162,7 +168,11 @@ class ScoringConfig:
     ensemble_sizes: list[int] = field(default_factory=lambda: [2, 3])
     ensemble_selector: str = "paper"  # whose score ranks the selected_ensemble:K members
     min_gap_fraction: float = 0.2  # ensemble members lie at least this fraction of epochs apart
+    folds: int = 5  # folds of the scoring sample: jackknife replicates, error bars (harness/scoring/replicates.py)
+    bootstrap: int = 1000  # resamples of the replicates for selection_confidence (P(checkpoint is T*))
+    degenerate_fallback: Optional[str] = None  # selector whose pick a degenerate selector uses; None: selected:<it> fails
     kde_noise_var: float = 0.1  # relative to unit total variance of the standardized features
+    kde_shuffles: int = 5  # label permutations averaged for kde's shuffled-label floor (subtracted from i_y)
     binning_bins: int = 30
     feature_cache_mb: float = 1024.0  # keep conv stages of all checkpoints in memory up to this size
     recon: ReconConfig = field(default_factory=ReconConfig)
@@ -191,6 +201,7 @@ class SweepConfig:
     checkpoint_every: int = 1  # epochs between trial checkpoints (metrics are reported every epoch)
     name: Optional[str] = None  # Tune experiment name; default sweep-<hash of the grid>
     reuse_actors: bool = True  # keep trial processes alive between trials (saves start-up time)
+    overlap: bool = True  # `ckd run` on Ray: a student starts once its teachers (and scores) exist; false: strict stage order
 
 
 @dataclass
@@ -224,11 +235,20 @@ class TrackingConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The report's paired statistics (harness/report): what each row is compared against."""
+
+    reference: str = "full"  # the teacher choice every leaderboard row is compared with (and `none`)
+    alpha: float = 0.05  # significance level of the verdicts (on Holm-corrected p-values)
+
+
+@dataclass
 class ExperimentConfig:
     name: str = MISSING
     storage: str = "runs"  # checkpoint store root; <storage>/<name>/...
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (open-ended: checked by pattern)
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    restart: bool = False  # discard stored teacher state made with another config (--restart) and start over
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -237,27 +257,80 @@ class ExperimentConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Load YAML (optional) + ``key=value`` overrides onto the schema and validate the result."""
-    schema = OmegaConf.structured(ExperimentConfig)
     try:
-        layers: list[Any] = [schema]
+        layers: list[Any] = [OmegaConf.structured(ExperimentConfig)]
         if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file {str(path)!r} does not exist")
-            layers.append(OmegaConf.load(path))
+            layers.append(_load_yaml(Path(path)))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        cfg = OmegaConf.merge(*layers)
+        layers.append(_from_dotlist(list(overrides)))
+        cfg = _merge(layers, list(overrides))
+        if OmegaConf.is_missing(cfg, "name"):
+            raise ConfigError("config key 'name': missing; set `name: <experiment>` in the file or name=... on the command line")
     except OmegaConfBaseException as e:
         raise ConfigError(_omegaconf_message(e)) from None
     validate(cfg)
     return cfg  # type: ignore[return-value]
+
+
+def _merge(layers: list[Any], overrides: list[str]) -> DictConfig:
+    """Merge the layers; a merge error that is not OmegaConf's own (e.g. a dict where a list
+    belongs) is traced to its override and named."""
+    try:
+        return OmegaConf.merge(*layers)
+    except OmegaConfBaseException:
+        raise  # named by load_config
+    except (TypeError, ValueError) as e:
+        first = str(e).splitlines()[0]
+        for o in overrides:
+            try:
+                OmegaConf.merge(layers[0], OmegaConf.from_dotlist([o]))
+            except (TypeError, ValueError):
+                raise ConfigError(f"config key {o.split('=', 1)[0]!r}: {first}") from None
+        raise ConfigError(f"the config file does not fit the schema: {first}") from None
+
+
+def _from_dotlist(overrides: list[str]) -> DictConfig:
+    """``key=value`` overrides; a value YAML cannot parse is a one-line error naming its key."""
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except yaml.YAMLError:
+        for o in overrides:
+            key, value = o.split("=", 1)
+            try:
+                yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ConfigError(f"config key {key!r}: the value {value!r} is not valid YAML; "
+                                  f"quote it, e.g. {key}='\"{value}\"'") from None
+        raise
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    """The YAML file as a mapping; malformed, empty or non-mapping files are one-line errors."""
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        hint = " (YAML indents with spaces, never tabs)" if "\t" in path.read_text() else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}{hint}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {e}") from None
+    if data is None:
+        raise ConfigError(f"config file {str(path)!r} is empty; it needs at least `name: <experiment>`")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: the top level must be a mapping of keys "
+                          f"(name:, data:, teacher:, ...), not a {type(data).__name__}")
+    return OmegaConf.load(path)
 
 
 def _omegaconf_message(e: OmegaConfBaseException) -> str:
@@ -290,6 +363,13 @@ def _check_known(value: str, key: str, known: list[str], kind: str) -> None:
     _check(value in known, key, unknown_name_message(kind, value, known))
 
 
+def _check_slug(value: Any, key: str) -> None:
+    """A name that becomes a folder: one safe path component (letters, digits, ``._-``)."""
+    ok = value is not None and SLUG.fullmatch(str(value)) is not None and str(value) not in (".", "..")
+    _check(ok, key, f"{value!r} is not a safe folder name: use letters, digits, '.', '_' and '-' only "
+                    "(no '/', not '.' or '..')")
+
+
 def _check_names(values: Any, key: str, kind: str, known: list[str] | None = None) -> None:
     """Every name in ``values`` is registered (``known_names(kind)``) or in ``known``."""
     known = known_names(kind) if known is None else known
@@ -299,7 +379,8 @@ def _check_names(values: Any, key: str, kind: str, known: list[str] | None = Non
 
 def validate(cfg: Any) -> None:
     """Check what the schema's types cannot: ranges, known names, consistency (before compute)."""
-    _check(cfg.name not in ("", None), "name", "must be a non-empty experiment name")
+    _check_slug(cfg.name, "name")
+    _check(cfg.threads >= 0, "threads", "must be >= 0 (0: torch's default)")
     _check(DEVICE_PATTERN.fullmatch(str(cfg.device)) is not None, "device",
            f"{cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
     _validate_data(cfg.data)
@@ -308,18 +389,23 @@ def validate(cfg: Any) -> None:
     _validate_sweep(cfg)
     _validate_cluster(cfg.cluster)
     _validate_scoring(cfg.scoring)
+    _validate_report(cfg.report)
 
 
 def _validate_data(d: Any) -> None:
     _check_known(d.name, "data.name", known_names("dataset"), "dataset")
     _check(0.0 < d.val_fraction < 1.0, "data.val_fraction", "must lie in (0, 1)")
     _check(d.batch_size > 0, "data.batch_size", "must be positive")
+    _check(d.eval_batch_size > 0, "data.eval_batch_size", f"must be positive, got {d.eval_batch_size}")
+    _check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
     _check(d.num_samples > 0, "data.num_samples", "must be positive")
 
 
 def _validate_optim(o: Any, prefix: str) -> None:
     _check(o.lr > 0, f"{prefix}.lr", "must be positive")
     _check(o.weight_decay >= 0, f"{prefix}.weight_decay", "must be >= 0")
+    _check(0 <= o.momentum < 1, f"{prefix}.momentum", f"must lie in [0, 1), got {o.momentum}")
+    _check(o.gamma > 0, f"{prefix}.gamma", "must be positive")
     _check(all(0 < m < 1 for m in o.milestones), f"{prefix}.milestones", "are fractions in (0, 1)")
 
 
@@ -335,6 +421,7 @@ def _validate_teacher_student(cfg: Any) -> None:
            f"{t.checkpoint_every} is more than teacher.epochs={t.epochs}")
     _check(s.epochs > 0, "student.epochs", f"must be positive, got {s.epochs}")
     _check(s.batch_size is None or s.batch_size > 0, "student.batch_size", "must be positive")
+    _check(len(s.archs) > 0, "student.archs", "needs at least one architecture")
     _check_names(s.archs, "student.archs", "model")
     _validate_optim(t.optim, "teacher.optim")
     _validate_optim(s.optim, "student.optim")
@@ -366,6 +453,8 @@ def _check_choice(text: str, key: str) -> None:
 
 def _validate_sweep(cfg: Any) -> None:
     s = cfg.sweep
+    _check(len(s.teacher_choices) > 0, "sweep.teacher_choices", "needs at least one teacher choice (e.g. [none, full])")
+    _check(len(s.temperature) > 0 and len(s.kd_weight) > 0, "sweep.temperature/kd_weight", "need at least one value each")
     _check(all(x > 0 for x in s.temperature), "sweep.temperature", "must be positive")
     _check(all(0 <= x <= 1 for x in s.kd_weight), "sweep.kd_weight", "must lie in [0, 1]")
     _check(len(s.seeds) > 0, "sweep.seeds", "needs at least one seed")
@@ -378,7 +467,8 @@ def _validate_sweep(cfg: Any) -> None:
     _check(s.max_failures >= -1, "sweep.max_failures", "must be >= 0 (or -1: retry forever)")
     _check(s.max_concurrent >= 0, "sweep.max_concurrent", "must be >= 0 (0: as resources allow)")
     _check(s.checkpoint_every >= 1, "sweep.checkpoint_every", "must be >= 1")
-    _check(s.name is None or (s.name.strip() != "" and "/" not in s.name), "sweep.name", "must be a folder name")
+    if s.name is not None:
+        _check_slug(s.name, "sweep.name")
 
 
 def _validate_cluster(c: Any) -> None:
@@ -408,7 +498,13 @@ def _validate_scoring(sc: Any) -> None:
     _check(all(k >= 2 for k in sc.ensemble_sizes), "scoring.ensemble_sizes", "sizes must be >= 2")
     _check_known(sc.ensemble_selector, "scoring.ensemble_selector", known_names("selector"), "selector")
     _check(0.0 <= sc.min_gap_fraction < 1.0, "scoring.min_gap_fraction", "must lie in [0, 1)")
+    _check(sc.folds >= 2, "scoring.folds", "must be >= 2 (the replicates behind every error bar)")
+    _check(sc.folds <= sc.num_samples // 2, "scoring.folds", f"needs at least 2 scoring samples per fold (scoring.num_samples={sc.num_samples})")
+    _check(sc.bootstrap >= 100, "scoring.bootstrap", "must be >= 100 resamples")
+    if sc.degenerate_fallback is not None:
+        _check_known(sc.degenerate_fallback, "scoring.degenerate_fallback", known_names("selector"), "selector")
     _check(sc.kde_noise_var > 0, "scoring.kde_noise_var", "must be positive")
+    _check(sc.kde_shuffles >= 1, "scoring.kde_shuffles", "must be >= 1")
     _check(sc.binning_bins >= 2, "scoring.binning_bins", "must be >= 2")
     _check(sc.feature_cache_mb >= 0, "scoring.feature_cache_mb", "must be >= 0")
     r = sc.recon
@@ -418,4 +514,10 @@ def _validate_scoring(sc: Any) -> None:
     _check(r.hidden_channels > 0, "scoring.recon.hidden_channels", "must be positive")
     _check(r.batch_size >= 2, "scoring.recon.batch_size", "must be >= 2 (BatchNorm)")
     _check(0.0 < r.holdout_fraction < 1.0, "scoring.recon.holdout_fraction", "must lie in (0, 1)")
-    _check(r.folds >= 1, "scoring.recon.folds", "must be >= 1")
+    _check(r.train_samples >= 10, "scoring.recon.train_samples", "must be >= 10")
+    _check(r.seeds >= 1, "scoring.recon.seeds", "must be >= 1")
+
+
+def _validate_report(r: Any) -> None:
+    _check_choice(r.reference, "report.reference")
+    _check(0.0 < r.alpha < 0.5, "report.alpha", "must lie in (0, 0.5)")

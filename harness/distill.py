@@ -18,7 +18,7 @@ from harness.data import DataSplits, TensorSplit, derive_seed, make_loader
 from harness.experiment import load_splits, open_store, set_threads
 from harness.kd import FrozenTeacher, kd_loss
 from harness.models import create_model
-from harness.store import trajectory_name
+from harness.store import StoreError, trajectory_name
 from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
 from harness.training import (
     epoch_seed,
@@ -36,48 +36,70 @@ logger = logging.getLogger(__name__)
 OnEpoch = Callable[[dict, dict], None]
 
 
+RUN_ID_KEYS = ("teacher_choice", "student_arch", "seed", "temperature", "kd_weight", "ensemble_reduce", "teacher_checkpoints")
+
+
+class RunResolver:
+    """Resolves runs of one config against the store, cheaply enough for a 10^5-run grid: the
+    store and the config's static parts are built once, and each (teacher trajectory, choice)
+    is resolved once (manifests and scores files are read once per trajectory, not per run)."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg, self.store = cfg, open_store(cfg)
+        self.static = {  # the part of every run id that does not depend on the run
+            "experiment": cfg.name,
+            "data": to_dict(cfg.data),
+            "student": to_dict(cfg.student),
+            "teachers": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
+        }
+        self.dataset, self.teacher_seeds = cfg.data.name, [int(s) for s in cfg.teacher.seeds]
+        self.default_arch, self.default_student = cfg.teacher.archs[0], cfg.student.archs[0]
+        self._refs: dict[tuple[str, int, str], list[TeacherRef]] = {}
+
+    def refs(self, teacher_arch: str, teacher_seed: int, choice: str) -> list[TeacherRef]:
+        key = (teacher_arch, teacher_seed, choice)
+        if key not in self._refs:
+            seeds = [teacher_seed] + [s for s in self.teacher_seeds if s != teacher_seed]
+            ctx = ResolveContext(store=self.store, trajectory=trajectory_name(teacher_arch, self.dataset, teacher_seed),
+                                 siblings=[trajectory_name(teacher_arch, self.dataset, s) for s in seeds],
+                                 epochs=self.cfg.teacher.epochs)
+            self._refs[key] = resolve_teacher_choice(parse_teacher_choice(choice), ctx)
+        return self._refs[key]
+
+    def resolve(self, d: Any) -> dict:
+        """The run described by a ``distill`` section (or a dict with its keys), resolved."""
+        teacher_arch = d.get("teacher_arch") or self.default_arch
+        teacher_seed = self.teacher_seeds[0] if d.get("teacher_seed") is None else int(d.get("teacher_seed"))
+        refs = self.refs(teacher_arch, teacher_seed, str(d["teacher_choice"]))
+        return {
+            "teacher_choice": str(d["teacher_choice"]),
+            "teacher_arch": teacher_arch if refs else None,
+            "teacher_seed": teacher_seed if refs else None,
+            "teacher_checkpoints": [{"trajectory": r.trajectory, "epoch": r.epoch} for r in refs],
+            "student_arch": d.get("student_arch") or self.default_student,
+            "seed": d["seed"],
+            "temperature": d["temperature"],
+            "kd_weight": d["kd_weight"] if refs else 0.0,
+            "ensemble_reduce": d["ensemble_reduce"],
+        }
+
+    def run_id(self, run: dict) -> str:
+        """Stable id of a run: same data, student recipe, teacher choice, checkpoints and KD settings.
+
+        The choice is part of the id although e.g. ``fraction:0.5`` and ``epoch:40`` may resolve
+        to the same checkpoint: each choice gets its own leaderboard row.
+        """
+        return config_hash({**self.static, "run": {k: run[k] for k in RUN_ID_KEYS}})
+
+
 def resolve_run(cfg: ExperimentConfig) -> dict:
     """Which teacher, student and checkpoints one distillation run uses (no training yet)."""
-    d = cfg.distill
-    dataset = cfg.data.name
-    teacher_arch = d.teacher_arch or cfg.teacher.archs[0]
-    teacher_seed = cfg.teacher.seeds[0] if d.teacher_seed is None else d.teacher_seed
-    seeds = [teacher_seed] + [s for s in cfg.teacher.seeds if s != teacher_seed]
-    ctx = ResolveContext(
-        store=open_store(cfg),
-        trajectory=trajectory_name(teacher_arch, dataset, teacher_seed),
-        siblings=[trajectory_name(teacher_arch, dataset, s) for s in seeds],
-        epochs=cfg.teacher.epochs,
-    )
-    choice = parse_teacher_choice(d.teacher_choice)
-    refs = resolve_teacher_choice(choice, ctx)
-    return {
-        "teacher_choice": str(d.teacher_choice),
-        "teacher_arch": teacher_arch if refs else None,
-        "teacher_seed": teacher_seed if refs else None,
-        "teacher_checkpoints": [{"trajectory": r.trajectory, "epoch": r.epoch} for r in refs],
-        "student_arch": d.student_arch or cfg.student.archs[0],
-        "seed": d.seed,
-        "temperature": d.temperature,
-        "kd_weight": d.kd_weight if refs else 0.0,
-        "ensemble_reduce": d.ensemble_reduce,
-    }
+    return RunResolver(cfg).resolve(cfg.distill)
 
 
 def run_id_of(cfg: ExperimentConfig, run: dict) -> str:
-    """Stable id of a run: same data, student recipe, teacher choice, checkpoints and KD settings.
-
-    The choice is part of the id although e.g. ``fraction:0.5`` and ``epoch:40`` may resolve to the
-    same checkpoint: each choice gets its own leaderboard row.
-    """
-    keys = ("teacher_choice", "student_arch", "seed", "temperature", "kd_weight", "ensemble_reduce", "teacher_checkpoints")
-    return config_hash({
-        "experiment": cfg.name,
-        "data": to_dict(cfg.data),
-        "student": to_dict(cfg.student),
-        "run": {k: run[k] for k in keys},
-        "teachers": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
-    })
+    """The stable id of a resolved run (``RunResolver.run_id``)."""
+    return RunResolver(cfg).run_id(run)
 
 
 def load_teacher(cfg: ExperimentConfig, refs: list[TeacherRef], device: torch.device) -> FrozenTeacher | None:
@@ -110,21 +132,23 @@ class StudentRun:
         return f"{self.run['student_arch']}<-{self.run['teacher_choice']} s{self.run['seed']}"
 
 
-def distill_student(cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resume: dict | None = None) -> dict:
-    """Train one student per ``cfg.distill``; append and return its result row.
+def distill_student(cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resume: dict | None = None,
+                    row_fields: dict | None = None) -> dict:
+    """Train one student per ``cfg.distill``; record and return its result row.
 
     ``on_epoch(metrics, state)`` is called after every epoch with a resumable ``state``
     (what Tune checkpoints); passing such a state back as ``resume`` continues from it. A run
-    whose id is already in the results file is not trained again.
+    whose id already has a row is not trained again (an O(1) lookup). ``row_fields`` are added to
+    the row (e.g. the Tune trial's identity).
     """
     began = time.perf_counter()
     run = resolve_run(cfg)
     run_id = run_id_of(cfg, run)
     store = open_store(cfg)
-    done = [r for r in store.read_results() if r.get("run_id") == run_id]
-    if done:
-        logger.info(f"[distill] run {run_id} ({run['teacher_choice']}, seed {run['seed']}) is in {store.results_jsonl} already; skipping")
-        return done[0]
+    done = store.results.find(run_id)
+    if done is not None:
+        logger.info(f"[distill] run {run_id} ({run['teacher_choice']}, seed {run['seed']}) has a result already; skipping")
+        return done
     student = _build_student(cfg, run)
     if resume is not None:
         _resume(student, resume, run_id)
@@ -132,11 +156,11 @@ def distill_student(cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resu
         metrics = _student_epoch(student, epoch)
         if on_epoch is not None:
             on_epoch(metrics, {"model": student.model.state_dict(), "optimizer": student.optimizer.state_dict(),
-                               "scheduler": student.scheduler.state_dict(), "history": student.history})
-    row = _result_row(student, run_id, time.perf_counter() - began)
+                               "scheduler": student.scheduler.state_dict(), "history": student.history, "run_id": run_id})
+    row = {**_result_row(student, run_id, time.perf_counter() - began), **(row_fields or {})}
     store.append_result(row)
     logger.info(f"[{student.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
-                f"row appended to {store.results_jsonl}")
+                f"row {run_id} recorded in {store.results.rows_dir}")
     return row
 
 
@@ -162,6 +186,10 @@ def _build_student(cfg: ExperimentConfig, run: dict) -> StudentRun:
 
 
 def _resume(student: StudentRun, state: dict, run_id: str) -> None:
+    """Continue from a saved state, which must belong to this very run (same run id)."""
+    if state.get("run_id") != run_id:
+        raise StoreError(f"the saved student state belongs to run {state.get('run_id')!r}, not to this run "
+                         f"{run_id!r} (another config); it was not used. Re-run with --restart to start over")
     student.model.load_state_dict(state["model"])
     student.optimizer.load_state_dict(state["optimizer"])
     student.scheduler.load_state_dict(state["scheduler"])

@@ -1,11 +1,15 @@
 """Experiment-level helpers every stage shares: the store, the data splits, the trajectories."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
 from harness.config import ConfigError, ExperimentConfig
+from harness.cpu_share import fair_threads
 from harness.data import DataSplits, TensorSplit, build_splits, dataset_options
 from harness.store import CheckpointStore, trajectory_name
 
@@ -36,6 +40,7 @@ def load_splits(cfg: ExperimentConfig, device: torch.device | str | None = None)
         )
     except TypeError as e:
         raise ConfigError(f"config key 'data.options': {e}") from None
+    _check_split_sizes(cfg, splits)
     if device is None:
         return splits
     moved = {k: getattr(splits, k).to(device) for k in ("train", "val", "test", "train_eval") if isinstance(getattr(splits, k), TensorSplit)}
@@ -58,6 +63,68 @@ def trajectory_specs(cfg: ExperimentConfig) -> list[TrajectorySpec]:
     return [TrajectorySpec(a, s, cfg.data.name) for a in cfg.teacher.archs for s in cfg.teacher.seeds]
 
 
-def set_threads(cfg: ExperimentConfig) -> None:
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+def set_threads(cfg: ExperimentConfig) -> int:
+    """Torch intra-op threads: ``threads`` if set (Ray workers set it to their CPUs), else this
+    process's fair share of the machine's cores among running harness processes (cpu_share.py)."""
+    n = cfg.threads if cfg.threads > 0 else fair_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def _check_split_sizes(cfg: ExperimentConfig, splits: DataSplits) -> None:
+    """Every split must hold samples after carving (checked before any training)."""
+    sizes = {k: len(getattr(splits, k)) for k in ("train", "val", "test")}
+    empty = [k for k, n in sizes.items() if n == 0]
+    if empty:
+        raise ConfigError(
+            f"config key 'data.val_fraction': the {'/'.join(empty)} split of {cfg.data.name} is empty "
+            f"(sizes {sizes} with data.val_fraction={cfg.data.val_fraction}, data.num_samples={cfg.data.num_samples}); "
+            "choose a val_fraction (or more samples) that leaves samples in every split"
+        )
+
+
+MIN_FREE_BYTES = 64 * 2**20  # refuse to start on a store with less room than this
+
+
+def check_storage(cfg: ExperimentConfig) -> None:
+    """``storage`` must be a writable folder with room to spare (checked before any compute; the
+    probe file it writes is deleted at once, so a refused config leaves nothing behind)."""
+    root = Path(str(cfg.storage)).expanduser()
+    existing = next(p for p in [root, *root.parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"config key 'storage': {existing} is a file, not a folder; point storage at a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ConfigError(f"config key 'storage': cannot write in {existing} ({e.strerror or e}); "
+                          "choose a writable folder (storage=...)") from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"config key 'storage': {existing} is full ({free / 2**20:.1f} MiB free, at least "
+                          f"{MIN_FREE_BYTES // 2**20} MiB needed); free some space or choose another storage")
+
+
+def on_remote_cluster(cfg: ExperimentConfig) -> bool:
+    """Do the stages run on a Ray cluster elsewhere (whose GPUs and data this machine may lack)?"""
+    return cfg.cluster.mode == "ray" and bool(cfg.cluster.address)
+
+
+def check_device(cfg: ExperimentConfig) -> None:
+    """``device=cuda[:N]`` needs a visible GPU here (unless the stages run on a remote Ray cluster)."""
+    name = str(cfg.device)
+    if name.startswith("cuda") and not on_remote_cluster(cfg):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= n:
+            raise ConfigError(f"config key 'device': {name!r} but {n} CUDA GPU(s) are visible here; "
+                              "use device=auto (the GPU when there is one) or device=cpu")
+
+
+def preflight(cfg: ExperimentConfig, needs_data: bool = True) -> None:
+    """What can be checked before compute: storage, device, and (``needs_data``) the split sizes."""
+    check_storage(cfg)
+    check_device(cfg)
+    if needs_data and not on_remote_cluster(cfg):
+        load_splits(cfg)

@@ -68,18 +68,39 @@ def distill(cfg: ExperimentConfig) -> dict:
     """``ckd distill``: one student, always in this process (a single run needs no cluster)."""
     from harness.distill import distill_student
 
-    return distill_student(cfg)
+    row = distill_student(cfg)
+    open_store(cfg).compact_results()  # results.jsonl / results.csv show the new row
+    return row
 
 
-def leaderboard(cfg: ExperimentConfig) -> str:
-    """``ckd leaderboard``: write leaderboard.{md,csv,html}, log it to W&B, return the text table."""
-    from harness.report import build_leaderboard, write_leaderboard
+def _report(cfg: ExperimentConfig, plots: bool = True):
+    """Write the report (leaderboard.{md,csv,html} with paired statistics, claims.{md,csv},
+    selectors.{md,csv}, plots) and log it to W&B; returns the ``Report``."""
+    from harness.report import write_report
 
-    text = write_leaderboard(cfg)
-    if tracking.enabled(cfg):
-        tracking.log_leaderboard(cfg, build_leaderboard(open_store(cfg).read_results()))
+    open_store(cfg).compact_results()  # results.jsonl / results.csv: every row, unreadable ones set aside
+    rep = write_report(cfg, plots=plots)
+    if tracking.enabled(cfg) and rep.board:
+        tracking.log_leaderboard(cfg, rep.board, claims=rep.claims, selectors=rep.selectors, plots=rep.plots)
         tracking.report_offline_runs(cfg)
-    return text
+    return rep
+
+
+def leaderboard(cfg: ExperimentConfig, plots: bool = True) -> str:
+    """``ckd leaderboard``: the whole report (see ``_report``); returns the text table."""
+    return _report(cfg, plots).text
+
+
+def claims(cfg: ExperimentConfig) -> str:
+    """``ckd claims``: the paper's three claims checked on the results; writes claims.{md,csv}."""
+    from harness.report import build_report, render_claims
+    from harness.store import atomic_write_bytes
+
+    rep = build_report(cfg)
+    if rep.board:
+        for fmt, ext in (("markdown", "md"), ("csv", "csv")):
+            atomic_write_bytes(open_store(cfg).root / f"claims.{ext}", render_claims(rep.claims, fmt).encode("utf-8"))
+    return render_claims(rep.claims, "text") if rep.board else rep.text
 
 
 def plot(cfg: ExperimentConfig) -> list:
@@ -90,7 +111,10 @@ def plot(cfg: ExperimentConfig) -> list:
 
 
 def run_pipeline(cfg: ExperimentConfig, plots: bool = True) -> str:
-    """``ckd run``: teachers -> score -> sweep -> plots + leaderboard; returns the table text."""
+    """``ckd run``: teachers -> score -> sweep -> report; returns the leaderboard text, followed
+    by the claims table when the grid holds what a claim needs."""
+    from harness.report.report import claims_text
+
     t0 = time.perf_counter()
     if is_local(cfg):
         times = _run_stages_locally(cfg)
@@ -99,16 +123,12 @@ def run_pipeline(cfg: ExperimentConfig, plots: bool = True) -> str:
 
         times = on_ray.run_stages(cfg)
     t2 = time.perf_counter()
-    if plots:
-        try:
-            plot(cfg)
-        except Exception as e:  # a plot must not hide the leaderboard
-            logger.warning(f"[plot] skipped: {type(e).__name__}: {e}")
-    text = leaderboard(cfg)
+    rep = _report(cfg, plots)  # leaderboard, claims, selector evaluation, plots, html
     times["report"] = time.perf_counter() - t2
     logger.info("[run] stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
                 + f"; total {time.perf_counter() - t0:.1f}s")
-    return text
+    claims = claims_text(rep)  # only when the grid holds what at least one claim needs
+    return rep.text + (f"\nThe paper's claims:\n{claims}" if claims else "")
 
 
 def _run_stages_locally(cfg: ExperimentConfig) -> dict[str, float]:

@@ -11,63 +11,52 @@ Layout (DESIGN.md section 4)::
 """
 from __future__ import annotations
 
-import csv
-import fcntl
-import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.results import ResultsTable
+from harness.fileio import (
+    UnsafeFileError,
+    atomic_write_bytes,
+    atomic_write_json,
+    exclusive_lock,
+    remove_stale_temps,
+    safe_torch_load,
+    sha256_bytes,
+    sha256_file,
+)
+
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 RESUME = "resume.pt"
+LOCK = ".lock"
+SLUG = re.compile(r"[A-Za-z0-9._-]+")
+__all__ = ["CheckpointStore", "StoreError", "Trajectory", "atomic_write_bytes", "atomic_write_json", "safe_slug",
+           "sha256_bytes", "sha256_file", "trajectory_name"]
 
 
 class StoreError(RuntimeError):
     """A checkpoint or manifest is missing, unfinished or corrupt; the message says which."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+def safe_slug(value: str, key: str) -> str:
+    """``value`` if it is a safe single path component (letters, digits, ``._-``; not ``.``/``..``)."""
+    if not SLUG.fullmatch(str(value)) or str(value) in (".", ".."):
+        raise StoreError(f"config key {key!r}: {value!r} is not a safe folder name: use letters, digits, "
+                         "'.', '_' and '-' only (no '/', not '.' or '..')")
+    return str(value)
 
 
 def torch_bytes(obj: Any) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def trajectory_name(arch: str, dataset: str, seed: int) -> str:
@@ -129,7 +118,8 @@ class Trajectory:
         manifest["checkpoints"].sort(key=lambda c: c["epoch"])
 
     def load_checkpoint(self, epoch: int, map_location: str | torch.device = "cpu") -> dict:
-        """Load the payload of one checkpoint after checking its sha256 against the manifest."""
+        """Load the payload of one checkpoint after checking its sha256 against the manifest
+        (with the safe loader: a tampered file is refused, never unpickled)."""
         entries = {c["epoch"]: c for c in self.checkpoints()}
         if epoch not in entries:
             raise StoreError(f"trajectory {self.name} has no checkpoint at epoch {epoch}; saved: {sorted(entries)}")
@@ -142,7 +132,10 @@ class Trajectory:
                 f"checkpoint {path} does not match its sha256 in the manifest (corrupt or changed); "
                 f"it will not be used as a teacher. Delete {self.dir} to retrain the trajectory"
             )
-        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+        try:
+            return safe_torch_load(data, map_location=map_location, what=f"checkpoint {path}")
+        except UnsafeFileError as e:
+            raise StoreError(str(e)) from None
 
     def load_model(self, epoch: int, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The checkpoint's model in eval mode with gradients off (a frozen teacher)."""
@@ -164,20 +157,35 @@ class Trajectory:
         atomic_write_bytes(self.resume_path, torch_bytes(state))
 
     def load_resume(self, map_location: str | torch.device = "cpu") -> dict | None:
+        """The resume state, or None when there is none or it is torn (restart, with a warning);
+        a file the safe loader refuses is an error (nothing is trained over it)."""
         if not self.resume_path.is_file():
             return None
         try:
-            return torch.load(self.resume_path, map_location=map_location, weights_only=False)
+            return safe_torch_load(self.resume_path, map_location=map_location, what=f"resume state {self.resume_path}")
+        except UnsafeFileError as e:
+            raise StoreError(str(e)) from None
         except Exception as e:  # a torn or corrupt resume file: restart the trajectory, say so
             logger.warning(f"[store] {self.resume_path} is unreadable ({e}); restarting {self.name} from epoch 0")
             return None
 
+    def lock(self):
+        """Exclusive right to train this trajectory (a second process waits, with a message)."""
+        def waiting(holder: str) -> None:
+            logger.info(f"[{self.name}] is being trained by {holder}; waiting for it to finish or die")
+
+        return exclusive_lock(self.dir / LOCK, waiting)
+
+    def remove_stale_temps(self) -> int:
+        return remove_stale_temps(self.dir)
+
 
 class CheckpointStore:
-    """The experiment folder: trajectories, scores and the results table."""
+    """The experiment folder: trajectories, scores and the results table, all inside ``storage``."""
 
     def __init__(self, storage: str | Path, experiment: str) -> None:
-        self.root = Path(storage) / experiment
+        self.storage = Path(storage)
+        self.root = self.storage / safe_slug(experiment, "name")
 
     @property
     def trajectories_dir(self) -> Path:
@@ -192,7 +200,7 @@ class CheckpointStore:
         return self.root.parent / "cache"
 
     def trajectory(self, name: str) -> Trajectory:
-        return Trajectory(self.trajectories_dir / name)
+        return Trajectory(self.trajectories_dir / safe_slug(name, "trajectory"))
 
     def trajectories(self) -> list[Trajectory]:
         if not self.trajectories_dir.is_dir():
@@ -200,63 +208,30 @@ class CheckpointStore:
         return [Trajectory(p) for p in sorted(self.trajectories_dir.iterdir()) if (p / MANIFEST).is_file()]
 
     @property
+    def results(self) -> ResultsTable:
+        """The results table (harness/results.py): O(1) appends, compacted views for reading."""
+        return ResultsTable(self.root)
+
+    @property
     def results_jsonl(self) -> Path:
-        return self.root / "results.jsonl"
+        return self.results.jsonl
 
     @property
     def results_csv(self) -> Path:
-        return self.root / "results.csv"
+        return self.results.csv
+
+    @property
+    def results_rejected(self) -> Path:
+        return self.results.rejected_jsonl
 
     def read_results(self) -> list[dict]:
-        if not self.results_jsonl.is_file():
-            return []
-        rows = []
-        for i, line in enumerate(self.results_jsonl.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    logger.warning(f"[store] skipping unreadable line {i} of {self.results_jsonl}")
-        return rows
+        """Every readable result row (see ``ResultsTable.read``)."""
+        return self.results.read()
 
-    def append_result(self, row: dict) -> None:
-        """Append a row to results.jsonl (the source of truth) and rewrite the flat results.csv.
+    def append_result(self, row: dict) -> bool:
+        """Record a finished run's row in O(1); False if that run has a row already."""
+        return self.results.append(row)
 
-        A row with a ``run_id`` already present replaces nothing and is skipped, so a retried
-        run never appears twice.
-        """
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".results.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # several trial processes may append at once
-            rows = self.read_results()
-            run_id = row.get("run_id")
-            if run_id is not None and any(r.get("run_id") == run_id for r in rows):
-                return
-            with open(self.results_jsonl, "a") as f:
-                f.write(json.dumps(row, sort_keys=True, default=str) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            self.write_results_csv(rows + [row])
-
-    def write_results_csv(self, rows: list[dict]) -> None:
-        flat = [_flatten(r) for r in rows]
-        columns = sorted({k for r in flat for k in r})
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(flat)
-        atomic_write_bytes(self.results_csv, buf.getvalue().encode())
-
-
-def _flatten(row: dict, prefix: str = "") -> dict:
-    """Nested dicts become dotted columns; lists become JSON strings (one CSV cell each)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v, default=str)
-        else:
-            out[key] = v
-    return out
+    def compact_results(self) -> int:
+        """Rewrite results.jsonl / results.csv from every row; returns the number of rows."""
+        return self.results.compact()

@@ -15,7 +15,7 @@ import json
 import logging
 
 from harness.config import ConfigError, ExperimentConfig, config_hash, to_dict
-from harness.distill import distill_student, resolve_run, run_id_of
+from harness.distill import RunResolver, distill_student
 from harness.experiment import open_store
 from harness.progress import Progress
 from harness.store import CheckpointStore, trajectory_name
@@ -78,35 +78,43 @@ def sweep_runs(cfg: ExperimentConfig) -> list[dict]:
 def apply_run(cfg: ExperimentConfig, run: dict) -> ExperimentConfig:
     """A copy of ``cfg`` whose ``distill`` section describes ``run`` (missing keys: the config's)."""
     out = copy.deepcopy(cfg)
-    d = out.distill
-    d.teacher_choice = str(run["teacher_choice"])
-    d.teacher_arch = run.get("teacher_arch") or d.teacher_arch
-    d.student_arch = run.get("student_arch") or d.student_arch
-    d.seed = int(run.get("seed", d.seed))
-    d.temperature = float(run.get("temperature", d.temperature))
-    d.kd_weight = float(run.get("kd_weight", d.kd_weight))
-    if run.get("teacher_seed") is not None:
-        d.teacher_seed = int(run["teacher_seed"])
-    else:
-        seeds = list(cfg.sweep.seeds)
-        d.teacher_seed = teacher_seed_for(cfg, seeds.index(d.seed) if d.seed in seeds else 0)
+    for key, value in run_fields(cfg, run).items():
+        if key != "ensemble_reduce":
+            out.distill[key] = value
     return out
+
+
+def run_fields(cfg: ExperimentConfig, run: dict, seeds: list[int] | None = None) -> dict:
+    """The ``distill`` keys of a grid run (what ``apply_run`` sets), without copying the config."""
+    d = cfg.distill
+    fields = {"teacher_choice": str(run["teacher_choice"]), "teacher_arch": run.get("teacher_arch") or d.teacher_arch,
+              "student_arch": run.get("student_arch") or d.student_arch, "seed": int(run.get("seed", d.seed)),
+              "temperature": float(run.get("temperature", d.temperature)),
+              "kd_weight": float(run.get("kd_weight", d.kd_weight)), "ensemble_reduce": d.ensemble_reduce}
+    if run.get("teacher_seed") is not None:
+        fields["teacher_seed"] = int(run["teacher_seed"])
+    else:
+        seeds = [int(x) for x in cfg.sweep.seeds] if seeds is None else seeds
+        fields["teacher_seed"] = teacher_seed_for(cfg, seeds.index(fields["seed"]) if fields["seed"] in seeds else 0)
+    return fields
 
 
 def plan(cfg: ExperimentConfig, runs: list[dict] | None = None) -> list[dict]:
     """Resolve every run against the store (fails early, naming the run, if a teacher choice
-    cannot be resolved) -> ``[{run, run_id, done}]``."""
+    cannot be resolved) -> ``[{run, run_id, done}]``. Linear in the runs: no config copies,
+    each trajectory's choices resolved once, done runs found by a set lookup."""
     runs = sweep_runs(cfg) if runs is None else runs
-    done_ids = {r.get("run_id") for r in open_store(cfg).read_results()}
+    resolver = RunResolver(cfg)
+    done_ids = resolver.store.results.ids()
+    seeds = [int(x) for x in cfg.sweep.seeds]
     out = []
     for run in runs:
-        rcfg = apply_run(cfg, run)
         try:
-            resolved = resolve_run(rcfg)
+            resolved = resolver.resolve(run_fields(cfg, run, seeds))
         except (ValueError, RuntimeError) as e:  # StoreError/ScoresError: teachers or scores missing
             raise type(e)(f"sweep run {run['teacher_choice']} (teacher {run['teacher_arch']} s{run['teacher_seed']}, "
                           f"student {run['student_arch']} s{run['seed']}): {e}") from None
-        rid = run_id_of(rcfg, resolved)
+        rid = resolver.run_id(resolved)
         out.append({"run": run, "run_id": rid, "done": rid in done_ids})
     return out
 
@@ -144,4 +152,5 @@ def run_sweep(cfg: ExperimentConfig) -> list[dict]:
             logger.info(f"[sweep] run {i}/{len(todo)}: {p['run']}")
             distill_student(apply_run(cfg, p["run"]))
             progress.update()
+    open_store(cfg).compact_results()
     return rows_of(open_store(cfg), planned)

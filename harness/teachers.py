@@ -19,7 +19,7 @@ from harness.data import DataSplits, derive_seed, make_loader
 from harness.experiment import TrajectorySpec, load_splits, open_store, set_threads, trajectory_specs
 from harness.models import count_parameters, create_model
 from harness.progress import Progress
-from harness.store import StoreError, Trajectory
+from harness.store import LOCK, StoreError, Trajectory
 from harness.training import (
     epoch_seed,
     make_optimizer,
@@ -60,13 +60,39 @@ def evaluate_splits(model: torch.nn.Module, splits, batch_size: int, device: tor
     return out
 
 
-def _check_existing(traj: Trajectory, chash: str) -> None:
-    if traj.exists() and traj.manifest().get("config_hash") != chash:
-        raise StoreError(
-            f"trajectory {traj.name} in {traj.dir} was trained with a different config "
-            f"(hash {traj.manifest().get('config_hash')} != {chash}); use another experiment name "
-            "or delete that folder"
-        )
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two plain configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [d for k in keys for d in config_diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def _refuse_other_config(traj: Trajectory, what: str, stored: dict | None, tconf: dict) -> None:
+    diff = config_diff(stored or {}, tconf)
+    shown = "; ".join(diff[:6]) + ("; ..." if len(diff) > 6 else "")
+    raise StoreError(
+        f"trajectory {traj.name} in {traj.dir}: its {what} was made with another config ({shown or 'unknown keys'}); "
+        "it is not used. Re-run with --restart to discard it and train this trajectory from scratch, "
+        "or use another experiment name"
+    )
+
+
+def _check_existing(cfg: ExperimentConfig, traj: Trajectory, tconf: dict, chash: str) -> None:
+    """Stored work of this trajectory must come from this config; ``restart=true`` discards it."""
+    stale = traj.exists() and traj.manifest().get("config_hash") != chash
+    if stale and not cfg.restart:
+        _refuse_other_config(traj, "manifest", traj.manifest().get("config"), tconf)
+    if stale or (cfg.restart and not traj.is_finished()):
+        _discard(traj)
+
+
+def _discard(traj: Trajectory) -> None:
+    """Delete a trajectory's stored state (``--restart``); the folder and its lock stay."""
+    removed = [p for p in traj.dir.iterdir() if p.name != LOCK]
+    for p in removed:
+        p.unlink()
+    logger.info(f"[{traj.name}] --restart: discarded {len(removed)} stored file(s); training from scratch")
 
 
 @dataclass
@@ -90,11 +116,22 @@ def train_trajectory(cfg: ExperimentConfig, arch: str, seed: int, on_epoch: OnEp
     """Train (or finish, or skip) one teacher trajectory; returns its manifest."""
     spec = TrajectorySpec(arch, seed, cfg.data.name)
     traj = open_store(cfg).trajectory(spec.name)
-    chash = config_hash(trajectory_config(cfg, spec))
-    _check_existing(traj, chash)
-    if traj.is_finished():
+    tconf = trajectory_config(cfg, spec)
+    chash = config_hash(tconf)
+    if traj.is_finished() and traj.manifest().get("config_hash") == chash:
         logger.info(f"[{spec.name}] finished already; skipping")
         return traj.manifest()
+    with traj.lock():  # one writer per trajectory; a second process waits here
+        traj.remove_stale_temps()
+        _check_existing(cfg, traj, tconf, chash)
+        if traj.is_finished():  # finished by the process we waited for
+            logger.info(f"[{spec.name}] finished already; skipping")
+            return traj.manifest()
+        return _train(cfg, spec, traj, chash, on_epoch)
+
+
+def _train(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, chash: str, on_epoch: OnEpoch | None) -> dict:
+    """The epoch loop of ``train_trajectory`` (under the trajectory's lock)."""
     run = _build_run(cfg, spec, traj, chash)
     epochs = cfg.teacher.epochs
     with Progress(epochs, f"[{spec.name}]", "epoch", log=logger) as progress:
@@ -134,9 +171,12 @@ def _build_run(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, ch
 
 
 def _resume(run: TeacherRun) -> None:
+    """Continue from ``resume.pt``, which must record this trajectory's config hash."""
     state = run.traj.load_resume(map_location=run.device)
     if state is None:
         return
+    if state.get("config_hash") != run.manifest["config_hash"] or state.get("arch") != run.spec.arch:
+        _refuse_other_config(run.traj, "resume state (resume.pt)", state.get("config"), run.manifest["config"])
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -179,7 +219,8 @@ def _save_epoch(run: TeacherRun, epoch: int, metrics: dict) -> None:
         run.traj.write_manifest(manifest)
     run.traj.save_resume({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                           "scheduler": run.scheduler.state_dict(), "epoch": epoch, "history": manifest["history"],
-                          "wall_time_s": manifest["wall_time_s"]})
+                          "wall_time_s": manifest["wall_time_s"], "config_hash": manifest["config_hash"],
+                          "config": manifest["config"], "arch": run.spec.arch})
 
 
 def run_teachers(cfg: ExperimentConfig) -> list[dict]:

@@ -13,8 +13,9 @@ offline runs of an experiment sit next to its checkpoints:
 ``sync_command(cfg)`` prints the ``wandb sync`` line that uploads them.
 
 Runs of the harness:
-- sweep trials: ``wandb_callback(cfg)``, a ``WandbLoggerCallback`` subclass for Ray Tune
-  (one W&B run per trial, grouped by experiment, tagged per trial, see below);
+- sweep trials: ``log_student_run(cfg, name, config, history)``, one run per trial written in one
+  go when it ends (the Tune callback ``harness.cluster.sweep_tracking.StudentRuns`` calls it on
+  the driver: no per-trial W&B actors), grouped by experiment, tagged per trial (see below);
 - teachers: ``log_trajectory(cfg, manifest)``, one run per trajectory (job_type ``teacher``):
   the per-epoch curve from ``manifest['history']`` plus the metrics of every saved checkpoint;
 - scores: ``log_scores(cfg, scores, trajectory)``, the score table of one trajectory;
@@ -24,13 +25,11 @@ fingerprint of what was logged, so re-running a stage does not create duplicate 
 (``force=True`` logs again). Tracking never stops the pipeline: a W&B error is logged and the
 function returns None.
 
-Per-trial tags (Ray 2.60's ``WandbLoggerCallback`` has no per-trial tag option: it passes the
-same ``**kwargs`` to every trial's ``wandb.init``). ``TaggedWandbLoggerCallback`` overrides
-``log_trial_start`` to add, per trial, (1) the values of ``tag_keys`` looked up in the trial's
-config (default ``teacher_choice``; a key matches at the top level, as a dotted path, or as the
-last component of a nested key) and (2) anything under the trial config's ``wandb`` key (a dict
-of ``wandb.init`` arguments, e.g. ``{"tags": [...], "name": ..., "notes": ...}``; its ``tags``
-are added to the others). The ``wandb`` key itself is left out of the logged run config.
+Per-trial tags: (1) the values of ``tag_keys`` looked up in the trial's config (default
+``teacher_choice``; a key matches at the top level, as a dotted path, or as the last component of
+a nested key) and (2) anything under the trial config's ``wandb`` key (a dict of ``wandb.init``
+arguments, e.g. ``{"tags": [...], "notes": ...}``; its ``tags`` are added to the others). The
+``wandb`` key itself is left out of the logged run config.
 """
 from __future__ import annotations
 
@@ -44,7 +43,6 @@ from harness.config import ExperimentConfig
 
 MODES = ("disabled", "offline", "online")
 _STRICTNESS = {"online": 0, "offline": 1, "disabled": 2, "dryrun": 1}
-CALLBACK_CLASS_NAME = "TaggedWandbLoggerCallback"
 MAX_TAG_LEN = 64  # W&B rejects longer tags
 
 # Keep wandb.init fast and quiet, and off the network in offline mode: no console capture,
@@ -69,14 +67,59 @@ logger = logging.getLogger(__name__)
 # mode and places
 
 def tracking_mode(cfg: ExperimentConfig) -> str:
-    """The effective mode: the config's, made stricter (never looser) by ``WANDB_MODE``."""
+    """The effective mode: the config's, made stricter (never looser) by ``WANDB_MODE``; ``online``
+    without an API key or without a reachable server falls back to ``offline`` (one warning)."""
     mode = str(cfg.tracking.mode)
     if mode not in MODES:
         raise ValueError(f"config key 'tracking.mode': unknown mode {mode!r}; known: {', '.join(MODES)}")
     env = os.environ.get("WANDB_MODE", "").strip().lower()
     if env in _STRICTNESS and _STRICTNESS[env] > _STRICTNESS[mode]:
         return "offline" if env == "dryrun" else env
+    if mode == "online":
+        reason = online_blocker()
+        if reason is not None:
+            if reason not in _WARNED:
+                _WARNED.add(reason)
+                logger.warning(f"[tracking] tracking.mode=online but {reason}; logging offline instead "
+                               f"(upload later with `wandb sync`)")
+            return "offline"
     return mode
+
+
+_WARNED: set[str] = set()
+_ONLINE_CHECKS: dict[str, str | None] = {}
+ONLINE_PROBE_TIMEOUT_S = 5.0
+
+
+def online_blocker() -> str | None:
+    """Why W&B cannot go online from here (no API key, server unreachable), or None. Checked once
+    per process with a bounded wait, so an offline cluster never waits on W&B's own retries."""
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    if base not in _ONLINE_CHECKS:
+        _ONLINE_CHECKS[base] = _find_online_blocker(base)
+    return _ONLINE_CHECKS[base]
+
+
+def _find_online_blocker(base: str) -> str | None:
+    import netrc
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(base)
+    host, port = url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+    key = os.environ.get("WANDB_API_KEY")
+    if not key:
+        try:
+            key = (netrc.netrc().authenticators(host) or (None, None, None))[2]
+        except (OSError, netrc.NetrcParseError):
+            key = None
+    if not key:
+        return f"no W&B API key is set for {host} (run `wandb login` or set WANDB_API_KEY)"
+    try:
+        socket.create_connection((host, port), timeout=ONLINE_PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        return f"the W&B server {host}:{port} cannot be reached ({e.strerror or e})"
+    return None
 
 
 def enabled(cfg: ExperimentConfig) -> bool:
@@ -136,7 +179,7 @@ def _import_wandb():
 
 
 # ---------------------------------------------------------------------------------------------
-# Ray Tune callback
+# sweep trials
 
 def _lookup(config: dict, key: str) -> Any:
     """``key`` in a (nested) trial config: top-level, dotted/slashed path, or last component."""
@@ -181,91 +224,22 @@ def trial_tags(config: dict, tag_keys: Sequence[str] = ("teacher_choice",), base
     return out
 
 
-class _TrialTagging:
-    """The per-trial part of ``TaggedWandbLoggerCallback`` (see module docs), kept free of ray so
-    it can live at module level; ``_callback_class`` mixes it in front of ``WandbLoggerCallback``.
-    Module-level, hence picklable by reference like the class built from it."""
+def log_student_run(cfg: ExperimentConfig, name: str, config: dict, history: list[dict],
+                    tags: Sequence[str] = (), failed: bool = False) -> Path | None:
+    """One sweep trial as one W&B run, written in one go when the trial ends (job_type
+    ``student``, grouped by experiment, tagged with its teacher choice): its config, one step per
+    reported epoch, and the last values as the summary. About 60 ms offline, in the driver; no
+    per-trial actors. Every call is a new run (a retried trial is logged once, when it ends)."""
+    config = dict(config)
+    extra = dict(config.pop("wandb", None) or {}) if isinstance(config.get("wandb"), dict) else {}
+    init = {"name": name, "config": config, "job_type": "student",
+            "tags": trial_tags(config, base=[*(["failed"] if failed else []), *(extra.pop("tags", None) or [])]), **extra}
 
-    def __init__(self, *args: Any, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any) -> None:
-        excludes = list(kwargs.pop("excludes", None) or [])
-        if "wandb" not in excludes:
-            excludes.append("wandb")  # the per-trial wandb.init arguments are not hyperparameters
-        super().__init__(*args, excludes=excludes, **kwargs)
-        self.tag_keys = tuple(tag_keys)
-        self.base_tags = tuple(tags)
+    def body(wandb, run) -> None:
+        for step, metrics in enumerate(history, 1):
+            run.log({k: v for k, v in metrics.items() if _scalar(v)}, step=int(metrics.get("epoch", step)))
 
-    def setup(self, *args: Any, **kwargs: Any) -> None:
-        # Ray asks for an API key unless WANDB_MODE says offline/disabled; our mode travels in
-        # the wandb.init kwargs, so tell Ray's check about it for the duration of setup.
-        mode = self.kwargs.get("mode")
-        if mode in ("offline", "disabled") and not os.environ.get("WANDB_MODE"):
-            os.environ["WANDB_MODE"] = mode
-            try:
-                super().setup(*args, **kwargs)
-            finally:
-                os.environ.pop("WANDB_MODE", None)
-        else:
-            super().setup(*args, **kwargs)
-
-    def trial_init_kwargs(self, config: dict) -> dict:
-        """The ``wandb.init`` arguments of one trial: its config's ``wandb`` key plus its tags."""
-        extra = dict(config.get("wandb") or {}) if isinstance(config.get("wandb"), dict) else {}
-        extra["tags"] = trial_tags(config, self.tag_keys, [*self.base_tags, *(self.kwargs.get("tags") or [])])
-        return extra
-
-    def log_trial_start(self, trial: Any) -> None:
-        shared = self.kwargs
-        self.kwargs = {**shared, **self.trial_init_kwargs(dict(trial.config))}
-        try:
-            super().log_trial_start(trial)
-        finally:
-            self.kwargs = shared
-
-
-_CALLBACK_CLASS = None
-
-
-def _callback_class() -> type:
-    """``TaggedWandbLoggerCallback``, built on first use so that ray is imported only then.
-
-    It is reachable as ``harness.tracking.TaggedWandbLoggerCallback`` (module ``__getattr__``),
-    so pickling a callback (Tune saves its RunConfig for ``Tuner.restore``) works by reference.
-    """
-    global _CALLBACK_CLASS
-    if _CALLBACK_CLASS is None:
-        from ray.air.integrations.wandb import WandbLoggerCallback
-
-        _CALLBACK_CLASS = type(CALLBACK_CLASS_NAME, (_TrialTagging, WandbLoggerCallback), {
-            "__module__": __name__,
-            "__qualname__": CALLBACK_CLASS_NAME,
-            "__doc__": "``WandbLoggerCallback`` with per-trial tags and init arguments (see module docs).",
-        })
-    return _CALLBACK_CLASS
-
-
-def __getattr__(name: str) -> Any:  # PEP 562: lazy class, importable and picklable by name
-    if name == CALLBACK_CLASS_NAME:
-        return _callback_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def wandb_callback(cfg: ExperimentConfig, tag_keys: Sequence[str] = ("teacher_choice",), tags: Sequence[str] = (), **kwargs: Any):
-    """A Ray Tune ``WandbLoggerCallback`` (subclass) for the sweep, or None when disabled.
-
-    One W&B run per trial in ``project=cfg.tracking.project``, ``group=cfg.name``, written under
-    ``wandb_dir(cfg)``, in the tracking mode (passed to ``wandb.init`` as ``mode``), job_type
-    ``student``; tagged with ``tags`` plus per-trial tags: the values of ``tag_keys`` in the
-    trial config (default ``teacher_choice``) and the trial config's ``wandb.tags``. Extra
-    ``kwargs`` go to the callback (e.g. ``upload_checkpoints``) or on to ``wandb.init``.
-    """
-    if not enabled(cfg):
-        return None
-    _import_wandb()
-    # Ray passes the deprecated reinit=True to wandb.init; "finish_previous" is its current spelling
-    kw = init_kwargs(cfg, job_type="student", reinit="finish_previous")
-    project, group = kw.pop("project"), kw.pop("group")
-    kw.update(kwargs)
-    return _callback_class()(project=project, group=group, tag_keys=tag_keys, tags=tags, **kw)
+    return _logged_run(cfg, f"student-{name}", None, body, init, force=True, remember=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +280,8 @@ def _run_dir(run) -> Path | None:
         return None
 
 
-def _logged_run(cfg: ExperimentConfig, key: str, fingerprint_of: Any, body: Callable[[Any, Any], None], init: dict, force: bool) -> Path | None:
+def _logged_run(cfg: ExperimentConfig, key: str, fingerprint_of: Any, body: Callable[[Any, Any], None], init: dict, force: bool,
+                remember: bool = True) -> Path | None:
     """Open one W&B run, let ``body(wandb, run)`` log into it, finish it, remember it."""
     if not enabled(cfg):
         return None
@@ -328,7 +303,8 @@ def _logged_run(cfg: ExperimentConfig, key: str, fingerprint_of: Any, body: Call
                 pass
         return None
     run_dir = _run_dir(run)
-    _mark_logged(cfg, key, fp, run_dir)
+    if remember:
+        _mark_logged(cfg, key, fp, run_dir)
     return run_dir
 
 
@@ -454,27 +430,63 @@ def log_scores(cfg: ExperimentConfig, scores: dict, trajectory: str, force: bool
 LEADERBOARD_TABLE_KEYS = (
     "dataset", "teacher_arch", "student_arch", "teacher_choice", "test_mean", "test_std", "n",
     "delta_vs_none", "teacher_test_acc", "temperature", "kd_weight", "ensemble_reduce",
-    "val_mean", "val_std", "teacher_epochs", "reported_epoch",
+    "val_mean", "val_std", "teacher_epochs", "reported_epoch", "unstable",
 )
+PAIRED_TABLE_KEYS = ("ref", "diff_mean", "diff_ci_low", "diff_ci_high", "wins", "ties", "losses", "p_value", "p_holm", "verdict")
 
 
-def log_leaderboard(cfg: ExperimentConfig, board: list[dict], force: bool = False) -> Path | None:
-    """The leaderboard (``harness.report.build_leaderboard``) as a ``wandb.Table`` in a run of
-    its own (job_type ``leaderboard``); accuracies in percent."""
+def leaderboard_table_rows(board: list[dict]) -> list[dict]:
+    """The leaderboard as flat rows for a W&B Table: accuracies and paired differences in
+    percent (points); the reference row has no paired values."""
+    pct = {"test_mean", "test_std", "delta_vs_none", "teacher_test_acc", "val_mean", "val_std"}
+    out = []
+    for b in board:
+        row = {k: (None if b.get(k) is None else 100 * b[k]) if k in pct else (b.get(k) if _scalar(b.get(k)) else str(b.get(k)))
+               for k in LEADERBOARD_TABLE_KEYS}
+        c = b.get("vs_ref") or {}
+        for k in PAIRED_TABLE_KEYS:
+            v = c.get(k)
+            row[k] = b.get("reference") if k == "ref" else (None if c.get("self") or v is None else (100 * v if k.startswith("diff") else v))
+        out.append(row)
+    return out
+
+
+def claims_table_rows(claims: list[dict]) -> list[dict]:
+    pct = ("choice_acc", "ref_acc", "choice_teacher_acc", "ref_teacher_acc", "diff_mean", "diff_ci_low", "diff_ci_high")
+    return [{k: (None if v is None else 100 * v) if k in pct else v for k, v in c.items() if _scalar(v)} for c in claims]
+
+
+def selector_table_rows(selectors: dict) -> list[dict]:
+    out = []
+    for (dataset, teacher, student), g in (selectors or {}).get("groups", {}).items():
+        for r in g["rows"]:
+            out.append({"dataset": dataset, "teacher_arch": teacher, "student_arch": student, "noise_ceiling": g["noise_ceiling"][0],
+                        **{k: v for k, v in r.items() if _scalar(v)}, "hit1": r["hit1"][0], "hit3": r["hit3"][0]})
+    return out
+
+
+def log_leaderboard(cfg: ExperimentConfig, board: list[dict], force: bool = False, claims: list[dict] | None = None,
+                    selectors: dict | None = None, plots: Sequence[Path] = ()) -> Path | None:
+    """The report in a run of its own (job_type ``leaderboard``): the leaderboard, the claims and
+    the selector evaluation as ``wandb.Table``s (percent), the plots as ``wandb.Image``s."""
     if not enabled(cfg) or not board:
         return None
-    pct = {"test_mean", "test_std", "delta_vs_none", "teacher_test_acc", "val_mean", "val_std"}
-    rows = [{k: (None if b.get(k) is None else 100 * b[k]) if k in pct else (b.get(k) if _scalar(b.get(k)) else str(b.get(k)))
-             for k in LEADERBOARD_TABLE_KEYS} for b in board]
+    tables = {"leaderboard": leaderboard_table_rows(board), "claims": claims_table_rows(claims or []),
+              "selectors": selector_table_rows(selectors or {})}
+    images = [Path(p) for p in plots if Path(p).is_file()]
 
     def body(wandb, run) -> None:
         from harness.report.leaderboard import policy_note
 
-        run.log({"leaderboard": _table(wandb, rows)})
+        run.log({k: _table(wandb, v) for k, v in tables.items() if v})
+        if images:
+            run.log({f"plots/{p.stem}": wandb.Image(str(p), caption=p.name) for p in images})
         run.summary["selection_policy"] = policy_note(board)
 
-    init = {"job_type": "leaderboard", "name": f"leaderboard-{cfg.name}", "tags": ["leaderboard"], "notes": "student test accuracy in percent"}
-    return _logged_run(cfg, "leaderboard", rows, body, init, force)
+    init = {"job_type": "leaderboard", "name": f"leaderboard-{cfg.name}", "tags": ["leaderboard"],
+            "notes": "student test accuracy and paired differences in percent"}
+    fingerprint = {**tables, "plots": [hashlib.sha256(p.read_bytes()).hexdigest() for p in images]}
+    return _logged_run(cfg, "leaderboard", fingerprint, body, init, force)
 
 
 def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:
@@ -486,7 +498,8 @@ def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:
 
 
 __all__ = [
-    "CALLBACK_CLASS_NAME", "FAST_SETTINGS", "MODES", "enabled", "init_kwargs", "log_leaderboard", "log_scores",
+    "FAST_SETTINGS", "MODES", "claims_table_rows", "enabled", "init_kwargs", "leaderboard_table_rows",
+    "log_leaderboard", "log_scores", "log_student_run", "selector_table_rows",
     "log_trajectory", "offline_run_dirs", "report_offline_runs", "score_rows", "sync_command", "tracking_mode",
-    "trial_tags", "wandb_callback", "wandb_dir",
+    "trial_tags", "wandb_dir",
 ]

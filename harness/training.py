@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -15,13 +16,28 @@ from harness.progress import track
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks the GPU Ray (or CUDA_VISIBLE_DEVICES) assigned us, else the CPU."""
+    """``auto`` picks the GPU Ray (or CUDA_VISIBLE_DEVICES) assigned us, else the CPU.
+
+    In a Ray worker that Ray gave no GPU, ``auto`` is the CPU even on a GPU node: Ray 2.60 no
+    longer hides the node's GPUs from ``num_gpus=0`` workers, so CUDA alone would lie.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() and not ray_gave_no_gpu() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={name!r} but no CUDA GPU is visible; use device=auto or cpu")
     return device
+
+
+def ray_gave_no_gpu() -> bool:
+    """True inside a Ray worker (actor, task, Tune trial) to which Ray assigned no GPU."""
+    ray = sys.modules.get("ray")  # never import Ray here: the core runs without it
+    if ray is None or not ray.is_initialized():
+        return False
+    ctx = ray.get_runtime_context()
+    if getattr(getattr(ctx, "worker", None), "mode", None) != ray.WORKER_MODE:
+        return False  # the driver: whatever this machine has
+    return not ray.get_gpu_ids()
 
 
 def seed_everything(seed: int) -> None:

@@ -79,6 +79,27 @@ def test_connect_reports_resources_and_cpu_only(cluster, logs):
         actor_resources(big, "trajectory", started)
 
 
+def test_device_auto_follows_rays_gpu_assignment(cluster, monkeypatch):
+    """Ray 2.60 shows a GPU node's GPUs to num_gpus=0 workers; device=auto must still be the CPU
+    there. Faked: CUDA is made to look available inside the worker and on the driver."""
+    import torch
+
+    from harness.training import resolve_device
+
+    @ray.remote(num_gpus=0)
+    def device_in_worker() -> str:
+        import torch
+
+        from harness.training import resolve_device
+
+        torch.cuda.is_available = lambda: True  # a GPU node, as the worker sees it
+        return str(resolve_device("auto"))
+
+    assert ray.get(device_in_worker.remote()) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert str(resolve_device("auto")) == "cuda"  # the driver is not a Ray worker: whatever the machine has
+
+
 def test_bad_address_fails_fast_with_a_message(monkeypatch, tmp_path, capsys):
     from harness.cli import main
 
@@ -320,6 +341,7 @@ def test_ckd_run_end_to_end_then_rerun_skips_everything(cluster, tmp_path, capsy
 
     args = ["run", str(QUICKSTART), *tiny_overrides(tmp_path / "runs", **{
         "sweep.teacher_choices": '["none","full","selected:paper"]', "sweep.seeds": "[0,1]",
+        "teacher.checkpoint_every": 1,  # 4 checkpoints: with 2, min-max scores often tie (a degenerate pick)
         "scoring.estimators": "[recon,accuracy]"})]
     assert main(args) == 0
     out = capsys.readouterr()
@@ -329,3 +351,22 @@ def test_ckd_run_end_to_end_then_rerun_skips_everything(cluster, tmp_path, capsy
     err = capsys.readouterr().err
     assert time.time() - began < 15
     assert "nothing to run" in err and "up to date; skipping" in err and "trajectories to train" not in err
+
+
+def test_students_start_while_later_teachers_still_train(cluster, tmp_path):
+    """sweep.overlap: with 3 trajectories on 2 CPUs the third trains alone at the end; a student
+    of a finished trajectory starts during that time instead of after the stage barrier."""
+    from harness.cluster.pipeline import run_stages
+
+    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **{
+        "teacher.seeds": "[0,1,2]", "teacher.epochs": 12, "teacher.checkpoint_every": 6, "student.epochs": 2,
+        "sweep.teacher_choices": '["full","selected:accuracy"]', "sweep.seeds": "[0,1,2]",
+        "scoring.estimators": "[accuracy]"}))
+    times = run_stages(cfg)
+    store = open_store(cfg)
+    rows = store.read_results()
+    assert len(rows) == 6 and "sweep (overlapped)" in times
+    last_teacher = store.trajectory("cnn1d_small-mnist1d-s2").manifest_path.stat().st_mtime
+    started = [(store.results.rows_dir / f"{r['run_id']}.json").stat().st_mtime - r["wall_time_s"]
+               for r in rows if r["teacher_seed"] != 2]  # a row is written when its run ends
+    assert min(started) < last_teacher  # a student started before the last teacher finished

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.config import ConfigError, load_config
 from harness.experiment import open_store
@@ -45,6 +46,10 @@ def overrides(storage: Path, **extra: object) -> list[str]:
         "scoring.num_samples": 80,
         "scoring.recon.max_epochs": 4,
         "scoring.recon.patience": 2,
+        "scoring.recon.train_samples": 200,
+        "scoring.recon.seeds": 2,
+        "scoring.folds": 4,
+        "scoring.bootstrap": 200,
         "scoring.ensemble_sizes": "[2,3]",
         "scoring.min_gap_fraction": 0.3,
     }
@@ -74,11 +79,14 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
     cfg = load_config(QUICKSTART, overrides(storage))
     summary = run_scoring(cfg)
     assert f"[score] {TRAJ}: 6 checkpoints, 6 to score" in caplog.text and "selected paper=e" in caplog.text
+    assert "(p=" in caplog.text and "recon.neg_loss -0." in caplog.text and "±" in caplog.text  # error bars, confidence
 
     path = open_store(cfg).scores_dir / f"{TRAJ}.json"
     scores = json.loads(path.read_text())
-    assert scores["schema_version"] == 1 and scores["trajectory"] == TRAJ
+    assert scores["schema_version"] == 2 and scores["trajectory"] == TRAJ
     assert scores["data"]["split"] == "val" and scores["data"]["num_samples"] == 80
+    assert scores["data"]["train_split"] == "train" and scores["data"]["train_rows"] == 400 and scores["data"]["folds"] == 4  # 200 x 2 seeds
+    assert scores["replicates"]["seeds"] == {"recon": 2, "accuracy": 1, "ce_bound": 1, "kde": 1, "binning": 1}
     assert set(scores["estimators"]) == {"recon", "accuracy", "ce_bound", "kde", "binning"}
     assert scores["estimators"]["kde"]["params"]["noise_var"] == 0.1
     assert scores["estimators"]["binning"]["params"]["bins"] == 30
@@ -86,12 +94,19 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
     epochs = [c["epoch"] for c in scores["checkpoints"]]
     assert epochs == [1, 2, 3, 4, 5, 6]
     for c in scores["checkpoints"]:
-        assert set(c["raw"]["recon"]) >= {"loss", "neg_loss", "mse", "i_x", "best_epoch"}
-        assert 0.0 <= c["raw"]["accuracy"]["accuracy"] <= 1.0
+        recon = c["raw"]["recon"]
+        assert set(recon) >= {"loss", "neg_loss", "mse", "i_x", "best_epoch", "epochs_trained", "converged", "loss_se", "i_x_se"}
+        assert recon["loss_se"] > 0 and recon["epochs_trained"] <= 4 and 0 <= recon["converged"] <= 1
+        assert [len(c["replicates"]["recon"]["loss"]), len(c["replicates"]["recon"]["loss"][0])] == [2, 4]  # seeds x folds
+        assert 0.0 <= c["raw"]["accuracy"]["accuracy"] <= 1.0 and c["raw"]["accuracy"]["accuracy_se"] >= 0
+        assert c["raw"]["kde"]["i_y_corrected"] == pytest.approx(c["raw"]["kde"]["i_y"] - c["raw"]["kde"]["i_y_shuffled"])
         for sel, norm in c["normalized"].items():
-            assert -1e-9 <= norm["score"] <= (1.0 if sel == "accuracy" else 2.0) + 1e-9
+            assert -1e-9 <= norm["score"] <= (1.0 if sel == "accuracy" else 2.0) + 1e-9 and norm["score_se"] >= 0
     for sel, pick in scores["selected"].items():
-        assert pick["epoch"] in epochs and summary[TRAJ]["selected"][sel] == pick["epoch"]
+        assert summary[TRAJ]["selected"][sel] == pick["epoch"] and pick["epoch"] in epochs
+        conf = scores["selection_confidence"][sel]
+        assert set(conf) == {str(e) for e in epochs} and sum(conf.values()) == pytest.approx(1.0, abs=1e-3)
+        assert pick["confidence"] == conf[str(pick["epoch"])] and pick["unstable"] == (pick["confidence"] < 0.5)
         best = max(c["normalized"][sel]["score"] for c in scores["checkpoints"])
         assert pick["score"] == pytest.approx(best)
     ens = scores["selected_ensemble"]
@@ -101,13 +116,16 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
         gaps = [b - a for a, b in zip(pick["epochs"], pick["epochs"][1:])]
         assert min(gaps) >= pick["gap_epochs"]
     t = scores["timings"]
-    assert t["checkpoints_scored"] == 6 and t["shared_pass"] is True and t["total_s"] > 0
+    assert t["checkpoints_scored"] == 6 and t["shared_pass"] is True and t["total_s"] > 0 and t["per_checkpoint_s"] > 0
     assert set(t["estimators_s"]) == set(scores["estimators"])
     # a selector whose scores all tie (e.g. saturated binning) is reported as a WARNING record
     degenerate = [s for s, v in scores["selected"].items() if v["degenerate"]]
+    shaky = [s for s, v in scores["selected"].items() if v["unstable"] and not v["degenerate"]]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == (1 if degenerate else 0)
-    assert all(s in warned[0] for s in degenerate) and not any(m.startswith("warning") for m in warned)
+    assert len(warned) == (1 if degenerate else 0) + (1 if shaky else 0)
+    assert all(any(s in w and "saturated" in w for w in warned) for s in degenerate)
+    assert all(any(s in w and "unstable" in w for w in warned) for s in shaky)
+    assert not any(m.startswith("warning") for m in warned)
 
 
 def test_rerun_reuses_scores_and_rescores_only_what_changed(storage: Path) -> None:
@@ -125,6 +143,7 @@ def test_rerun_reuses_scores_and_rescores_only_what_changed(storage: Path) -> No
     run_scoring(cfg2)
     third = json.loads(path.read_text())
     assert third["timings"]["estimator_checkpoints_scored"] == {"recon": 0, "accuracy": 0, "ce_bound": 0, "kde": 6, "binning": 0}
+    assert [c["replicates"]["recon"] for c in third["checkpoints"]] == [c["replicates"]["recon"] for c in first["checkpoints"]]
     assert third["estimators"]["kde"]["params"]["noise_var"] == 0.5
     assert [c["raw"]["recon"] for c in third["checkpoints"]] == [c["raw"]["recon"] for c in first["checkpoints"]]
     assert [c["raw"]["kde"] for c in third["checkpoints"]] != [c["raw"]["kde"] for c in first["checkpoints"]]
@@ -160,6 +179,12 @@ def test_scores_fresh_until_a_setting_or_a_checkpoint_changes(storage: Path) -> 
         ("scoring.x_weight", 2.0),
         ("scoring.ensemble_sizes", "[2]"),
         ("scoring.ensemble_selector", "kde"),
+        ("scoring.folds", 5),
+        ("scoring.bootstrap", 300),
+        ("scoring.degenerate_fallback", "accuracy"),
+        ("scoring.kde_shuffles", 2),
+        ("scoring.recon.seeds", 1),
+        ("scoring.recon.train_samples", 100),
     ]:
         assert not scores_fresh(load_config(QUICKSTART, overrides(storage, **{key: value})), TRAJ), key
     assert scores_fresh(cfg, TRAJ)  # asking changed nothing
@@ -258,6 +283,7 @@ def test_information_plane_table(storage: Path) -> None:
     for r in paper:
         assert r["x_estimator"] == "recon" and r["y_estimator"] == "accuracy"
         assert r["i_x"] > 0 and 0 <= r["i_y"] <= 2.31 and r["x_value"] < 0 and 0 <= r["y_value"] <= 1
+        assert r["i_x_se"] > 0 and r["x_se"] > 0 and r["y_se"] >= 0 and r["i_y_se"] >= 0 and r["score_se"] >= 0
     acc = [r for r in rows if r["estimator"] == "accuracy"]
     assert all(r["i_x"] is None and r["x_estimator"] is None for r in acc)
 
@@ -287,6 +313,11 @@ def test_unfinished_and_convless_trajectories(tmp_path: Path) -> None:
         ("scoring.binning_bins", 1, ">= 2"),
         ("scoring.recon.holdout_fraction", 0, r"\(0, 1\)"),
         ("scoring.x_weight", -1, ">= 0"),
+        ("scoring.folds", 1, ">= 2"),
+        ("scoring.folds", 60, "2 scoring samples per fold"),
+        ("scoring.degenerate_fallback", "best", "unknown selector"),
+        ("scoring.recon.seeds", 0, ">= 1"),
+        ("scoring.kde_shuffles", 0, ">= 1"),
     ],
 )
 def test_config_validation(tmp_path: Path, key: str, value: object, message: str) -> None:
@@ -310,3 +341,38 @@ def test_scoring_sample_is_a_fixed_subset_of_the_validation_split(tmp_path: Path
     assert not (other.x == data.x).all()
     everything = build_scoring_data(load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.num_samples": 10_000})))
     assert len(everything) == len(val)
+
+
+def test_degenerate_selector_fails_unless_a_fallback_is_configured(storage: Path) -> None:
+    """binning on 80 samples of a 64-wide layer: every sample its own symbol, the same score everywhere."""
+    cfg = load_config(QUICKSTART, overrides(storage))
+    store = open_store(cfg)
+    run_scoring(cfg)
+    scores = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
+    assert scores["selected"]["binning"]["degenerate"] and scores["selected"]["binning"]["fallback"] is None
+    with pytest.raises(ScoresError, match=r"'binning' is degenerate .*scoring.degenerate_fallback"):
+        read_selected(store, TRAJ, "binning")
+    with pytest.raises(ScoresError, match="degenerate"):
+        read_selected_ensemble(store, TRAJ, 2, selector="binning")
+    fallback = load_config(QUICKSTART, overrides(storage, **{"scoring.degenerate_fallback": "accuracy"}))
+    assert not scores_fresh(fallback, TRAJ)
+    run_scoring(fallback)
+    again = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
+    assert again["timings"]["checkpoints_scored"] == 0  # only the selection changed
+    assert again["selected"]["binning"]["fallback"] == "accuracy"
+    assert read_selected(store, TRAJ, "binning") == again["selected"]["accuracy"]["epoch"]
+
+
+def test_scoring_sample_folds_and_training_rows(tmp_path: Path) -> None:
+    from harness.experiment import load_splits
+    from harness.scoring import build_scoring_data
+
+    cfg = load_config(QUICKSTART, overrides(tmp_path / "runs"))
+    data = build_scoring_data(cfg)
+    assert torch.bincount(data.folds).tolist() == [20, 20, 20, 20]
+    train = load_splits(cfg).train_eval
+    assert data.train_x.shape[0] == 400  # a pool of train_samples x seeds rows
+    first = data.train_x[0].flatten()
+    assert bool((train.x.flatten(1) == first).all(1).any())  # rows of the training split
+    no_recon = load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.estimators": "[accuracy]"}))
+    assert build_scoring_data(no_recon).train_x is None  # nothing trains: no training rows loaded

@@ -107,3 +107,17 @@ def test_local_flag_may_sit_among_the_overrides(tmp_path, capsys):
 
     rc = main(["teachers", str(QUICKSTART), "--local", *tiny_overrides(tmp_path), "teacher.epochs=0"])
     assert rc == 2 and "teacher.epochs" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    from harness.cli import main
+
+    storage = tmp_path / "runs"
+    args = ["run", str(QUICKSTART), *tiny_overrides(storage), "sweep.teacher_choices=[none,full,every_checkpoint]",
+            "sweep.seeds=[0,1,2]", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[teachers] 2 trajectories x 4 epochs, checkpoints at [2, 4] (2 each); 8 teacher-epochs to train" in out
+    assert "[sweep] 12 runs in the grid (grid): done unknown until the teachers" in out  # 3 + 3 + 2 x 3
+    assert "about 24 student-epochs (12 trials x 2 epochs)" in out and "1 CPU, 0 GPU per trial" in out
+    assert not storage.exists()

@@ -40,7 +40,7 @@ import sys
 from omegaconf import OmegaConf
 from harness import tracking
 cfg = OmegaConf.create({{"name": "exp", "storage": {str(tmp_path / "runs")!r}, "tracking": {{"mode": "disabled", "project": "p", "entity": None}}}})
-assert tracking.wandb_callback(cfg) is None
+assert tracking.log_student_run(cfg, "t", {{"teacher_choice": "none"}}, [{{"epoch": 1}}]) is None
 assert tracking.log_trajectory(cfg, {{"name": "t", "history": [{{"epoch": 1, "val_acc": 0.5}}]}}) is None
 assert tracking.log_scores(cfg, {{"checkpoints": [{{"epoch": 1}}]}}, "t") is None
 assert tracking.log_leaderboard(cfg, [{{"teacher_choice": "none"}}]) is None
@@ -84,36 +84,41 @@ def test_trial_tags_from_config_keys_and_wandb_key():
     assert tracking.trial_tags({"a": 1}, tag_keys=("distill.teacher_choice",)) == []
 
 
-class FakeTrial:
-    """What WandbLoggerCallback.log_trial_start reads from a Tune trial."""
-
-    def __init__(self, trial_id: str, config: dict, path: Path) -> None:
-        self.trial_id, self.config, self.local_path = trial_id, config, str(path)
-        self.experiment_dir_name = "sweep"
-
-    def __str__(self) -> str:
-        return f"train_student_{self.trial_id}"
-
-
-def test_callback_tags_each_trial_with_its_teacher_choice(tmp_path, monkeypatch):
+def test_a_student_run_is_written_in_one_go_with_its_tags_and_curve(tmp_path, monkeypatch):
+    """One W&B offline run per trial: config, per-epoch steps, tags (teacher choice + the trial
+    config's wandb.tags), written by the driver when the trial ends; nothing when disabled."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert tracking.wandb_callback(cfg_for(tmp_path, "disabled")) is None
-    cb = tracking.wandb_callback(cfg_for(tmp_path, "offline"), tags=["sweep"])
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    assert tracking.log_student_run(cfg_for(tmp_path, "disabled"), "t0", {"teacher_choice": "full"}, []) is None
+    cfg = cfg_for(tmp_path, "offline")
+    history = [{"epoch": e, "val_acc": 0.5 + e / 100, "test_acc": 0.4} for e in (1, 2, 3)]
+    run_dir = tracking.log_student_run(cfg, "full-T4-s0", {"teacher_choice": "full", "temperature": 4.0,
+                                                           "wandb": {"tags": ["sweep"], "notes": "n"}}, history)
+    assert run_dir is not None and tracking.wandb_dir(cfg) in run_dir.parents
+    again = tracking.log_student_run(cfg, "full-T4-s1", {"teacher_choice": "epoch:20"}, history[:1], failed=True)
+    assert again is not None and again != run_dir  # every trial is its own run
+    records = next(run_dir.glob("run-*.wandb")).read_bytes()  # W&B's own record log of the run
+    for expected in (b"full-T4-s0", b"student", b"sweep", b"temperature", b"val_acc", b"0.53"):
+        assert expected in records, expected
+    assert b"epoch:20" in next(again.glob("run-*.wandb")).read_bytes() and b"failed" in next(again.glob("run-*.wandb")).read_bytes()
+    assert tracking.trial_tags({"teacher_choice": "full", "wandb": {"tags": ["sweep"]}}, base=["x"]) == ["x", "full", "sweep"]
 
-    assert isinstance(cb, WandbLoggerCallback) and type(cb).__qualname__ == tracking.CALLBACK_CLASS_NAME
-    assert type(pickle.loads(pickle.dumps(cb))) is type(cb)  # Tune pickles its RunConfig for Tuner.restore
-    started: list[dict] = []
-    monkeypatch.setattr(cb, "_start_logging_actor", lambda trial, exclude, **kw: started.append(kw))
-    cb.setup()  # offline: no API key needed
-    for i, choice in enumerate(["none", "epoch:20"]):
-        cb.log_trial_start(FakeTrial(f"t{i}", {"teacher_choice": choice, "temperature": 4.0, "wandb": {"notes": "n"}}, tmp_path))
-    assert [kw["tags"] for kw in started] == [["sweep", "none"], ["sweep", "epoch:20"]]
-    for kw in started:
-        assert kw["group"] == "exp" and kw["project"] == "ckd-test" and kw["mode"] == "offline" and kw["job_type"] == "student"
-        assert Path(kw["dir"]) / "wandb" == tracking.wandb_dir(cfg_for(tmp_path, "offline")) and kw["notes"] == "n"
-        assert "wandb" not in kw["config"] and kw["config"]["temperature"] == 4.0
-    assert "tags" not in cb.kwargs  # per-trial tags do not leak into the shared kwargs
+
+def test_the_sweep_callback_writes_one_run_per_finished_or_failed_trial(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    from harness.cluster.sweep_tracking import StudentRuns
+
+    written = []
+    monkeypatch.setattr(tracking, "log_student_run", lambda cfg, name, config, history, failed=False:
+                        written.append((name, config["teacher_choice"], [h["epoch"] for h in history], failed)))
+    cb = StudentRuns(cfg_for(tmp_path, "offline"))
+    trials = [types.SimpleNamespace(trial_id=f"t{i}", config={"run": {"teacher_choice": c}}, __str__=None) for i, c in enumerate(["none", "full"])]
+    for t in trials:
+        for e in (1, 2):
+            cb.on_trial_result(0, trials, t, {"epoch": e, "val_acc": 0.5, "config": {}, "done": False})
+    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_trial_error(0, trials, trials[1])
+    assert [(w[1], w[2], w[3]) for w in written] == [("none", [1, 2], False), ("full", [1, 2], True)]
+    assert cb.history == {} and pickle.loads(pickle.dumps(cb)).history == {}
 
 
 def test_a_wandb_failure_is_logged_and_does_not_stop_the_pipeline(tmp_path, monkeypatch, caplog):

@@ -6,6 +6,7 @@ goes to the scorer actor the moment it finishes; the sweep then runs as a Tune e
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from harness import tracking
@@ -47,7 +48,10 @@ def sweep(cfg: ExperimentConfig) -> list[dict]:
 
 
 def run_stages(cfg: ExperimentConfig) -> dict[str, float]:
-    """Teachers (scored as they finish) then the sweep, in one cluster session; stage seconds."""
+    """Teachers (scored as they finish) and the sweep, in one cluster session; stage seconds.
+    With ``sweep.overlap`` (grid search) students start while other teachers still train."""
+    if cfg.sweep.overlap and cfg.sweep.search == "grid" and _teachers_to_train(cfg):
+        return _run_overlapped(cfg)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     with ClusterSession(cfg) as session:
@@ -62,4 +66,50 @@ def run_stages(cfg: ExperimentConfig) -> dict[str, float]:
         t1 = time.perf_counter()
         run_sweep(session)
         times["sweep"] = time.perf_counter() - t1
+    return times
+
+
+def _teachers_to_train(cfg: ExperimentConfig) -> bool:
+    """Is any trajectory unfinished? (Otherwise there is nothing to overlap, and the strict path
+    skips finished work without starting Ray.)"""
+    from harness.experiment import open_store, trajectory_specs
+
+    store = open_store(cfg)
+    return any(not store.trajectory(s.name).is_finished() for s in trajectory_specs(cfg))
+
+
+def _run_overlapped(cfg: ExperimentConfig) -> dict[str, float]:
+    """Teachers + scoring in a driver thread, the Tune sweep in this one, started at once."""
+    from harness.cluster.ready_runs import TeachersStatus
+    from harness.cluster.sweep import run_sweep_overlapped
+
+    times: dict[str, float] = {}
+    status, errors = TeachersStatus(), []
+    t0 = time.perf_counter()
+    with ClusterSession(cfg) as session:
+        session.info  # connect (and check storage) once, in this thread
+        scorer = Scorer(session)
+
+        def teachers_then_scores() -> None:
+            try:
+                train_teachers(session, scorer=scorer)
+                times["teachers"] = time.perf_counter() - t0
+                scorer.wait()
+                times["score (after teachers)"] = time.perf_counter() - t0 - times["teachers"]
+            except BaseException as e:  # re-raised on the driver's main thread below
+                errors.append(e)
+                status.failed.add("teachers")
+            finally:
+                scorer.close()
+                status.done.set()
+
+        thread = threading.Thread(target=teachers_then_scores, name="ckd-teachers", daemon=True)
+        thread.start()
+        try:
+            run_sweep_overlapped(session, status)
+        finally:
+            thread.join()
+        times["sweep (overlapped)"] = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
     return times

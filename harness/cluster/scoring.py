@@ -120,7 +120,9 @@ class Scorer:
             logger.warning(f"[score] {name}: FAILED ({type(error).__name__}: {error})")
             return
         self.results[name] = summary
-        picks = " ".join(f"{s}=e{v}" for s, v in summary.get("selected", {}).items())
+        from harness.scoring.runner import pick_text  # picks with confidence; "unstable" below 0.5
+
+        picks = pick_text(summary["picks"]) if "picks" in summary else " ".join(f"{s}=e{v}" for s, v in summary.get("selected", {}).items())
         ens = " ".join(f"K={k}:{v}" for k, v in summary.get("selected_ensemble", {}).items())
         logger.info(f"[score] {name}: selected {picks or '-'}; ensembles {ens or '-'} "
                  f"({summary.get('timings', {}).get('total_s', 0):.1f}s)")

@@ -19,20 +19,21 @@ of the grid, under ``<storage>/<name>/tune/``).
 """
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import re
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from harness.cluster.connection import ClusterSession, torch_threads
 from harness.cluster.errors import SweepError
-from harness.config import ConfigError, ExperimentConfig
+from harness.config import ConfigError, ExperimentConfig, to_dict
 from harness.experiment import open_store
+from harness.fileio import UnsafeFileError, safe_torch_load
 from harness.logs import file_log
+from harness.store import StoreError
 from harness.sweep import RUN_KEYS, apply_run, grid_name, plan, rows_of, sweep_runs
 
 logger = logging.getLogger(__name__)
@@ -54,27 +55,6 @@ def trial_name(trial) -> str:
 
 def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
-
-
-def annotate_result(store, run_id: str, fields: dict) -> bool:
-    """Add ``fields`` (the trial's Tune identity) to the result row ``run_id`` in results.jsonl
-    and results.csv, under the store's results lock; returns whether anything changed."""
-    from harness.store import atomic_write_bytes
-
-    store.root.mkdir(parents=True, exist_ok=True)
-    with open(store.root / ".results.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = store.read_results()
-        changed = False
-        for r in rows:
-            if r.get("run_id") == run_id and any(r.get(k) != v for k, v in fields.items()):
-                r.update(fields)
-                changed = True
-        if changed:
-            text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
-            atomic_write_bytes(store.results_jsonl, text.encode())
-            store.write_results_csv(rows)
-    return changed
 
 
 def _trial_storage_dir(ctx) -> Path:
@@ -107,26 +87,33 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
         logger.info(f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
                     f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s)")
         reporter = TrialReporter(cfg.sweep.checkpoint_every, cfg.student.epochs)
-        row = distill_student(rcfg, on_epoch=reporter.on_epoch, resume=_load_trial_state(ctx.get_trial_name()))
         fields = {"trial_id": ctx.get_trial_id(), "trial_name": ctx.get_trial_name(),
                   "tune_experiment": ctx.get_experiment_name(), "tune_trial_dir": str(trial_dir),
                   "teacher_seeds_policy": str(cfg.sweep.teacher_seeds)}
-        annotate_result(open_store(rcfg), row["run_id"], fields)
+        row = distill_student(rcfg, on_epoch=reporter.on_epoch, resume=_load_trial_state(ctx.get_trial_name()),
+                              row_fields=fields)
         reporter.finish(row)
 
 
 def _load_trial_state(name: str) -> dict | None:
     """The student state in the trial's Tune checkpoint (a retried trial), else None."""
-    import torch
     from ray import tune
 
     ckpt = tune.get_checkpoint()
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
-        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        state = read_trial_state(Path(d) / STATE_FILE)
     logger.info(f"[trial {name}] resuming from its checkpoint after epoch {len(state['history'])}")
     return state
+
+
+def read_trial_state(path: Path) -> dict:
+    """A trial's saved student state, through the safe loader (a planted pickle is refused)."""
+    try:
+        return safe_torch_load(path, what=f"trial state {path}")
+    except UnsafeFileError as e:
+        raise StoreError(str(e)) from None
 
 
 class TrialReporter:
@@ -209,33 +196,37 @@ def param_space(cfg: ExperimentConfig, runs: list[dict]) -> dict:
     return {"run": {k: tune.choice(v) for k, v in dims.items()}}
 
 
-def _trainable(session: ClusterSession):
+def _trainable(session: ClusterSession, function: Callable = None):
     from ray import tune
 
     cfg = session.cfg
     res = session.resources("trial")
-    return tune.with_resources(tune.with_parameters(distill_trial, cfg=cfg), {"cpu": res["num_cpus"], "gpu": res["num_gpus"]})
+    return tune.with_resources(tune.with_parameters(function or distill_trial, cfg=cfg),
+                               {"cpu": res["num_cpus"], "gpu": res["num_gpus"]})
 
 
-def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | None = None):
-    """A new Tuner for ``runs``, or the restored one when the experiment dir holds it."""
+def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | None = None,
+                function: Callable | None = None, searcher=None):
+    """A new Tuner for ``runs``, or the restored one when the experiment dir holds it.
+    ``function``: another trainable ``f(config, cfg)`` (benchmarks/bench_tune_overhead.py);
+    ``searcher``: a ``ReadyRuns`` that releases the runs as their teachers become ready."""
     from ray import tune
 
     cfg = session.cfg
     storage_path = open_store(cfg).root / "tune"
     name = grid_name(cfg, runs, run_ids)
     path = storage_path / name
-    trainable = _trainable(session)
+    trainable = _trainable(session, function)
     if tune.Tuner.can_restore(str(path)):
         logger.info(f"[sweep] resuming the Tune experiment {path} (Tuner.restore)")
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True), path
-    search_alg = _search_alg(cfg)
+    search_alg = searcher or _search_alg(cfg)
     tuner = tune.Tuner(
         trainable,
-        param_space=param_space(cfg, runs),
+        param_space={} if searcher is not None else param_space(cfg, runs),
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE, scheduler=_scheduler(cfg), search_alg=search_alg,
-            num_samples=cfg.sweep.num_samples,
+            num_samples=len(runs) if searcher is not None else cfg.sweep.num_samples,
             max_concurrent_trials=(cfg.sweep.max_concurrent or None) if search_alg is None else None,
             reuse_actors=cfg.sweep.reuse_actors,
             trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
@@ -243,7 +234,7 @@ def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | 
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage_path),
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=5),  # slack for Tune's experiment snapshot lag
             callbacks=_callbacks(cfg, len(runs) * cfg.sweep.num_samples), verbose=0, log_to_file=True,
         ),
     )
@@ -264,8 +255,33 @@ def _callbacks(cfg: ExperimentConfig, trials: int) -> list:
     from harness import tracking
     from harness.cluster.sweep_progress import SweepProgress
 
-    progress = SweepProgress(cfg.cluster.progress_interval_s, cfg.student.epochs, trials)
-    return [cb for cb in (progress, tracking.wandb_callback(cfg)) if cb is not None]
+    callbacks = [SweepProgress(cfg.cluster.progress_interval_s, cfg.student.epochs, trials)]
+    if tracking.enabled(cfg):
+        from harness.cluster.sweep_tracking import StudentRuns
+
+        callbacks.append(StudentRuns(cfg))
+    return callbacks
+
+
+def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
+    """The grid as a Tune experiment whose runs start as their teachers become ready, while the
+    teachers still train (``status``: the teachers thread's progress); returns the result rows."""
+    from harness.cluster.ready_runs import ReadyRuns
+
+    cfg = session.cfg
+    runs = sweep_runs(cfg)
+    logger.info(f"[sweep] {len(runs)} runs in the grid; each starts as soon as its teachers (and scores) are ready")
+    began = time.perf_counter()
+    tuner, path = build_tuner(session, runs, ["overlap", to_dict(cfg.scoring)], searcher=ReadyRuns(cfg, runs, status))
+    results = tuner.fit()
+    errors = [r for r in results if r.error is not None]
+    logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
+                f"{time.perf_counter() - began:.1f}s")
+    store = open_store(cfg)
+    store.compact_results()
+    _raise_for_errors(cfg, errors)
+    status.done.wait()
+    return _check_rows(cfg, store, plan(cfg, runs), path) if not status.failed else store.read_results()
 
 
 def run_sweep(session: ClusterSession) -> list[dict]:
@@ -275,7 +291,7 @@ def run_sweep(session: ClusterSession) -> list[dict]:
     planned = plan(cfg, runs) if cfg.sweep.search == "grid" else []
     store = open_store(cfg)
     if planned and all(p["done"] for p in planned) and cfg.sweep.num_samples == 1:
-        logger.info(f"[sweep] all {len(planned)} runs of the grid are in {store.results_csv}; nothing to run")
+        logger.info(f"[sweep] all {len(planned)} runs of the grid have results in {store.root}; nothing to run")
         return rows_of(store, planned)
     if planned:
         todo = sum(not p["done"] for p in planned)
@@ -284,11 +300,11 @@ def run_sweep(session: ClusterSession) -> list[dict]:
         logger.info(f"[sweep] {cfg.sweep.search} search: {cfg.sweep.num_samples} trials over {len(runs)} grid points")
     began = time.perf_counter()
     tuner, path = build_tuner(session, runs, [p["run_id"] for p in planned] or None)
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]
     logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
                 f"{time.perf_counter() - began:.1f}s")
+    store.compact_results()
     _raise_for_errors(cfg, errors)
     return _check_rows(cfg, store, planned, path) if planned else store.read_results()
 
@@ -312,7 +328,7 @@ def _check_rows(cfg: ExperimentConfig, store, planned: list[dict], path: Path) -
     rows = rows_of(store, planned)
     missing = len({p["run_id"] for p in planned}) - len(rows)
     if missing and cfg.sweep.scheduler == "none":
-        raise SweepError(f"{missing} planned runs have no result row in {store.results_jsonl} although no trial "
+        raise SweepError(f"{missing} planned runs have no result row in {store.root} although no trial "
                          f"failed; see the Tune experiment {path}, then re-run")
     if missing:
         logger.info(f"[sweep] {missing} runs were stopped early by the {cfg.sweep.scheduler} scheduler (no result row)")

@@ -7,6 +7,7 @@ and logs one line per finished, retried or failed trial.
 from __future__ import annotations
 
 import logging
+import time
 
 from ray import tune
 
@@ -23,6 +24,7 @@ class SweepProgress(tune.Callback):
     def __init__(self, interval_s: float = 30.0, epochs: int | None = None, trials: int | None = None) -> None:
         self.interval_s, self.epochs, self.trials = interval_s, epochs, trials
         self._progress: Progress | None = None
+        self._last_step = 0.0
 
     def __getstate__(self) -> dict:  # Tune pickles callbacks for Tuner.restore; the display stays here
         return {**self.__dict__, "_progress": None}
@@ -47,13 +49,19 @@ class SweepProgress(tune.Callback):
         return ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
 
     def on_step_end(self, iteration, trials, **info) -> None:
+        # Tune calls this every loop step: counting the trials each time would cost O(trials) per
+        # step, O(trials^2) per sweep; refresh the status once a second at most.
+        now = time.monotonic()
+        if now - self._last_step < 1.0:
+            return
+        self._last_step = now
         self.progress.set_total(max(self.trials or 0, len(trials)))
         self.progress.set_postfix(self._counts(trials))
         self.progress.update(0)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = trial.last_result or {}
-        done = sum(t.status == "TERMINATED" for t in trials) + (trial.status != "TERMINATED")
+        done = self.progress.n + 1
         stopped = self.epochs is not None and isinstance(r.get("epoch"), int) and r["epoch"] < self.epochs
         self.progress.update()
         logger.info(f"[sweep] {done}/{len(trials)} {'stopped early' if stopped else 'done'}: {self._label(trial)}: "

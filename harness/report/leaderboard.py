@@ -18,11 +18,16 @@ import html
 import io
 import logging
 import math
-import os
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
 from harness.config import ExperimentConfig
+from harness.report.paired import add_paired_stats, pair_values
+from harness.report.scores import read_all_scores
+from harness.report.stats import min_detectable_effect, min_exact_p, pairs_needed
+from harness.report.tables import html_table, markdown_table, page, text_table, wrap
 
 REPORTED = {
     # reported: (validation key used for selection, test key that is reported, words)
@@ -65,19 +70,35 @@ def _choice_kind(choice: str) -> str:
     return str(choice).split(":", 1)[0]
 
 
+def _short(trajectory: str) -> str:
+    """``cnn1d_small-mnist1d-s2`` -> ``s2`` (the seed part of a trajectory name)."""
+    return str(trajectory).rsplit("-", 1)[-1]
+
+
 def _teacher_epochs(rows: list[dict]) -> str:
-    """The teacher checkpoints the choice resolved to, compactly: ``30`` or ``30+50``;
-    checkpoints from several trajectories are written ``<trajectory>@<epoch>``."""
-    ckpts = {(c.get("trajectory"), c.get("epoch")) for r in rows for c in (r.get("teacher_checkpoints") or [])}
-    if not ckpts:
-        return ""
-    trajs = sorted({str(t) for t, _ in ckpts})
-    if len(trajs) == 1:
-        return "+".join(str(e) for e in sorted({e for _, e in ckpts}, key=lambda e: (e is None, e)))
-    # several trajectories (e.g. full_ensemble): drop their common name prefix, "s0@80+s1@80"
-    prefix = os.path.commonprefix(trajs)
-    prefix = prefix[: prefix.rfind("-") + 1] if "-" in prefix else ""
-    return "+".join(f"{str(t)[len(prefix):]}@{e}" for t, e in sorted(ckpts, key=lambda c: (str(c[0]), c[1] or 0)))
+    """The teacher checkpoints the choice resolved to, per run, compactly: ``80`` when every run
+    used the same epochs of its own trajectory (``full`` over paired teacher seeds), ``40+80`` for
+    a snapshot, ``80+80`` for an ensemble of two trajectories, ``s0:20 s1:40 s2:20`` when the
+    epochs differ between trajectories (e.g. ``selected:paper``)."""
+    per_run: dict[str, str] = {}
+    for r in rows:
+        ckpts = r.get("teacher_checkpoints") or []
+        if not ckpts:
+            continue
+        epochs = sorted((c.get("epoch") for c in ckpts), key=lambda e: (e is None, e))
+        trajs = sorted({str(c.get("trajectory")) for c in ckpts})
+        per_run[trajs[0] if len(trajs) == 1 else "+".join(trajs)] = "+".join(str(e) for e in epochs)
+    labels = sorted(set(per_run.values()))
+    if len(labels) <= 1:
+        return labels[0] if labels else ""
+    if all("+" not in t for t in per_run):
+        return " ".join(f"{_short(t)}:{e}" for t, e in sorted(per_run.items()))
+    return ", ".join(labels)
+
+
+def _members(rows: list[dict]) -> int:
+    """The most teacher checkpoints any run of the entry learned from (1: a single teacher)."""
+    return max((len(r.get("teacher_checkpoints") or []) for r in rows), default=0)
 
 
 def _group_rows(rows: Iterable[dict], val_key: str, test_key: str) -> tuple[_Groups, int]:
@@ -160,6 +181,10 @@ def _entry(gkey: tuple, settings: dict[tuple, list[dict]], reported: str, skippe
         "reported_epoch": _reported_epoch(reported, epochs, best_epochs),
         "best_val_epoch_mean": _mean(best_epochs) if best_epochs else None,
         "skipped_rows": skipped,
+        "members": _members(chosen),
+        "checkpoint_epochs": sorted({int(c["epoch"]) for r in chosen for c in (r.get("teacher_checkpoints") or []) if c.get("epoch") is not None}),
+        "trajectories": sorted({str(c.get("trajectory")) for r in chosen for c in (r.get("teacher_checkpoints") or [])}),
+        "pairs": pair_values(chosen, test_key),
     }
 
 
@@ -173,7 +198,7 @@ def _record_deltas_and_sort(board: list[dict]) -> None:
     board.sort(key=lambda b: (b["dataset"], b["student_arch"], -b["test_mean"], str(b["teacher_arch"]), b["teacher_choice"]))
 
 
-def build_leaderboard(rows: Iterable[dict], reported: str = "final") -> list[dict]:
+def build_leaderboard(rows: Iterable[dict], reported: str = "final", reference: str = "full", alpha: float = 0.05) -> list[dict]:
     """Aggregate result rows (``CheckpointStore.read_results()``) into leaderboard entries.
 
     Each entry: dataset, teacher_arch, student_arch, teacher_choice; ``test_mean``/``test_std``
@@ -182,8 +207,10 @@ def build_leaderboard(rows: Iterable[dict], reported: str = "final") -> list[dic
     ``teacher_val_acc`` (mean accuracy of the resolved teacher or ensemble; None for ``none``),
     the chosen ``temperature``/``kd_weight``/``ensemble_reduce`` (None for ``none``),
     ``settings_tried``, ``teacher_epochs``, ``epochs``, ``reported_epoch`` (words),
-    ``best_val_epoch_mean``, ``delta_vs_none`` and ``reported``. Sorted by dataset, student,
-    then mean test accuracy (best first).
+    ``best_val_epoch_mean``, ``delta_vs_none``, ``reported``, ``members`` (checkpoints per run),
+    ``trajectories``, ``pairs`` ({(seed, teacher seed): test acc}) and the paired comparisons
+    ``vs_ref`` (against ``reference``) and ``vs_none`` (``harness.report.paired``). Sorted by
+    dataset, student, then mean test accuracy (best first).
     """
     if reported not in REPORTED:
         raise ValueError(f"reported={reported!r}: choose one of {', '.join(REPORTED)}")
@@ -191,6 +218,7 @@ def build_leaderboard(rows: Iterable[dict], reported: str = "final") -> list[dic
     groups, skipped = _group_rows(rows, val_key, test_key)
     board = [_entry(gkey, settings, reported, skipped) for gkey, settings in groups.items()]
     _record_deltas_and_sort(board)
+    add_paired_stats(board, reference, alpha)
     return board
 
 
@@ -198,11 +226,11 @@ def build_leaderboard(rows: Iterable[dict], reported: str = "final") -> list[dic
 # rendering
 
 def _pct(x: float | None, digits: int = 2) -> str:
-    return NA if x is None else f"{100 * x:.{digits}f}"
+    return NA if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
 
 
-def _signed_pct(x: float | None) -> str:
-    return NA if x is None else f"{100 * x:+.2f}"
+def _signed_pct(x: float | None, digits: int = 2) -> str:
+    return NA if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.{digits}f}"
 
 
 def _plain(x: Any) -> str:
@@ -213,134 +241,218 @@ def _plain(x: Any) -> str:
     return str(x)
 
 
+def _p(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return NA
+    return f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
+
+
 def _is_ensemble(b: dict) -> bool:
-    return _choice_kind(b["teacher_choice"]) in ENSEMBLE_KINDS or "+" in (b.get("teacher_epochs") or "")
+    return b.get("members", 0) > 1
 
 
 def _hp(b: dict, key: str) -> str:
     return "-" if _choice_kind(b["teacher_choice"]) == "none" else _plain(b[key])
 
 
-# (header, cell) for the human-readable formats
-COLUMNS: list[tuple[str, Callable[[dict], str]]] = [
-    ("dataset", lambda b: b["dataset"]),
-    ("teacher", lambda b: b["teacher_arch"] or "-"),
-    ("student", lambda b: b["student_arch"]),
-    ("teacher choice", lambda b: b["teacher_choice"]),
-    ("test acc % (mean ± std)", lambda b: f"{_pct(b['test_mean'])} ± {_pct(b['test_std']):>4}"),
-    ("n", lambda b: str(b["n"])),
-    ("Δ vs none", lambda b: _signed_pct(b["delta_vs_none"])),
-    ("teacher acc %", lambda b: _pct(b["teacher_test_acc"])),
-    ("T", lambda b: _hp(b, "temperature")),
-    ("kd_weight", lambda b: _hp(b, "kd_weight")),
-    ("reduce", lambda b: _hp(b, "ensemble_reduce") if _is_ensemble(b) else "-"),
-    ("val acc %", lambda b: _pct(b["val_mean"])),
-    ("teacher epochs", lambda b: b["teacher_epochs"] or "-"),
-    ("epoch reported", lambda b: b["reported_epoch"]),
-]
+def _choice_cell(b: dict) -> str:
+    return b["teacher_choice"] + (" [unstable]" if b.get("unstable") else "")
 
-NUMERIC_COLUMNS = {"test acc % (mean ± std)", "n", "Δ vs none", "teacher acc %", "T", "kd_weight", "val acc %"}
 
-# machine-readable columns for CSV (percentages, n/a for missing)
-CSV_COLUMNS: list[tuple[str, Callable[[dict], Any]]] = [
-    ("dataset", lambda b: b["dataset"]),
-    ("teacher_arch", lambda b: b["teacher_arch"] or ""),
-    ("student_arch", lambda b: b["student_arch"]),
-    ("teacher_choice", lambda b: b["teacher_choice"]),
-    ("test_acc_mean_pct", lambda b: _pct(b["test_mean"], 4)),
-    ("test_acc_std_pct", lambda b: _pct(b["test_std"], 4)),
-    ("n", lambda b: b["n"]),
-    ("seeds", lambda b: " ".join(map(str, b["seeds"]))),
-    ("delta_vs_none_pct", lambda b: _pct(b["delta_vs_none"], 4)),
-    ("teacher_test_acc_pct", lambda b: _pct(b["teacher_test_acc"], 4)),
-    ("teacher_val_acc_pct", lambda b: _pct(b["teacher_val_acc"], 4)),
-    ("temperature", lambda b: _plain(b["temperature"])),
-    ("kd_weight", lambda b: _plain(b["kd_weight"])),
-    ("ensemble_reduce", lambda b: _plain(b["ensemble_reduce"])),
-    ("val_acc_mean_pct", lambda b: _pct(b["val_mean"], 4)),
-    ("val_acc_std_pct", lambda b: _pct(b["val_std"], 4)),
-    ("settings_tried", lambda b: b["settings_tried"]),
-    ("teacher_epochs", lambda b: b["teacher_epochs"]),
-    ("reported", lambda b: b["reported"]),
-    ("reported_epoch", lambda b: b["reported_epoch"]),
-]
+def _diff_cell(c: dict | None) -> str:
+    """``+0.16 [-0.50, +0.82]`` (pp), ``-`` for the reference itself, n/a without pairs."""
+    if c is None:
+        return NA
+    if c.get("self"):
+        return "-"
+    return f"{_signed_pct(c['diff_mean'])} [{_signed_pct(c['diff_ci_low'])}, {_signed_pct(c['diff_ci_high'])}]"
+
+
+def _field(c: dict | None, key: str, fmt: Callable[[Any], str] = str) -> str:
+    if c is None:
+        return NA
+    return "-" if c.get("self") else fmt(c[key])
+
+
+def _wtl(c: dict | None) -> str:
+    return _field(c, "wins", lambda _: f"{c['wins']}/{c['ties']}/{c['losses']}")
+
+
+def _ref_name(board: list[dict]) -> str:
+    return board[0].get("reference", "full") if board else "full"
+
+
+def columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
+    """(header, cell) for the human-readable formats; the reference's name is in the headers."""
+    ref = _ref_name(board)
+    return [
+        ("dataset", lambda b: b["dataset"]),
+        ("teacher", lambda b: b["teacher_arch"] or "-"),
+        ("student", lambda b: b["student_arch"]),
+        ("teacher choice", _choice_cell),
+        ("test acc % (mean ± std)", lambda b: f"{_pct(b['test_mean'])} ± {_pct(b['test_std']):>4}"),
+        ("n", lambda b: str(b["n"])),
+        (f"Δ vs {ref} pp [95% CI]", lambda b: _diff_cell(b.get("vs_ref"))),
+        ("W/T/L", lambda b: _wtl(b.get("vs_ref"))),
+        ("p (Holm)", lambda b: _field(b.get("vs_ref"), "p_holm", _p)),
+        ("verdict", lambda b: _field(b.get("vs_ref"), "verdict")),
+        ("Δ vs none pp [95% CI]", lambda b: _diff_cell(b.get("vs_none"))),
+        ("teacher acc %", lambda b: _pct(b["teacher_test_acc"])),
+        ("T", lambda b: _hp(b, "temperature")),
+        ("kd_weight", lambda b: _hp(b, "kd_weight")),
+        ("reduce", lambda b: _hp(b, "ensemble_reduce") if _is_ensemble(b) else "-"),
+        ("val acc %", lambda b: _pct(b["val_mean"])),
+        ("teacher epochs", lambda b: b["teacher_epochs"] or "-"),
+        ("epoch reported", lambda b: b["reported_epoch"]),
+    ]
+
+
+NUMERIC_HEADERS = {"test acc % (mean ± std)", "n", "W/T/L", "p (Holm)", "teacher acc %", "T", "kd_weight", "val acc %"}
+
+
+def is_numeric_header(header: str) -> bool:
+    """Right-aligned columns: numbers, intervals, counts and p-values."""
+    return header in NUMERIC_HEADERS or header.startswith("Δ")
+
+
+# the paired columns of the CSV, named as the issue asks, in percentage points
+PAIRED_CSV = ("ref", "diff_mean", "diff_ci_low", "diff_ci_high", "wins", "ties", "losses", "p_value", "p_holm", "verdict")
+
+
+def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
+    """One paired CSV cell: ``-`` on the reference row (except ``ref``), n/a without pairs."""
+    if key == "ref":
+        return reference
+    if c is None:
+        return NA
+    if c.get("self"):
+        return "-"
+    if key in ("diff_mean", "diff_ci_low", "diff_ci_high"):
+        return _pct(c[key], 4)
+    if key in ("p_value", "p_holm"):
+        return NA if math.isnan(c[key]) else f"{c[key]:.6g}"
+    return c[key]
+
+
+def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
+    """Machine-readable columns (percentages, n/a for missing): the row, then the paired
+    comparison against the reference (``ref`` ... ``verdict``), then against none (``none_*``)."""
+    ref = _ref_name(board)
+    base: list[tuple[str, Callable[[dict], Any]]] = [
+        ("dataset", lambda b: b["dataset"]),
+        ("teacher_arch", lambda b: b["teacher_arch"] or ""),
+        ("student_arch", lambda b: b["student_arch"]),
+        ("teacher_choice", lambda b: b["teacher_choice"]),
+        ("test_acc_mean_pct", lambda b: _pct(b["test_mean"], 4)),
+        ("test_acc_std_pct", lambda b: _pct(b["test_std"], 4)),
+        ("n", lambda b: b["n"]),
+        ("seeds", lambda b: " ".join(map(str, b["seeds"]))),
+    ]
+    paired = [(k, (lambda k: lambda b: _paired_csv(b.get("vs_ref"), k, ref))(k)) for k in PAIRED_CSV]
+    vs_none = [(f"none_{k}", (lambda k: lambda b: _paired_csv(b.get("vs_none"), k, "none"))(k)) for k in PAIRED_CSV[1:]]
+    rest: list[tuple[str, Callable[[dict], Any]]] = [
+        ("delta_vs_none_pct", lambda b: _pct(b["delta_vs_none"], 4)),
+        ("teacher_test_acc_pct", lambda b: _pct(b["teacher_test_acc"], 4)),
+        ("teacher_val_acc_pct", lambda b: _pct(b["teacher_val_acc"], 4)),
+        ("temperature", lambda b: _plain(b["temperature"])),
+        ("kd_weight", lambda b: _plain(b["kd_weight"])),
+        ("ensemble_reduce", lambda b: _plain(b["ensemble_reduce"])),
+        ("val_acc_mean_pct", lambda b: _pct(b["val_mean"], 4)),
+        ("val_acc_std_pct", lambda b: _pct(b["val_std"], 4)),
+        ("settings_tried", lambda b: b["settings_tried"]),
+        ("teacher_epochs", lambda b: b["teacher_epochs"]),
+        ("unstable", lambda b: "" if b.get("unstable") is None else str(bool(b["unstable"])).lower()),
+        ("reported", lambda b: b["reported"]),
+        ("reported_epoch", lambda b: b["reported_epoch"]),
+    ]
+    return base + paired + vs_none + rest
+
+
+def power_note(board: list[dict]) -> str:
+    """The minimum detectable effect at 80% power for the observed paired spread and n, and the
+    seeds a 0.3 pp effect needs (paired t-test approximation)."""
+    tests = [b["vs_ref"] for b in board if b.get("vs_ref") and not b["vs_ref"].get("self") and b["vs_ref"].get("diff_sd")]
+    if not tests:
+        return "No paired comparison has two or more pairs: no power statement possible."
+    import statistics
+
+    sd = statistics.median(c["diff_sd"] for c in tests)
+    n = int(statistics.median(c["n"] for c in tests))
+    alpha = board[0].get("alpha", 0.05)
+    mde, need = min_detectable_effect(sd, n, alpha), pairs_needed(0.003, sd, alpha)
+    note = (f"Power: the paired differences vs {_ref_name(board)} spread by {100 * sd:.2f} pp (median sd); with n = {n} pairs "
+            f"the minimum detectable effect at 80% power (alpha {alpha:g}, two-sided paired t) is {_pct(mde)} pp; "
+            f"detecting 0.3 pp would need about {need} seeds (pairs).")
+    if min_exact_p(n) >= alpha:
+        note += f" With n = {n} the exact test's smallest possible p is {min_exact_p(n):.3g}: no verdict but 'no detectable difference' is possible."
+    return note
 
 
 def policy_note(board: list[dict]) -> str:
-    """The selection policy in words (header of every rendering)."""
+    """The selection policy and the statistics in words (header of every rendering)."""
     reported = board[0]["reported"] if board else "final"
     words = REPORTED[reported][2]
     seeds = sorted({b["n"] for b in board})
     skipped = board[0].get("skipped_rows", 0) if board else 0
+    ref, alpha = _ref_name(board), (board[0].get("alpha", 0.05) if board else 0.05)
     note = (
         f"Student test accuracy at {words}, mean ± sample std (n-1) over seeds (n per row; std n/a when n = 1). "
         "Hyperparameters (T, kd_weight, ensemble_reduce) chosen per row by mean validation accuracy "
         "at the same epoch, among the settings with the most seeds; test accuracy is only reported. "
         "Teacher acc: test accuracy of the resolved teacher checkpoint(s) or ensemble. "
-        "Δ vs none: difference to the student trained without a teacher. "
+        f"Δ vs {ref} / Δ vs none: mean paired difference in percentage points over runs matched by "
+        "(student seed, teacher trajectory) (by student seed against none), with a 95% Student-t interval; "
+        "W/T/L: wins/ties/losses of the pairs; p: two-sided paired permutation test (exact over all 2^n sign "
+        f"flips up to n = 16), Holm-corrected across the rows of this table; verdict at alpha {alpha:g} on the "
+        f"corrected p: better / worse / no detectable difference. '-' marks the reference row. {power_note(board)} "
         f"Seeds per row: {', '.join(map(str, seeds)) or '-'}."
     )
+    if any(b.get("unstable") for b in board):
+        note += " [unstable]: the scorer's pick for at least one trajectory is the argmax in fewer than half of the resamples."
     if skipped:
         note += f" {skipped} result row(s) without the reported metrics were left out."
     return note
 
 
-def _cells(board: list[dict]) -> tuple[list[str], list[list[str]]]:
-    return [h for h, _ in COLUMNS], [[str(f(b)) for _, f in COLUMNS] for b in board]
-
-
-def _wrap(text: str, width: int = 100) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
+def cells(board: list[dict]) -> tuple[list[str], list[list[str]]]:
+    cols = columns(board)
+    return [h for h, _ in cols], [[str(f(b)) for _, f in cols] for b in board]
 
 
 def render_text(board: list[dict]) -> str:
-    headers, rows = _cells(board)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    numeric = NUMERIC_COLUMNS
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if h in numeric else c.ljust(w) for c, w, h in zip(cells, widths, headers)).rstrip()
-
-    out = [line(headers), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in rows]
-    return "\n".join(out) + "\n\n" + _wrap(policy_note(board)) + "\n"
+    headers, rows = cells(board)
+    return text_table(headers, rows, is_numeric_header) + "\n\n" + wrap(policy_note(board)) + "\n"
 
 
 def render_markdown(board: list[dict]) -> str:
-    headers, rows = _cells(board)
-    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-    out = ["# Leaderboard", "", f"_Selection policy:_ {policy_note(board)}", ""]
-    out.append("| " + " | ".join(esc(h) for h in headers) + " |")
-    out.append("|" + "|".join("---:" if h in NUMERIC_COLUMNS else "---" for h in headers) + "|")
-    out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(out) + "\n"
+    headers, rows = cells(board)
+    return "\n".join(["# Leaderboard", "", f"_Selection policy:_ {policy_note(board)}", "",
+                      markdown_table(headers, rows, is_numeric_header)]) + "\n"
 
 
 def render_csv(board: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([h for h, _ in CSV_COLUMNS])
+    cols = csv_columns(board)
+    w.writerow([h for h, _ in cols])
     for b in board:
-        w.writerow([f(b) for _, f in CSV_COLUMNS])
+        w.writerow([f(b) for _, f in cols])
     return buf.getvalue()
 
 
+def leaderboard_section(board: list[dict]) -> list[str]:
+    """The leaderboard and its policy note as HTML (for ``harness.report.html``)."""
+    headers, rows = cells(board)
+    classes = ["reference" if (b.get("vs_ref") or {}).get("self") else "" for b in board]
+    return ["<h2>Leaderboard</h2>", f'<p class="note">{html.escape(policy_note(board))}</p>',
+            html_table("leaderboard", headers, rows, is_numeric_header, classes)]
+
+
 def render_html(board: list[dict]) -> str:
-    headers, rows = _cells(board)
-    e = html.escape
-    out = [
-        "<!DOCTYPE html>",
-        '<html><head><meta charset="utf-8"><title>Leaderboard</title></head><body>',
-        "<table>",
-        "<caption>Leaderboard</caption>",
-        "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr></thead>",
-        "<tbody>",
-    ]
-    out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
-    out += ["</tbody>", "</table>", f"<p>{e(policy_note(board))}</p>", "</body></html>"]
-    return "\n".join(out) + "\n"
+    """A self-contained page with the leaderboard alone (``harness.report.html`` adds the claims,
+    selector tables and plots for ``leaderboard.html``)."""
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return page("Leaderboard", f"Leaderboard ({date})", f"generated {date} · ckd-harness", leaderboard_section(board))
 
 
 _RENDERERS = {"text": render_text, "markdown": render_markdown, "csv": render_csv, "html": render_html}
@@ -371,14 +483,38 @@ def leaderboard_paths(root: Path) -> dict[str, Path]:
     return {"markdown": root / "leaderboard.md", "csv": root / "leaderboard.csv", "html": root / "leaderboard.html"}
 
 
+def mark_unstable(board: list[dict], scores: dict[str, dict]) -> None:
+    """``unstable`` on ``selected:<selector>`` entries: True when the scorer flagged the pick of
+    any of the entry's trajectories, False when it was checked and none was, None (shown as
+    nothing) when the scores carry no such flag."""
+    for b in board:
+        kind, _, selector = b["teacher_choice"].partition(":")
+        if kind != "selected":
+            continue
+        flags = [((scores.get(t) or {}).get("selected") or {}).get(selector, {}).get("unstable") for t in b.get("trajectories", [])]
+        flags = [f for f in flags if f is not None]
+        b["unstable"] = any(flags) if flags else None
+
+
+def board_for(cfg: ExperimentConfig, rows: list[dict], scores: dict[str, dict] | None = None, reported: str = "final") -> list[dict]:
+    """The leaderboard of ``rows`` with the config's reference and alpha, unstable picks marked."""
+    from omegaconf import OmegaConf
+
+    reference = str(OmegaConf.select(cfg, "report.reference", default="full"))  # a bare {storage, name} config works too
+    board = build_leaderboard(rows, reported=reported, reference=reference, alpha=float(OmegaConf.select(cfg, "report.alpha", default=0.05)))
+    mark_unstable(board, scores or {})
+    return board
+
+
 def write_leaderboard(cfg: ExperimentConfig, reported: str = "final") -> str:
-    """Read the experiment's results, write ``leaderboard.{md,csv,html}`` (atomically) next to
-    them and return the text table. With no results, nothing is written and the returned text
-    says how to produce them."""
+    """Read the experiment's results, write ``leaderboard.{md,csv}`` (atomically) next to them
+    and a leaderboard-only ``leaderboard.html`` (``harness.report.report.write_report`` writes
+    the full HTML report), and return the text table. With no results nothing is written and the
+    returned text says how to produce them."""
     from harness.store import CheckpointStore, atomic_write_bytes
 
     store = CheckpointStore(cfg.storage, cfg.name)
-    board = build_leaderboard(store.read_results(), reported=reported)
+    board = board_for(cfg, store.read_results(), read_all_scores(store), reported)
     text = render(board, "text", where=str(store.results_jsonl))
     if not board:
         logger.info("[report] no results in %s; leaderboard not written", store.results_jsonl)

@@ -11,6 +11,11 @@ which keys the selection rules use:
 
 ``plane_x_key`` / ``plane_y_key`` name the values in nats that the information plane plots
 (they default to ``x_key`` / ``y_key``).
+
+``Estimator.estimate`` adds error bars: one ``Estimate`` per checkpoint, its values plus ``[S, F]``
+replicate values per key (``replicates.py``). The default is the delete-a-group jackknife over
+the scoring sample's folds (``ScoringData.folds``), calling ``score`` on all rows but one fold at a
+time; estimators that train something (``recon``) override it with seeds x folds.
 """
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ class ScoringData:
 
     ``x``: ``[N, *input_shape]`` model inputs (as the models see them, i.e. normalized);
     ``y``: ``[N]`` int64 labels; both drawn from the *validation* split.
+    ``folds``: ``[N]`` fold id (0..F-1) of every row, the replicates of every estimate (None: no
+    error bars). ``train_x``: ``[M, *input_shape]`` rows of the *training* split, on which
+    estimators that train something (the ``recon`` decoders) fit and stop early; None if unused.
     ``info``: JSON-friendly provenance (dataset, split, sizes, seed) written into the scores file.
     """
 
@@ -40,14 +48,31 @@ class ScoringData:
     y: Tensor
     num_classes: int
     info: dict[str, Any] = field(default_factory=dict)
+    folds: Tensor | None = None
+    train_x: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"x has {self.x.shape[0]} rows but y has {self.y.shape[0]}")
         self.y = self.y.long()
+        if self.folds is not None:
+            self.folds = self.folds.long()
+            if self.folds.shape[0] != self.y.shape[0]:
+                raise ValueError(f"folds has {self.folds.shape[0]} rows but y has {self.y.shape[0]}")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def num_folds(self) -> int:
+        """F, the number of folds (0 without folds)."""
+        return 0 if self.folds is None else int(self.folds.max()) + 1
+
+    def without_fold(self, f: int) -> tuple["ScoringData", Tensor]:
+        """The sample without fold ``f`` (no folds, no training rows) and the kept row indices."""
+        assert self.folds is not None
+        keep = (self.folds != f).nonzero().flatten()
+        return ScoringData(self.x[keep], self.y[keep], self.num_classes, self.info), keep
 
 
 @dataclass
@@ -57,6 +82,19 @@ class CheckpointFeatures:
     epoch: int
     logits: Tensor  # [N, num_classes]
     penultimate: Tensor  # [N, D]
+
+    def rows(self, index: Tensor) -> "CheckpointFeatures":
+        """The same checkpoint's outputs on the rows ``index`` only."""
+        return CheckpointFeatures(self.epoch, self.logits[index], self.penultimate[index])
+
+
+@dataclass
+class Estimate:
+    """One checkpoint's result: ``values`` (reported), ``replicates`` ``{key: [S][F]}`` (module doc
+    of ``replicates.py``) for the keys that carry an error bar."""
+
+    values: dict[str, float]
+    replicates: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
 class ConvSource(Protocol):
@@ -77,11 +115,14 @@ class Estimator:
 
     name: ClassVar[str] = "unnamed"
     needs_conv: ClassVar[bool] = False
+    needs_train_rows: ClassVar[bool] = False  # trains on ``ScoringData.train_x`` (conv rows: train, then sample)
     x_key: ClassVar[str | None] = None
     y_key: ClassVar[str | None] = None
     plane_x_key: ClassVar[str | None] = None
     plane_y_key: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    # keys that are settings or diagnostics, not estimates: they get no replicates or error bar
+    fixed_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def from_config(cls, sc: Any) -> "Estimator":
@@ -101,6 +142,30 @@ class Estimator:
     ) -> list[dict[str, float]]:
         """One result dict per checkpoint, in the order of ``features``."""
         raise NotImplementedError
+
+    def estimate(
+        self,
+        features: Sequence[CheckpointFeatures],
+        data: ScoringData,
+        conv: ConvSource | None = None,
+        device: torch.device | str = "cpu",
+    ) -> list[Estimate]:
+        """``score`` on the whole sample, plus jackknife replicates over ``data``'s folds."""
+        from .replicates import jackknife_replicates
+
+        full = self.score(features, data, conv, device)
+        if data.folds is None or data.num_folds < 2:
+            return [Estimate(values) for values in full]
+        leave_out = []
+        for f in range(data.num_folds):
+            part, keep = data.without_fold(f)
+            leave_out.append(self.score([c.rows(keep) for c in features], part, None, device))
+        out = []
+        for k, values in enumerate(full):
+            keys = [key for key in values if key not in self.fixed_keys]
+            reps = jackknife_replicates(values, [lo[k] for lo in leave_out], keys)
+            out.append(Estimate(values, {key: [r] for key, r in reps.items()}))  # one seed: S = 1
+        return out
 
     @classmethod
     def plane_keys(cls) -> tuple[str | None, str | None]:

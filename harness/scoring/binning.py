@@ -60,6 +60,7 @@ class BinningEstimator(Estimator):
     x_key = "i_x"
     y_key = "i_y"
     description = "equal-width binning of z-scored penultimate features, plug-in entropies"
+    fixed_keys = frozenset({"bins"})
 
     def __init__(self, bins: int = 30) -> None:
         if bins < 2:

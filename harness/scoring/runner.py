@@ -3,33 +3,42 @@
 Per trajectory (``score_trajectory``):
 
 1. the scoring sample: ``scoring.num_samples`` rows of the *validation* split (all of it if it is
-   smaller), drawn with ``scoring.seed``, the same for every checkpoint (``build_scoring_data``);
-2. one **shared pass**: all checkpoints still to score are loaded at once, and each batch of the
-   sample is moved to the device once and fed to every checkpoint, collecting logits, penultimate
-   features and (when ``recon`` runs and they fit in ``scoring.feature_cache_mb``) the last conv
-   stage; otherwise the conv stage is recomputed batch by batch, still one batch for all;
-3. each estimator scores all those checkpoints at once (``recon`` trains their decoders side by
-   side, see ``recon.py``);
-4. normalization and selection (``selection.py``) over *all* checkpoints, and an atomic write of
-   ``<storage>/<experiment>/scores/<trajectory>.json``.
+   smaller), drawn with ``scoring.seed``, the same for every checkpoint, cut into
+   ``scoring.folds`` random folds (the replicates behind every error bar); when ``recon`` runs,
+   also a pool of ``scoring.recon.train_samples x seeds`` rows of the (unaugmented) *training*
+   split, from which each decoder seed draws the rows it fits and stops on (``build_scoring_data``);
+2. one **shared pass**: all checkpoints still to score are loaded at once, and each batch is moved
+   to the device once and fed to every checkpoint, collecting logits, penultimate features and
+   (when ``recon`` runs and they fit in ``scoring.feature_cache_mb``) the last conv stage of the
+   training rows and the sample; otherwise the conv stage is recomputed batch by batch;
+3. each estimator estimates all those checkpoints at once, with replicates (``Estimator.estimate``:
+   jackknife over the folds; ``recon``: decoder seeds x folds, see ``recon.py``);
+4. normalization, selection and its stability (``selection.py``, ``replicates.py``) over *all*
+   checkpoints, and an atomic write of ``<storage>/<experiment>/scores/<trajectory>.json``.
 
 Re-running reuses every (checkpoint, estimator) result whose checkpoint sha256 and settings hash
-(estimator hyperparameters + scoring sample: data set, split, size, seed) are unchanged.
-``scores_fresh(cfg, name)`` answers, without loading any model, whether a trajectory's scores
-file already matches the config (so a scheduler need not start scoring it at all).
+(estimator hyperparameters + scoring sample: data set, split, size, seed, folds; the training
+rows too for ``recon``) are unchanged. ``scores_fresh(cfg, name)`` answers, without loading any
+model, whether a trajectory's scores file already matches the config.
 
-Scores file (``schema_version`` 1)::
+Scores file (``schema_version`` 2)::
 
     trajectory, arch, dataset, seed, epochs          from the manifest
-    data          {dataset, split: "val", val_size, num_samples, seed, ...}   the scoring sample
+    data          {dataset, split: "val", val_size, num_samples, seed, folds,
+                   train_split, train_size, train_rows, ...}        the scoring sample
     estimators    {name: {params, hash, x_key, y_key, plane_x_key, plane_y_key, description}}
     selectors     {name: {x: "est.key", y: "est.key", estimators, description}}   computed ones
     normalization "minmax";  weights {x, y}
+    replicates    {folds, bootstrap, degenerate_fallback, seeds: {estimator: S}}
     checkpoints   [{epoch, sha256, val_acc,
-                    raw: {estimator: {key: value}},          e.g. recon: {loss, neg_loss, mse, i_x, ...}
+                    raw: {estimator: {key: value, key_se: standard error}},
+                         e.g. recon: {loss, loss_se, neg_loss, mse, i_x, i_x_se, best_epoch,
+                                      epochs_trained, epochs_trained_max, converged, seeds}
+                    replicates: {estimator: {key: [[S x F replicate values]]}},
                     hashes: {estimator: settings hash},
-                    normalized: {selector: {x, y, score}}}]    (x / y only where the selector has them)
-    selected      {selector: {epoch, score, degenerate}}        T* per selector
+                    normalized: {selector: {x, y, score, x_se, y_se, score_se}}}]
+    selected      {selector: {epoch, score, degenerate, fallback, confidence, unstable}}   T*
+    selection_confidence {selector: {"epoch": P(that checkpoint is T*)}}
     selected_ensemble {selector, min_gap_fraction, min_gap_epochs,
                        by_k: {"K": {epochs: [...], gap_epochs, score_sum}}}
     timings       {total_s, load_s, features_s, estimators_s: {name: s}, per_checkpoint_s,
@@ -40,6 +49,7 @@ Scores file (``schema_version`` 1)::
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -54,6 +64,7 @@ from harness.store import CheckpointStore, Trajectory, atomic_write_json
 
 from .base import (
     CheckpointFeatures,
+    Estimate,
     Estimator,
     ScoringData,
     ScoringError,
@@ -66,47 +77,84 @@ from .selection import (
     ScoresError,
     available_selectors,
     is_degenerate,
+    is_unstable,
     read_scores,
     scores_path,
     select_ensemble,
     select_single,
+    selection_stability,
     selector_scores,
 )
+
+from .replicates import standard_error
 
 logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- data
 
 
-def build_scoring_data(cfg: ExperimentConfig) -> ScoringData:
-    """The fixed scoring sample of the experiment's validation split (never the test split)."""
+def _rows_of(split: Any, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Inputs and labels of ``rows`` of a split (in-memory tensors or an indexable dataset)."""
+    if hasattr(split, "x") and hasattr(split, "y"):
+        return split.x[rows.to(split.x.device)].cpu(), split.y[rows.to(split.y.device)].cpu()
+    items = [split[int(i)] for i in rows]
+    return torch.stack([torch.as_tensor(a) for a, _ in items]).float(), torch.as_tensor([int(b) for _, b in items], dtype=torch.long)
+
+
+def _draw(n_total: int, n: int, salt: str, seed: int) -> Tensor:
+    """``n`` of ``n_total`` row indices drawn with (salt, seed), sorted."""
     from harness.data import derive_seed
+
+    gen = torch.Generator().manual_seed(derive_seed(salt, seed) % 2**63)
+    return torch.randperm(n_total, generator=gen)[:n].sort().values
+
+
+def assign_folds(n: int, folds: int, seed: int) -> Tensor:
+    """Fold id of each of ``n`` rows: a random balanced partition into ``folds`` (sizes differ by <= 1)."""
+    gen = torch.Generator().manual_seed(seed * 7919 + folds)
+    ids = torch.empty(n, dtype=torch.long)
+    ids[torch.randperm(n, generator=gen)] = torch.arange(n) % folds
+    return ids
+
+
+def _needs_train_rows(cfg: ExperimentConfig) -> bool:
+    from .base import ESTIMATORS
+
+    return any(ESTIMATORS.get(name).needs_train_rows for name in cfg.scoring.estimators)
+
+
+def build_scoring_data(cfg: ExperimentConfig) -> ScoringData:
+    """The fixed scoring sample of the validation split (never the test split), its folds, and,
+    when an estimator trains something (``recon``), rows of the training split (unaugmented)."""
     from harness.experiment import load_splits
 
+    sc = cfg.scoring
     splits = load_splits(cfg)
     val = splits.val
     n_val = len(val)
-    n = min(cfg.scoring.num_samples, n_val)
-    gen = torch.Generator().manual_seed(derive_seed("scoring-sample", cfg.scoring.seed) % 2**63)
-    rows = torch.randperm(n_val, generator=gen)[:n].sort().values
-    if hasattr(val, "x") and hasattr(val, "y"):
-        x, y = val.x[rows.to(val.x.device)].cpu(), val.y[rows.to(val.y.device)].cpu()
-    else:
-        items = [val[int(i)] for i in rows]
-        x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
-        y = torch.as_tensor([int(b) for _, b in items], dtype=torch.long)
+    n = min(sc.num_samples, n_val)
+    x, y = _rows_of(val, _draw(n_val, n, "scoring-sample", sc.seed))
+    train_x, n_train = None, len(splits.train_eval)
+    if _needs_train_rows(cfg):
+        m = min(sc.recon.train_samples * sc.recon.seeds, n_train)  # a pool: each decoder seed draws its own rows
+        train_x, _ = _rows_of(splits.train_eval, _draw(n_train, m, "scoring-train-sample", sc.seed))
     info = {
         "dataset": cfg.data.name,
         "split": "val",
         "val_size": n_val,
         "num_samples": n,
-        "seed": cfg.scoring.seed,
+        "seed": sc.seed,
+        "folds": int(sc.folds),
+        "train_split": "train" if train_x is not None else None,
+        "train_size": n_train,
+        "train_rows": 0 if train_x is None else len(train_x),
         "data_seed": cfg.data.seed,
         "val_fraction": cfg.data.val_fraction,
         "data_num_samples": cfg.data.num_samples,
         "data_options": to_dict(cfg.data.options) if hasattr(cfg.data, "options") else {},
     }
-    return ScoringData(x=x, y=y, num_classes=int(splits.num_classes), info=info)
+    folds = assign_folds(n, min(int(sc.folds), max(n // 2, 1)), sc.seed)
+    return ScoringData(x=x, y=y, num_classes=int(splits.num_classes), info=info, folds=folds, train_x=train_x)
 
 
 # ----------------------------------------------------------------------------- shared pass
@@ -125,6 +173,11 @@ class ModelConvSource:
         return torch.stack([m.forward_features(xb).conv for m in self.models])
 
 
+def conv_inputs(data: ScoringData) -> Tensor:
+    """The rows whose conv stages estimators see: the training rows (if any), then the sample."""
+    return data.x if data.train_x is None else torch.cat([data.train_x, data.x])
+
+
 @torch.no_grad()
 def extract_features(
     models: Sequence[nn.Module],
@@ -134,14 +187,20 @@ def extract_features(
     device: torch.device,
     keep_conv: bool,
 ) -> tuple[list[CheckpointFeatures], Tensor | None]:
-    """One pass over the scoring sample: every batch goes to the device once, then to every model.
+    """One pass over the scoring sample (and the training rows, for the conv cache): every batch
+    goes to the device once, then to every model.
 
-    Returns per-checkpoint logits/penultimate (CPU) and, with ``keep_conv``, the conv stages as
-    one ``[K, N, C, *spatial]`` tensor on ``device``.
+    Returns per-checkpoint logits/penultimate of the sample (CPU) and, with ``keep_conv``, the conv
+    stages of ``conv_inputs(data)`` as one ``[K, M + N, C, *spatial]`` tensor on ``device``.
     """
     logits: list[list[Tensor]] = [[] for _ in models]
     pen: list[list[Tensor]] = [[] for _ in models]
     conv: list[list[Tensor]] = [[] for _ in models]
+    if keep_conv and data.train_x is not None:
+        for start in range(0, len(data.train_x), batch_size):
+            xb = data.train_x[start : start + batch_size].to(device)
+            for k, model in enumerate(models):
+                conv[k].append(model.forward_features(xb).conv.float())
     for start in range(0, len(data), batch_size):
         xb = data.x[start : start + batch_size].to(device)
         for k, model in enumerate(models):
@@ -156,18 +215,24 @@ def extract_features(
 
 
 def _conv_bytes(model: nn.Module, data: ScoringData, device: torch.device) -> int | None:
-    """Bytes of one checkpoint's conv stage on the whole sample (None: the model has none)."""
+    """Bytes of one checkpoint's conv stage on all conv rows (None: the model has none)."""
     with torch.no_grad():
         conv = model.forward_features(data.x[:2].to(device)).conv
-    return None if conv is None else 4 * conv[0].numel() * len(data)
+    rows = len(data) + (0 if data.train_x is None else len(data.train_x))
+    return None if conv is None else 4 * conv[0].numel() * rows
 
 
 # ----------------------------------------------------------------------------- scoring
 
 
+TRAIN_INFO_KEYS = ("train_split", "train_size", "train_rows")
+
+
 def settings_hash(estimator: Estimator, data: ScoringData) -> str:
-    """Cache key of an estimator's results: its hyperparameters + the scoring sample's identity."""
-    return config_hash({"estimator": estimator.name, "params": estimator.params(), "data": data.info})
+    """Cache key of an estimator's results: its hyperparameters + the scoring sample's identity
+    (and the training rows' only for an estimator that trains on them)."""
+    info = data.info if estimator.needs_train_rows else {k: v for k, v in data.info.items() if k not in TRAIN_INFO_KEYS}
+    return config_hash({"estimator": estimator.name, "params": estimator.params(), "data": info})
 
 
 def _estimators(cfg: ExperimentConfig) -> dict[str, Estimator]:
@@ -205,6 +270,7 @@ class _Plan:
     data: ScoringData
     raw: dict[int, dict[str, dict[str, float]]]
     todo: dict[str, list[int]]
+    reps: dict[int, dict[str, dict[str, list[list[float]]]]]  # epoch -> estimator -> key -> [S][F]
 
     @property
     def need(self) -> list[int]:
@@ -224,6 +290,7 @@ def _plan(cfg: ExperimentConfig, store: CheckpointStore, trajectory: Trajectory 
     previous = _load_previous(store, traj.name)
 
     raw: dict[int, dict[str, dict[str, float]]] = {e: {} for e in epochs}
+    reps: dict[int, dict[str, dict[str, list[list[float]]]]] = {e: {} for e in epochs}
     todo: dict[str, list[int]] = {name: [] for name in estimators}
     for e in epochs:
         old = previous.get(e)
@@ -231,9 +298,10 @@ def _plan(cfg: ExperimentConfig, store: CheckpointStore, trajectory: Trajectory 
         for name in estimators:
             if same_ckpt and old.get("hashes", {}).get(name) == hashes[name] and name in old.get("raw", {}):
                 raw[e][name] = old["raw"][name]
+                reps[e][name] = old.get("replicates", {}).get(name, {})
             else:
                 todo[name].append(e)
-    return _Plan(traj, manifest, epochs, estimators, hashes, data, raw, todo)
+    return _Plan(traj, manifest, epochs, estimators, hashes, data, raw, todo, reps)
 
 
 def _keep_conv(plan: _Plan, group: list[int], models: list[nn.Module], cache_mb: float, device: torch.device) -> bool:
@@ -266,17 +334,33 @@ def _score_group(cfg: ExperimentConfig, plan: _Plan, group: list[int], device: t
         sub = [i for i, e in enumerate(group) if e in todo]
         if not sub:
             continue
-        source = None
-        if est.needs_conv:
-            source = (
-                TensorConvSource(conv_cache[sub]) if conv_cache is not None
-                else ModelConvSource([models[i] for i in sub], data.x, device)
-            )
+        source = _conv_source(est, data, conv_cache, [models[i] for i in sub], sub, device)
         t0 = time.perf_counter()
-        results = est.score([feats[i] for i in sub], data, source, device)
+        results = est.estimate([feats[i] for i in sub], data, source, device)
         timings["estimators_s"][name] += time.perf_counter() - t0
         for i, res in zip(sub, results):
-            plan.raw[group[i]][name] = {k: float(v) for k, v in res.items()}
+            plan.raw[group[i]][name] = _values_with_se(res)
+            plan.reps[group[i]][name] = {k: [[float(v) for v in row] for row in r] for k, r in res.replicates.items()}
+
+
+def _conv_source(est: Estimator, data: ScoringData, cache: Tensor | None, models: list[nn.Module], sub: list[int],
+                 device: torch.device) -> Any:
+    """The conv stages an estimator sees: rows ``conv_inputs(data)`` if it trains on the training
+    rows, else the sample's only; from the cache, or recomputed batch by batch."""
+    if not est.needs_conv:
+        return None
+    offset = 0 if est.needs_train_rows or data.train_x is None else len(data.train_x)
+    if cache is not None:
+        return TensorConvSource(cache[sub][:, offset:])
+    return ModelConvSource(models, conv_inputs(data)[offset:], device)
+
+
+def _values_with_se(est: Estimate) -> dict[str, float]:
+    """An estimate's values plus ``<key>_se`` for every key with replicates (``replicates.py``)."""
+    out = {k: float(v) for k, v in est.values.items()}
+    for key, reps in est.replicates.items():
+        out[f"{key}_se"] = standard_error(reps)
+    return out
 
 
 def _run(cfg: ExperimentConfig, plan: _Plan, shared: bool, device: torch.device) -> dict[str, Any]:
@@ -315,17 +399,59 @@ def _finish_timings(
     return timings
 
 
+def _fmt(value: float | None, se: float | None) -> str:
+    """``value±se`` with enough digits to show the error bar."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if se is None or not math.isfinite(se) or se <= 0:
+        return f"{value:.4g}"
+    digits = max(0, 1 - math.floor(math.log10(se)))
+    return f"{value:.{digits}f}±{se:.{digits}f}"
+
+
+def pick_text(selected: dict[str, dict]) -> str:
+    """``paper=e20 (p=0.62) kde=e30 (p=0.31, unstable) binning=degenerate``: picks with their confidence."""
+    parts = []
+    for s, v in selected.items():
+        if v.get("degenerate") and not v.get("fallback"):
+            parts.append(f"{s}=degenerate")
+            continue
+        flags = [f"p={v['confidence']:.2f}"] if v.get("confidence") is not None else []
+        flags += ["unstable"] if v.get("unstable") else []
+        flags += [f"via {v['fallback']}"] if v.get("fallback") else []
+        parts.append(f"{s}=e{v['epoch']} ({', '.join(flags)})" if flags else f"{s}=e{v['epoch']}")
+    return " ".join(parts) or "-"
+
+
+def _log_table(name: str, scores: dict) -> None:
+    """One line per checkpoint: every selection term with its error bar, and P(T*) per selector."""
+    terms = sorted({t for s in scores["selectors"].values() for t in (s["x"], s["y"]) if t})
+    conf = scores.get("selection_confidence", {})
+    for c in scores["checkpoints"]:
+        vals = []
+        for t in terms:
+            est, key = t.split(".", 1)
+            raw = c["raw"].get(est, {})
+            vals.append(f"{t} {_fmt(raw.get(key), raw.get(key + '_se'))}")
+        p = " ".join(f"{s} {conf[s][str(c['epoch'])]:.2f}" for s in conf)
+        logger.info(f"[score] {name} e{c['epoch']}: {'  '.join(vals)}  P(T*): {p}")
+
+
 def _log_selection(name: str, scores: dict, path: Path) -> None:
-    """Log the picks (and warn about degenerate ones) of a freshly written scores file."""
-    picks = " ".join(f"{s}=e{v['epoch']}" for s, v in scores["selected"].items())
+    """Log the error bars and picks (and warn about degenerate and unstable ones) of a fresh scores file."""
+    _log_table(name, scores)
     flat = [s for s, v in scores["selected"].items() if v["degenerate"]]
     if flat:
-        logger.warning(f"[score] {name}: the scores of {', '.join(flat)} are equal for every checkpoint "
-                       "(saturated estimator), so their pick is just the earliest epoch")
+        logger.warning(f"[score] {name}: the scores of {', '.join(flat)} are equal for every checkpoint (saturated "
+                       "estimator): selected:<it> fails unless scoring.degenerate_fallback is set")
+    shaky = [s for s, v in scores["selected"].items() if v.get("unstable") and not (v["degenerate"] and not v.get("fallback"))]
+    if shaky:
+        logger.warning(f"[score] {name}: unstable picks (below 0.5 of the resamples of the replicates): {', '.join(shaky)}")
     ens = scores["selected_ensemble"]
     ens_txt = " ".join(f"K={k}:{v['epochs']}" for k, v in ens["by_k"].items())
-    logger.info(f"[score] {name}: selected {picks or '-'}; ensembles ({ens['selector']}) {ens_txt or '-'}; "
-                f"{scores['timings']['total_s']:.1f}s -> {path}")
+    t = scores["timings"]
+    logger.info(f"[score] {name}: selected {pick_text(scores['selected'])}; ensembles ({ens['selector']}) {ens_txt or '-'}; "
+                f"{t['total_s']:.1f}s ({t['per_checkpoint_s']:.2f}s per checkpoint) -> {path}")
 
 
 def score_trajectory(
@@ -341,7 +467,8 @@ def score_trajectory(
     ``data``: a prebuilt scoring sample (``build_scoring_data(cfg)``) so that a long-lived scorer
     can hold it once for many trajectories. ``shared=False`` scores one checkpoint at a time (a
     separate data pass and decoder training per checkpoint; for the benchmark only).
-    Summary: ``{selected: {selector: epoch}, selected_ensemble: {K: [epochs]}, timings, path}``.
+    Summary: ``{selected: {selector: epoch}, picks: {selector: scores-file pick}, selected_ensemble:
+    {K: [epochs]}, timings, path}``.
     """
     from harness.training import resolve_device
 
@@ -355,13 +482,14 @@ def score_trajectory(
     )
     timings = _run(cfg, plan, shared, device)
 
-    scores = _assemble(cfg, name, plan.manifest, plan.epochs, plan.raw, plan.estimators, plan.hashes, plan.data)
+    scores = _assemble(cfg, name, plan)
     scores["timings"] = _finish_timings(timings, plan, began, shared, device)
     path = scores_path(store, name)
     atomic_write_json(path, scores)
     _log_selection(name, scores, path)
     return {
         "selected": {s: v["epoch"] for s, v in scores["selected"].items()},
+        "picks": scores["selected"],  # with confidence / unstable / degenerate, for log lines
         "selected_ensemble": {int(k): v["epochs"] for k, v in scores["selected_ensemble"]["by_k"].items()},
         "timings": timings,
         "path": str(path),
@@ -371,18 +499,21 @@ def score_trajectory(
 def _checkpoint_rows(
     manifest: dict,
     epochs: list[int],
-    raw: dict[int, dict[str, dict[str, float]]],
+    plan_raw: dict[int, dict[str, dict[str, float]]],
+    plan_reps: dict[int, dict[str, dict[str, list[list[float]]]]],
     hashes: dict[str, str],
     normalized: dict[str, dict[str, list[float]]],
 ) -> list[dict]:
-    """The scores file's ``checkpoints``: per epoch its identity, raw values and normalized scores."""
+    """The scores file's ``checkpoints``: per epoch its identity, raw values (with ``_se``),
+    replicates and normalized scores (with ``x_se`` / ``y_se`` / ``score_se``)."""
     entries = {c["epoch"]: c for c in manifest["checkpoints"]}
     return [
         {
             "epoch": e,
             "sha256": entries[e]["sha256"],
             "val_acc": entries[e].get("val_acc"),
-            "raw": raw[e],
+            "raw": plan_raw[e],
+            "replicates": plan_reps[e],
             "hashes": dict(hashes),
             "normalized": {s: {k: v[i] for k, v in normalized[s].items()} for s in normalized},
         }
@@ -390,12 +521,21 @@ def _checkpoint_rows(
     ]
 
 
-def _single_picks(epochs: list[int], normalized: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
-    """The scores file's ``selected``: T* per selector, its score, and whether all scores tie."""
+def _single_picks(sc, epochs: list[int], normalized: dict[str, dict[str, list[float]]], stability: dict[str, dict]) -> dict[str, dict]:
+    """The scores file's ``selected``: T* per selector, its score, whether all scores tie
+    (``degenerate``; then the ``scoring.degenerate_fallback`` selector's pick, if configured and
+    usable), its bootstrap ``confidence`` and whether that is below 0.5 (``unstable``)."""
     selected = {}
     for s, norm in normalized.items():
         e = select_single(epochs, norm["score"])
-        selected[s] = {"epoch": e, "score": norm["score"][epochs.index(e)], "degenerate": is_degenerate(norm["score"])}
+        conf = stability[s]["confidence"][str(e)]
+        selected[s] = {"epoch": e, "score": norm["score"][epochs.index(e)], "degenerate": is_degenerate(norm["score"]),
+                       "fallback": None, "confidence": conf, "unstable": is_unstable(conf)}
+    fb = sc.degenerate_fallback
+    for s, pick in selected.items():
+        if pick["degenerate"] and fb in selected and not selected[fb]["degenerate"]:
+            pick.update(epoch=selected[fb]["epoch"], fallback=fb, confidence=selected[fb]["confidence"],
+                        unstable=selected[fb]["unstable"], score=normalized[s]["score"][epochs.index(selected[fb]["epoch"])])
     return selected
 
 
@@ -432,41 +572,34 @@ def _estimator_info(estimators: dict[str, Estimator], hashes: dict[str, str]) ->
     }
 
 
-def _assemble(
-    cfg,
-    name: str,
-    manifest: dict,
-    epochs: list[int],
-    raw: dict[int, dict[str, dict[str, float]]],
-    estimators: dict[str, Estimator],
-    hashes: dict[str, str],
-    data: ScoringData,
-) -> dict:
-    """Normalize, select and lay out the scores file (see module doc)."""
-    sc = cfg.scoring
-    rows = [raw[e] for e in epochs]
-    selectors = available_selectors(estimators)
-    normalized = {
-        s: selector_scores(rows, SELECTORS[s], sc.normalization, sc.x_weight, sc.y_weight) for s in selectors
-    }
+def _assemble(cfg, name: str, plan: _Plan) -> dict:
+    """Normalize, resample, select and lay out the scores file (see module doc)."""
+    sc, epochs = cfg.scoring, plan.epochs
+    rows = [plan.raw[e] for e in epochs]
+    selectors = available_selectors(plan.estimators)
+    normalized = {s: selector_scores(rows, SELECTORS[s], sc.normalization, sc.x_weight, sc.y_weight) for s in selectors}
+    stability = selection_stability(epochs, rows, [plan.reps[e] for e in epochs], selectors, sc.normalization,
+                                    sc.x_weight, sc.y_weight, sc.bootstrap, sc.seed)
+    for s in selectors:
+        normalized[s].update({k: v for k, v in stability[s].items() if k.endswith("_se")})
     ens_selector = sc.ensemble_selector if sc.ensemble_selector in selectors else (selectors[0] if selectors else None)
-    total_epochs = int(manifest.get("epochs") or max(epochs))
+    total_epochs = int(plan.manifest.get("epochs") or max(epochs))
     min_gap = sc.min_gap_fraction * total_epochs
     values = normalized[ens_selector]["score"] if ens_selector is not None else None
+    m = plan.manifest
     return {
         "schema_version": SCORES_SCHEMA_VERSION,
-        "trajectory": name,
-        "arch": manifest.get("arch"),
-        "dataset": manifest.get("dataset"),
-        "seed": manifest.get("seed"),
-        "epochs": total_epochs,
-        "data": data.info,
-        "estimators": _estimator_info(estimators, hashes),
+        "trajectory": name, "arch": m.get("arch"), "dataset": m.get("dataset"), "seed": m.get("seed"), "epochs": total_epochs,
+        "data": plan.data.info,
+        "estimators": _estimator_info(plan.estimators, plan.hashes),
         "selectors": {s: SELECTORS[s].to_json() for s in selectors},
         "normalization": sc.normalization,
         "weights": {"x": sc.x_weight, "y": sc.y_weight},
-        "checkpoints": _checkpoint_rows(manifest, epochs, raw, hashes, normalized),
-        "selected": _single_picks(epochs, normalized),
+        "replicates": {"folds": plan.data.num_folds, "bootstrap": int(sc.bootstrap), "degenerate_fallback": sc.degenerate_fallback,
+                       "seeds": {n: _seeds_of(plan, n) for n in plan.estimators}},
+        "checkpoints": _checkpoint_rows(m, epochs, plan.raw, plan.reps, plan.hashes, normalized),
+        "selected": _single_picks(sc, epochs, normalized, stability),
+        "selection_confidence": {s: stability[s]["confidence"] for s in selectors},
         "selected_ensemble": {
             "selector": ens_selector,
             "min_gap_fraction": sc.min_gap_fraction,
@@ -475,6 +608,14 @@ def _assemble(
         },
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _seeds_of(plan: _Plan, name: str) -> int:
+    """How many seeds (rows of the replicate arrays) an estimator's results have (1 if none)."""
+    for e in plan.epochs:
+        for reps in plan.reps[e].get(name, {}).values():
+            return len(reps)
+    return 1
 
 
 def run_scoring(cfg: ExperimentConfig) -> dict:
@@ -559,6 +700,9 @@ def _expected_settings(cfg: ExperimentConfig, scores: dict) -> dict[str, tuple[A
         "val_fraction": (info.get("val_fraction"), cfg.data.val_fraction),
         "data_num_samples": (info.get("data_num_samples"), cfg.data.num_samples),
         "num_samples": (info.get("num_samples"), min(sc.num_samples, int(info.get("val_size", -1)))),
+        "folds": (info.get("folds"), sc.folds),
+        "bootstrap": (scores.get("replicates", {}).get("bootstrap"), sc.bootstrap),
+        "degenerate_fallback": (scores.get("replicates", {}).get("degenerate_fallback", "missing"), sc.degenerate_fallback),
         "normalization": (scores.get("normalization"), sc.normalization),
         "weights": ((weights.get("x"), weights.get("y")), (sc.x_weight, sc.y_weight)),
         "min_gap_fraction": (ens.get("min_gap_fraction"), sc.min_gap_fraction),
@@ -586,7 +730,9 @@ def information_plane(store: CheckpointStore, trajectory_name: str | None = None
     name, i.e. the estimator pair), ``x_estimator, y_estimator``, ``i_x, i_y`` (nats: the
     estimators' ``plane_*_key`` values, e.g. recon's Gaussian-decoder bound and accuracy's Fano
     bound; None for a selector without that term), ``x_value, y_value`` (the raw selection
-    terms, e.g. -BCE and accuracy), ``x_norm, y_norm, score`` and ``val_acc``.
+    terms, e.g. -BCE and accuracy), ``x_norm, y_norm, score`` and ``val_acc``; and the standard
+    errors ``i_x_se, i_y_se, x_se, y_se`` (of the raw values) and ``score_se`` (bootstrap, of the
+    normalized score), None where unknown. Plots should draw them as error bars.
     """
     if trajectory_name is not None:
         names = [trajectory_name]
@@ -596,26 +742,35 @@ def information_plane(store: CheckpointStore, trajectory_name: str | None = None
     for name in names:
         scores = read_scores(store, name)
         for sel_name in scores["selectors"]:
-            sel = SELECTORS[sel_name]
             for c in scores["checkpoints"]:
-                row: dict[str, Any] = {"trajectory": name, "epoch": c["epoch"], "estimator": sel_name}
-                norm = c["normalized"][sel_name]
-                for axis, term in (("x", sel.x), ("y", sel.y)):
-                    if term is None:
-                        row.update({f"{axis}_estimator": None, f"i_{axis}": None, f"{axis}_value": None, f"{axis}_norm": None})
-                        continue
-                    est, key = term
-                    plane_key = scores["estimators"][est][f"plane_{axis}_key"]
-                    values = c["raw"][est]
-                    row.update(
-                        {
-                            f"{axis}_estimator": est,
-                            f"i_{axis}": values.get(plane_key),
-                            f"{axis}_value": values.get(key),
-                            f"{axis}_norm": norm.get(axis),
-                        }
-                    )
-                row["score"] = norm["score"]
-                row["val_acc"] = c.get("val_acc")
-                rows.append(row)
+                rows.append(_plane_row(scores, name, sel_name, c))
     return rows
+
+
+def _plane_row(scores: dict, name: str, sel_name: str, c: dict) -> dict[str, Any]:
+    """One information-plane row (see ``information_plane``)."""
+    sel = SELECTORS[sel_name]
+    norm = c["normalized"][sel_name]
+    row: dict[str, Any] = {"trajectory": name, "epoch": c["epoch"], "estimator": sel_name}
+    for axis, term in (("x", sel.x), ("y", sel.y)):
+        if term is None:
+            row.update({f"{axis}_estimator": None, f"i_{axis}": None, f"{axis}_value": None, f"{axis}_norm": None,
+                        f"i_{axis}_se": None, f"{axis}_se": None})
+            continue
+        est, key = term
+        plane_key = scores["estimators"][est][f"plane_{axis}_key"]
+        values = c["raw"][est]
+        row.update(
+            {
+                f"{axis}_estimator": est,
+                f"i_{axis}": values.get(plane_key),
+                f"{axis}_value": values.get(key),
+                f"{axis}_norm": norm.get(axis),
+                f"i_{axis}_se": values.get(f"{plane_key}_se"),
+                f"{axis}_se": values.get(f"{key}_se"),
+            }
+        )
+    row["score"] = norm["score"]
+    row["score_se"] = norm.get("score_se")
+    row["val_acc"] = c.get("val_acc")
+    return row

@@ -12,13 +12,21 @@ A selector is computed only when all its estimators are in ``scoring.estimators`
 |------------|--------------------|---------------------|---------------------------------------------|
 | paper      | recon.neg_loss     | accuracy.accuracy   | the paper's Algorithm 1                     |
 | ce         | recon.neg_loss     | ce_bound.i_y        | Algorithm 1 with I(Y;F) >= H(Y) - CE        |
-| kde        | kde.i_x            | kde.i_y             | KDE (Kolchinsky-Tracey) estimates of both   |
+| kde        | kde.i_x            | kde.i_y_corrected   | KDE (Kolchinsky-Tracey) estimates of both; I(Y;F) minus its shuffled-label floor |
 | binning    | binning.i_x        | binning.i_y         | binned estimates of both                    |
 | accuracy   | -                  | accuracy.accuracy   | baseline: best validation accuracy          |
 
 **Single pick (Algorithm 1)**: T* = argmax_e score(e). Ties (scores equal to 9 decimals) go to
 the earlier epoch. A selector whose score is the same for every checkpoint (a saturated
-estimator, e.g. ``binning`` on a wide layer) is flagged ``degenerate`` in the scores file.
+estimator, e.g. ``binning`` on a wide layer) is flagged ``degenerate`` in the scores file, and
+``selected:<it>`` then fails with a message saying so, unless ``scoring.degenerate_fallback``
+names a selector whose pick it takes instead (recorded as ``fallback``).
+
+**Stability**: ``selection_stability`` resamples the replicates behind every term (paired
+bootstrap, ``replicates.py``) and stores per selector the probability that each checkpoint is
+T* (``selection_confidence``); the pick's own probability is ``selected[s]["confidence"]`` and a
+pick below 0.5 is flagged ``unstable`` (it still resolves; the leaderboard and ``ckd score`` say
+so). The bootstrap's spread of the normalized terms and score gives their error bars.
 
 **Ensemble pick (our extension)**, K members from one trajectory, greedy: walk the checkpoints
 in order of decreasing score (ties: earlier epoch first) and take each one that lies at least
@@ -40,11 +48,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from harness.store import StoreError
 
 from .normalization import normalize
+from .replicates import UNSTABLE_BELOW, argmax_earliest, fold_weights, normalize_rows, resampled_term, summarize_draws
 
-SCORES_SCHEMA_VERSION = 1
+SCORES_SCHEMA_VERSION = 2  # 2: error bars, replicates, selection_confidence, recon on training rows
 TIE_DECIMALS = 9
 
 
@@ -76,7 +87,7 @@ SELECTORS: dict[str, Selector] = {
     for s in (
         Selector("paper", ("recon", "neg_loss"), ("accuracy", "accuracy"), "paper Algorithm 1: -recon BCE + validation accuracy"),
         Selector("ce", ("recon", "neg_loss"), ("ce_bound", "i_y"), "-recon BCE + (H(Y) - CE)"),
-        Selector("kde", ("kde", "i_x"), ("kde", "i_y"), "KDE I(X;T) + KDE I(T;Y)"),
+        Selector("kde", ("kde", "i_x"), ("kde", "i_y_corrected"), "KDE I(X;T) + KDE I(T;Y) minus its shuffled-label floor"),
         Selector("binning", ("binning", "i_x"), ("binning", "i_y"), "binned I(X;T) + binned I(T;Y)"),
         Selector("accuracy", None, ("accuracy", "accuracy"), "baseline: best validation accuracy"),
     )
@@ -140,6 +151,82 @@ def select_single(epochs: Sequence[int], scores: Sequence[float]) -> int:
     if not epochs:
         raise ValueError("no checkpoints to select from")
     return min(zip(scores, epochs), key=lambda se: _tie_key(se[0], se[1]))[1]
+
+
+def _term_arrays(
+    raw: Sequence[dict[str, dict[str, float]]], reps: Sequence[dict[str, dict[str, Any]]], est: str, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A term's reported values ``[K]`` and replicates ``[K, S, F]`` (zeros where a checkpoint has
+    none, e.g. a reused result without replicates: it then adds no noise)."""
+    point = np.array([r.get(est, {}).get(key, math.nan) for r in raw], dtype=np.float64)
+    cells = [rep.get(est, {}).get(key) for rep in reps]
+    shape = next((np.shape(c) for c in cells if c is not None and np.ndim(c) == 2), (1, 1))
+    arr = np.stack([np.asarray(c, dtype=np.float64) if c is not None and np.shape(c) == shape else np.zeros(shape) for c in cells])
+    return point, np.nan_to_num(arr)
+
+
+def _term_draws(
+    raw: Sequence[dict[str, dict[str, float]]],
+    reps: Sequence[dict[str, dict[str, Any]]],
+    terms: set[tuple[str, str]],
+    draws: int,
+    rng: np.random.Generator,
+) -> dict[tuple[str, str], np.ndarray]:
+    """``[B, K]`` bootstrap values of every term: one fold draw shared by all terms (the same
+    validation rows), one seed draw per (estimator, number of seeds)."""
+    arrays = {t: _term_arrays(raw, reps, *t) for t in sorted(terms)}
+    n_folds = max((a.shape[2] for _, a in arrays.values()), default=1)
+    folds = fold_weights(rng, draws, n_folds)
+    seed_draws: dict[tuple[str, int], np.ndarray] = {}
+    out = {}
+    for (est, key), (point, arr) in arrays.items():
+        if arr.shape[2] != n_folds:  # no fold replicates: spread its seed means over the folds
+            arr = np.repeat(arr.mean(axis=2, keepdims=True), n_folds, axis=2)
+        s = arr.shape[1]
+        if (est, s) not in seed_draws:
+            seed_draws[(est, s)] = fold_weights(rng, draws, s)
+        out[(est, key)] = resampled_term(point, arr, seed_draws[(est, s)], folds)
+    return out
+
+
+def selection_stability(
+    epochs: Sequence[int],
+    raw: Sequence[dict[str, dict[str, float]]],
+    reps: Sequence[dict[str, dict[str, Any]]],
+    selectors: Sequence[str],
+    normalization: str = "minmax",
+    x_weight: float = 1.0,
+    y_weight: float = 1.0,
+    draws: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Per selector: ``confidence`` {epoch: P(T* = epoch)} and the bootstrap standard deviations
+    ``x_se`` / ``y_se`` / ``score_se`` (one per checkpoint) of its normalized terms and score."""
+    terms = {t for s in selectors for _, t in SELECTORS[s].terms()}
+    values = _term_draws(raw, reps, terms, draws, np.random.default_rng(seed))
+    weights = {"x": x_weight, "y": y_weight}
+    out = {}
+    for name in selectors:
+        sel_terms = SELECTORS[name].terms()
+        norm = {axis: normalize_rows(values[t], normalization) for axis, t in sel_terms}
+        if len(sel_terms) == 1:
+            score = norm[sel_terms[0][0]]
+        else:
+            score = sum(weights[a] * norm[a] for a, _ in sel_terms)
+        picks = argmax_earliest(score, TIE_DECIMALS)
+        out[name] = {"confidence": summarize_draws(picks, epochs), "score_se": _sd(score)}
+        out[name].update({f"{axis}_se": _sd(v) for axis, v in norm.items()})
+    return out
+
+
+def _sd(draws: np.ndarray) -> list[float]:
+    """Per checkpoint (column) the standard deviation over draws (rows)."""
+    return [float(v) for v in np.nanstd(draws, axis=0, ddof=1)]
+
+
+def is_unstable(confidence: float) -> bool:
+    """A pick that wins fewer than half of the resamples is not a selection."""
+    return confidence < UNSTABLE_BELOW
 
 
 def select_ensemble(epochs: Sequence[int], scores: Sequence[float], k: int, min_gap: float) -> tuple[list[int], float]:
@@ -215,10 +302,25 @@ def _require_selector(scores: dict, trajectory_name: str, selector: str) -> None
     )
 
 
+def _require_usable(scores: dict, trajectory_name: str, selector: str) -> None:
+    """A degenerate selector (same score for every checkpoint) cannot select, unless it has a fallback."""
+    pick = scores["selected"][selector]
+    if pick.get("degenerate") and not pick.get("fallback"):
+        raise ScoresError(
+            f"selector {selector!r} is degenerate for trajectory {trajectory_name}: its score is the same for "
+            "every checkpoint (a saturated estimator), so it cannot select a teacher; choose another selector, or "
+            "set scoring.degenerate_fallback=<selector> (e.g. accuracy) and run `ckd score CONFIG` first"
+        )
+
+
 def read_selected(store: Any, trajectory_name: str, selector: str) -> int:
-    """Epoch T* chosen by ``selector`` for the trajectory (teacher choice ``selected:<selector>``)."""
+    """Epoch T* chosen by ``selector`` for the trajectory (teacher choice ``selected:<selector>``).
+
+    A degenerate selector raises ``ScoresError`` unless a fallback was configured when scoring
+    (its pick is then the fallback selector's); an unstable pick resolves (it is only flagged)."""
     scores = read_scores(store, trajectory_name)
     _require_selector(scores, trajectory_name, selector)
+    _require_usable(scores, trajectory_name, selector)
     _check_fresh(store, trajectory_name, scores)
     return int(scores["selected"][selector]["epoch"])
 
@@ -235,6 +337,11 @@ def read_selected_ensemble(store: Any, trajectory_name: str, k: int, selector: s
     if selector is None:
         raise ScoresError(f"no selector was computed for trajectory {trajectory_name}; run `ckd score CONFIG` first")
     _require_selector(scores, trajectory_name, selector)
+    if scores["selected"][selector].get("degenerate"):
+        raise ScoresError(
+            f"selector {selector!r} is degenerate for trajectory {trajectory_name} (same score for every checkpoint), "
+            "so it cannot rank ensemble members; set scoring.ensemble_selector to another selector and run `ckd score CONFIG` first"
+        )
     _check_fresh(store, trajectory_name, scores)
     stored = ens["by_k"].get(str(k))
     if stored is not None and selector == ens["selector"]:

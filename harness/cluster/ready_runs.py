@@ -1,0 +1,132 @@
+"""Stage overlap: hand Tune each sweep run as soon as its teachers (and their scores) exist.
+
+Without it, ``ckd run`` waits for every trajectory before the first student starts, so a cluster
+idles at the stage barrier (100 trajectories on 64 GPUs leave 28 GPUs idle through the second
+wave). ``ReadyRuns`` is a Tune ``Searcher``: runs are grouped by what they need (the teacher
+trajectories their choice resolves to, and the scores file for ``selected*`` choices), and a
+group is released once the store shows it finished (and freshly scored). The teachers and the
+scorer run meanwhile in a driver thread (``harness/cluster/pipeline.py``). ``sweep.overlap=false``
+keeps the strict order: all teachers, then scoring, then the sweep.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from harness.config import ExperimentConfig
+from harness.experiment import open_store
+from harness.store import trajectory_name
+
+logger = logging.getLogger(__name__)
+RECHECK_S = 1.0  # how often the store is asked again about one unfinished trajectory
+
+
+class TeachersStatus:
+    """What the teachers thread tells the searcher: done (finished or failed) and which failed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.failed: set[str] = set()
+
+
+class Readiness:
+    """Is a grid run's teacher ready? Trajectories finished, and scored when the choice needs it."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg, self.store = cfg, open_store(cfg)
+        self.seeds = [int(s) for s in cfg.teacher.seeds]
+        self._yes: set[tuple[str, str]] = set()
+        self._asked: dict[tuple[str, str], float] = {}
+
+    def needs(self, run: dict) -> tuple[tuple[str, ...], bool]:
+        """(trajectories the run's teacher choice resolves into, whether it needs their scores)."""
+        kind, _, arg = str(run["teacher_choice"]).partition(":")
+        if kind == "none":
+            return (), False
+        seed, arch = int(run["teacher_seed"]), run["teacher_arch"]
+        seeds = [seed] + [s for s in self.seeds if s != seed]
+        chosen = seeds[: int(arg)] if kind == "full_ensemble" else [seed]
+        return tuple(trajectory_name(arch, self.cfg.data.name, s) for s in chosen), kind.startswith("selected")
+
+    def _check(self, what: str, name: str, fresh: bool = False) -> bool:
+        key = (what, name)
+        if key in self._yes:
+            return True
+        if not fresh and time.monotonic() - self._asked.get(key, -1e9) < RECHECK_S:
+            return False
+        self._asked[key] = time.monotonic()
+        if what == "finished":
+            ok = self.store.trajectory(name).is_finished()
+        else:
+            from harness.scoring import scores_fresh
+
+            ok = scores_fresh(self.cfg, name)
+        if ok:
+            self._yes.add(key)
+        return ok
+
+    def ready(self, needs: tuple[tuple[str, ...], bool], fresh: bool = False) -> bool:
+        """``fresh``: ask the store now, even if it was asked less than ``RECHECK_S`` ago."""
+        names, scored = needs
+        return (all(self._check("finished", n, fresh) for n in names)
+                and (not scored or all(self._check("scored", n, fresh) for n in names)))
+
+
+class ReadyRuns(Searcher):
+    """A Tune searcher over a fixed list of runs that releases each run once its teacher is ready."""
+
+    def __init__(self, cfg: ExperimentConfig, runs: list[dict], status: TeachersStatus | None = None,
+                 metric: str = "val_acc", mode: str = "max") -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.readiness, self.status = Readiness(cfg), status
+        self.pending: dict[tuple, list[dict]] = {}
+        for run in runs:
+            self.pending.setdefault(self.readiness.needs(run), []).append(run)
+
+    def __getstate__(self) -> dict:  # pickled into Tune's experiment state; the thread link stays here
+        return {**self.__dict__, "status": None}
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        for needs in list(self.pending):
+            if self.readiness.ready(needs):
+                return {"run": self._take(needs)}
+        if not self.pending:
+            return Searcher.FINISHED
+        if self.status is not None and self.status.done.is_set():
+            self._drop_unreachable()
+            return Searcher.FINISHED if not self.pending else None
+        return None
+
+    def _take(self, needs: tuple) -> dict:
+        runs = self.pending[needs]
+        run = runs.pop(0)
+        if not runs:
+            del self.pending[needs]
+        return run
+
+    def _drop_unreachable(self) -> None:
+        """The teachers are done: runs whose teachers failed (or never got scores) will not start."""
+        for needs in [n for n in self.pending if not self.readiness.ready(n, fresh=True)]:
+            runs = self.pending.pop(needs)
+            logger.warning(f"[sweep] {len(runs)} run(s) need {', '.join(needs[0])}"
+                           f"{' and their scores' if needs[1] else ''}, which did not finish; they are not started")
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            state: dict[str, Any] = pickle.load(f)
+        self.__dict__.update({k: v for k, v in state.items() if k != "status"})

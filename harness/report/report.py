@@ -1,0 +1,93 @@
+"""The report stage: leaderboard, claims, selector evaluation, plots and the HTML page, written
+next to the results (``<storage>/<name>/``):
+
+    leaderboard.{md,csv}   one row per (dataset, teacher, student, teacher choice), paired columns
+    claims.{md,csv}        the paper's three claims with verdicts (when the grid holds what they need)
+    selectors.{md,csv}     selector evaluation (when a trajectory has every checkpoint's students)
+    plots/*.png            forest plot, accuracy vs teacher epoch, information plane, ensembles
+    leaderboard.html       all of the above in one self-contained page
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.config import ExperimentConfig, config_hash
+from harness.report.claims import check_claims, render_claims
+from harness.report.leaderboard import board_for, render
+from harness.report.selectors import evaluate_selectors, read_all_scores, render_selectors
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    """Everything the report stage computed (also what W&B logs)."""
+
+    board: list[dict]
+    claims: list[dict] = field(default_factory=list)
+    selectors: dict = field(default_factory=lambda: {"groups": {}, "skipped": []})
+    plots: list[Path] = field(default_factory=list)
+    text: str = ""
+
+
+def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
+    """Compute the leaderboard, the claims and the selector evaluation (nothing written)."""
+    from harness.store import CheckpointStore
+
+    store = CheckpointStore(cfg.storage, cfg.name)
+    rows, scores = store.read_results(), read_all_scores(store)
+    board = board_for(cfg, rows, scores, reported)
+    rep = Report(board=board, text=render(board, "text", where=str(store.results_jsonl)))
+    if board:
+        rep.claims = check_claims(board, float(cfg.report.alpha))
+        rep.selectors = evaluate_selectors(rows, scores, reported)
+    return rep
+
+
+def _write(path: Path, text: str) -> None:
+    from harness.store import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = True) -> Report:
+    """Build the report and write its files (see the module doc); with no results nothing is
+    written and ``text`` says how to produce them."""
+    from harness.report.html import report_page
+    from harness.store import CheckpointStore
+
+    root = CheckpointStore(cfg.storage, cfg.name).root
+    rep = build_report(cfg, reported)
+    if not rep.board:
+        logger.info("[report] no student results yet; nothing written")
+        return rep
+    _write(root / "leaderboard.md", render(rep.board, "markdown"))
+    _write(root / "leaderboard.csv", render(rep.board, "csv"))
+    _write(root / "claims.md", render_claims(rep.claims, "markdown"))
+    _write(root / "claims.csv", render_claims(rep.claims, "csv"))
+    _write(root / "selectors.md", render_selectors(rep.selectors, "markdown"))
+    _write(root / "selectors.csv", render_selectors(rep.selectors, "csv"))
+    if plots:
+        rep.plots = _plots(cfg, reported)
+    page = report_page(rep.board, rep.claims, rep.selectors, rep.plots, title="ckd-harness report",
+                       experiment=str(cfg.name), config_hash=config_hash(cfg))
+    _write(root / "leaderboard.html", page)
+    logger.info("[report] written to %s: leaderboard.{md,csv,html}, claims.{md,csv}, selectors.{md,csv}", root)
+    return rep
+
+
+def _plots(cfg: ExperimentConfig, reported: str) -> list[Path]:
+    from harness.report.plots import make_plots
+
+    try:
+        return make_plots(cfg, reported)
+    except Exception as e:  # a plot must not hide the tables
+        logger.warning("[plot] skipped: %s: %s", type(e).__name__, e)
+        return []
+
+
+def claims_text(rep: Report) -> str:
+    """The claims table as text, or '' when the results hold no claim's comparison."""
+    return render_claims(rep.claims, "text") if rep.claims else ""

@@ -1,0 +1,66 @@
+"""Table renderers shared by the report's parts (leaderboard, claims, selectors, HTML page):
+fixed-width text, Markdown and HTML tables with numeric columns right-aligned, and the page
+skeleton of the self-contained HTML report."""
+from __future__ import annotations
+
+import html
+import textwrap
+from typing import Callable
+
+
+def wrap(text: str, width: int = 100) -> str:
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def text_table(headers: list[str], rows: list[list[str]], numeric: Callable[[str], bool]) -> str:
+    """A fixed-width table, numeric columns right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if numeric(h) else c.ljust(w) for c, w, h in zip(cells, widths, headers)).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def markdown_table(headers: list[str], rows: list[list[str]], numeric: Callable[[str], bool]) -> str:
+    """A Markdown table, numeric columns right-aligned."""
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(esc(h) for h in headers) + " |",
+           "|" + "|".join("---:" if numeric(h) else "---" for h in headers) + "|"]
+    return "\n".join(out + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; } h3 { font-size: 1em; }
+p.meta { color: #555; } p.note { max-width: 70em; font-size: 0.9em; color: #333; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; }
+th { background: #f2f2f2; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.reference td { background: #f7f7ff; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.85em; color: #555; }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def html_table(table_id: str, headers: list[str], rows: list[list[str]], numeric: Callable[[str], bool],
+               row_classes: list[str] | None = None) -> str:
+    """A table with numeric columns right-aligned (``class="num"``)."""
+    cls = lambda h: ' class="num"' if numeric(h) else ""  # noqa: E731
+    out = [f'<table id="{_e(table_id)}">', "<thead><tr>" + "".join(f"<th{cls(h)}>{_e(h)}</th>" for h in headers) + "</tr></thead>", "<tbody>"]
+    for i, r in enumerate(rows):
+        rc = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        out.append(f"<tr{rc}>" + "".join(f"<td{cls(h)}>{_e(c)}</td>" for h, c in zip(headers, r)) + "</tr>")
+    return "\n".join(out + ["</tbody>", "</table>"])
+
+
+def page(heading: str, title: str, meta: str, body: list[str]) -> str:
+    """A whole HTML page: inline style, no script, no external asset."""
+    return "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+                      f"<title>{_e(title)}</title>", f"<style>{STYLE}</style>", "</head><body>",
+                      f"<h1>{_e(heading)}</h1>", f'<p class="meta">{_e(meta)}</p>', *body, "</body></html>"]) + "\n"

@@ -1,0 +1,85 @@
+"""The paper's claims: planted effects give the right verdicts, through `ckd claims` on a real store."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from harness.cli import main
+from harness.report import build_leaderboard, check_claims
+from harness.report.claims import paper_figure, paper_figures
+from harness.store import CheckpointStore
+from tests.helpers import QUICKSTART
+from tests.synthetic_results import fill_store, planted_rows
+
+EPOCHS = {10: -0.02, 20: 0.0, 30: 0.0, 40: 0.012, 50: 0.0, 60: 0.0, 70: 0.0, 80: 0.0}
+OTHER = {"snapshot:[0.5,1.0]": -0.012, "full_ensemble:2": 0.0, "selected:paper": 0.0}
+
+
+def by_claim(claims: list[dict]) -> dict[str, dict]:
+    return {c["claim"]: c for c in claims}
+
+
+def test_planted_effects_give_reproduced_contradicted_and_inconclusive():
+    claims = by_claim(check_claims(build_leaderboard(planted_rows(EPOCHS, OTHER, picks={"paper": 80}))))
+    assert set(claims) == {"1a", "1b", "2", "3"}
+    # 1a: no fraction:0.5 row, so the half-way checkpoint is epoch:40 (= 80 / 2), planted +1.2 pp
+    assert claims["1a"]["choice"] == "epoch:40" and claims["1a"]["verdict"] == "reproduced"
+    assert claims["1a"]["diff_mean"] == pytest.approx(0.012, abs=0.002) and claims["1a"]["n"] == 10
+    # 1b: the best intermediate on validation is epoch 40 as well
+    assert claims["1b"]["choice"] == "epoch:40" and claims["1b"]["verdict"] == "reproduced"
+    # 2: the snapshot is planted 1.2 pp *worse* than the full ensemble: the claim is contradicted
+    c2 = claims["2"]
+    assert (c2["choice"], c2["ref"], c2["verdict"]) == ("snapshot:[0.5,1.0]", "full_ensemble:2", "contradicted")
+    assert c2["choice_teacher_acc"] == pytest.approx(0.97) and c2["ref_teacher_acc"] == pytest.approx(0.985)
+    # 3: T* picked the final checkpoint: no effect, no verdict either way
+    assert claims["3"]["verdict"] == "inconclusive" and claims["3"]["p_holm"] >= claims["3"]["p_value"]
+    assert all(c["p_holm"] >= c["p_value"] for c in claims.values())
+
+
+def test_no_effect_and_too_few_seeds_are_inconclusive():
+    flat = {e: 0.0 for e in EPOCHS}
+    claims = check_claims(build_leaderboard(planted_rows(flat, {"snapshot:[0.5,1.0]": 0.0, "full_ensemble:2": 0.0}, seed=3)))
+    assert claims and all(c["verdict"] == "inconclusive" for c in claims)
+    # a large planted effect over 3 seeds only: the exact test cannot go below p = 0.25
+    few = check_claims(build_leaderboard(planted_rows({40: 0.05, 80: 0.0}, {}, n_traj=3, n_seeds=3)))
+    assert [(c["claim"], c["verdict"], c["p_value"]) for c in few if c["claim"] == "1a"] == [("1a", "inconclusive", 0.25)]
+
+
+def test_paper_figures_cite_their_table():
+    f = paper_figures()
+    assert f["table1"]["table"] == "Table 1" and f["table2"]["table"] == "Table 2" and "2210.06458" in f["source"]
+    # the same pair: the paper's own difference; another setup: the mean over the paper's pairs
+    assert paper_figure("1a", "cifar100", "wrn_40_2", "wrn_40_1").startswith("+0.08 pp (72.76 vs 72.68")
+    assert paper_figure("2", "cifar100", "resnet110", "resnet32").startswith("+0.15 pp (73.03 vs 72.88")
+    assert paper_figure("1a", "mnist1d", "cnn1d_small", "mlp_small").startswith("+0.30 pp (mean of 4 CIFAR-100 pairs")
+    assert paper_figure("3", "mnist1d", "cnn1d_small", "mlp_small").startswith("+0.41 pp (70.87 vs 70.46")
+
+
+def test_ckd_claims_reads_the_store_prints_and_writes(tmp_path, capsys):
+    store = CheckpointStore(tmp_path, "quickstart")
+    fill_store(store, planted_rows(EPOCHS, OTHER, picks={"paper": 80}))
+    assert main(["claims", str(QUICKSTART), f"storage={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "reproduced" in out and "contradicted" in out and "Table 1" in out
+    lines = list(csv.DictReader(io.StringIO((store.root / "claims.csv").read_text())))
+    assert [r["claim"] for r in lines] == ["1a", "1b", "2", "3"]
+    assert {r["claim"]: r["verdict"] for r in lines}["2"] == "contradicted" and "claims" in (store.root / "claims.md").read_text().lower()
+    # an empty store: says what the claims need, writes nothing
+    assert main(["claims", str(QUICKSTART), f"storage={tmp_path / 'empty'}"]) == 0
+    assert "No student results yet" in capsys.readouterr().out
+
+
+def test_benchmark_configs_validate_and_hold_every_claim():
+    """benchmarks/paper_claims/*.yaml: valid, paired, every checkpoint, both ensembles, T*, 5+ trajectories."""
+    from harness.config import load_config
+
+    paths = sorted((QUICKSTART.parents[1] / "benchmarks" / "paper_claims").glob("*.yaml"))
+    assert len(paths) == 4
+    for p in paths:
+        cfg = load_config(p)
+        assert len(cfg.teacher.seeds) >= 5 and len(cfg.sweep.seeds) >= 2 * len(cfg.teacher.seeds), p.name
+        assert cfg.sweep.teacher_seeds == "paired" and cfg.report.reference == "full", p.name
+        assert {"none", "every_checkpoint", "full", "selected:paper", "snapshot:[0.5,1.0]", "full_ensemble:2"} <= set(cfg.sweep.teacher_choices)
+    assert {load_config(p).teacher.optim.schedule for p in paths if "mnist1d" in p.name} == {"step", "cosine"}
