@@ -1,0 +1,143 @@
+"""Orchestration cost at sweep scale, without training: result writes and grid planning.
+
+    python benchmarks/bench_scale.py [--rows 0,1000,10000,100000] [--runs 1000,10000,100000]
+                                     [--before /path/to/older/checkout] [--out results.json]
+
+- **results write**: seconds to record one more finished run when 0 / 1k / 10k / 100k rows are
+  present (median of a few writes). Rows are realistic in size (per-epoch accuracy lists).
+- **planning**: seconds to list and resolve a grid of ~10^3 / 10^4 / 10^5 runs against a store
+  of finished (fake, manifest-only) teacher trajectories, and to find the done runs.
+
+``--before DIR`` also times a checkout of an older version (run with ``PYTHONPATH=DIR``) in the
+same sitting, for the before/after table; its sizes are capped (``--before-rows``,
+``--before-runs``) because the old costs grow with the square of the sweep.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 30
+
+
+def fake_row(i: int) -> dict:
+    acc = [0.5 + 0.001 * e for e in range(EPOCHS)]
+    return {"run_id": f"run{i:07d}", "experiment": "bench", "teacher_choice": f"epoch:{10 * (1 + i % 8)}", "seed": i,
+            "temperature": 4.0, "kd_weight": 0.5, "final_val_acc": 0.7, "final_test_acc": 0.7,
+            "val_acc_per_epoch": acc, "test_acc_per_epoch": acc, "teacher_checkpoints": [{"trajectory": "t", "epoch": 10}]}
+
+
+def fill(store, n: int) -> None:
+    """``n`` rows present, written the way the store keeps them (old: one results.jsonl)."""
+    if hasattr(store, "results"):  # row files + a compacted view
+        rows_dir = store.results.rows_dir
+        rows_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (rows_dir / f"run{i:07d}.json").write_text(json.dumps(fake_row(i), sort_keys=True) + "\n")
+        store.compact_results()
+    else:
+        store.root.mkdir(parents=True, exist_ok=True)
+        with open(store.results_jsonl, "w") as f:
+            f.writelines(json.dumps(fake_row(i), sort_keys=True) + "\n" for i in range(n))
+
+
+def time_writes(sizes: list[int], repeats: int = 5) -> dict:
+    from harness.store import CheckpointStore
+
+    out = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as d:
+            store = CheckpointStore(d, "bench")
+            fill(store, n)
+            secs = []
+            for k in range(repeats):
+                began = time.perf_counter()
+                store.append_result(fake_row(10_000_000 + k))
+                secs.append(time.perf_counter() - began)
+            out[str(n)] = round(statistics.median(secs), 5)
+            print(f"results write with {n:>7} rows present: {out[str(n)]:.5f} s", flush=True)
+    return out
+
+
+def fake_trajectories(storage: Path, seeds: int, epochs: int = 80, every: int = 10) -> None:
+    for s in range(seeds):
+        d = storage / "bench" / "trajectories" / f"cnn1d_small-mnist1d-s{s}"
+        d.mkdir(parents=True, exist_ok=True)
+        ckpts = [{"epoch": e, "file": f"ckpt-e{e:04d}.pt", "sha256": "0" * 64} for e in range(every, epochs + 1, every)]
+        (d / "manifest.json").write_text(json.dumps({"finished": True, "epochs": epochs, "checkpoints": ckpts}))
+
+
+def grid_overrides(storage: Path, runs: int) -> list[str]:
+    """~``runs`` grid points: (every checkpoint + full + half-way + snapshot) x 5 T x 5 w x seeds + none."""
+    per_seed = 11 * 25 + 1
+    seeds = max(1, round(runs / per_seed))
+    return [f"storage={storage}", "name=bench", "teacher.seeds=[0,1,2]", "tracking.mode=disabled",
+            'sweep.teacher_choices=["none","every_checkpoint","full","fraction:0.5","snapshot:[0.5,1.0]"]',
+            "sweep.temperature=[1,2,4,8,16]", "sweep.kd_weight=[0.1,0.3,0.5,0.7,0.9]",
+            f"sweep.seeds=[{','.join(str(i) for i in range(seeds))}]"]
+
+
+def time_planning(sizes: list[int]) -> dict:
+    from harness.config import load_config
+
+    try:
+        from harness.sweep import plan, sweep_runs
+    except ImportError:  # older checkouts kept the grid in the Ray module
+        from harness.cluster.sweep import plan, sweep_runs
+
+    out = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as d:
+            fake_trajectories(Path(d), 3)
+            cfg = load_config(ROOT / "configs" / "quickstart.yaml", grid_overrides(Path(d), n))
+            began = time.perf_counter()
+            runs = sweep_runs(cfg)
+            planned = plan(cfg, runs)
+            secs = time.perf_counter() - began
+            out[str(len(planned))] = round(secs, 3)
+            print(f"planning {len(planned):>7} runs: {secs:.3f} s", flush=True)
+    return out
+
+
+def before(checkout: str, rows: str, runs: str) -> dict:
+    """The same measurements with an older checkout's ``harness`` (a subprocess)."""
+    env = {**os.environ, "PYTHONPATH": checkout}
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([sys.executable, __file__, "--rows", rows, "--runs", runs, "--out", f.name, "--quiet-before"],
+                       env=env, check=True, cwd=checkout)
+        return json.loads(Path(f.name).read_text())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", default="0,1000,10000,100000")
+    p.add_argument("--runs", default="1000,10000,100000")
+    p.add_argument("--before", help="an older checkout to time in the same sitting")
+    p.add_argument("--before-rows", default="0,1000,10000")
+    p.add_argument("--before-runs", default="1000")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scale_cpu2.json"))
+    p.add_argument("--quiet-before", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    import harness
+
+    result = {"harness": str(Path(harness.__path__[0]).parent), "machine": f"{os.cpu_count()} CPUs",
+              "results_write_s": time_writes([int(x) for x in args.rows.split(",") if x]),
+              "planning_s": time_planning([int(x) for x in args.runs.split(",") if x])}
+    if args.before:
+        print(f"--- before: {args.before}", flush=True)
+        result["before"] = before(args.before, args.before_rows, args.before_runs)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
