@@ -84,6 +84,7 @@ class ReadyRuns(Searcher):
         super().__init__(metric=metric, mode=mode)
         self.readiness, self.status = Readiness(cfg), status
         self.pending: dict[tuple, list[dict]] = {}
+        self.released: set[tuple] = set()
         for run in runs:
             self.pending.setdefault(self.readiness.needs(run), []).append(run)
 
@@ -103,6 +104,10 @@ class ReadyRuns(Searcher):
 
     def _take(self, needs: tuple) -> dict:
         runs = self.pending[needs]
+        if needs not in self.released:
+            self.released.add(needs)
+            logger.info(f"[sweep] ready: {', '.join(needs[0]) or 'no teacher'}{' (scored)' if needs[1] else ''}; "
+                        f"releasing {len(runs)} run(s)")
         run = runs.pop(0)
         if not runs:
             del self.pending[needs]
