@@ -5,9 +5,11 @@ grid (every run, ``num_samples`` times), random (``num_samples`` draws from the 
 hyperopt (when installed); ``sweep.scheduler``: none or ASHA on ``val_acc``.
 
 Trainable (``distill_trial``): the core ``distill_student`` with an ``on_epoch`` hook that calls
-``tune.report(metrics, checkpoint=...)`` every epoch (a checkpoint every
-``sweep.checkpoint_every`` epochs), and ``resume=`` the state in ``tune.get_checkpoint()``, so a
-trial retried by ``FailureConfig(max_failures)`` continues where it stopped. Hyperparameters are
+``tune.report(metrics)`` every epoch and saves the student state to ``student_state.pt`` in the
+trial's folder every ``sweep.checkpoint_every`` epochs, and ``resume=`` that state, so a trial
+retried by ``FailureConfig(max_failures)`` or restored after a driver crash continues where it
+stopped (Tune checkpoints are not used: ``num_to_keep`` forces an O(trials) experiment snapshot
+every few checkpoints of every trial). Hyperparameters are
 ranked on ``val_acc`` (``TuneConfig(metric="val_acc", mode="max")``); test accuracy is only
 reported. ``distill_student`` appends the result row (deduplicated by run id) to
 ``results.jsonl``/``results.csv``; the trial then adds its Tune identity (trial id, name,
@@ -22,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,7 +32,7 @@ from harness.cluster.connection import ClusterSession, torch_threads
 from harness.cluster.errors import SweepError
 from harness.config import ConfigError, ExperimentConfig, to_dict
 from harness.experiment import open_store
-from harness.fileio import UnsafeFileError, safe_torch_load
+from harness.fileio import UnsafeFileError, atomic_write_bytes, safe_torch_load
 from harness.logs import file_log
 from harness.store import StoreError
 from harness.sweep import RUN_KEYS, apply_run, grid_name, plan, rows_of, sweep_runs
@@ -86,24 +87,21 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
     with file_log(trial_dir / "distill.log"):
         logger.info(f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
                     f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s)")
-        reporter = TrialReporter(cfg.sweep.checkpoint_every, cfg.student.epochs)
+        reporter = TrialReporter(trial_dir / STATE_FILE, cfg.sweep.checkpoint_every, cfg.student.epochs)
         fields = {"trial_id": ctx.get_trial_id(), "trial_name": ctx.get_trial_name(),
                   "tune_experiment": ctx.get_experiment_name(), "tune_trial_dir": str(trial_dir),
                   "teacher_seeds_policy": str(cfg.sweep.teacher_seeds)}
-        row = distill_student(rcfg, on_epoch=reporter.on_epoch, resume=_load_trial_state(ctx.get_trial_name()),
+        row = distill_student(rcfg, on_epoch=reporter.on_epoch, resume=_load_trial_state(trial_dir, ctx.get_trial_name()),
                               row_fields=fields)
         reporter.finish(row)
 
 
-def _load_trial_state(name: str) -> dict | None:
-    """The student state in the trial's Tune checkpoint (a retried trial), else None."""
-    from ray import tune
-
-    ckpt = tune.get_checkpoint()
-    if ckpt is None:
+def _load_trial_state(trial_dir: Path, name: str) -> dict | None:
+    """The student state a previous attempt of this trial saved (a retried or restored trial)."""
+    path = trial_dir / STATE_FILE
+    if not path.is_file():
         return None
-    with ckpt.as_directory() as d:
-        state = read_trial_state(Path(d) / STATE_FILE)
+    state = read_trial_state(path)
     logger.info(f"[trial {name}] resuming from its checkpoint after epoch {len(state['history'])}")
     return state
 
@@ -117,44 +115,41 @@ def read_trial_state(path: Path) -> dict:
 
 
 class TrialReporter:
-    """``tune.report`` per epoch, with the student state as a checkpoint every ``every`` epochs.
+    """``tune.report`` per epoch; every ``every`` epochs the student state is saved (atomically,
+    one file overwritten in place) next to the trial's results, for a retried or restored trial.
 
-    The last epoch's report is held back until the result row is written: a scheduler may stop
-    the trial at its last report, before ``distill_student`` appends the row.
+    Not Tune checkpoints: with ``CheckpointConfig(num_to_keep)`` Tune forces an experiment-state
+    snapshot (O(trials)) every few checkpoints of every trial, O(trials^2) per sweep, and keeping
+    every checkpoint instead would fill the disk. The last epoch's report is held back until the
+    result row is written: a scheduler may stop the trial at its last report.
     """
 
-    def __init__(self, every: int, epochs: int) -> None:
-        self.every, self.epochs = every, epochs
+    def __init__(self, state_path: Path, every: int, epochs: int) -> None:
+        self.state_path, self.every, self.epochs = state_path, every, epochs
         self.reported: list[int] = []
-        self.final: list[tuple[dict, dict]] = []
-
-    @staticmethod
-    def report(metrics: dict, state: dict | None) -> None:
-        import torch
-        from ray import tune
-
-        if state is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, Path(d) / STATE_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        self.final: list[dict] = []
 
     def on_epoch(self, metrics: dict, state: dict) -> None:
+        from ray import tune
+
+        from harness.store import torch_bytes
+
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         epoch = int(metrics["epoch"])
         self.reported.append(epoch)
         if epoch == self.epochs:
-            self.final.append((m, state))
-        else:
-            self.report(m, state if epoch % self.every == 0 else None)
+            self.final.append(m)
+            return
+        if epoch % self.every == 0:
+            atomic_write_bytes(self.state_path, torch_bytes(state))
+        tune.report(m)
 
     def finish(self, row: dict) -> None:
         """Send the held-back last report, or the row itself when nothing was trained here."""
         from ray import tune
 
         if self.final:
-            self.report(*self.final[0])
+            tune.report(self.final[0])
         elif not self.reported:  # done before (results file) or every epoch was in the checkpoint
             tune.report({"epoch": row.get("epochs", self.epochs), METRIC: row["final_val_acc"],
                          "test_acc": row["final_test_acc"], "best_val_acc": row["best_val_acc"], "from_results": 1})
@@ -234,7 +229,7 @@ def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | 
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage_path),
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=5),  # slack for Tune's experiment snapshot lag
+            # no Tune checkpoints: trials keep their own state file (TrialReporter)
             callbacks=_callbacks(cfg, len(runs) * cfg.sweep.num_samples), verbose=0, log_to_file=True,
         ),
     )
@@ -246,7 +241,7 @@ def _scheduler(cfg: ExperimentConfig):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", max_t=cfg.student.epochs,
+    return ASHAScheduler(time_attr="epoch", max_t=cfg.student.epochs,  # epochs survive a resumed trial
                          grace_period=min(cfg.sweep.grace_period, cfg.student.epochs),
                          reduction_factor=cfg.sweep.reduction_factor)
 
