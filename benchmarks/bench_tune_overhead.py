@@ -2,10 +2,13 @@
 
     python benchmarks/bench_tune_overhead.py [--trials 2000] [--cpus 2] [--out FILE]
 
-Both run no-op trials that report once with a checkpoint, on one local Ray cluster, one after
-the other: **bare** is ``tune.Tuner`` with defaults and a grid over the same run dicts;
-**harness** is ``harness.cluster.sweep.build_tuner`` (its callbacks, names, checkpoint and
-failure settings, ``with_parameters(cfg)``) with the trainable swapped for the same no-op.
+Both run no-op trials that report once and checkpoint once, on one local Ray cluster, one after
+the other: **bare** is ``tune.Tuner`` with defaults and a grid over the same run dicts, and
+checkpoints the Tune way (``tune.Checkpoint``); **harness** is
+``harness.cluster.sweep.build_tuner`` (its callbacks, names and failure settings,
+``with_parameters(cfg)``) with a no-op trainable that checkpoints the harness way (its own state
+file in the trial folder, as ``TrialReporter`` does). ``--only`` times one side in a fresh
+process, so that its driver memory is not measured on a heap the other side already grew.
 Reported: wall seconds per trial, driver peak RSS per trial (KB) and the GCS server's RSS.
 """
 from __future__ import annotations
@@ -29,6 +32,18 @@ def noop(config: dict, cfg=None) -> None:
     with tempfile.TemporaryDirectory() as d:
         Path(d, "state.txt").write_text("x")
         tune.report({"val_acc": 0.5, "epoch": 1}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def noop_harness(config: dict, cfg=None) -> None:
+    """The harness's way to "checkpoint once": its trials save their state to a file of their own
+    (``TrialReporter``), not as a Tune checkpoint; then they report."""
+    from ray import tune
+
+    from harness.cluster.sweep import _trial_storage_dir
+    from harness.fileio import atomic_write_bytes
+
+    atomic_write_bytes(_trial_storage_dir(tune.get_context()) / "student_state.pt", b"x")
+    tune.report({"val_acc": 0.5, "epoch": 1})
 
 
 def runs_for(n: int) -> list[dict]:
@@ -68,13 +83,17 @@ def harness(n: int, storage: Path) -> float:
     cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"storage={storage}", "tracking.mode=disabled",
                                                              "cluster.progress_interval_s=30"])
     session = ClusterSession(cfg)
-    try:
-        tuner, _ = sweep.build_tuner(session, runs_for(n), function=noop)
-    except TypeError:  # an older checkout (--only harness with PYTHONPATH=<old>): swap its trainable
-        sweep.distill_trial = noop
-        tuner, _ = sweep.build_tuner(session, runs_for(n))
+    runs = runs_for(n)
+    size = int(getattr(cfg.sweep, "trials_per_experiment", 0) or n)
     began = time.perf_counter()
-    tuner.fit()
+    for k in range(0, n, size):  # as run_sweep slices a grid into Tune experiments
+        part = runs[k:k + size]
+        try:
+            tuner, _ = sweep.build_tuner(session, part, function=noop_harness, part=f"-part{k // size:03d}" if size < n else "")
+        except TypeError:  # an older checkout (--only harness with PYTHONPATH=<old>): swap its trainable
+            sweep.distill_trial = noop
+            tuner, _ = sweep.build_tuner(session, part)
+        tuner.fit()
     return time.perf_counter() - began
 
 

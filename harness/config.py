@@ -202,6 +202,7 @@ class SweepConfig:
     name: Optional[str] = None  # Tune experiment name; default sweep-<hash of the grid>
     reuse_actors: bool = True  # keep trial processes alive between trials (saves start-up time)
     overlap: bool = True  # `ckd run` on Ray: a student starts once its teachers (and scores) exist; false: strict stage order
+    trials_per_experiment: int = 500  # grid search: Tune experiments of at most this many runs (bounds driver memory); 0: one
 
 
 @dataclass
@@ -467,6 +468,7 @@ def _validate_sweep(cfg: Any) -> None:
     _check(s.max_failures >= -1, "sweep.max_failures", "must be >= 0 (or -1: retry forever)")
     _check(s.max_concurrent >= 0, "sweep.max_concurrent", "must be >= 0 (0: as resources allow)")
     _check(s.checkpoint_every >= 1, "sweep.checkpoint_every", "must be >= 1")
+    _check(s.trials_per_experiment >= 0, "sweep.trials_per_experiment", "must be >= 0 (0: one Tune experiment)")
     if s.name is not None:
         _check_slug(s.name, "sweep.name")
 

@@ -369,3 +369,18 @@ def test_students_start_while_later_teachers_still_train(cluster, tmp_path, logs
     last_teacher = store.trajectory("cnn1d_small-mnist1d-s2").manifest_path.stat().st_mtime
     released = [r.created for r in logs.records if r.getMessage().startswith("[sweep] ready: cnn1d_small-mnist1d-s0;")]
     assert released and released[0] < last_teacher  # handed to Tune before the last teacher finished
+
+
+def test_a_large_grid_runs_as_several_tune_experiments(swept):
+    """sweep.trials_per_experiment slices the grid (bounding the Tune driver's memory); every run
+    still gets exactly one row, and a re-run finds nothing to do."""
+    session = swept["session"]
+    cfg = session.cfg
+    cfg.sweep.teacher_choices, cfg.sweep.seeds, cfg.student.epochs = ["full"], [0, 1, 2], 1
+    cfg.sweep.trials_per_experiment = 2
+    rows = run_sweep(session)
+    store = open_store(cfg)
+    parts = sorted(p.name[-7:] for p in (store.root / "tune").iterdir() if "-part" in p.name)
+    assert parts == ["part000", "part001"] and len(rows) == 3 and len({r["run_id"] for r in rows}) == 3
+    assert len(run_sweep(session)) == 3  # nothing to train the second time
+    cfg.sweep.trials_per_experiment = 500

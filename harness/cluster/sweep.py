@@ -201,7 +201,7 @@ def _trainable(session: ClusterSession, function: Callable = None):
 
 
 def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | None = None,
-                function: Callable | None = None, searcher=None):
+                function: Callable | None = None, searcher=None, part: str = ""):
     """A new Tuner for ``runs``, or the restored one when the experiment dir holds it.
     ``function``: another trainable ``f(config, cfg)`` (benchmarks/bench_tune_overhead.py);
     ``searcher``: a ``ReadyRuns`` that releases the runs as their teachers become ready."""
@@ -209,7 +209,7 @@ def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | 
 
     cfg = session.cfg
     storage_path = open_store(cfg).root / "tune"
-    name = grid_name(cfg, runs, run_ids)
+    name = grid_name(cfg, runs, run_ids) + part
     path = storage_path / name
     trainable = _trainable(session, function)
     if tune.Tuner.can_restore(str(path)):
@@ -293,15 +293,31 @@ def run_sweep(session: ClusterSession) -> list[dict]:
         logger.info(f"[sweep] {len(planned)} runs in the grid, {todo} to train, {len(planned) - todo} done already")
     else:
         logger.info(f"[sweep] {cfg.sweep.search} search: {cfg.sweep.num_samples} trials over {len(runs)} grid points")
-    began = time.perf_counter()
-    tuner, path = build_tuner(session, runs, [p["run_id"] for p in planned] or None)
-    results = tuner.fit()
-    errors = [r for r in results if r.error is not None]
-    logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
-                f"{time.perf_counter() - began:.1f}s")
+    errors, path = [], None
+    for label, part in _slices(cfg, planned, runs):
+        began = time.perf_counter()
+        tuner, path = build_tuner(session, [p["run"] for p in part] if planned else runs,
+                                  [p["run_id"] for p in part] or None, part=label)
+        results = tuner.fit()
+        errors += [r for r in results if r.error is not None]
+        logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, "
+                    f"{sum(r.error is not None for r in results)} errored, {time.perf_counter() - began:.1f}s")
     store.compact_results()
     _raise_for_errors(cfg, errors)
     return _check_rows(cfg, store, planned, path) if planned else store.read_results()
+
+
+def _slices(cfg: ExperimentConfig, planned: list[dict], runs: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The grid cut into Tune experiments of ``sweep.trials_per_experiment`` runs (a fixed cut, so a
+    re-run restores the same parts); parts whose runs are all done are left out. The Tune driver
+    keeps every trial of an experiment in memory (~80 KB each), so slices bound its memory."""
+    size = cfg.sweep.trials_per_experiment
+    if not planned or not size or len(planned) <= size:
+        return [("", planned)]
+    parts = [planned[i:i + size] for i in range(0, len(planned), size)]
+    out = [(f"-part{k:03d}", part) for k, part in enumerate(parts) if not all(p["done"] for p in part)]
+    logger.info(f"[sweep] {len(parts)} Tune experiments of up to {size} runs ({len(out)} with runs to train)")
+    return out
 
 
 def _raise_for_errors(cfg: ExperimentConfig, errors: list) -> None:
