@@ -377,6 +377,7 @@ def test_a_large_grid_runs_as_several_tune_experiments(swept):
     session = swept["session"]
     cfg = session.cfg
     cfg.sweep.teacher_choices, cfg.sweep.seeds, cfg.student.epochs = ["full"], [0, 1, 2], 1
+    cfg.sweep.temperature, cfg.sweep.kd_weight = [4.0], [0.5]  # earlier tests of the module widened them
     cfg.sweep.trials_per_experiment = 2
     rows = run_sweep(session)
     store = open_store(cfg)
