@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 # `ckd distill CONFIG teacher_choice=full` is shorthand for distill.teacher_choice=full.
 DISTILL_SHORTHAND = sorted(DistillConfig.__dataclass_fields__)
-TOP_LEVEL_KEYS = ("name", "storage", "device", "threads", "restart")
+TOP_LEVEL_KEYS = tuple(ExperimentConfig.__dataclass_fields__)  # name, storage, device, ... (no hint for these)
 
 
 def expand_shorthand(overrides: list[str]) -> list[str]:
@@ -53,33 +53,27 @@ def expand_shorthand(overrides: list[str]) -> list[str]:
     return out
 
 
-def _stage(name: str) -> Callable:
+def _stage(name: str, prints: bool = False) -> Callable:
+    """The ``harness.pipeline`` stage ``name``; ``prints``: its returned table goes to stdout (the
+    result; the log goes to stderr)."""
     def call(cfg: ExperimentConfig) -> None:
         from harness import pipeline
 
-        getattr(pipeline, name)(cfg)
-
-    return call
-
-
-def _printed(name: str) -> Callable:
-    """A stage whose returned table goes to stdout (the result; the log goes to stderr)."""
-    def call(cfg: ExperimentConfig) -> None:
-        from harness import pipeline
-
-        print(getattr(pipeline, name)(cfg), flush=True)
+        result = getattr(pipeline, name)(cfg)
+        if prints:
+            print(result, flush=True)
 
     return call
 
 
 VERBS: dict[str, tuple[Callable, str]] = {  # verb -> (stage, help)
-    "run": (_printed("run_pipeline"), "teachers -> score -> sweep -> leaderboard, end to end (skips done work)"),
+    "run": (_stage("run_pipeline", prints=True), "teachers -> score -> sweep -> leaderboard, end to end (skips done work)"),
     "teachers": (_stage("teachers"), "train every (teacher arch x seed) trajectory in Ray actors, saving checkpoints"),
     "score": (_stage("score"), "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers"),
     "sweep": (_stage("sweep"), "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds"),
     "distill": (_stage("distill"), "distill one student from distill.teacher_choice; append a result row"),
-    "leaderboard": (_printed("leaderboard"), "print the leaderboard; write the report: leaderboard.{md,csv,html}, claims, selectors, plots"),
-    "claims": (_printed("claims"), "check the paper's three claims on the results (paired, with verdicts); write claims.{md,csv}"),
+    "leaderboard": (_stage("leaderboard", prints=True), "print the leaderboard; write the report: leaderboard.{md,csv,html}, claims, selectors, plots"),
+    "claims": (_stage("claims", prints=True), "check the paper's three claims on the results (paired, with verdicts); write claims.{md,csv}"),
     "plot": (_stage("plot"), "write plots: accuracy vs teacher epoch, information plane, ensembles"),
 }
 LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")

@@ -364,10 +364,14 @@ def _check_known(value: str, key: str, known: list[str], kind: str) -> None:
     _check(value in known, key, unknown_name_message(kind, value, known))
 
 
+def is_safe_name(value: Any) -> bool:
+    """One safe path component (letters, digits, ``._-``; not ``.`` or ``..``): a name that
+    becomes a folder under ``storage`` can neither escape it nor be absolute."""
+    return value is not None and SLUG.fullmatch(str(value)) is not None and str(value) not in (".", "..")
+
+
 def _check_slug(value: Any, key: str) -> None:
-    """A name that becomes a folder: one safe path component (letters, digits, ``._-``)."""
-    ok = value is not None and SLUG.fullmatch(str(value)) is not None and str(value) not in (".", "..")
-    _check(ok, key, f"{value!r} is not a safe folder name: use letters, digits, '.', '_' and '-' only "
+    _check(is_safe_name(value), key, f"{value!r} is not a safe folder name: use letters, digits, '.', '_' and '-' only "
                     "(no '/', not '.' or '..')")
 
 

@@ -67,6 +67,27 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     fsync_dir(path.parent)
 
 
+def atomic_create(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> bool:
+    """Create ``path`` with ``data`` atomically and exclusively: a temp file hard-linked to its
+    name, which fails if the name exists (never overwrites; safe on NFS). Returns whether created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     atomic_write(path, lambda fh: fh.write(data))
 

@@ -24,11 +24,10 @@ import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.fileio import atomic_write_bytes, exclusive_lock, fsync_dir, remove_stale_temps
+from harness.fileio import atomic_create, atomic_write_bytes, exclusive_lock, remove_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,6 @@ class ResultsTable:
         self.rows_dir = root / "results" / "rows"
         self.jsonl, self.csv = root / "results.jsonl", root / "results.csv"
         self.rejected_jsonl, self.rejected_dir = root / "results.rejected.jsonl", root / "results" / "rejected"
-        self._jsonl_ids: tuple[float, set[str]] | None = None
 
     # ------------------------------------------------------------------ write: O(1)
     def append(self, row: dict) -> bool:
@@ -71,21 +69,7 @@ class ResultsTable:
         path = self.rows_dir / f"{run_id}.json"
         if path.exists() or (not self.rows_dir.is_dir() and run_id in self._compacted_ids()):
             return False  # (an older store's results.jsonl counts until `compact` gives each row a file)
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=self.rows_dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(row_json(row) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.link(tmp, path)  # exclusive create: a concurrent duplicate fails here, never overwrites
-        except FileExistsError:
-            return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        fsync_dir(self.rows_dir)
-        return True
+        return atomic_create(path, (row_json(row) + "\n").encode())  # a concurrent duplicate fails here
 
     # ------------------------------------------------------------------ read
     def find(self, run_id: str) -> dict | None:
@@ -176,11 +160,9 @@ class ResultsTable:
         return parse_rows(self.jsonl.read_text())
 
     def _compacted_ids(self) -> set[str]:
-        """Run ids in results.jsonl, cached until the file changes."""
-        stamp = _mtime(self.jsonl)
-        if self._jsonl_ids is None or self._jsonl_ids[0] != stamp:
-            self._jsonl_ids = (stamp, {str(r.get("run_id")) for r in self._jsonl_rows()[0]})
-        return self._jsonl_ids[1]
+        """Run ids in results.jsonl (read only for stores not compacted into row files yet, and
+        once per plan)."""
+        return {str(r.get("run_id")) for r in self._jsonl_rows()[0]}
 
 
 def _mtime(path: Path) -> float:

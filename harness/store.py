@@ -7,19 +7,19 @@ Layout (DESIGN.md section 4)::
         ckpt-eNNNN.pt      model weights at epoch NNNN (+ arch, num_classes, input_shape)
         resume.pt          optimizer/scheduler state at the last finished epoch
     <storage>/<experiment>/scores/<trajectory>.json   (written by the scorer)
-    <storage>/<experiment>/results.jsonl + results.csv (one row per student run)
+    <storage>/<experiment>/results/rows/<run_id>.json (one row per student run; harness/results.py)
 """
 from __future__ import annotations
 
 import io
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.config import is_safe_name
 from harness.results import ResultsTable
 from harness.fileio import (
     UnsafeFileError,
@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 RESUME = "resume.pt"
 LOCK = ".lock"
-SLUG = re.compile(r"[A-Za-z0-9._-]+")
 __all__ = ["CheckpointStore", "StoreError", "Trajectory", "atomic_write_bytes", "atomic_write_json", "safe_slug",
            "sha256_bytes", "sha256_file", "trajectory_name"]
 
@@ -47,7 +46,7 @@ class StoreError(RuntimeError):
 
 def safe_slug(value: str, key: str) -> str:
     """``value`` if it is a safe single path component (letters, digits, ``._-``; not ``.``/``..``)."""
-    if not SLUG.fullmatch(str(value)) or str(value) in (".", ".."):
+    if not is_safe_name(value):
         raise StoreError(f"config key {key!r}: {value!r} is not a safe folder name: use letters, digits, "
                          "'.', '_' and '-' only (no '/', not '.' or '..')")
     return str(value)

@@ -119,16 +119,17 @@ def plan(cfg: ExperimentConfig, runs: list[dict] | None = None) -> list[dict]:
     return out
 
 
-def grid_name(cfg: ExperimentConfig, runs: list[dict], run_ids: list[str] | None = None) -> str:
-    """Tune experiment name: ``sweep.name`` or ``sweep-<hash of the grid and the recipe>``. The
-    run ids (which pin the resolved teacher checkpoints) are part of it, so a grid whose teachers
-    or scores changed is a new experiment, never a restore of a stale one."""
+def grid_name(cfg: ExperimentConfig, runs: list[dict], pins: list | None = None) -> str:
+    """Tune experiment name: ``sweep.name`` or ``sweep-<hash of the grid and the recipe>``.
+    ``pins`` are part of it: the run ids (they pin the resolved teacher checkpoints), or, for runs
+    released before their teachers exist, the scoring config; so a grid whose teachers or scores
+    changed is a new experiment, never a restore of a stale one."""
     if cfg.sweep.name:
         return str(cfg.sweep.name)
     recipe = {"runs": runs, "student": to_dict(cfg.student), "data": to_dict(cfg.data),
               "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
               "search": cfg.sweep.search, "scheduler": cfg.sweep.scheduler, "num_samples": cfg.sweep.num_samples,
-              "run_ids": run_ids}
+              "run_ids": pins}  # (the key keeps its old name: existing experiment names stay valid)
     return f"sweep-{config_hash(recipe)[:10]}"
 
 

@@ -78,12 +78,13 @@ def _refuse_other_config(traj: Trajectory, what: str, stored: dict | None, tconf
     )
 
 
-def _check_existing(cfg: ExperimentConfig, traj: Trajectory, tconf: dict, chash: str) -> None:
-    """Stored work of this trajectory must come from this config; ``restart=true`` discards it."""
-    stale = traj.exists() and traj.manifest().get("config_hash") != chash
+def _check_existing(cfg: ExperimentConfig, traj: Trajectory, stored: dict | None, tconf: dict, chash: str) -> None:
+    """Stored work (``stored``: its manifest) must come from this config; ``restart=true``
+    discards it, and an unfinished trajectory's resume state with it."""
+    stale = stored is not None and stored.get("config_hash") != chash
     if stale and not cfg.restart:
-        _refuse_other_config(traj, "manifest", traj.manifest().get("config"), tconf)
-    if stale or (cfg.restart and not traj.is_finished()):
+        _refuse_other_config(traj, "manifest", stored.get("config"), tconf)
+    if stale or (cfg.restart and not (stored or {}).get("finished")):
         _discard(traj)
 
 
@@ -118,15 +119,17 @@ def train_trajectory(cfg: ExperimentConfig, arch: str, seed: int, on_epoch: OnEp
     traj = open_store(cfg).trajectory(spec.name)
     tconf = trajectory_config(cfg, spec)
     chash = config_hash(tconf)
-    if traj.is_finished() and traj.manifest().get("config_hash") == chash:
+    stored = traj.manifest() if traj.exists() else None
+    if stored and stored.get("finished") and stored.get("config_hash") == chash:
         logger.info(f"[{spec.name}] finished already; skipping")
-        return traj.manifest()
+        return stored
     with traj.lock():  # one writer per trajectory; a second process waits here
         traj.remove_stale_temps()
-        _check_existing(cfg, traj, tconf, chash)
-        if traj.is_finished():  # finished by the process we waited for
+        stored = traj.manifest() if traj.exists() else None  # (written meanwhile by the one we waited for?)
+        _check_existing(cfg, traj, stored, tconf, chash)
+        if stored and stored.get("finished") and stored.get("config_hash") == chash:
             logger.info(f"[{spec.name}] finished already; skipping")
-            return traj.manifest()
+            return stored
         return _train(cfg, spec, traj, chash, on_epoch)
 
 
@@ -134,8 +137,7 @@ def _train(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, chash:
     """The epoch loop of ``train_trajectory`` (under the trajectory's lock)."""
     run = _build_run(cfg, spec, traj, chash)
     epochs = cfg.teacher.epochs
-    with Progress(epochs, f"[{spec.name}]", "epoch", log=logger) as progress:
-        progress.update(run.start)
+    with Progress(epochs, f"[{spec.name}]", "epoch", log=logger, initial=run.start) as progress:
         for epoch in range(run.start + 1, epochs + 1):
             metrics = _train_one_epoch(run, epoch)
             progress.set_postfix(f"val {metrics['val_acc']:.2%}")

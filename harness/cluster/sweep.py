@@ -58,7 +58,7 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _trial_storage_dir(ctx) -> Path:
+def trial_storage_dir(ctx) -> Path:
     """The trial's folder in the Tune experiment under ``<storage>`` (shared by all nodes), not
     the node-local working dir that ``get_trial_dir()`` gives."""
     try:
@@ -83,7 +83,7 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
     rcfg.threads = torch_threads(cfg.cluster.trial.cpus)
     torch.set_num_threads(rcfg.threads)
     ctx = tune.get_context()
-    trial_dir = _trial_storage_dir(ctx)
+    trial_dir = trial_storage_dir(ctx)
     with file_log(trial_dir / "distill.log"):
         logger.info(f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
                     f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s)")
@@ -200,7 +200,7 @@ def _trainable(session: ClusterSession, function: Callable = None):
                                {"cpu": res["num_cpus"], "gpu": res["num_gpus"]})
 
 
-def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | None = None,
+def build_tuner(session: ClusterSession, runs: list[dict], pins: list | None = None,
                 function: Callable | None = None, searcher=None, part: str = ""):
     """A new Tuner for ``runs``, or the restored one when the experiment dir holds it.
     ``function``: another trainable ``f(config, cfg)`` (benchmarks/bench_tune_overhead.py);
@@ -209,7 +209,7 @@ def build_tuner(session: ClusterSession, runs: list[dict], run_ids: list[str] | 
 
     cfg = session.cfg
     storage_path = open_store(cfg).root / "tune"
-    name = grid_name(cfg, runs, run_ids) + part
+    name = grid_name(cfg, runs, pins) + part
     path = storage_path / name
     trainable = _trainable(session, function)
     if tune.Tuner.can_restore(str(path)):
@@ -266,12 +266,9 @@ def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
     cfg = session.cfg
     runs = sweep_runs(cfg)
     logger.info(f"[sweep] {len(runs)} runs in the grid; each starts as soon as its teachers (and scores) are ready")
-    began = time.perf_counter()
+    # runs released before they can be resolved: the scoring config pins what selected:* will pick
     tuner, path = build_tuner(session, runs, ["overlap", to_dict(cfg.scoring)], searcher=ReadyRuns(cfg, runs, status))
-    results = tuner.fit()
-    errors = [r for r in results if r.error is not None]
-    logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
-                f"{time.perf_counter() - began:.1f}s")
+    errors = _fit(tuner, path)
     store = open_store(cfg)
     store.compact_results()
     _raise_for_errors(cfg, errors)
@@ -295,16 +292,22 @@ def run_sweep(session: ClusterSession) -> list[dict]:
         logger.info(f"[sweep] {cfg.sweep.search} search: {cfg.sweep.num_samples} trials over {len(runs)} grid points")
     errors, path = [], None
     for label, part in _slices(cfg, planned, runs):
-        began = time.perf_counter()
         tuner, path = build_tuner(session, [p["run"] for p in part] if planned else runs,
                                   [p["run_id"] for p in part] or None, part=label)
-        results = tuner.fit()
-        errors += [r for r in results if r.error is not None]
-        logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, "
-                    f"{sum(r.error is not None for r in results)} errored, {time.perf_counter() - began:.1f}s")
+        errors += _fit(tuner, path)
     store.compact_results()
     _raise_for_errors(cfg, errors)
     return _check_rows(cfg, store, planned, path) if planned else store.read_results()
+
+
+def _fit(tuner, path: Path) -> list:
+    """Run one Tune experiment; its errored results."""
+    began = time.perf_counter()
+    results = tuner.fit()
+    errors = [r for r in results if r.error is not None]
+    logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
+                f"{time.perf_counter() - began:.1f}s")
+    return errors
 
 
 def _slices(cfg: ExperimentConfig, planned: list[dict], runs: list[dict]) -> list[tuple[str, list[dict]]]:

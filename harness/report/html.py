@@ -14,25 +14,25 @@ from pathlib import Path
 from harness.report.claims import CLAIMS_NOTE, EMPTY, claim_table
 from harness.report.leaderboard import leaderboard_section
 from harness.report.selectors import SELECTOR_NOTE, selector_tables
-from harness.report.tables import _e, html_table, page
+from harness.report.tables import escape, html_table, page
 
 def _claims_section(claims: list[dict]) -> list[str]:
     if not claims:
-        return ["<h2>The paper's claims</h2>", f'<p class="note">{_e(EMPTY)}</p>']
+        return ["<h2>The paper's claims</h2>", f'<p class="note">{escape(EMPTY)}</p>']
     headers, rows, numeric = claim_table(claims)
-    return ["<h2>The paper's claims</h2>", f'<p class="note">{_e(CLAIMS_NOTE)}</p>',
+    return ["<h2>The paper's claims</h2>", f'<p class="note">{escape(CLAIMS_NOTE)}</p>',
             html_table("claims", headers, rows, numeric.__contains__)]
 
 
 def _selectors_section(result: dict) -> list[str]:
-    out = ["<h2>Selector evaluation</h2>", f'<p class="note">{_e(SELECTOR_NOTE)}</p>']
+    out = ["<h2>Selector evaluation</h2>", f'<p class="note">{escape(SELECTOR_NOTE)}</p>']
     tables = selector_tables(result)
     for i, (heading, headers, rows, numeric) in enumerate(tables):
-        out += [f"<h3>{_e(heading)}</h3>", html_table(f"selectors-{i}", headers, rows, numeric.__contains__)]
+        out += [f"<h3>{escape(heading)}</h3>", html_table(f"selectors-{i}", headers, rows, numeric.__contains__)]
     if not tables:
         out.append('<p class="note">No trajectory has student results for every saved checkpoint: sweep '
                    "<code>every_checkpoint</code> to evaluate the selectors.</p>")
-    out += [f'<p class="note">Left out: {_e(why)}</p>' for why in result.get("skipped", [])]
+    out += [f'<p class="note">Left out: {escape(why)}</p>' for why in result.get("skipped", [])]
     return out
 
 
@@ -40,8 +40,8 @@ def _plots_section(plots: list[Path]) -> list[str]:
     out = ["<h2>Plots</h2>"]
     for p in plots:
         data = base64.b64encode(Path(p).read_bytes()).decode("ascii")
-        out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(Path(p).name)}">'
-                   f"<figcaption>{_e(Path(p).name)}</figcaption></figure>")
+        out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{escape(Path(p).name)}">'
+                   f"<figcaption>{escape(Path(p).name)}</figcaption></figure>")
     if not plots:
         out.append('<p class="note">No plots (their data is missing; see the log of <code>ckd plot</code>).</p>')
     return out

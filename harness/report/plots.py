@@ -25,6 +25,7 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from harness.config import ExperimentConfig
 from harness.report.leaderboard import ENSEMBLE_KINDS, build_leaderboard
@@ -376,9 +377,13 @@ def make_plots(cfg: ExperimentConfig, reported: str = "final") -> list[Path]:
     from harness.store import CheckpointStore
 
     store = CheckpointStore(cfg.storage, cfg.name)
-    out_dir = store.root / "plots"
     rows, scores = store.read_results(), read_all_scores(store)
-    board = board_for(cfg, rows, scores, reported)
+    return draw_plots(store, rows, scores, board_for(cfg, rows, scores, reported), reported)
+
+
+def draw_plots(store: Any, rows: list[dict], scores: dict[str, dict], board: list[dict], reported: str = "final") -> list[Path]:
+    """The plots of ``make_plots`` from rows, scores and a board the caller already has."""
+    out_dir = store.root / "plots"
     paths = plot_forest(board, out_dir)
     paths += plot_accuracy_vs_teacher_epoch(rows, [t.manifest() for t in store.trajectories()], out_dir, reported, scores)
     plane, why = information_plane_rows(store)

@@ -30,6 +30,8 @@ class Report:
     selectors: dict = field(default_factory=lambda: {"groups": {}, "skipped": []})
     plots: list[Path] = field(default_factory=list)
     text: str = ""
+    rows: list[dict] = field(default_factory=list, repr=False)  # the inputs, for the plots
+    scores: dict[str, dict] = field(default_factory=dict, repr=False)
 
 
 def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
@@ -39,7 +41,7 @@ def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
     store = CheckpointStore(cfg.storage, cfg.name)
     rows, scores = store.read_results(), read_all_scores(store)
     board = board_for(cfg, rows, scores, reported)
-    rep = Report(board=board, text=render(board, "text", where=str(store.results_jsonl)))
+    rep = Report(board=board, text=render(board, "text", where=str(store.results_jsonl)), rows=rows, scores=scores)
     if board:
         rep.claims = check_claims(board, float(cfg.report.alpha))
         rep.selectors = evaluate_selectors(rows, scores, reported)
@@ -70,7 +72,7 @@ def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = T
     _write(root / "selectors.md", render_selectors(rep.selectors, "markdown"))
     _write(root / "selectors.csv", render_selectors(rep.selectors, "csv"))
     if plots:
-        rep.plots = _plots(cfg, reported)
+        rep.plots = _plots(cfg, rep, reported)
     page = report_page(rep.board, rep.claims, rep.selectors, rep.plots, title="ckd-harness report",
                        experiment=str(cfg.name), config_hash=config_hash(cfg))
     _write(root / "leaderboard.html", page)
@@ -78,11 +80,12 @@ def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = T
     return rep
 
 
-def _plots(cfg: ExperimentConfig, reported: str) -> list[Path]:
-    from harness.report.plots import make_plots
+def _plots(cfg: ExperimentConfig, rep: Report, reported: str) -> list[Path]:
+    from harness.report.plots import draw_plots
+    from harness.store import CheckpointStore
 
-    try:
-        return make_plots(cfg, reported)
+    try:  # from the report's own rows, scores and board: nothing read or computed twice
+        return draw_plots(CheckpointStore(cfg.storage, cfg.name), rep.rows, rep.scores, rep.board, reported)
     except Exception as e:  # a plot must not hide the tables
         logger.warning("[plot] skipped: %s: %s", type(e).__name__, e)
         return []

@@ -44,7 +44,7 @@ figcaption { font-size: 0.85em; color: #555; }
 """
 
 
-def _e(text: object) -> str:
+def escape(text: object) -> str:
     return html.escape(str(text))
 
 
@@ -52,15 +52,15 @@ def html_table(table_id: str, headers: list[str], rows: list[list[str]], numeric
                row_classes: list[str] | None = None) -> str:
     """A table with numeric columns right-aligned (``class="num"``)."""
     cls = lambda h: ' class="num"' if numeric(h) else ""  # noqa: E731
-    out = [f'<table id="{_e(table_id)}">', "<thead><tr>" + "".join(f"<th{cls(h)}>{_e(h)}</th>" for h in headers) + "</tr></thead>", "<tbody>"]
+    out = [f'<table id="{escape(table_id)}">', "<thead><tr>" + "".join(f"<th{cls(h)}>{escape(h)}</th>" for h in headers) + "</tr></thead>", "<tbody>"]
     for i, r in enumerate(rows):
         rc = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        out.append(f"<tr{rc}>" + "".join(f"<td{cls(h)}>{_e(c)}</td>" for h, c in zip(headers, r)) + "</tr>")
+        out.append(f"<tr{rc}>" + "".join(f"<td{cls(h)}>{escape(c)}</td>" for h, c in zip(headers, r)) + "</tr>")
     return "\n".join(out + ["</tbody>", "</table>"])
 
 
 def page(heading: str, title: str, meta: str, body: list[str]) -> str:
     """A whole HTML page: inline style, no script, no external asset."""
     return "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-                      f"<title>{_e(title)}</title>", f"<style>{STYLE}</style>", "</head><body>",
-                      f"<h1>{_e(heading)}</h1>", f'<p class="meta">{_e(meta)}</p>', *body, "</body></html>"]) + "\n"
+                      f"<title>{escape(title)}</title>", f"<style>{STYLE}</style>", "</head><body>",
+                      f"<h1>{escape(heading)}</h1>", f'<p class="meta">{escape(meta)}</p>', *body, "</body></html>"]) + "\n"
