@@ -76,6 +76,8 @@ class TrackingMode(StrEnum):
 
 SLUG = re.compile(r"[A-Za-z0-9._-]+")  # names that become folders under `storage`
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+PRECISIONS = ("fp32", "bf16")  # harness/precision.py (not imported here: it imports torch)
+DEVICE_DATA_MODES = ("auto", "on", "off")  # data.device_data (harness/data/device_images.py)
 
 
 @dataclass
@@ -91,6 +93,8 @@ class DataConfig:
     eval_batch_size: int = 1024
     num_workers: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, e.g. image_size
+    # auto: CIFAR-shaped images live on the GPU, augmented there in batches (no loader workers); on: also on CPU; off: DataLoader
+    device_data: str = "auto"
 
 
 @dataclass
@@ -203,6 +207,7 @@ class SweepConfig:
     reuse_actors: bool = True  # keep trial processes alive between trials (saves start-up time)
     overlap: bool = True  # `ckd run` on Ray: a student starts once its teachers (and scores) exist; false: strict stage order
     trials_per_experiment: int = 500  # grid search: Tune experiments of at most this many runs (bounds driver memory); 0: one
+    pack_size: str = "auto"  # students trained as one vectorized pack (one trial): N >= 1, or auto (model size, device, slots)
 
 
 @dataclass
@@ -221,7 +226,8 @@ class ClusterConfig:
     num_gpus: Optional[int] = None  # local cluster only; default: all visible GPUs
     trajectory: ResourcesConfig = field(default_factory=ResourcesConfig)  # per teacher-trajectory actor
     trial: ResourcesConfig = field(default_factory=ResourcesConfig)  # per sweep trial
-    scorer: ResourcesConfig = field(default_factory=ResourcesConfig)  # the scorer actor
+    scorer: ResourcesConfig = field(default_factory=ResourcesConfig)  # per scorer actor
+    scorers: int = 1  # scorer actors at most: trajectories that finish together are scored in parallel
     max_actor_restarts: int = 3  # restarts of a trajectory/scorer actor that died (-1: unlimited)
     connect_timeout_s: float = 10.0  # how long to wait for cluster.address to answer
     check_storage: bool = True  # on a multi-node cluster, check that every node sees `storage`
@@ -250,6 +256,8 @@ class ExperimentConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (open-ended: checked by pattern)
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     restart: bool = False  # discard stored teacher state made with another config (--restart) and start over
+    precision: str = "fp32"  # fp32 | bf16 (autocast for forward passes; harness/precision.py)
+    channels_last: bool = False  # NHWC layout for image models and inputs
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -388,6 +396,8 @@ def validate(cfg: Any) -> None:
     _check(cfg.threads >= 0, "threads", "must be >= 0 (0: torch's default)")
     _check(DEVICE_PATTERN.fullmatch(str(cfg.device)) is not None, "device",
            f"{cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    _check(cfg.precision in PRECISIONS, "precision",
+           f"{cfg.precision!r}: use {' or '.join(PRECISIONS)}" + _suggest(str(cfg.precision), PRECISIONS))
     _validate_data(cfg.data)
     _validate_teacher_student(cfg)
     _validate_distill(cfg)
@@ -404,6 +414,23 @@ def _validate_data(d: Any) -> None:
     _check(d.eval_batch_size > 0, "data.eval_batch_size", f"must be positive, got {d.eval_batch_size}")
     _check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
     _check(d.num_samples > 0, "data.num_samples", "must be positive")
+    device_data_setting(d)
+
+
+def device_data_setting(d: Any) -> str:
+    """``data.device_data`` as auto | on | off (YAML reads a bare on/off as true/false: both are
+    accepted); raises ConfigError for anything else."""
+    text = str(d.device_data).strip().lower()
+    text = {"true": "on", "false": "off"}.get(text, text)
+    _check(text in DEVICE_DATA_MODES, "data.device_data",
+           f"{d.device_data!r}: use auto, on or off" + _suggest(text, DEVICE_DATA_MODES))
+    return text
+
+
+def _suggest(value: str, known: tuple[str, ...]) -> str:
+    """``; did you mean 'x'?`` for the closest of ``known``, or nothing."""
+    near = did_you_mean(value, list(known))
+    return f";{near}" if near else ""
 
 
 def _validate_optim(o: Any, prefix: str) -> None:
@@ -473,11 +500,33 @@ def _validate_sweep(cfg: Any) -> None:
     _check(s.max_concurrent >= 0, "sweep.max_concurrent", "must be >= 0 (0: as resources allow)")
     _check(s.checkpoint_every >= 1, "sweep.checkpoint_every", "must be >= 1")
     _check(s.trials_per_experiment >= 0, "sweep.trials_per_experiment", "must be >= 0 (0: one Tune experiment)")
+    _validate_pack_size(s)
     if s.name is not None:
         _check_slug(s.name, "sweep.name")
 
 
+def pack_size_setting(s: Any) -> int | None:
+    """``sweep.pack_size`` as an int, or None for ``auto``; raises ConfigError for anything else."""
+    text = str(s.pack_size).strip()
+    if text == "auto":
+        return None
+    _check(text.isdigit() and int(text) >= 1, "sweep.pack_size", f"must be a positive integer or auto, got {text!r}")
+    return int(text)
+
+
+def _validate_pack_size(s: Any) -> None:
+    size = pack_size_setting(s)
+    if size is None or size == 1:
+        return
+    _check(s.scheduler == "none", "sweep.pack_size",
+           f"{size} with sweep.scheduler={s.scheduler}: the scheduler stops single trials, and a trial is a whole pack; "
+           "use sweep.pack_size=1 (or auto, which is 1 with a scheduler) or sweep.scheduler=none")
+    _check(s.search == "grid", "sweep.pack_size",
+           f"{size} with sweep.search={s.search}: a searcher proposes one run at a time; use sweep.pack_size=1 or auto")
+
+
 def _validate_cluster(c: Any) -> None:
+    _check(c.scorers >= 1, "cluster.scorers", "must be >= 1")
     _check(c.num_cpus is None or c.num_cpus > 0, "cluster.num_cpus", "must be positive")
     _check(c.num_gpus is None or c.num_gpus >= 0, "cluster.num_gpus", "must be >= 0")
     _check(c.max_actor_restarts >= -1, "cluster.max_actor_restarts", "must be >= 0 (or -1: unlimited)")

@@ -1,8 +1,13 @@
-"""Distill one student from a teacher choice and record the result row.
+"""Distill students from teacher choices and record one result row per student.
 
-The teacher checkpoints are resolved from the store (sha256-checked), frozen, and used under
-no_grad. When the training split has no augmentation, the teacher's soft targets are computed
-once for the whole split instead of every epoch: identical targets, a fraction of the cost.
+Students that share architecture and recipe (``cfg.student``: epochs, batch size, optimizer
+schedule) train as one *pack* (``harness/packing.py``), whatever their seed (init and data
+order), teacher choice, temperature or kd_weight; ``distill_student`` is a pack of one, the same
+code path. Teacher checkpoints are resolved from the store (sha256-checked). When the training
+split has no augmentation, each checkpoint's logits come from the shared cache
+(``harness/teacher_logits.py``: computed once per checkpoint for every trial) and each member's
+soft targets are precomputed from them; with augmentation the teachers run per batch, one
+vmapped pass per ensemble (``FrozenTeacher``) serving every member that sees the same batch.
 """
 from __future__ import annotations
 
@@ -14,28 +19,29 @@ from typing import Any, Callable
 import torch
 
 from harness.config import ExperimentConfig, config_hash, to_dict
-from harness.data import DataSplits, TensorSplit, derive_seed, make_loader
+from harness.data import DataSplits, derive_seed, make_loader
 from harness.experiment import load_splits, open_store, set_threads
-from harness.kd import FrozenTeacher, kd_loss
+from harness.kd import FrozenTeacher
 from harness.models import create_model
+from harness.packing import PackedModel, predict_packed, train_packed_epoch
 from harness.store import StoreError, trajectory_name
+from harness.student_batches import PackBatches
 from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
+from harness.teacher_logits import LogitCache
 from harness.training import (
     epoch_seed,
     make_optimizer,
     make_scheduler,
     metrics_from_logits,
-    metrics_from_probs,
-    predict_logits,
     resolve_device,
     seed_everything,
-    train_epoch,
 )
 
 logger = logging.getLogger(__name__)
 OnEpoch = Callable[[dict, dict], None]
 
 
+NOT_IN_RUN_ID = ("device_data",)  # how data reach the device, not what a run is (keeps stored run ids valid)
 RUN_ID_KEYS = ("teacher_choice", "student_arch", "seed", "temperature", "kd_weight", "ensemble_reduce", "teacher_checkpoints")
 
 
@@ -48,7 +54,7 @@ class RunResolver:
         self.cfg, self.store = cfg, open_store(cfg)
         self.static = {  # the part of every run id that does not depend on the run
             "experiment": cfg.name,
-            "data": to_dict(cfg.data),
+            "data": {k: v for k, v in to_dict(cfg.data).items() if k not in NOT_IN_RUN_ID},
             "student": to_dict(cfg.student),
             "teachers": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
         }
@@ -110,20 +116,15 @@ def load_teacher(cfg: ExperimentConfig, refs: list[TeacherRef], device: torch.de
     return FrozenTeacher(models, reduce=cfg.distill.ensemble_reduce)
 
 
-@dataclass
-class StudentRun:
-    """One student's training state: what the epoch loop reads and updates."""
 
-    cfg: ExperimentConfig
+
+@dataclass
+class Member:
+    """One student of a pack: its run, teacher checkpoints and metrics history."""
+
     run: dict
-    device: torch.device
-    splits: DataSplits
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    train_set: Any
-    loss_fn: Callable
-    targets_of: Callable
+    run_id: str
+    refs: tuple[TeacherRef, ...]
     teacher_metrics: dict[str, float]
     history: list[dict] = field(default_factory=list)
 
@@ -132,121 +133,151 @@ class StudentRun:
         return f"{self.run['student_arch']}<-{self.run['teacher_choice']} s{self.run['seed']}"
 
 
+@dataclass
+class StudentPack:
+    """A pack's training state: what the epoch loop reads and updates."""
+
+    cfg: ExperimentConfig
+    device: torch.device
+    splits: DataSplits
+    members: list[Member]
+    model: PackedModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    batches: PackBatches
+
+    @property
+    def tag(self) -> str:
+        return self.members[0].tag if len(self.members) == 1 else f"pack of {len(self.members)} {self.members[0].run['student_arch']}"
+
+    def state(self) -> dict:
+        """What a resumed pack continues from (Tune trials save it every few epochs)."""
+        return {"pack": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "histories": [m.history for m in self.members],
+                "run_ids": [m.run_id for m in self.members]}
+
+
 def distill_student(cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resume: dict | None = None,
                     row_fields: dict | None = None) -> dict:
-    """Train one student per ``cfg.distill``; record and return its result row.
+    """Train one student per ``cfg.distill`` (a pack of one); record and return its result row."""
+    return distill_pack(cfg, [cfg.distill], on_epoch, resume, row_fields)[0]
 
-    ``on_epoch(metrics, state)`` is called after every epoch with a resumable ``state``
-    (what Tune checkpoints); passing such a state back as ``resume`` continues from it. A run
-    whose id already has a row is not trained again (an O(1) lookup). ``row_fields`` are added to
-    the row (e.g. the Tune trial's identity).
+
+def distill_pack(cfg: ExperimentConfig, runs: list[Any], on_epoch: OnEpoch | None = None, resume: dict | None = None,
+                 row_fields: dict | None = None) -> list[dict]:
+    """Train the students of ``runs`` (``distill`` sections or dicts with their keys) as one pack;
+    record and return their result rows, in the order of ``runs``.
+
+    ``on_epoch(metrics, state)`` is called after every epoch with the members' mean metrics and a
+    resumable ``state``; passing such a state back as ``resume`` continues from it. Runs whose id
+    has a row already are not trained again (an O(1) lookup). ``row_fields`` are added to every
+    row (e.g. the Tune trial's identity).
     """
     began = time.perf_counter()
-    run = resolve_run(cfg)
-    run_id = run_id_of(cfg, run)
-    store = open_store(cfg)
-    done = store.results.find(run_id)
-    if done is not None:
-        logger.info(f"[distill] run {run_id} ({run['teacher_choice']}, seed {run['seed']}) has a result already; skipping")
-        return done
-    student = _build_student(cfg, run)
-    if resume is not None:
-        _resume(student, resume, run_id)
-    for epoch in range(len(student.history) + 1, cfg.student.epochs + 1):
-        metrics = _student_epoch(student, epoch)
-        if on_epoch is not None:
-            on_epoch(metrics, {"model": student.model.state_dict(), "optimizer": student.optimizer.state_dict(),
-                               "scheduler": student.scheduler.state_dict(), "history": student.history, "run_id": run_id})
-    row = {**_result_row(student, run_id, time.perf_counter() - began), **(row_fields or {})}
-    store.append_result(row)
-    logger.info(f"[{student.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
-                f"row {run_id} recorded in {store.results.rows_dir}")
-    return row
+    resolver = RunResolver(cfg)
+    resolved = [resolver.resolve(r) for r in runs]
+    ids = [resolver.run_id(r) for r in resolved]
+    rows = {rid: resolver.store.results.find(rid) for rid in dict.fromkeys(ids)}
+    todo = {rid: run for run, rid in zip(resolved, ids) if rows[rid] is None}  # (a run given twice trains once)
+    for rid in (r for r, row in rows.items() if row is not None):
+        logger.info(f"[distill] run {rid} has a result already; skipping")
+    if todo:
+        pack = _build_pack(cfg, todo)
+        if resume is not None:
+            _resume(pack, resume)
+        for epoch in range(len(pack.members[0].history) + 1, cfg.student.epochs + 1):
+            metrics = _pack_epoch(pack, epoch)
+            if on_epoch is not None:
+                on_epoch(metrics, pack.state())
+        rows.update(_record(pack, time.perf_counter() - began, row_fields or {}, resolver.store))
+    return [rows[rid] for rid in ids]
 
 
-def _build_student(cfg: ExperimentConfig, run: dict) -> StudentRun:
-    """Data, frozen teacher (+ its metrics), KD objective, student model and optimizer."""
+def _record(pack: StudentPack, wall_time_s: float, fields: dict, store) -> dict[str, dict]:
+    out = {}
+    for m in pack.members:
+        row = {**_result_row(pack, m, wall_time_s), **fields}
+        store.append_result(row)
+        logger.info(f"[{m.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
+                    f"row {m.run_id} recorded in {store.results.rows_dir}")
+        out[m.run_id] = row
+    return out
+
+
+def _build_pack(cfg: ExperimentConfig, todo: dict[str, dict]) -> StudentPack:
+    """Data, teachers (+ their metrics, from the logit cache), members' models and one optimizer."""
     set_threads(cfg)
     device = resolve_device(cfg.device)
+    archs = {run["student_arch"] for run in todo.values()}
+    if len(archs) > 1:
+        raise ValueError(f"a pack holds students of one architecture; got {sorted(archs)}")
     splits = load_splits(cfg, device)
-    refs = [TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"]]
-    teacher = load_teacher(cfg, refs, device)
-    eval_bs = cfg.data.eval_batch_size
-    teacher_metrics: dict[str, float] = {}
-    if teacher is not None:
-        for name in ("val", "test"):
-            probs, y = predict_logits(teacher.predict_probs, make_loader(getattr(splits, name), eval_bs, shuffle=False, device=device), device)
-            teacher_metrics.update(metrics_from_probs(probs, y, f"teacher_{name}"))
-    train_set, loss_fn, targets_of = _kd_objective(splits, teacher, run["temperature"], run["kd_weight"], eval_bs, device)
-    seed_everything(derive_seed("student-init", run["student_arch"], run["seed"]))
-    model = create_model(run["student_arch"], num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
-    optimizer = make_optimizer(model, cfg.student.optim)
+    cache = LogitCache(cfg, open_store(cfg), splits, device)
+    members = []
+    for rid, run in todo.items():
+        refs = tuple(TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"])
+        metrics = cache.teacher_metrics(list(refs), cfg.distill.ensemble_reduce) if refs else {}
+        members.append(Member(run, rid, refs, metrics))
+    models = []
+    for m in members:  # each member's init depends on its own seed only, as when trained alone
+        seed_everything(derive_seed("student-init", m.run["student_arch"], m.run["seed"]))
+        models.append(create_model(m.run["student_arch"], num_classes=splits.num_classes, input_shape=splits.input_shape).to(device))
+    model = PackedModel(models)
+    optimizer = make_optimizer(model, cfg.student.optim, fused=True)
     scheduler = make_scheduler(optimizer, cfg.student.optim, cfg.student.epochs)
-    return StudentRun(cfg, run, device, splits, model, optimizer, scheduler, train_set, loss_fn, targets_of, teacher_metrics)
+    batches = PackBatches(cfg, splits, members, cache, device)
+    return StudentPack(cfg, device, splits, members, model, optimizer, scheduler, batches)
 
 
-def _resume(student: StudentRun, state: dict, run_id: str) -> None:
-    """Continue from a saved state, which must belong to this very run (same run id)."""
-    if state.get("run_id") != run_id:
-        raise StoreError(f"the saved student state belongs to run {state.get('run_id')!r}, not to this run "
-                         f"{run_id!r} (another config); it was not used. Re-run with --restart to start over")
-    student.model.load_state_dict(state["model"])
-    student.optimizer.load_state_dict(state["optimizer"])
-    student.scheduler.load_state_dict(state["scheduler"])
-    student.history = list(state["history"])
-    logger.info(f"[distill] resuming run {run_id} after epoch {len(student.history)}")
+def _resume(pack: StudentPack, state: dict) -> None:
+    """Continue from a saved state, which must belong to these very runs (same run ids)."""
+    ids = [m.run_id for m in pack.members]
+    if state.get("run_ids") != ids:
+        saved = ", ".join(repr(r) for r in state.get("run_ids") or [state.get("run_id")])
+        raise StoreError(f"the saved student state belongs to run {saved}, not to {', '.join(map(repr, ids))} "
+                         "(another config or pack); it was not used. Re-run with --restart to start over")
+    pack.model.load_state_dict(state["pack"])
+    pack.optimizer.load_state_dict(state["optimizer"])
+    pack.scheduler.load_state_dict(state["scheduler"])
+    for m, history in zip(pack.members, state["histories"]):
+        m.history = list(history)
+    logger.info(f"[distill] resuming {pack.tag} after epoch {len(pack.members[0].history)}")
 
 
-def _student_epoch(student: StudentRun, epoch: int) -> dict:
-    """Train one epoch, evaluate on val and test, log; returns (and keeps) the epoch's metrics."""
-    cfg, run, device = student.cfg, student.run, student.device
+def _pack_epoch(pack: StudentPack, epoch: int) -> dict:
+    """Train one epoch, evaluate every member on val and test, log; the members' mean metrics."""
+    cfg, members = pack.cfg, pack.members
     t0 = time.perf_counter()
-    torch.manual_seed(epoch_seed(run["seed"], epoch))
-    batches = make_loader(student.train_set, cfg.student.batch_size or cfg.data.batch_size, shuffle=True, seed=run["seed"],
-                          epoch=epoch, device=device, num_workers=cfg.data.num_workers)
-    res = train_epoch(student.model, batches, student.optimizer, student.loss_fn, device, student.targets_of,
-                      progress=f"[{student.tag}] epoch {epoch}")
-    student.scheduler.step()
-    metrics = {"epoch": epoch, "train_loss": res.loss, "train_acc": res.acc}
+    torch.manual_seed(epoch_seed(members[0].run["seed"], epoch))
+    res = train_packed_epoch(pack.model, pack.batches.epoch(epoch), pack.optimizer, pack.batches.loss,
+                             progress=f"[{pack.tag}] epoch {epoch}", precision=cfg.precision)
+    pack.scheduler.step()
+    per_member = [{"epoch": epoch, "train_loss": float(res.loss[i]), "train_acc": float(res.acc[i])} for i in range(len(members))]
     for name in ("val", "test"):
-        loader = make_loader(getattr(student.splits, name), cfg.data.eval_batch_size, shuffle=False, device=device)
-        logits, y = predict_logits(student.model, loader, device)
-        metrics.update(metrics_from_logits(logits, y, name))
-    metrics["seconds"] = time.perf_counter() - t0
-    student.history.append(metrics)
-    logger.info(f"[{student.tag}] epoch {epoch:3d}/{cfg.student.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
-                f"val {metrics['val_acc']:6.2%} test {metrics['test_acc']:6.2%} {metrics['seconds']:5.2f}s")
-    return metrics
+        loader = make_loader(getattr(pack.splits, name), cfg.data.eval_batch_size, shuffle=False, device=pack.device)
+        logits, y = predict_packed(pack.model, loader, pack.device, precision=cfg.precision)
+        for i, m in enumerate(per_member):
+            m.update(metrics_from_logits(logits[i], y, name))
+    seconds = time.perf_counter() - t0
+    for m, metrics in zip(members, per_member):
+        metrics["seconds"] = seconds
+        m.history.append(metrics)
+    mean = {k: sum(m[k] for m in per_member) / len(per_member) for k in per_member[0]}
+    logger.info(f"[{pack.tag}] epoch {epoch:3d}/{cfg.student.epochs} loss {mean['train_loss']:.4f} acc {mean['train_acc']:6.2%} "
+                f"val {mean['val_acc']:6.2%} test {mean['test_acc']:6.2%} {seconds:5.2f}s"
+                + ("" if len(members) == 1 else " (means over the pack)"))
+    return {**mean, "epoch": epoch, "members": len(members)}
 
 
-def _result_row(student: StudentRun, run_id: str, wall_time_s: float) -> dict:
-    """The results-file row: the run, teacher metrics, final and best-on-validation accuracies."""
-    cfg, history = student.cfg, student.history
+def _result_row(pack: StudentPack, member: Member, wall_time_s: float) -> dict:
+    """The results-file row of one member: its run, teacher metrics, final and best-on-val accuracies."""
+    history = member.history
     best = max(history, key=lambda m: (m["val_acc"], -m["epoch"]))
     return {
-        "run_id": run_id, "experiment": cfg.name, "dataset": cfg.data.name, **student.run,
-        "epochs": cfg.student.epochs, **student.teacher_metrics,
+        "run_id": member.run_id, "experiment": pack.cfg.name, "dataset": pack.cfg.data.name, **member.run,
+        "epochs": pack.cfg.student.epochs, **member.teacher_metrics,
         "final_val_acc": history[-1]["val_acc"], "final_test_acc": history[-1]["test_acc"],
         "best_val_acc": best["val_acc"], "best_val_epoch": best["epoch"], "test_acc_at_best_val": best["test_acc"],
         "val_acc_per_epoch": [m["val_acc"] for m in history], "test_acc_per_epoch": [m["test_acc"] for m in history],
-        "wall_time_s": wall_time_s, "device": str(student.device),
+        "wall_time_s": wall_time_s, "pack_size": len(pack.members), "device": str(pack.device),
     }
-
-
-def _kd_objective(splits, teacher: FrozenTeacher | None, T: float, w: float, eval_bs: int, device: torch.device):
-    """(training set, loss_fn(logits, x, y), targets_of(x, y)) for a student run.
-
-    Without augmentation the soft targets are precomputed: the training set then yields
-    sample indices as ``y``, which look up both the label and the soft target.
-    """
-    train = splits.train
-    if teacher is None or w == 0.0:
-        return train, (lambda logits, x, y: kd_loss(logits, y, None, T, 0.0)), (lambda x, y: y)
-    if not splits.augmented and isinstance(train, TensorSplit):
-        soft = torch.cat([teacher.soft_targets(x, T) for x, _ in make_loader(train, eval_bs, shuffle=False, device=device)])
-        labels = train.y
-        indexed = TensorSplit(train.x, torch.arange(len(train), device=train.x.device))
-        return (indexed,
-                lambda logits, x, idx: kd_loss(logits, labels[idx], soft[idx], T, w),
-                lambda x, idx: labels[idx])
-    return train, (lambda logits, x, y: kd_loss(logits, y, teacher.soft_targets(x, T), T, w)), (lambda x, y: y)

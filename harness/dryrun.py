@@ -71,5 +71,25 @@ def _sweep(cfg: ExperimentConfig) -> str:
     status = (f"{done} done, {todo} to train" if done is not None
               else f"done unknown until the teachers (and scores) exist: {why}")
     return (f"[sweep] {len(runs)} runs in the grid ({cfg.sweep.search}): {status}; about "
-            f"{trials * cfg.student.epochs} student-epochs ({trials} trials x {cfg.student.epochs} epochs); "
-            f"{_resources(cfg, 'trial')}")
+            f"{trials * cfg.student.epochs} student-epochs ({trials} students x {cfg.student.epochs} epochs); "
+            f"{_packs(cfg, runs)}; {_resources(cfg, 'trial')}")
+
+
+def _packs(cfg: ExperimentConfig, runs: list[dict]) -> str:
+    """How the students would pack into trials (``sweep.pack_size``) on a local cluster."""
+    import copy
+    import os
+    import tempfile
+
+    from harness.sweep import pack_sizes
+
+    slots = max(1, int((cfg.cluster.num_cpus or os.cpu_count() or 1) / max(cfg.cluster.trial.cpus, 1e-9)))
+    scratch = copy.deepcopy(cfg)  # the model size needs the data's shape: any data cache goes to a temp folder
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch.storage = tmp
+        try:
+            sizes = pack_sizes(scratch, runs, slots)
+        except (OSError, ValueError, RuntimeError) as e:  # the data set is not readable here
+            return f"packs unknown ({e})"
+    return (f"sweep.pack_size={cfg.sweep.pack_size}: up to "
+            + ", ".join(f"{n} {arch}" for arch, n in sizes.items()) + " students per trial")

@@ -1,6 +1,7 @@
 """Experiment-level helpers every stage shares: the store, the data splits, the trajectories."""
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ConfigError, ExperimentConfig
+from harness.config import ConfigError, ExperimentConfig, device_data_setting
 from harness.cpu_share import fair_threads
-from harness.data import DataSplits, TensorSplit, build_splits, dataset_options
+from harness.data import DataSplits, TensorSplit, build_splits, dataset_options, to_device_images, use_device_images
 from harness.store import CheckpointStore, trajectory_name
+
+logger = logging.getLogger(__name__)
 
 
 def open_store(cfg: ExperimentConfig) -> CheckpointStore:
@@ -22,7 +25,8 @@ def load_splits(cfg: ExperimentConfig, device: torch.device | str | None = None)
     """The experiment's train/val/test splits (same for every teacher and student).
 
     With ``device``, in-memory splits are moved there once (GPU-resident data: no host-to-device
-    copy per batch).
+    copy per batch), and CIFAR-shaped image sets go there too when ``data.device_data`` says so
+    (``place_splits``). Without, ``data.device_data=on`` is only checked (preflight).
     """
     options = dict(cfg.data.options)
     if "num_samples" in dataset_options(cfg.data.name):
@@ -42,9 +46,37 @@ def load_splits(cfg: ExperimentConfig, device: torch.device | str | None = None)
         raise ConfigError(f"config key 'data.options': {e}") from None
     _check_split_sizes(cfg, splits)
     if device is None:
+        _device_images_wanted(cfg, splits, torch.device("cpu"))
         return splits
-    moved = {k: getattr(splits, k).to(device) for k in ("train", "val", "test", "train_eval") if isinstance(getattr(splits, k), TensorSplit)}
-    return replace(splits, **moved)
+    return place_splits(cfg, splits, torch.device(device))
+
+
+def place_splits(cfg: ExperimentConfig, splits: DataSplits, device: torch.device) -> DataSplits:
+    """Where the data lives while training on ``device``; logs the path taken.
+
+    Tensor splits are moved to ``device``; image pools become ``DeviceImageSplit``s there when
+    ``data.device_data`` asks (augmented in batches on the device); the rest stays with the
+    DataLoader path (``data.num_workers`` workers).
+    """
+    name = cfg.data.name
+    if _device_images_wanted(cfg, splits, device):
+        logger.info(f"[data] {name}: images resident on {device}, augmentation in batches there "
+                    f"(data.device_data={device_data_setting(cfg.data)})")
+        return to_device_images(splits, device)
+    keys = [k for k in ("train", "val", "test", "train_eval") if isinstance(getattr(splits, k), TensorSplit)]
+    if keys:
+        logger.info(f"[data] {name}: in-memory tensors on {device}")
+    else:
+        logger.info(f"[data] {name}: DataLoader path ({cfg.data.num_workers} workers, batches copied to {device})")
+    return replace(splits, **{k: getattr(splits, k).to(device) for k in keys})
+
+
+def _device_images_wanted(cfg: ExperimentConfig, splits: DataSplits, device: torch.device) -> bool:
+    """``data.device_data`` resolved for these splits on ``device``; ConfigError where ``on`` cannot be."""
+    try:
+        return use_device_images(device_data_setting(cfg.data), device, splits)
+    except ValueError as e:
+        raise ConfigError(f"config key 'data.device_data': {e}") from None
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import itertools
 import json
 import logging
 
-from harness.config import ConfigError, ExperimentConfig, config_hash, to_dict
-from harness.distill import RunResolver, distill_student
+from harness.config import ConfigError, ExperimentConfig, config_hash, pack_size_setting, to_dict
+from harness.distill import NOT_IN_RUN_ID, RunResolver, distill_pack
 from harness.experiment import open_store
 from harness.progress import Progress
 from harness.store import CheckpointStore, trajectory_name
@@ -126,7 +126,8 @@ def grid_name(cfg: ExperimentConfig, runs: list[dict], pins: list | None = None)
     changed is a new experiment, never a restore of a stale one."""
     if cfg.sweep.name:
         return str(cfg.sweep.name)
-    recipe = {"runs": runs, "student": to_dict(cfg.student), "data": to_dict(cfg.data),
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in NOT_IN_RUN_ID}
+    recipe = {"runs": runs, "student": to_dict(cfg.student), "data": data,
               "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
               "search": cfg.sweep.search, "scheduler": cfg.sweep.scheduler, "num_samples": cfg.sweep.num_samples,
               "run_ids": pins}  # (the key keeps its old name: existing experiment names stay valid)
@@ -139,19 +140,86 @@ def rows_of(store: CheckpointStore, planned: list[dict]) -> list[dict]:
     return [r for r in store.read_results() if r.get("run_id") in ids]
 
 
+def student_parameters(cfg: ExperimentConfig, arch: str) -> int:
+    """Parameters of one student of ``arch`` on this data set (built on the meta device: no memory)."""
+    import torch
+
+    from harness.experiment import load_splits
+    from harness.models import create_model
+
+    splits = load_splits(cfg)
+    with torch.device("meta"):
+        model = create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape)
+    return sum(p.numel() for p in model.parameters())
+
+
+def pack_size(cfg: ExperimentConfig, arch: str, runs: int, slots: int, device: str = "cpu") -> int:
+    """Members per pack: ``sweep.pack_size``, or for ``auto`` what the model size and device allow,
+    spread over ``slots`` concurrent trials; 1 with a scheduler or a searcher (they steer single runs)."""
+    import torch
+
+    from harness.packing import auto_pack_size
+
+    size = pack_size_setting(cfg.sweep)
+    if size is not None:
+        return size
+    if cfg.sweep.scheduler != "none" or cfg.sweep.search != "grid":
+        return 1
+    return auto_pack_size(student_parameters(cfg, arch), torch.device(device), runs, slots)
+
+
+def pack_sizes(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu") -> dict[str, int]:
+    """Members per pack for each student architecture of ``runs``."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run["student_arch"]] = counts.get(run["student_arch"], 0) + 1
+    return {arch: pack_size(cfg, arch, n, slots, device) for arch, n in counts.items()}
+
+
+def make_packs(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu") -> list[list[dict]]:
+    """``runs`` cut into packs: runs of one student architecture, in grid order, ``pack_size`` each."""
+    sizes = pack_sizes(cfg, runs, slots, device)
+    by_arch: dict[str, list[dict]] = {}
+    for run in runs:
+        by_arch.setdefault(run["student_arch"], []).append(run)
+    return [group[i:i + sizes[arch]] for arch, group in by_arch.items() for i in range(0, len(group), sizes[arch])]
+
+
 def run_sweep(cfg: ExperimentConfig) -> list[dict]:
-    """The grid in this process, one run after another (no Ray, no Tune); returns its rows."""
+    """The grid in this process, one pack after another (no Ray, no Tune); returns its rows."""
     if cfg.sweep.search != "grid":
         raise ConfigError("config key 'sweep.search': only grid runs without Ray (cluster.mode=local)")
     if cfg.sweep.scheduler != "none":
         logger.info("[sweep] note: sweep.scheduler is ignored without Ray (every run trains to the end)")
     planned = plan(cfg)
-    todo = [p for p in planned if not p["done"]]
-    logger.info(f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process")
+    todo = [p["run"] for p in planned if not p["done"]]
+    packs = make_packs(cfg, todo, slots=1, device=str(_device(cfg))) if todo else []
+    logger.info(f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process, in {len(packs)} pack(s)")
     with Progress(len(todo), "[sweep]", "run", log=logger, final_line=True) as progress:
-        for i, p in enumerate(todo, 1):
-            logger.info(f"[sweep] run {i}/{len(todo)}: {p['run']}")
-            distill_student(apply_run(cfg, p["run"]))
-            progress.update()
+        for i, pack in enumerate(packs, 1):
+            logger.info(f"[sweep] pack {i}/{len(packs)}: {describe_pack(pack)}")
+            distill_pack(cfg, [run_fields(cfg, run) for run in pack])
+            progress.update(len(pack))
     open_store(cfg).compact_results()
     return rows_of(open_store(cfg), planned)
+
+
+def trial_runs(config: dict) -> list[dict]:
+    """The runs of a Tune trial's config: ``{"runs": [...]}`` (a pack) or ``{"run": {...}}`` (searchers)."""
+    return list(config["runs"]) if "runs" in config else [dict(config.get("run", {}))]
+
+
+def describe_pack(runs: list[dict], limit: int = 4) -> str:
+    """One line naming a pack's runs (the first ``limit``): ``mlp_small<-full T=4.0 w=0.5 s0, none s1``."""
+    def one(r: dict) -> str:
+        hp = "" if r.get("teacher_choice") == "none" else f" T={r.get('temperature')} w={r.get('kd_weight')}"
+        return f"{r.get('teacher_choice')}{hp} s{r.get('seed')}"
+
+    shown = ", ".join(one(r) for r in runs[:limit]) + (f", ... (+{len(runs) - limit} more)" if len(runs) > limit else "")
+    return f"{runs[0].get('student_arch')}<-{shown}"
+
+
+def _device(cfg: ExperimentConfig):
+    from harness.training import resolve_device
+
+    return resolve_device(cfg.device)

@@ -18,6 +18,7 @@ from harness.config import ExperimentConfig, config_hash, to_dict
 from harness.data import DataSplits, derive_seed, make_loader
 from harness.experiment import TrajectorySpec, load_splits, open_store, set_threads, trajectory_specs
 from harness.models import count_parameters, create_model
+from harness.precision import prepare_model
 from harness.progress import Progress
 from harness.store import LOCK, StoreError, Trajectory
 from harness.training import (
@@ -35,12 +36,18 @@ logger = logging.getLogger(__name__)
 OnEpoch = Callable[[int, dict], None]
 
 
+# Execution choices, not part of what a trajectory is: where the files are, how data reach the
+# device (device_data draws other augmentation numbers from the same distribution, as precision
+# gives other rounding), so a store made before these keys existed keeps its hashes.
+_NOT_HASHED = ("root", "num_workers", "eval_batch_size", "download", "device_data")
+
+
 def trajectory_config(cfg: ExperimentConfig, spec: TrajectorySpec) -> dict:
     """What determines a trajectory's weights; its hash guards against mixing configs."""
     return {
         "arch": spec.arch,
         "seed": spec.seed,
-        "data": {k: v for k, v in to_dict(cfg.data).items() if k not in ("root", "num_workers", "eval_batch_size", "download")},
+        "data": {k: v for k, v in to_dict(cfg.data).items() if k not in _NOT_HASHED},
         "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k not in ("archs", "seeds")},
     }
 
@@ -50,12 +57,14 @@ def checkpoint_epochs(epochs: int, every: int) -> list[int]:
     return sorted(set(range(every, epochs + 1, every)) | {epochs})
 
 
-def evaluate_splits(model: torch.nn.Module, splits, batch_size: int, device: torch.device, names=("train", "val", "test")) -> dict[str, float]:
+def evaluate_splits(model: torch.nn.Module, splits, batch_size: int, device: torch.device, names=("train", "val", "test"),
+                    *, precision: str = "fp32", channels_last: bool = False) -> dict[str, float]:
     """Accuracy, loss and mean max-softmax confidence on the named splits (train = un-augmented)."""
     out: dict[str, float] = {}
     for name in names:
         dataset = splits.train_eval if name == "train" else getattr(splits, name)
-        logits, y = predict_logits(model, make_loader(dataset, batch_size, shuffle=False, device=device), device)
+        loader = make_loader(dataset, batch_size, shuffle=False, device=device)
+        logits, y = predict_logits(model, loader, device, precision=precision, channels_last=channels_last)
         out.update(metrics_from_logits(logits, y, name))
     return out
 
@@ -157,6 +166,7 @@ def _build_run(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, ch
     t = cfg.teacher
     seed_everything(derive_seed("teacher-init", spec.arch, spec.seed))
     model = create_model(spec.arch, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
+    prepare_model(model, cfg.channels_last)  # before the optimizer: it holds the parameters
     optimizer = make_optimizer(model, t.optim)
     scheduler = make_scheduler(optimizer, t.optim, t.epochs)
     manifest = {
@@ -197,10 +207,11 @@ def _train_one_epoch(run: TeacherRun, epoch: int) -> dict:
                           device=run.device, num_workers=cfg.data.num_workers)
     lr = run.optimizer.param_groups[0]["lr"]
     res = train_epoch(run.model, batches, run.optimizer, lambda logits, x, y: torch.nn.functional.cross_entropy(logits, y),
-                      run.device, progress=f"[{name}] epoch {epoch}")
+                      run.device, progress=f"[{name}] epoch {epoch}", precision=cfg.precision, channels_last=cfg.channels_last)
     run.scheduler.step()
     names = ("train", "val", "test") if epoch in run.saves else ("val",)
-    metrics = evaluate_splits(run.model, run.splits, cfg.data.eval_batch_size, run.device, names)
+    metrics = evaluate_splits(run.model, run.splits, cfg.data.eval_batch_size, run.device, names,
+                              precision=cfg.precision, channels_last=cfg.channels_last)
     seconds = time.perf_counter() - began
     run.manifest["wall_time_s"] += seconds
     run.manifest["history"].append({"epoch": epoch, "lr": lr, "train_loss_running": res.loss, "train_acc_running": res.acc,
@@ -214,7 +225,8 @@ def _train_one_epoch(run: TeacherRun, epoch: int) -> dict:
 def _save_epoch(run: TeacherRun, epoch: int, metrics: dict) -> None:
     manifest = run.manifest
     if epoch in run.saves:
-        payload = {"model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()}, "arch": run.spec.arch,
+        weights = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}  # same files with channels_last
+        payload = {"model": weights, "arch": run.spec.arch,
                    "num_classes": run.splits.num_classes, "input_shape": list(run.splits.input_shape), "epoch": epoch}
         run.traj.save_checkpoint(epoch, payload, manifest, {**metrics, "wall_time_s": manifest["wall_time_s"]})
         manifest["finished"] = epoch == run.cfg.teacher.epochs

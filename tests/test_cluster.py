@@ -147,6 +147,7 @@ def test_actor_with_no_restarts_left_fails_with_a_clear_message(cluster, tmp_pat
 
 def test_scorer_actor_holds_the_data_once_and_skips_fresh_scores(trained, logs):
     session = trained["session"]
+    session.cfg.cluster.scorers = 1  # one actor scores both trajectories (a second one: next test)
     scorer = Scorer(session)
     names = sorted(trained["manifests"])
     for n in names:
@@ -163,6 +164,23 @@ def test_scorer_actor_holds_the_data_once_and_skips_fresh_scores(trained, logs):
     again = Scorer(session)
     again.submit(names[0])
     assert again.actor is None and "up to date; skipping" in logs.text
+
+
+def test_two_scorer_actors_score_trajectories_side_by_side(trained, logs):
+    session = trained["session"]
+    names = sorted(trained["manifests"])
+    before, session.cfg.cluster.scorers = session.cfg.cluster.scorers, 2
+    scorer = Scorer(session)
+    try:
+        for n in names:
+            scorer.submit(n, force=True)
+        assert len(scorer.actors) == 2  # the first was busy: a second one took the next trajectory
+        results = scorer.wait()
+    finally:
+        scorer.close()
+        session.cfg.cluster.scorers = before
+    assert set(results) == set(names) and all("selected" in results[n] for n in names)
+    assert "queued on scorer actor 1/1" in logs.text and "queued on scorer actor 2/2" in logs.text
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +233,19 @@ def test_trials_report_every_epoch_with_a_checkpoint(swept):
     store = open_store(swept["session"].cfg)
     exp = next((store.root / "tune").iterdir())
     trials = sorted(exp.glob("trial_*"))
-    assert len(trials) == len(swept["rows"])
+    # sweep.pack_size=auto: the 14 students in as many packs (trials) as the cluster runs at once
+    assert 1 < len(trials) < len(swept["rows"])
+    members = 0
     for t in trials:
         lines = [json.loads(x) for x in (t / "result.json").read_text().splitlines() if x.strip()]
         assert [x["epoch"] for x in lines] == [1, 2, 3] and all("val_acc" in x and "test_acc" in x for x in lines)
+        members += lines[-1]["members"]
         assert (t / "student_state.pt").is_file()  # the state a retried trial resumes from
-        assert "final test acc" in (t / "distill.log").read_text()
+        assert (t / "distill.log").read_text().count("final test acc") == lines[-1]["members"]
+    assert members == len(swept["rows"])
+    rows = swept["rows"]
+    assert {r["trial_id"] for r in rows} == {json.loads((t / "result.json").read_text().splitlines()[-1])["trial_id"]
+                                             for t in trials}
 
 
 def test_finished_sweep_is_not_started_again(swept, logs):
@@ -240,7 +265,8 @@ def test_interrupted_sweep_resumes_with_tuner_restore(swept, logs):
     overrides = tiny_overrides(Path(cfg.storage), **{
         "teacher.epochs": 30, "teacher.checkpoint_every": 10, "scoring.estimators": "[accuracy,ce_bound,kde]",
         "sweep.teacher_choices": '["none","full"]', "sweep.seeds": "[0,1]", "student.epochs": 25,
-        "sweep.temperature": "[2.0]", "cluster.address": ray.get_runtime_context().gcs_address,
+        "sweep.temperature": "[2.0]", "sweep.pack_size": 1,  # one student per trial: the driver dies between rows
+        "cluster.address": ray.get_runtime_context().gcs_address,
     })
     out = open(Path(cfg.storage).parent / "interrupted-driver.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(QUICKSTART), *overrides],
@@ -359,7 +385,10 @@ def test_students_start_while_later_teachers_still_train(cluster, tmp_path, logs
     from harness.cluster.pipeline import run_stages
 
     cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **{
-        "teacher.seeds": "[0,1,2]", "teacher.epochs": 12, "teacher.checkpoint_every": 6, "student.epochs": 2,
+        # the third trajectory must outlast the scorer's start: it takes the free CPU first (new
+        # students are held while a trajectory or the scorer waits for a slot)
+        "teacher.seeds": "[0,1,2]", "teacher.epochs": 40, "teacher.checkpoint_every": 20, "student.epochs": 2,
+        "cluster.scorers": 1,  # a second scorer would wait for the third trajectory's CPU (and hold students)
         "sweep.teacher_choices": '["full","selected:accuracy"]', "sweep.seeds": "[0,1,2]",
         "scoring.estimators": "[accuracy]"}))
     times = run_stages(cfg)

@@ -119,5 +119,5 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[teachers] 2 trajectories x 4 epochs, checkpoints at [2, 4] (2 each); 8 teacher-epochs to train" in out
     assert "[sweep] 12 runs in the grid (grid): done unknown until the teachers" in out  # 3 + 3 + 2 x 3
-    assert "about 24 student-epochs (12 trials x 2 epochs)" in out and "1 CPU, 0 GPU per trial" in out
+    assert "about 24 student-epochs (12 students x 2 epochs)" in out and "1 CPU, 0 GPU per trial" in out
     assert not storage.exists()

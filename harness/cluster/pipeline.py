@@ -17,8 +17,10 @@ from harness.cluster.teachers import TrajectoryRunner
 from harness.config import ExperimentConfig
 
 
-def train_teachers(session: ClusterSession, scorer: Scorer | None = None) -> dict[str, dict]:
-    """Every trajectory in actors; each finished one is logged to W&B and handed to ``scorer``."""
+def train_teachers(session: ClusterSession, scorer: Scorer | None = None, status=None) -> dict[str, dict]:
+    """Every trajectory in actors; each finished one is logged to W&B and handed to ``scorer``.
+    ``status`` (a ``TeachersStatus``): told to hold new students while a trajectory or the scorer
+    waits for a slot."""
 
     def on_finished(name: str, manifest: dict) -> None:
         if tracking.enabled(session.cfg):
@@ -29,6 +31,12 @@ def train_teachers(session: ClusterSession, scorer: Scorer | None = None) -> dic
     runner = TrajectoryRunner(session, on_finished=on_finished, on_tick=scorer.poll if scorer is not None else None)
     if scorer is not None:
         scorer.ready = runner.all_started  # an idle scorer never holds a slot a trajectory waits for
+    if status is not None:
+        def hold() -> bool:
+            launched = bool(runner.refs or runner.manifests or runner.failures)
+            return not launched or not runner.all_started() or (scorer is not None and scorer.waiting_for_slot())
+
+        status.hold = hold
     return runner.run()
 
 
@@ -92,7 +100,7 @@ def _run_overlapped(cfg: ExperimentConfig) -> dict[str, float]:
 
         def teachers_then_scores() -> None:
             try:
-                train_teachers(session, scorer=scorer)
+                train_teachers(session, scorer=scorer, status=status)
                 times["teachers"] = time.perf_counter() - t0
                 scorer.wait()
                 times["score (after teachers)"] = time.perf_counter() - t0 - times["teachers"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune.search import Searcher
 
@@ -26,11 +26,23 @@ RECHECK_S = 1.0  # how often the store is asked again about one unfinished traje
 
 
 class TeachersStatus:
-    """What the teachers thread tells the searcher: done (finished or failed) and which failed."""
+    """What the teachers thread tells the searcher: done (finished or failed), which failed, and
+    ``hold()``: should new students wait (a trajectory or the scorer still waits for a slot)?"""
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.failed: set[str] = set()
+        self.hold: Callable[[], bool] = lambda: False
+        self._held = (0.0, False)
+
+    def holding(self) -> bool:
+        """``hold()``, asked at most once per ``RECHECK_S`` (Tune asks for suggestions often)."""
+        if self.done.is_set():
+            return False
+        now = time.monotonic()
+        if now - self._held[0] >= RECHECK_S:
+            self._held = (now, bool(self.hold()))
+        return self._held[1]
 
 
 class Readiness:
@@ -77,12 +89,16 @@ class Readiness:
 
 
 class ReadyRuns(Searcher):
-    """A Tune searcher over a fixed list of runs that releases each run once its teacher is ready."""
+    """A Tune searcher over a fixed list of runs that releases each run once its teacher is ready.
+
+    Each suggestion is a pack (``{"runs": [...]}``): ready runs of one student architecture, up to
+    ``pack_sizes[arch]`` of them, taken across every group that is ready at that moment."""
 
     def __init__(self, cfg: ExperimentConfig, runs: list[dict], status: TeachersStatus | None = None,
-                 metric: str = "val_acc", mode: str = "max") -> None:
+                 metric: str = "val_acc", mode: str = "max", pack_sizes: dict[str, int] | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.readiness, self.status = Readiness(cfg), status
+        self.pack_sizes = dict(pack_sizes or {})
         self.pending: dict[tuple, list[dict]] = {}
         self.released: set[tuple] = set()
         for run in runs:
@@ -92,9 +108,11 @@ class ReadyRuns(Searcher):
         return {**self.__dict__, "status": None}
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        for needs in list(self.pending):
-            if self.readiness.ready(needs):
-                return {"run": self._take(needs)}
+        if self.status is not None and self.pending and self.status.holding():
+            return None  # teachers and the scorer first: a student released now would take their slot
+        ready = [needs for needs in list(self.pending) if self.readiness.ready(needs)]
+        if ready:
+            return {"runs": self._take(ready)}
         if not self.pending:
             return Searcher.FINISHED
         if self.status is not None and self.status.done.is_set():
@@ -102,16 +120,23 @@ class ReadyRuns(Searcher):
             return Searcher.FINISHED if not self.pending else None
         return None
 
-    def _take(self, needs: tuple) -> dict:
-        runs = self.pending[needs]
-        if needs not in self.released:
-            self.released.add(needs)
-            logger.info(f"[sweep] ready: {', '.join(needs[0]) or 'no teacher'}{' (scored)' if needs[1] else ''}; "
-                        f"releasing {len(runs)} run(s)")
-        run = runs.pop(0)
-        if not runs:
-            del self.pending[needs]
-        return run
+    def _take(self, ready: list[tuple]) -> list[dict]:
+        """A pack of ready runs: the first ready run's student architecture, up to its pack size."""
+        arch = self.pending[ready[0]][0]["student_arch"]
+        size, pack = self.pack_sizes.get(arch, 1), []
+        for needs in ready:
+            runs = self.pending[needs]
+            if needs not in self.released:
+                self.released.add(needs)
+                logger.info(f"[sweep] ready: {', '.join(needs[0]) or 'no teacher'}{' (scored)' if needs[1] else ''}; "
+                            f"releasing {len(runs)} run(s)")
+            pack += [r for r in runs if r["student_arch"] == arch][: size - len(pack)]
+            runs[:] = [r for r in runs if not any(r is p for p in pack)]
+            if not runs:
+                del self.pending[needs]
+            if len(pack) >= size:
+                break
+        return pack
 
     def _drop_unreachable(self) -> None:
         """The teachers are done: runs whose teachers failed (or never got scores) will not start."""

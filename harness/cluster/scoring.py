@@ -7,9 +7,12 @@ pass over all its checkpoints, estimators, normalization, selection, and an atom
 ``scores/<trajectory>.json``. Calls queue on the actor, so under ``ckd run`` the driver submits
 each trajectory the moment it finishes and scoring overlaps the training of the others.
 
-``Scorer`` is the driver side: it starts the actor on the first trajectory that needs scoring
-(a trajectory whose scores file is already fresh is not sent), collects results as they come,
-logs the score table to W&B, and frees the actor's resources when closed.
+``Scorer`` is the driver side: it starts an actor on the first trajectory that needs scoring
+(a trajectory whose scores file is already fresh is not sent) and up to ``cluster.scorers``
+actors while every running one is busy, sends each trajectory to the least-loaded actor,
+collects results as they come, logs the score table to W&B, and frees the actors' resources
+when closed. Scores sit on the critical path of ``selected*`` students, so on a cluster that
+finishes many trajectories at once one actor would serialize them.
 """
 from __future__ import annotations
 
@@ -57,7 +60,9 @@ class Scorer:
 
     def __init__(self, session: ClusterSession) -> None:
         self.session, self.cfg = session, session.cfg
-        self.actor = None
+        self.actors: list[Any] = []
+        self.started: list[Any] = []  # per actor: a call that returns once it runs
+        self.assigned: dict[Any, int] = {}  # call -> actor index
         self.refs: dict[Any, str] = {}
         self.results: dict[str, dict] = {}
         self.failures: dict[str, BaseException] = {}
@@ -65,6 +70,26 @@ class Scorer:
         # still wait for a slot, so an idle scorer never holds back training.
         self.ready: Callable[[], bool] = lambda: True
         self.deferred: list[str] = []
+
+    @property
+    def actor(self):
+        """The first scorer actor (None before any trajectory was sent)."""
+        return self.actors[0] if self.actors else None
+
+    def waiting_for_slot(self) -> bool:
+        """Has the scorer work that waits for an actor (deferred, or an actor with queued work not
+        placed yet)? The sweep holds new students back meanwhile: scores are on the critical path,
+        students of most choices are not (``ReadyRuns``)."""
+        if self.deferred:
+            return True
+        busy = {i for i in self.assigned.values()}
+        pending = [self.started[i] for i in busy]
+        if not pending:
+            return False
+        import ray
+
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+        return len(ready) < len(pending)
 
     def submit(self, name: str, force: bool = False) -> None:
         if name in self.results or name in self.refs.values() or name in self.deferred:
@@ -83,17 +108,26 @@ class Scorer:
         self._send(name)
 
     def _send(self, name: str) -> None:
+        load = [sum(1 for i in self.assigned.values() if i == a) for a in range(len(self.actors))]
+        if not self.actors or (min(load) > 0 and len(self.actors) < self.cfg.cluster.scorers):
+            self._start_actor()
+            load.append(0)
+        index = load.index(min(load))
+        ref = self.actors[index].score.remote(name)
+        self.refs[ref], self.assigned[ref] = name, index
+        logger.info(f"[score] {name}: queued on scorer actor {index + 1}/{len(self.actors)}")
+
+    def _start_actor(self) -> None:
         import ray
 
-        if self.actor is None:
-            res = self.session.resources("scorer")  # joins/starts the cluster now
-            restarts = self.cfg.cluster.max_actor_restarts
-            self.actor = ray.remote(ScorerActor).options(
-                **res, max_restarts=restarts, max_task_retries=-1
-            ).remote(to_dict(self.cfg), res["num_cpus"])
-            logger.info(f"[score] scorer actor started ({res['num_cpus']:g} CPU, {res['num_gpus']:g} GPU); log in {logs_dir(self.cfg) / 'scorer.log'}")
-        self.refs[self.actor.score.remote(name)] = name
-        logger.info(f"[score] {name}: queued on the scorer actor")
+        res = self.session.resources("scorer")  # joins/starts the cluster now
+        actor = ray.remote(ScorerActor).options(
+            **res, max_restarts=self.cfg.cluster.max_actor_restarts, max_task_retries=-1
+        ).remote(to_dict(self.cfg), res["num_cpus"])
+        self.actors.append(actor)
+        self.started.append(actor.data_id.remote())
+        logger.info(f"[score] scorer actor {len(self.actors)} started ({res['num_cpus']:g} CPU, {res['num_gpus']:g} GPU); "
+                    f"log in {logs_dir(self.cfg) / 'scorer.log'}")
 
     def poll(self, timeout: float = 0.0) -> None:
         """Send deferred trajectories once ready; collect finished calls (non-blocking by default)."""
@@ -110,6 +144,7 @@ class Scorer:
 
     def _collect(self, ref) -> None:
         name = self.refs.pop(ref)
+        self.assigned.pop(ref, None)
         summary, error = get_result(ref, lambda e: ClusterError(
             f"scoring {name}: the scorer actor died and the cluster.max_actor_restarts="
             f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}). Give it more "
@@ -153,11 +188,12 @@ class Scorer:
         return self.results
 
     def close(self) -> None:
-        if self.actor is not None:
+        if self.actors:
             import ray
 
-            ray.kill(self.actor)
-            self.actor = None
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors, self.started, self.assigned = [], [], {}
 
 
 def run_scoring(session: ClusterSession) -> dict[str, dict]:

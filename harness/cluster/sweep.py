@@ -1,19 +1,19 @@
-"""The Ray Tune sweep: one trial = one student distilled from one teacher choice.
+"""The Ray Tune sweep: one trial = one pack of students (``sweep.pack_size``; a pack of one is
+one student distilled from one teacher choice).
 
 The grid comes from the core ``harness/sweep.py`` (``sweep_runs``, ``plan``). ``sweep.search``:
 grid (every run, ``num_samples`` times), random (``num_samples`` draws from the grid), optuna /
 hyperopt (when installed); ``sweep.scheduler``: none or ASHA on ``val_acc``.
 
-Trainable (``distill_trial``): the core ``distill_student`` with an ``on_epoch`` hook that calls
-``tune.report(metrics)`` every epoch and saves the student state to ``student_state.pt`` in the
-trial's folder every ``sweep.checkpoint_every`` epochs, and ``resume=`` that state, so a trial
+Trainable (``distill_trial``): the core ``distill_pack`` with an ``on_epoch`` hook that calls
+``tune.report(metrics)`` (the members' means) every epoch and saves the pack's state to
+``student_state.pt`` in the trial's folder every ``sweep.checkpoint_every`` epochs, and ``resume=`` that state, so a trial
 retried by ``FailureConfig(max_failures)`` or restored after a driver crash continues where it
 stopped (Tune checkpoints are not used: ``num_to_keep`` forces an O(trials) experiment snapshot
 every few checkpoints of every trial). Hyperparameters are
 ranked on ``val_acc`` (``TuneConfig(metric="val_acc", mode="max")``); test accuracy is only
-reported. ``distill_student`` appends the result row (deduplicated by run id) to
-``results.jsonl``/``results.csv``; the trial then adds its Tune identity (trial id, name,
-experiment dir) to that row. Each trial logs to ``distill.log`` in its trial folder.
+reported. ``distill_pack`` writes one result row per member (deduplicated by run id), with the
+trial's Tune identity (trial id, name, experiment dir). Each trial logs to ``distill.log`` in its trial folder.
 
 Idempotence: a grid whose every run is already in the results file is not started at all; an
 interrupted one is continued with ``Tuner.restore`` (the Tune experiment is named after a hash
@@ -35,7 +35,7 @@ from harness.experiment import open_store
 from harness.fileio import UnsafeFileError, atomic_write_bytes, safe_torch_load
 from harness.logs import file_log
 from harness.store import StoreError
-from harness.sweep import RUN_KEYS, apply_run, grid_name, plan, rows_of, sweep_runs
+from harness.sweep import RUN_KEYS, describe_pack, trial_runs, grid_name, make_packs, pack_sizes, plan, rows_of, run_fields, sweep_runs
 
 logger = logging.getLogger(__name__)
 METRIC, MODE = "val_acc", "max"
@@ -49,9 +49,11 @@ def _sanitize(text: str) -> str:
 
 
 def trial_name(trial) -> str:
-    run = trial.config.get("run", {})
+    runs = trial_runs(trial.config)
+    run = runs[0]
+    more = f"+{len(runs) - 1}" if len(runs) > 1 else ""
     return _sanitize(f"{run.get('teacher_choice')}-T{run.get('temperature')}-w{run.get('kd_weight')}-"
-                     f"{run.get('student_arch')}-s{run.get('seed')}-{trial.trial_id}")
+                     f"{run.get('student_arch')}-s{run.get('seed')}{more}-{trial.trial_id}")
 
 
 def trial_dirname(trial) -> str:
@@ -71,29 +73,33 @@ def trial_storage_dir(ctx) -> Path:
 
 
 def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
-    """Tune function trainable: distill the student of ``config['run']``, report every epoch."""
+    """Tune function trainable: distill the pack of ``config``, report every epoch."""
+    import copy
+
     import ray
     import torch
     from ray import tune
 
-    from harness.distill import distill_student
+    from harness.distill import distill_pack
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "checkpoint created" line per epoch
-    rcfg = apply_run(cfg, dict(config["run"]))
+    runs = trial_runs(config)
+    rcfg = copy.deepcopy(cfg)
     rcfg.threads = torch_threads(cfg.cluster.trial.cpus)
     torch.set_num_threads(rcfg.threads)
     ctx = tune.get_context()
     trial_dir = trial_storage_dir(ctx)
     with file_log(trial_dir / "distill.log"):
         logger.info(f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
-                    f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s)")
+                    f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s); "
+                    f"{len(runs)} student(s): {describe_pack(runs)}")
         reporter = TrialReporter(trial_dir / STATE_FILE, cfg.sweep.checkpoint_every, cfg.student.epochs)
         fields = {"trial_id": ctx.get_trial_id(), "trial_name": ctx.get_trial_name(),
                   "tune_experiment": ctx.get_experiment_name(), "tune_trial_dir": str(trial_dir),
                   "teacher_seeds_policy": str(cfg.sweep.teacher_seeds)}
-        row = distill_student(rcfg, on_epoch=reporter.on_epoch, resume=_load_trial_state(trial_dir, ctx.get_trial_name()),
-                              row_fields=fields)
-        reporter.finish(row)
+        rows = distill_pack(rcfg, [run_fields(cfg, r) for r in runs], on_epoch=reporter.on_epoch,
+                            resume=_load_trial_state(trial_dir, ctx.get_trial_name()), row_fields=fields)
+        reporter.finish(rows)
 
 
 def _load_trial_state(trial_dir: Path, name: str) -> dict | None:
@@ -102,7 +108,7 @@ def _load_trial_state(trial_dir: Path, name: str) -> dict | None:
     if not path.is_file():
         return None
     state = read_trial_state(path)
-    logger.info(f"[trial {name}] resuming from its checkpoint after epoch {len(state['history'])}")
+    logger.info(f"[trial {name}] resuming from its checkpoint after epoch {len(state.get('histories', [[]])[0])}")
     return state
 
 
@@ -144,15 +150,17 @@ class TrialReporter:
             atomic_write_bytes(self.state_path, torch_bytes(state))
         tune.report(m)
 
-    def finish(self, row: dict) -> None:
-        """Send the held-back last report, or the row itself when nothing was trained here."""
+    def finish(self, rows: list[dict]) -> None:
+        """Send the held-back last report, or the rows' means when nothing was trained here."""
         from ray import tune
 
         if self.final:
             tune.report(self.final[0])
         elif not self.reported:  # done before (results file) or every epoch was in the checkpoint
-            tune.report({"epoch": row.get("epochs", self.epochs), METRIC: row["final_val_acc"],
-                         "test_acc": row["final_test_acc"], "best_val_acc": row["best_val_acc"], "from_results": 1})
+            mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+            tune.report({"epoch": rows[0].get("epochs", self.epochs), METRIC: mean("final_val_acc"),
+                         "test_acc": mean("final_test_acc"), "best_val_acc": mean("best_val_acc"),
+                         "members": len(rows), "from_results": 1})
 
 
 # --------------------------------------------------------------------------- the Tuner
@@ -179,11 +187,26 @@ def _search_alg(cfg: ExperimentConfig):
     return alg
 
 
-def param_space(cfg: ExperimentConfig, runs: list[dict]) -> dict:
+def trial_slots(session: ClusterSession) -> tuple[int, str]:
+    """(how many trials run at once on the cluster, the device a trial gets): what auto packs split over."""
+    res, info = session.resources("trial"), session.info
+    slots = info.num_cpus / max(res["num_cpus"], 1e-9)
+    if res["num_gpus"] > 0:
+        slots = min(slots, info.num_gpus / res["num_gpus"])
+    if cfg_max := session.cfg.sweep.max_concurrent:
+        slots = min(slots, cfg_max)
+    return max(1, int(slots)), "cuda" if res["num_gpus"] > 0 else "cpu"
+
+
+def param_space(cfg: ExperimentConfig, runs: list[dict], slots: tuple[int, str] = (1, "cpu")) -> dict:
     from ray import tune
 
     if cfg.sweep.search == "grid":
-        return {"run": tune.grid_search(runs)}
+        packs = make_packs(cfg, runs, *slots)
+        if len(packs) < len(runs):
+            logger.info(f"[sweep] {len(runs)} runs in {len(packs)} packs (sweep.pack_size={cfg.sweep.pack_size}: "
+                        f"up to {max(len(p) for p in packs)} students per trial)")
+        return {"runs": tune.grid_search(packs)}
     if cfg.sweep.search == "random":
         return {"run": tune.choice(runs)}
     # model-based searchers want flat categorical dimensions; the teacher seed follows the policy
@@ -218,7 +241,7 @@ def build_tuner(session: ClusterSession, runs: list[dict], pins: list | None = N
     search_alg = searcher or _search_alg(cfg)
     tuner = tune.Tuner(
         trainable,
-        param_space={} if searcher is not None else param_space(cfg, runs),
+        param_space={} if searcher is not None else param_space(cfg, runs, trial_slots(session)),
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE, scheduler=_scheduler(cfg), search_alg=search_alg,
             num_samples=len(runs) if searcher is not None else cfg.sweep.num_samples,
@@ -267,7 +290,9 @@ def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
     runs = sweep_runs(cfg)
     logger.info(f"[sweep] {len(runs)} runs in the grid; each starts as soon as its teachers (and scores) are ready")
     # runs released before they can be resolved: the scoring config pins what selected:* will pick
-    tuner, path = build_tuner(session, runs, ["overlap", to_dict(cfg.scoring)], searcher=ReadyRuns(cfg, runs, status))
+    sizes = pack_sizes(cfg, runs, *trial_slots(session))
+    tuner, path = build_tuner(session, runs, ["overlap", to_dict(cfg.scoring)],
+                              searcher=ReadyRuns(cfg, runs, status, pack_sizes=sizes))
     errors = _fit(tuner, path)
     store = open_store(cfg)
     store.compact_results()
@@ -328,9 +353,8 @@ def _raise_for_errors(cfg: ExperimentConfig, errors: list) -> None:
         return
     lines = []
     for r in errors[:5]:
-        run = (r.config or {}).get("run", {})
         first = str(r.error).strip().splitlines()
-        lines.append(f"{run.get('teacher_choice')} s{run.get('seed')}: {first[-1] if first else r.error} (logs: {r.path})")
+        lines.append(f"{describe_pack(trial_runs(r.config or {}))}: {first[-1] if first else r.error} (logs: {r.path})")
     raise SweepError(
         f"{len(errors)} sweep trial(s) failed after sweep.max_failures={cfg.sweep.max_failures} retries: "
         + "; ".join(lines) + ". Fix the cause and re-run: the sweep resumes (Tuner.restore) and finished trials are kept"

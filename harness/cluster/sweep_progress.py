@@ -12,6 +12,7 @@ import time
 from ray import tune
 
 from harness.progress import Progress
+from harness.sweep import describe_pack, trial_runs
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +33,12 @@ class SweepProgress(tune.Callback):
     @property
     def progress(self) -> Progress:
         if self._progress is None:
-            self._progress = Progress(self.trials, "[sweep]", "trial", log=logger, interval_s=self.interval_s)
+            self._progress = Progress(self.trials, "[sweep]", "student", log=logger, interval_s=self.interval_s)
         return self._progress
 
     @staticmethod
     def _label(trial) -> str:
-        run = trial.config.get("run", {})
-        hp = "" if run.get("teacher_choice") == "none" else f" T={run.get('temperature')} w={run.get('kd_weight')}"
-        return f"{run.get('student_arch')}<-{run.get('teacher_choice')}{hp} s{run.get('seed')}"
+        return describe_pack(trial_runs(trial.config))
 
     @staticmethod
     def _counts(trials) -> str:
@@ -55,17 +54,18 @@ class SweepProgress(tune.Callback):
         if now - self._last_step < 1.0:
             return
         self._last_step = now
-        self.progress.set_total(max(self.trials or 0, len(trials)))
+        self.progress.set_total(max(self.trials or 0, self.progress.n))
         self.progress.set_postfix(self._counts(trials))
         self.progress.update(0)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         r = trial.last_result or {}
-        done = self.progress.n + 1
+        members = int(r.get("members", 1))  # a trial trains a pack of students
         stopped = self.epochs is not None and isinstance(r.get("epoch"), int) and r["epoch"] < self.epochs
-        self.progress.update()
-        logger.info(f"[sweep] {done}/{len(trials)} {'stopped early' if stopped else 'done'}: {self._label(trial)}: "
-                    f"val {_pct(r.get('val_acc'))} test {_pct(r.get('test_acc'))} after {r.get('epoch', '-')} epochs")
+        self.progress.update(members)
+        logger.info(f"[sweep] {self.progress.n}/{self.progress.total} students {'stopped early' if stopped else 'done'}: "
+                    f"{self._label(trial)}: {'mean ' if members > 1 else ''}val {_pct(r.get('val_acc'))} "
+                    f"test {_pct(r.get('test_acc'))} after {r.get('epoch', '-')} epochs")
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         logger.info(f"[sweep] {self._label(trial)} failed; retrying from its last checkpoint "

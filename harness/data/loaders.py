@@ -1,14 +1,17 @@
 """Deterministic batch iteration: same ``(seed, epoch)`` -> same batches, on any resume.
 
-Two paths behind one function, ``make_loader``:
+Three paths behind one function, ``make_loader``:
 
 * ``TensorSplit`` (in-memory tensors): batches are index slices of the tensors, optionally
   kept on the GPU (``device="cuda"``); no DataLoader and no per-item Python. The shuffle
-  order is ``torch.randperm`` drawn from a private ``torch.Generator`` seeded with
-  ``derive_seed("shuffle", seed, epoch)``.
-* any other ``Dataset``: a ``torch.utils.data.DataLoader`` whose sampler uses a private
-  generator seeded the same way. Augmentation randomness is made deterministic *per item*:
-  every ``dataset[i]`` runs inside a forked RNG scope (the torch CPU generator and Python's
+  order is ``epoch_order``: ``torch.randperm`` drawn from a private ``torch.Generator`` seeded
+  with ``derive_seed("shuffle", seed, epoch)``.
+* ``DeviceImageSplit`` (uint8 images on a device, ``device_images.py``): the same order as
+  ``TensorLoader``; pad/crop/flip and normalization run batched on the device.
+* any other ``Dataset``: a ``torch.utils.data.DataLoader`` whose sampler is that same order
+  (all three paths visit the samples in one order for a given ``(seed, epoch)``, so they can
+  be compared). Augmentation randomness is made deterministic *per item*: every
+  ``dataset[i]`` runs inside a forked RNG scope (the torch CPU generator and Python's
   ``random``, which is what torchvision transforms draw from, are saved, seeded from
   ``(seed, epoch, i)`` and restored afterwards; about 20 us per item). So sample ``i`` of
   epoch ``e`` gets the same random crop/flip whatever the batch order, the number of workers
@@ -17,8 +20,8 @@ Two paths behind one function, ``make_loader``:
   torchvision never uses it): a transform drawing from it is deterministic only per worker
   (workers seed numpy from their torch seed), not per item.
 
-Both loaders are re-iterable: each ``iter()`` restarts from the same seeds and yields the same
-batches. Build a new loader per epoch (``epoch=e``) to get that epoch's order.
+All three loaders are re-iterable: each ``iter()`` restarts from the same seeds and yields the
+same batches. Build a new loader per epoch (``epoch=e``) to get that epoch's order.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .splits import TensorSplit, derive_seed
+from .device_images import DeviceImageLoader, DeviceImageSplit
+from .splits import TensorSplit, derive_seed, epoch_order
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -54,10 +58,7 @@ class TensorLoader:
 
     def order(self) -> torch.Tensor | None:
         """The sample order of this epoch (a CPU LongTensor), or None when not shuffling."""
-        if not self.shuffle:
-            return None
-        g = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, self.epoch))
-        return torch.randperm(len(self.split), generator=g)
+        return epoch_order(len(self.split), self.seed, self.epoch) if self.shuffle else None
 
     def __iter__(self) -> Iterator[Batch]:
         x, y = self.split.x, self.split.y
@@ -132,11 +133,13 @@ class SeededDataLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _loader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, self.epoch))
+        n = len(self.dataset)  # type: ignore[arg-type]
+        order = epoch_order(n, self.seed, self.epoch).tolist() if self.shuffle else None
+        g = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, self.epoch))  # worker base seed
         return DataLoader(
             _SeededItems(self.dataset, derive_seed("augment", self.seed, self.epoch)),
             batch_size=self.batch_size,
-            shuffle=self.shuffle,
+            sampler=order,
             generator=g,
             num_workers=self.num_workers,
             drop_last=self.drop_last,
@@ -162,11 +165,12 @@ def make_loader(
     device: str | torch.device | None = "cpu",
     num_workers: int = 0,
     drop_last: bool = False,
-) -> TensorLoader | SeededDataLoader:
+) -> TensorLoader | DeviceImageLoader | SeededDataLoader:
     """An iterable of ``(x, y)`` batches whose order and augmentation depend only on ``(seed, epoch)``.
 
     A ``TensorSplit`` takes the fast path (tensor slicing, data moved to ``device`` once per
-    loader; pass a split already moved with ``split.to(device)`` to avoid even that copy).
+    loader; pass a split already moved with ``split.to(device)`` to avoid even that copy); so
+    does a ``DeviceImageSplit``, augmented on its device when ``split.augment``.
     Anything else goes through a DataLoader with per-item seeded augmentation (module doc).
     ``device=None`` leaves batches where the data is. ``num_workers`` is ignored for tensors.
     """
@@ -177,6 +181,9 @@ def make_loader(
     if isinstance(dataset, TensorSplit):
         split = dataset if dev is None else dataset.to(dev)
         return TensorLoader(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last)
+    if isinstance(dataset, DeviceImageSplit):
+        images = dataset if dev is None else dataset.to(dev)
+        return DeviceImageLoader(images, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last)
     return SeededDataLoader(
         dataset,
         batch_size,

@@ -27,6 +27,14 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of ``n`` samples in epoch ``epoch`` (a CPU LongTensor), from a private
+    generator seeded with ``derive_seed("shuffle", seed, epoch)``: every loader path (tensors,
+    device images, DataLoader) visits the samples in this order, so the paths are comparable."""
+    g = torch.Generator().manual_seed(derive_seed("shuffle", int(seed), int(epoch)))
+    return torch.randperm(n, generator=g)
+
+
 @contextlib.contextmanager
 def preserve_global_rng() -> Iterator[None]:
     """Restore Python's ``random``, ``numpy.random`` and torch's CPU RNG states on exit.
@@ -76,7 +84,7 @@ class TensorSplit(Dataset):
     def to(self, device: str | torch.device) -> "TensorSplit":
         """This split on ``device``: ``self`` if it is already there, else a moved copy."""
         device = torch.device(device)
-        if _same_device(self.x.device, device):
+        if same_device(self.x.device, device):
             return self
         return TensorSplit(self.x.to(device), self.y.to(device), self.indices)
 
@@ -94,7 +102,7 @@ class TensorSplit(Dataset):
         return f"TensorSplit(n={len(self)}, x={tuple(self.x.shape)}, device={self.device})"
 
 
-def _same_device(have: torch.device, want: torch.device) -> bool:
+def same_device(have: torch.device, want: torch.device) -> bool:
     """Whether a tensor on ``have`` already satisfies a request for ``want`` ("cuda" = current)."""
     if have.type != want.type:
         return False

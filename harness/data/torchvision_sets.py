@@ -30,10 +30,13 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TINY_IMAGENET_MEAN, TINY_IMAGENET_STD = (0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)
 
 
-def _views(
+def carve_views(
     pool: Any, labels: Sequence[int], plain: Any, augmenting: Any | None, val_fraction: float, seed: int
 ) -> tuple[Subset, Subset, Subset]:
-    """(train, val, train_eval) subsets of ``pool``; train and train_eval share positions."""
+    """(train, val, train_eval) subsets of ``pool``; train and train_eval share positions.
+
+    ``pool`` holds the images once (CIFAR-style pools with ``.data``/``.targets`` can later be
+    moved to the device whole, see ``harness.data.device_images``)."""
     tr, va = carve_val(np.asarray(labels), val_fraction, seed)
     plain_view = TransformView(pool, plain)
     train_view = TransformView(pool, augmenting) if augmenting is not None else plain_view
@@ -71,14 +74,23 @@ def _cifar_class(name: str, verify: bool) -> Any:
 
 def cifar_transforms(name: str, augment: bool) -> tuple[Any, Any | None]:
     """(plain, augmenting or None): the paper's 4-px pad + random 32 crop + flip, then normalize."""
+    return crop_flip_transforms(CIFAR_MEAN[name], CIFAR_STD[name], augment)
+
+
+def crop_flip_transforms(
+    mean: Sequence[float], std: Sequence[float], augment: bool, size: int = 32, padding: int = 4
+) -> tuple[Any, Any | None]:
+    """(plain, augmenting or None) for CIFAR-shaped images: ``padding``-px zero pad + random
+    ``size`` crop + horizontal flip, then ToTensor + Normalize(mean, std) (plain: only the latter).
+    ``harness.data.device_images`` does the same on tensors, on the device."""
     from torchvision import transforms
 
-    normalize = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN[name], CIFAR_STD[name])]
+    normalize = [transforms.ToTensor(), transforms.Normalize(tuple(mean), tuple(std))]
     plain = transforms.Compose(normalize)
     if not augment:
         return plain, None
     aug = transforms.Compose(
-        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *normalize]
+        [transforms.RandomCrop(size, padding=padding), transforms.RandomHorizontalFlip(), *normalize]
     )
     return plain, aug
 
@@ -141,7 +153,7 @@ def _build_cifar(
     train_pool, test_pool = _load_cifar(name, root, where, download, verify)
     logger.info("[data] %s from %s (%d train, %d test images)", name, where, len(train_pool), len(test_pool))
     plain, aug = cifar_transforms(name, augment)
-    train, val, train_eval = _views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
+    train, val, train_eval = carve_views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
     return DataSplits(
         train=train,
         val=val,
@@ -300,7 +312,7 @@ def _build_folder(
         "[data] %s from %s: %d train images in %d classes (train/), %d test images (%s/)",
         kind, root, len(train_pool), len(train_pool.classes), len(test_pool), test_dir,
     )
-    train, val, train_eval = _views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
+    train, val, train_eval = carve_views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
     return DataSplits(
         train=train,
         val=val,

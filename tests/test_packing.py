@@ -1,0 +1,191 @@
+"""Packed students, batched ensemble teachers and the shared teacher-logit cache (issue 10).
+
+The central promise: a member of a pack ends where the same run trained alone ends (a pack of
+one, the same code path), up to floating-point rounding of the batched kernels.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from harness.config import load_config
+from harness.data import make_loader
+from harness.distill import RunResolver, distill_pack, distill_student
+from harness.experiment import load_splits, open_store
+from harness.kd import FrozenTeacher, ensemble_probs, kd_loss, kd_loss_members
+from harness.models import create_model
+from harness.packing import PackedModel, auto_pack_size
+from harness.student_batches import PackBatches
+from harness.teacher_choices import TeacherRef
+from harness.teacher_logits import LogitCache
+from harness.teachers import train_trajectory
+from tests.helpers import QUICKSTART, tiny_overrides
+
+RUNS = [  # differ in seed, teacher choice, temperature and kd_weight
+    {"teacher_choice": "full", "seed": 0, "temperature": 4.0, "kd_weight": 0.5, "teacher_seed": 0},
+    {"teacher_choice": "snapshot:[0.5,1.0]", "seed": 1, "temperature": 2.0, "kd_weight": 0.9, "teacher_seed": 1},
+    {"teacher_choice": "none", "seed": 2, "temperature": 4.0, "kd_weight": 0.0, "teacher_seed": 0},
+    {"teacher_choice": "full_ensemble:2", "seed": 0, "temperature": 3.0, "kd_weight": 0.7, "teacher_seed": 0},
+]
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory):
+    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path_factory.mktemp("pack") / "runs"))
+    for seed in cfg.teacher.seeds:
+        train_trajectory(cfg, "cnn1d_small", int(seed))
+    return cfg
+
+
+def _run(cfg, run):
+    return {**{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")}, **run}
+
+
+def _final_state(cfg, runs):
+    states = []
+    distill_pack(cfg, [_run(cfg, r) for r in runs], on_epoch=lambda m, s: states.append(copy.deepcopy(s)))
+    return states[-1]
+
+
+def test_kd_loss_members_equals_kd_loss_of_each_member():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 8, 5), torch.randint(0, 5, (3, 8))
+    soft = torch.softmax(torch.randn(3, 8, 5), -1)
+    t, w = torch.tensor([1.0, 4.0, 2.0]), torch.tensor([0.5, 0.9, 0.0])
+    got = kd_loss_members(logits, labels, soft, t, w)
+    want = [kd_loss(logits[i], labels[i], soft[i], float(t[i]), float(w[i])) for i in range(3)]
+    assert torch.allclose(got, torch.stack(want), atol=1e-6)
+    assert got[2].item() == torch.nn.functional.cross_entropy(logits[2], labels[2]).item()  # w = 0: CE exactly
+
+
+def test_a_member_of_a_pack_ends_where_it_ends_alone(taught, tmp_path):
+    cfg = copy.deepcopy(taught)
+    cfg.storage = str(tmp_path / "packed")  # results elsewhere: every run trains (teachers are read from taught)
+    packed = _final_state(_with_teachers(cfg, taught), RUNS)
+    for i, run in enumerate(RUNS):
+        alone_cfg = copy.deepcopy(cfg)
+        alone_cfg.storage = str(tmp_path / f"alone{i}")
+        alone = _final_state(_with_teachers(alone_cfg, taught), [run])
+        assert alone["histories"][0][-1]["epoch"] == cfg.student.epochs
+        for key, value in alone["pack"]["params"].items():
+            torch.testing.assert_close(packed["pack"]["params"][key][i], value[0], rtol=1e-4, atol=1e-5)
+        for a, b in zip(packed["histories"][i], alone["histories"][0]):
+            assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1 / 400)  # at most one sample flips
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+
+
+def _with_teachers(cfg, taught):
+    """``cfg`` whose store has ``taught``'s trajectories (symlinked) and no results."""
+    src, dst = open_store(taught).trajectories_dir, open_store(cfg).trajectories_dir
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not dst.exists():
+        dst.symlink_to(src, target_is_directory=True)
+    return cfg
+
+
+def test_pack_rows_are_one_per_member_and_a_rerun_skips_them(taught, logs):
+    cfg = copy.deepcopy(taught)
+    rows = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]])
+    assert [r["teacher_choice"] for r in rows] == ["full", "snapshot:[0.5,1.0]"]
+    assert all(r["pack_size"] == 2 and len(r["val_acc_per_epoch"]) == cfg.student.epochs for r in rows)
+    again = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]])
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in rows]
+    assert logs.text.count("has a result already; skipping") == 2
+    cfg.distill.teacher_choice, cfg.distill.seed = "full", 0  # RUNS[0] alone: found, not trained
+    cfg.distill.temperature, cfg.distill.kd_weight, cfg.distill.teacher_seed = 4.0, 0.5, 0
+    assert distill_student(cfg)["run_id"] == rows[0]["run_id"]
+
+
+def test_resume_continues_a_pack_and_refuses_another_packs_state(taught, tmp_path):
+    cfg = _with_teachers(copy.deepcopy(taught), taught)
+    cfg.storage, cfg.student.epochs = str(tmp_path / "r"), 2
+    _with_teachers(cfg, taught)
+    states = []
+    full = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]], on_epoch=lambda m, s: states.append(copy.deepcopy(s)))
+    open_store(cfg).results.rows_dir.joinpath(f"{full[0]['run_id']}.json").unlink()
+    open_store(cfg).results.rows_dir.joinpath(f"{full[1]['run_id']}.json").unlink()
+    resumed = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]], resume=states[0])
+    assert [r["final_val_acc"] for r in resumed] == pytest.approx([r["final_val_acc"] for r in full], abs=1e-9)
+    with pytest.raises(Exception, match="belongs to run"):
+        distill_pack(cfg, [_run(cfg, RUNS[2])], resume=states[0])
+
+
+def test_batched_ensemble_teacher_equals_sequential_members():
+    torch.manual_seed(0)
+    models = [create_model("cnn1d_small", num_classes=10, input_shape=(1, 40)).eval() for _ in range(3)]
+    x = torch.randn(16, 1, 40)
+    batched, sequential = FrozenTeacher(models, batched=True), FrozenTeacher(models, batched=False)
+    assert batched.batched and not sequential.batched
+    torch.testing.assert_close(batched.stacked_logits(x), torch.stack([m(x) for m in models]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched.soft_targets(x, 4.0), sequential.soft_targets(x, 4.0), rtol=1e-5, atol=1e-6)
+
+
+def test_packed_batchnorm_members_match_their_models():
+    torch.manual_seed(0)
+    models = [create_model("resnet8", num_classes=10, input_shape=(3, 32, 32)) for _ in range(2)]
+    packed = PackedModel(copy.deepcopy(models))
+    x = torch.randn(2, 4, 3, 32, 32)
+    out = packed(x)
+    for i, m in enumerate(models):
+        m.train()
+        torch.testing.assert_close(out[i], m(x[i]), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(packed.member_state_dict(i)["stem.1.running_mean"], m.state_dict()["stem.1.running_mean"])
+
+
+def test_logit_cache_hits_are_the_teachers_logits_and_bad_files_are_recomputed(taught, logs):
+    splits = load_splits(taught)
+    cache = LogitCache(taught, open_store(taught), splits, torch.device("cpu"))
+    ref = TeacherRef(RunResolver(taught).refs("cnn1d_small", 0, "full")[0].trajectory, taught.teacher.epochs)
+    first = cache.logits(ref, "val")
+    model = open_store(taught).trajectory(ref.trajectory).load_model(ref.epoch)
+    torch.testing.assert_close(first, model(splits.val.x))
+    again = LogitCache(taught, open_store(taught), splits, torch.device("cpu"))
+    torch.testing.assert_close(again.logits(ref, "val"), first)
+    assert (again.hits, again.misses) == (1, 0)
+    cache.path(ref, "val").write_bytes(b"not a tensor")
+    torch.testing.assert_close(LogitCache(taught, open_store(taught), splits, torch.device("cpu")).logits(ref, "val"), first)
+    assert "recomputing" in logs.text
+    with pytest.raises(ValueError, match="augmented"):
+        LogitCache(taught, open_store(taught), type(splits)(**{**splits.__dict__, "augmented": True}),
+                   torch.device("cpu")).logits(ref, "train")
+
+
+def test_teachers_per_batch_give_the_cached_soft_targets(taught):
+    """The per-batch path (augmented data) and the cached path see the same batches and targets."""
+    splits = load_splits(taught)
+    resolver = RunResolver(taught)
+    members = []
+    for r in RUNS:
+        run = resolver.resolve(_run(taught, r))
+        refs = tuple(TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"])
+        members.append(type("M", (), {"run": run, "refs": refs})())
+    cache = LogitCache(taught, open_store(taught), splits, torch.device("cpu"))
+    cached = PackBatches(taught, splits, members, cache, torch.device("cpu"))
+    per_batch = PackBatches(taught, type(splits)(**{**splits.__dict__, "augmented": True}), members, cache, torch.device("cpu"))
+    assert cached.cached and not per_batch.cached
+    for (xa, ya, sa), (xb, yb, sb) in zip(cached.epoch(1), per_batch.epoch(1)):
+        torch.testing.assert_close(xa, xb)
+        assert torch.equal(ya, yb)
+        torch.testing.assert_close(sa, sb, rtol=1e-5, atol=1e-6)
+    order = list(make_loader(splits.train, taught.student.batch_size, shuffle=True, seed=1, epoch=1))
+    first = next(iter(cached.epoch(1)))
+    torch.testing.assert_close(first[0][1], order[0][0])  # member 1 (seed 1) sees its own order
+
+
+def test_auto_pack_size_spreads_runs_over_slots_within_a_parameter_budget():
+    cpu = torch.device("cpu")
+    assert auto_pack_size(25_000, cpu, runs=18, slots=2) == 9
+    assert auto_pack_size(25_000, cpu, runs=1000, slots=2) == 64
+    assert auto_pack_size(2_000_000, cpu, runs=1000, slots=2) == 2
+    assert auto_pack_size(50_000_000, cpu, runs=10, slots=1) == 1
+    assert auto_pack_size(2_000_000, torch.device("cuda"), runs=1000, slots=1) == 64
+
+
+def test_a_pack_trains_under_bf16_autocast(taught, tmp_path):
+    cfg = _with_teachers(copy.deepcopy(taught), taught)
+    cfg.storage, cfg.precision, cfg.student.epochs = str(tmp_path / "bf16"), "bf16", 1
+    _with_teachers(cfg, taught)
+    rows = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]])
+    assert all(0.0 < r["final_val_acc"] <= 1.0 for r in rows)
