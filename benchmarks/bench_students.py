@@ -95,6 +95,31 @@ def bench_pack(cfg, splits, size: int, epochs: int) -> dict:
             "eval_s_per_student_epoch": statistics.median(eval_s) / size}
 
 
+def bench_unpacked(cfg, splits, epochs: int) -> dict:
+    """The reference: one student through ``training.train_epoch`` (an ordinary module, ``kd_loss``,
+    unfused SGD, precomputed soft targets looked up by index), as students trained before packs."""
+    from harness.data import TensorSplit, make_loader
+    from harness.kd import kd_loss
+    from harness.training import train_epoch
+
+    cpu = torch.device("cpu")
+    seed_everything(derive_seed("student-init", STUDENT, 0))
+    model = create_model(STUDENT, num_classes=splits.num_classes, input_shape=splits.input_shape)
+    optimizer = make_optimizer(model, cfg.student.optim)
+    c = splits.num_classes
+    soft, labels = torch.full((len(splits.train), c), 1.0 / c), splits.train.y
+    indexed = TensorSplit(splits.train.x, torch.arange(len(splits.train)))
+    loss = lambda logits, x, idx: kd_loss(logits, labels[idx], soft[idx], 4.0, 0.5)  # noqa: E731
+    times = []
+    for epoch in range(1, epochs + 2):
+        batches = make_loader(indexed, cfg.student.batch_size, shuffle=True, seed=0, epoch=epoch, device=cpu)
+        t0 = time.perf_counter()
+        train_epoch(model, batches, optimizer, loss, cpu, lambda x, idx: labels[idx])
+        if epoch > 1:
+            times.append(time.perf_counter() - t0)
+    return {"train_s_per_student_epoch": statistics.median(times)}
+
+
 def trained_teachers(cfg, k: int) -> list[TeacherRef]:
     """``k`` short teacher trajectories of the quickstart's teacher (2 epochs each: set-up and
     ensemble costs do not depend on how well a teacher is trained)."""
@@ -183,6 +208,8 @@ def main() -> None:
         eval_flops = flops // 3 * (len(splits.val) + len(splits.test)) // len(splits.train)
         rate = peak_gflops(args.threads)
         packs = [bench_pack(cfg, splits, int(n), args.epochs) for n in args.packs.split(",")]
+        unpacked = bench_unpacked(cfg, splits, args.epochs)
+        unpacked["x_floor"] = unpacked["train_s_per_student_epoch"] / (flops / rate / 1e9)
         for p in packs:
             p["floor_s"] = flops / rate / 1e9
             p["x_floor"] = p["train_s_per_student_epoch"] / p["floor_s"]
@@ -190,7 +217,7 @@ def main() -> None:
         refs = trained_teachers(cfg, 4)
         result = {"machine": f"{platform.machine()} {torch.get_num_threads()} thread(s)", "torch": torch.__version__,
                   "peak_gflops": rate, "train_rows": len(splits.train), "train_gflop_per_epoch": flops / 1e9,
-                  "packs": packs, "setup": bench_setup(cfg, refs[0]),
+                  "packs": packs, "unpacked": unpacked, "setup": bench_setup(cfg, refs[0]),
                   "ensemble": bench_ensemble(cfg, refs, [int(k) for k in args.ensembles.split(",")]),
                   "cache": bench_cache(cfg, refs[0])}
     print_table(result)
@@ -206,6 +233,9 @@ def print_table(r: dict) -> None:
     for p in r["packs"]:
         print(f"{p['pack_size']:4d}  {p['train_s_per_student_epoch']:21.4f}  {p['x_floor']:7.2f}  "
               f"{p['eval_s_per_student_epoch']:20.4f}  {p['eval_x_floor']:12.2f}")
+    u = r["unpacked"]
+    print(f"reference (one student, ordinary module, unfused SGD): {u['train_s_per_student_epoch']:.4f} s/epoch, "
+          f"{u['x_floor']:.2f} x floor")
     s = r["setup"]
     print(f"set-up of a student: {s['setup_miss_s']:.3f}s (logit cache miss), {s['setup_hit_s']:.3f}s (hit); "
           f"one epoch {s['epoch_s']:.3f}s -> set-up/epoch {s['setup_hit_s'] / s['epoch_s']:.2f} (hit)")

@@ -189,3 +189,14 @@ def test_a_pack_trains_under_bf16_autocast(taught, tmp_path):
     _with_teachers(cfg, taught)
     rows = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]])
     assert all(0.0 < r["final_val_acc"] <= 1.0 for r in rows)
+
+
+def test_a_pack_of_one_updates_its_batchnorm_statistics_like_its_model():
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, input_shape=(3, 32, 32))
+    packed = PackedModel([copy.deepcopy(model)])
+    x = torch.randn(1, 4, 3, 32, 32)
+    model.train()
+    torch.testing.assert_close(packed(x)[0], model(x[0]), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(packed.member_state_dict(0)["stem.1.running_mean"], model.state_dict()["stem.1.running_mean"])
+    assert int(packed.buffers["stem.1.num_batches_tracked"][0]) == 1
