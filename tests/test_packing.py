@@ -200,3 +200,22 @@ def test_a_pack_of_one_updates_its_batchnorm_statistics_like_its_model():
     torch.testing.assert_close(packed(x)[0], model(x[0]), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(packed.member_state_dict(0)["stem.1.running_mean"], model.state_dict()["stem.1.running_mean"])
     assert int(packed.buffers["stem.1.num_batches_tracked"][0]) == 1
+
+
+def test_a_pack_learns_from_teachers_per_batch_on_augmented_device_images(tmp_path, logs):
+    """The CIFAR-shaped path: images on the device, augmented there; teachers run per batch."""
+    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **{
+        "data.name": "synthetic_cifar10", "data.num_samples": 320, "data.options": "{num_test: 64}",
+        "data.device_data": "on", "data.batch_size": 64, "student.batch_size": 64, "teacher.archs": "[resnet8]",
+        "teacher.seeds": "[0,1]", "teacher.epochs": 2, "teacher.checkpoint_every": 1, "student.archs": "[resnet8]",
+        "student.epochs": 1}))
+    for seed in (0, 1):
+        train_trajectory(cfg, "resnet8", seed)
+    runs = [{**{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")}, **r} for r in (
+        {"teacher_choice": "snapshot:[1,2]", "seed": 0, "temperature": 4.0, "kd_weight": 0.5, "teacher_seed": 0},
+        {"teacher_choice": "full", "seed": 1, "temperature": 2.0, "kd_weight": 0.9, "teacher_seed": 1})]
+    rows = distill_pack(cfg, runs)
+    assert "images resident on cpu, augmentation in batches there" in logs.text
+    assert "teacher logits on val, test computed" in logs.text  # augmented train: no cached train logits
+    assert [r["pack_size"] for r in rows] == [2, 2] and all(0.0 <= r["final_val_acc"] <= 1.0 for r in rows)
+    assert all(r["teacher_val_acc"] > 0 for r in rows)  # teacher metrics from the logit cache (val/test)
