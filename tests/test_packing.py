@@ -219,3 +219,33 @@ def test_a_pack_learns_from_teachers_per_batch_on_augmented_device_images(tmp_pa
     assert "teacher logits on val, test computed" in logs.text  # augmented train: no cached train logits
     assert [r["pack_size"] for r in rows] == [2, 2] and all(0.0 <= r["final_val_acc"] <= 1.0 for r in rows)
     assert all(r["teacher_val_acc"] > 0 for r in rows)  # teacher metrics from the logit cache (val/test)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["sweep.pack_size=4", "sweep.scheduler=asha"], "the scheduler stops single trials"),
+    (["sweep.pack_size=4", "sweep.search=random"], "a searcher proposes one run at a time"),
+    (["sweep.pack_size=0"], "positive integer or auto"),
+    (["sweep.pack_size=many"], "positive integer or auto"),
+])
+def test_pack_size_errors_name_the_key(tmp_path, overrides, message):
+    from harness.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"sweep.pack_size.*{message}"):
+        load_config(QUICKSTART, tiny_overrides(tmp_path) + overrides)
+
+
+def test_packs_follow_the_grid_per_student_architecture(tmp_path):
+    from harness.sweep import make_packs, sweep_runs
+
+    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path, **{"sweep.student_archs": "[mlp_small,mlp_tiny]",
+                                                                "sweep.pack_size": 4}))
+    runs = sweep_runs(cfg)
+    packs = make_packs(cfg, runs)
+    assert all(len({r["student_arch"] for r in p}) == 1 for p in packs)
+    for arch in ("mlp_small", "mlp_tiny"):
+        sizes = [len(p) for p in packs if p[0]["student_arch"] == arch]
+        n = sum(r["student_arch"] == arch for r in runs)
+        assert sizes == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    assert [r for p in packs for r in p] == sorted(runs, key=lambda r: r["student_arch"] != runs[0]["student_arch"])
+    asha = load_config(QUICKSTART, tiny_overrides(tmp_path, **{"sweep.scheduler": "asha"}))
+    assert all(len(p) == 1 for p in make_packs(asha, sweep_runs(asha)))  # auto is 1 with a scheduler
