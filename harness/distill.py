@@ -232,6 +232,10 @@ def _build_pack(cfg: ExperimentConfig, todo: dict[str, dict]) -> StudentPack:
 def _resume(pack: StudentPack, state: dict) -> None:
     """Continue from a saved state, which must belong to these very runs (same run ids)."""
     ids = [m.run_id for m in pack.members]
+    if state.get("run_ids") != ids and set(ids) < set(state.get("run_ids") or []):
+        logger.warning(f"[distill] the saved state is of a pack of {len(state['run_ids'])} of which only {len(ids)} "
+                       "still lack a result row (the others were recorded before an interruption); these start over")
+        return
     if state.get("run_ids") != ids:
         saved = ", ".join(repr(r) for r in state.get("run_ids") or [state.get("run_id")])
         raise StoreError(f"the saved student state belongs to run {saved}, not to {', '.join(map(repr, ids))} "

@@ -110,6 +110,10 @@ def test_resume_continues_a_pack_and_refuses_another_packs_state(taught, tmp_pat
     assert [r["final_val_acc"] for r in resumed] == pytest.approx([r["final_val_acc"] for r in full], abs=1e-9)
     with pytest.raises(Exception, match="belongs to run"):
         distill_pack(cfg, [_run(cfg, RUNS[2])], resume=states[0])
+    # a member recorded before an interruption: the rest of the pack starts over, not refused
+    open_store(cfg).results.rows_dir.joinpath(f"{resumed[1]['run_id']}.json").unlink()
+    again = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]], resume=states[0])
+    assert again[1]["final_val_acc"] == pytest.approx(full[1]["final_val_acc"], abs=1e-9)
 
 
 def test_batched_ensemble_teacher_equals_sequential_members():
