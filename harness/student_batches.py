@@ -1,8 +1,8 @@
 """What each member of a student pack learns from, batch by batch: data order, labels, soft targets.
 
 Every member sees the batches it would see alone: the order of its own seed (the same
-``derive_seed("shuffle", seed, epoch)`` permutation as ``make_loader``), its own teacher's soft
-targets at its own temperature. Two paths:
+``epoch_order(n, seed, epoch)`` as every loader), its own teacher's soft targets at its own
+temperature. Two paths:
 
 * **cached** (in-memory training split without augmentation): the members' soft targets are
   precomputed for the whole split from the teachers' cached logits (``teacher_logits.py``), one
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from harness.config import ExperimentConfig
-from harness.data import DataSplits, TensorSplit, derive_seed, make_loader
+from harness.data import DataSplits, TensorSplit, epoch_order, make_loader
 from harness.kd import FrozenTeacher, ensemble_probs, kd_loss_members
 from harness.teacher_logits import LogitCache
 
@@ -66,9 +66,7 @@ class PackBatches:
 
     def _orders(self, epoch: int, n: int) -> Tensor:
         """Each member's sample order of this epoch [N, n] (its seed's, as ``make_loader`` draws it)."""
-        perms = [torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed("shuffle", s, epoch)))
-                 for s in self.seeds]
-        return torch.stack(perms).to(self.device)[self.group]
+        return torch.stack([epoch_order(n, s, epoch) for s in self.seeds]).to(self.device)[self.group]
 
     def _cached_epoch(self, epoch: int) -> Iterator[Batch]:
         train = self.splits.train

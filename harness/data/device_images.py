@@ -27,7 +27,6 @@ through the transforms; ``use_device_images`` decides, for ``data.device_data``,
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from .splits import DataSplits, TransformView, derive_seed, epoch_order, same_device
+from .splits import DataSplits, EpochBatches, TransformView, derive_seed, same_device
 
 logger = logging.getLogger(__name__)
 
@@ -126,26 +125,8 @@ def crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, pad: int) ->
     return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
 
 
-class DeviceImageLoader:
+class DeviceImageLoader(EpochBatches):
     """Batches ``(x float32 normalized, y)`` of a ``DeviceImageSplit`` on its device (module doc)."""
-
-    def __init__(
-        self, split: DeviceImageSplit, batch_size: int, *, shuffle: bool, seed: int, epoch: int, drop_last: bool
-    ) -> None:
-        self.split = split
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = epoch
-        self.drop_last = drop_last
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def order(self) -> Tensor | None:
-        """The epoch's sample order (CPU), ``epoch_order`` as on every path; None when not shuffling."""
-        return epoch_order(len(self.split), self.seed, self.epoch) if self.shuffle else None
 
     def augmentation(self) -> tuple[Tensor, Tensor, Tensor] | None:
         """(dy, dx, flip) of every sample this epoch (CPU, by position), or None for plain splits."""
@@ -160,13 +141,11 @@ class DeviceImageLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         split, bs, dev = self.split, self.batch_size, self.split.device
-        n = len(split)
-        stop = (n // bs) * bs if self.drop_last else n
         perm = self.order()
         perm = None if perm is None else perm.to(dev)
         aug = self.augmentation()
         aug = None if aug is None else tuple(t.to(dev) for t in aug)
-        for start in range(0, stop, bs):
+        for start in self.starts():
             idx: Any = slice(start, start + bs) if perm is None else perm[start : start + bs]
             images = split.images[idx]
             if aug is not None:

@@ -25,7 +25,6 @@ same batches. Build a new loader per epoch (``epoch=e``) to get that epoch's ord
 """
 from __future__ import annotations
 
-import math
 import random
 from typing import Iterator
 
@@ -34,44 +33,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .device_images import DeviceImageLoader, DeviceImageSplit
-from .splits import TensorSplit, derive_seed, epoch_order
+from .splits import EpochBatches, TensorSplit, derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class TensorLoader:
+class TensorLoader(EpochBatches):
     """Batches of a ``TensorSplit`` by tensor slicing; yields ``(x, y)`` on the split's device."""
-
-    def __init__(
-        self, split: TensorSplit, batch_size: int, *, shuffle: bool, seed: int, epoch: int, drop_last: bool
-    ) -> None:
-        self.split = split
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = epoch
-        self.drop_last = drop_last
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def order(self) -> torch.Tensor | None:
-        """The sample order of this epoch (a CPU LongTensor), or None when not shuffling."""
-        return epoch_order(len(self.split), self.seed, self.epoch) if self.shuffle else None
 
     def __iter__(self) -> Iterator[Batch]:
         x, y = self.split.x, self.split.y
-        n, bs = len(self.split), self.batch_size
-        stop = (n // bs) * bs if self.drop_last else n
         perm = self.order()
         if perm is not None:
             perm = perm.to(x.device)
-        for start in range(0, stop, bs):
+        for start in self.starts():
             if perm is None:
-                yield x[start : start + bs], y[start : start + bs]
+                yield x[start : start + self.batch_size], y[start : start + self.batch_size]
             else:
-                idx = perm[start : start + bs]
+                idx = perm[start : start + self.batch_size]
                 yield x[idx], y[idx]
 
 
@@ -104,37 +83,16 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(s)
 
 
-class SeededDataLoader:
+class SeededDataLoader(EpochBatches):
     """A DataLoader rebuilt on every ``iter()`` from ``(seed, epoch)``; moves batches to ``device``."""
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        epoch: int,
-        device: torch.device | None,
-        num_workers: int,
-        drop_last: bool,
-    ) -> None:
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = epoch
-        self.device = device
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-
-    def __len__(self) -> int:
-        n = len(self.dataset)  # type: ignore[arg-type]
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
+                 device: torch.device | None, num_workers: int, drop_last: bool) -> None:
+        super().__init__(dataset, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last)
+        self.dataset, self.device, self.num_workers = dataset, device, num_workers
 
     def _loader(self) -> DataLoader:
-        n = len(self.dataset)  # type: ignore[arg-type]
-        order = epoch_order(n, self.seed, self.epoch).tolist() if self.shuffle else None
+        order = self.order().tolist() if self.shuffle else None
         g = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, self.epoch))  # worker base seed
         return DataLoader(
             _SeededItems(self.dataset, derive_seed("augment", self.seed, self.epoch)),

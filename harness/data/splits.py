@@ -35,6 +35,32 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+class EpochBatches:
+    """What the in-memory loaders share (``TensorLoader``, ``DeviceImageLoader``): a split cut
+    into batches of ``batch_size`` in the order of ``(seed, epoch)`` (``epoch_order``)."""
+
+    def __init__(self, split: Any, batch_size: int, *, shuffle: bool, seed: int, epoch: int, drop_last: bool) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = epoch
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def order(self) -> torch.Tensor | None:
+        """The sample order of this epoch (a CPU LongTensor), or None when not shuffling."""
+        return epoch_order(len(self.split), self.seed, self.epoch) if self.shuffle else None
+
+    def starts(self) -> range:
+        """The first position of every batch (a last short batch unless ``drop_last``)."""
+        n, bs = len(self.split), self.batch_size
+        return range(0, (n // bs) * bs if self.drop_last else n, bs)
+
+
 @contextlib.contextmanager
 def preserve_global_rng() -> Iterator[None]:
     """Restore Python's ``random``, ``numpy.random`` and torch's CPU RNG states on exit.
