@@ -157,6 +157,26 @@ class ReconConfig:
 
 
 @dataclass
+class ProxyConfig:
+    """Student-aware selection ``selected:proxy`` (harness/scoring/proxy.py): successive halving
+    of short distillations from every checkpoint, picked by the proxy students' validation accuracy.
+
+    Rung i trains the candidates left to ``epochs x reduction_factor^i`` epochs in all (the last
+    rung's total is the proxy students' schedule length); after each rung the best
+    1/``reduction_factor`` (rounded up) go on. ``proxy_small`` / ``proxy_large`` scale ``epochs``
+    by 1/2 and 2 (selection.py's table)."""
+
+    selectors: list[str] = field(default_factory=list)  # proxy selectors to compute (also any named by a selected:<it> choice)
+    student: Optional[str] = None  # proxy student arch; default: student.archs[0] (recipe: student.*)
+    epochs: int = 2  # epochs of the first rung
+    rungs: int = 3  # rungs at most (fewer when one candidate is left)
+    reduction_factor: int = 2  # keep the best 1/reduction_factor after each rung; epochs grow by it
+    seeds: int = 1  # proxy students per candidate (seeds seed, seed+1, ...): common to every candidate
+    seed: int = 1000  # first proxy student seed: apart from the sweep's student seeds
+    bootstrap: int = 1000  # resamples of the validation rows (and seeds) for the pick's confidence
+
+
+@dataclass
 class ScoringConfig:
     """MI scoring of teacher checkpoints (harness/scoring; selectors in scoring/selection.py)."""
 
@@ -180,6 +200,7 @@ class ScoringConfig:
     binning_bins: int = 30
     feature_cache_mb: float = 1024.0  # keep conv stages of all checkpoints in memory up to this size
     recon: ReconConfig = field(default_factory=ReconConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
 @dataclass
@@ -571,6 +592,25 @@ def _validate_scoring(sc: Any) -> None:
     _check(0.0 < r.holdout_fraction < 1.0, "scoring.recon.holdout_fraction", "must lie in (0, 1)")
     _check(r.train_samples >= 10, "scoring.recon.train_samples", "must be >= 10")
     _check(r.seeds >= 1, "scoring.recon.seeds", "must be >= 1")
+    _validate_proxy(sc.proxy)
+
+
+def _validate_proxy(p: Any) -> None:
+    """The ``scoring.proxy`` section: proxy selector names, the proxy student, the rungs."""
+    proxies = [n for n in known_names("selector") if n.startswith("proxy")]
+    _check_names(p.selectors, "scoring.proxy.selectors", "proxy selector", proxies)
+    _check(len(set(p.selectors)) == len(p.selectors), "scoring.proxy.selectors", "has duplicates")
+    if p.student is not None:
+        _check_known(p.student, "scoring.proxy.student", known_names("model"), "model")
+    _check(p.epochs >= 1, "scoring.proxy.epochs", f"must be >= 1 (epochs of the first rung), got {p.epochs}")
+    _check(1 <= p.rungs <= 20, "scoring.proxy.rungs", f"must lie in [1, 20], got {p.rungs}")
+    _check(p.reduction_factor >= 2, "scoring.proxy.reduction_factor", f"must be >= 2 (keep 1/reduction_factor per rung), got {p.reduction_factor}")
+    _check(p.epochs * p.reduction_factor ** (p.rungs - 1) <= 10_000, "scoring.proxy",
+           f"epochs x reduction_factor^(rungs-1) = {p.epochs * p.reduction_factor ** (p.rungs - 1)} epochs for the last rung; "
+           "at most 10000")
+    _check(p.seeds >= 1, "scoring.proxy.seeds", f"must be >= 1, got {p.seeds}")
+    _check(p.seed >= 0, "scoring.proxy.seed", "must be >= 0")
+    _check(p.bootstrap >= 100, "scoring.proxy.bootstrap", "must be >= 100 resamples")
 
 
 def _validate_report(r: Any) -> None:

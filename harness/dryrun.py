@@ -54,7 +54,22 @@ def _score(cfg: ExperimentConfig) -> str:
     fresh = [n for n in names if scores_fresh(cfg, n)]
     return (f"[score] {len(names)} trajectories, {len(names) - len(fresh)} to score ({len(fresh)} up to date); "
             f"estimators {', '.join(cfg.scoring.estimators)} on {cfg.scoring.num_samples} validation samples; "
-            f"{_resources(cfg, 'scorer')}")
+            f"{_proxies(cfg)}{_resources(cfg, 'scorer')}")
+
+
+def _proxies(cfg: ExperimentConfig) -> str:
+    """The proxy selectors' plan: rungs and student-epochs per trajectory (harness/scoring/proxy.py)."""
+    from harness.scoring.proxy import planned_cost, proxy_selectors, proxy_settings, rung_epochs, rung_sizes
+
+    n = len(checkpoint_epochs(cfg.teacher.epochs, cfg.teacher.checkpoint_every))
+    parts = []
+    for name in proxy_selectors(cfg):
+        s = proxy_settings(cfg, name)
+        sizes = rung_sizes(n, s.rungs, s.reduction_factor)
+        rungs = ", ".join(f"{k} at {e}" for k, e in zip(sizes, rung_epochs(s, len(sizes))))
+        parts.append(f"{name} ({s.student} x {len(s.seeds)} seed(s); candidates at epochs: {rungs or 'none'}; "
+                     f"{planned_cost(n, s)} student-epochs per trajectory)")
+    return f"proxy selectors {'; '.join(parts)}; " if parts else ""
 
 
 def _sweep(cfg: ExperimentConfig) -> str:

@@ -86,6 +86,13 @@ VALID = {
     "name": st.text("abcXYZ019._-", max_size=12).map(lambda s: "x" + s),  # a bare "-" or "1e5" is YAML, not a name
     "sweep.scheduler": st.sampled_from(["none", "asha"]),
     "tracking.mode": st.sampled_from(["disabled", "offline", "online"]),
+    "scoring.proxy.selectors": st.lists(st.sampled_from(["proxy_small", "proxy", "proxy_large"]), unique=True).map(
+        lambda names: "[" + ",".join(names) + "]"),
+    "scoring.proxy.epochs": st.integers(1, 20).map(str),
+    "scoring.proxy.rungs": st.integers(1, 4).map(str),  # epochs x reduction_factor^(rungs-1) <= 10000
+    "scoring.proxy.reduction_factor": st.integers(2, 4).map(str),
+    "scoring.proxy.seeds": st.integers(1, 5).map(str),
+    "scoring.proxy.student": st.sampled_from(known_names("model")),
 }
 
 

@@ -222,7 +222,7 @@ def test_information_plane_plot_from_scorer_rows(plot_store, monkeypatch):
 def test_plots_with_an_empty_store_skip_everything(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="harness")
     assert make_plots(OmegaConf.create({"storage": str(tmp_path), "name": "exp"})) == []
-    assert sum("skipped" in line for line in caplog.messages) == 3
+    assert sum("skipped" in line for line in caplog.messages) == 4
     plot_records = [r for r in caplog.records if r.getMessage().startswith("[plot]")]
-    assert len(plot_records) == 3 and {(r.name, r.levelno) for r in plot_records} == {("harness.report.plots", logging.INFO)}
+    assert len(plot_records) == 4 and {(r.name, r.levelno) for r in plot_records} == {("harness.report.plots", logging.INFO)}
     assert not (tmp_path / "exp" / "plots").exists()

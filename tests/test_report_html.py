@@ -58,7 +58,7 @@ def test_the_page_is_self_contained_with_every_section(report):
     page, rep = report
     text = page.read_text()
     assert re.findall(r'(?:src|href)\s*=\s*"(?!data:)', text) == [] and "http://" not in text and "https://" not in text
-    assert "<script" not in text and text.count('src="data:image/png;base64,') == len(rep.plots) == 3
+    assert "<script" not in text and text.count('src="data:image/png;base64,') == len(rep.plots) == 4
     assert "ckd-harness report: quickstart" in text and "config hash" in text and re.search(r"generated \d{4}-\d\d-\d\d", text)
     for section in ("Leaderboard", "The paper's claims", "Selector evaluation", "Plots"):
         assert section in text
@@ -79,7 +79,7 @@ def test_headless_chromium_renders_the_rows_and_every_image(report, tmp_path):
     body = re.search(r"<body([^>]*)>", out.stdout)
     assert out.returncode == 0 and body, out.stderr[-2000:]
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
-    assert attrs["images"] == "3" and attrs["rendered"] == "3", attrs
+    assert attrs["images"] == "4" and attrs["rendered"] == "4", attrs  # forest, acc vs epoch, ensembles, regret vs compute
     assert int(attrs["leaderboard-rows"]) == len(rep.board) and int(attrs["claims-rows"]) == len(rep.claims) == 4
     assert int(attrs["selector-rows"]) == 3  # paper + the two baselines
     assert attrs["num-align"] == "right"

@@ -91,6 +91,7 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
     assert scores["estimators"]["kde"]["params"]["noise_var"] == 0.1
     assert scores["estimators"]["binning"]["params"]["bins"] == 30
     assert set(scores["selectors"]) == {"paper", "ce", "kde", "binning", "accuracy"}  # (keys sorted on disk)
+    assert scores["proxy"] == {} and scores["timings"]["proxy_s"] >= 0  # proxy selectors train students: only when asked
     epochs = [c["epoch"] for c in scores["checkpoints"]]
     assert epochs == [1, 2, 3, 4, 5, 6]
     for c in scores["checkpoints"]:

@@ -81,8 +81,10 @@ def test_ensemble_ties_are_deterministic() -> None:
 
 
 def test_selectors_need_their_estimators() -> None:
-    assert set(SELECTORS) == {"paper", "ce", "kde", "binning", "accuracy"}
-    assert available_selectors(["recon", "accuracy", "ce_bound", "kde", "binning"]) == list(SELECTORS)
+    assert set(SELECTORS) == {"paper", "ce", "kde", "binning", "accuracy", "proxy_small", "proxy", "proxy_large"}
+    mi = ["paper", "ce", "kde", "binning", "accuracy"]
+    assert available_selectors(["recon", "accuracy", "ce_bound", "kde", "binning"]) == mi  # proxy selectors run when asked
+    assert [s.name for s in SELECTORS.values() if s.kind == "proxy"] == ["proxy_small", "proxy", "proxy_large"]
     assert available_selectors(["accuracy", "kde"]) == ["kde", "accuracy"]
     assert available_selectors(["recon"]) == []
     assert SELECTORS["paper"].to_json()["x"] == "recon.neg_loss"

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 
 import pytest
 from omegaconf import OmegaConf
 
 from harness.report.leaderboard import board_for
+from harness.report.plots import plot_selector_cost
 from harness.report.selectors import evaluate_selectors, read_all_scores, render_selectors
 from harness.store import CheckpointStore
 from tests.synthetic_results import result_row, traj, write_scores
@@ -90,3 +92,29 @@ def test_leaderboard_marks_unstable_picks_only_when_flagged(tmp_path):
     assert "selected:mid [unstable]" in text and "selected:good [unstable]" not in text
     line = {r["teacher_choice"]: r for r in csv.DictReader(io.StringIO(render(list(board.values()), "csv")))}
     assert (line["selected:mid"]["unstable"], line["selected:good"]["unstable"], line["selected:other"]["unstable"]) == ("true", "false", "")
+
+
+def test_every_row_costs_student_epochs_and_seconds_and_regret_is_plotted_against_them(tmp_path):
+    store = CheckpointStore(tmp_path, "exp")
+    for t in range(3):
+        write_scores(store, traj(t), list(GT), {"good": {"epoch": 20}, "proxy": {"epoch": 30, "confidence": 0.7}},
+                     {"good": dict(GT), "proxy": {e: float(i) for i, e in enumerate(GT)}}, TIMINGS, SELECTORS)
+        path = store.scores_dir / f"{traj(t)}.json"
+        doc = json.loads(path.read_text())
+        doc["proxy"] = {"proxy": {"pick": 30, "cost": {"student_epochs": 64, "seconds": 4.0, "setup_s": 1.0}}}
+        path.write_text(json.dumps(doc))
+    packed = [{**r, "pack_size": 4} for r in rows()]  # a packed row holds its pack's wall time: 1/4 is its share
+    result = evaluate_selectors(packed, read_all_scores(store))
+    r = by_selector(result)
+    assert (r["proxy"]["student_epochs"], r["proxy"]["cost_s"], r["proxy"]["regret_pp"]) == (64, 4.0, pytest.approx(1.0))
+    assert (r["good"]["student_epochs"], r["good"]["cost_s"]) == (0, pytest.approx(3.0))  # MI: scorer seconds only
+    assert (r["last checkpoint (full)"]["student_epochs"], r["last checkpoint (full)"]["cost_s"]) == (0, 0.0)
+    brute = r["oracle (val)"]
+    assert (brute["student_epochs"], brute["cost_s"]) == (5 * 2 * 30, pytest.approx(5.0)) == (
+        brute["brute_force_student_epochs"], brute["brute_force_wall_s"])
+    md = render_selectors(result, "markdown")
+    assert "cost student-epochs/traj" in md and "| proxy |" in md and "80.0%" in md  # 4 s of 5 s
+    line = {x["selector"]: x for x in csv.DictReader(io.StringIO(render_selectors(result, "csv")))}
+    assert line["proxy"]["student_epochs"] == "64.0" and line["oracle (val)"]["student_epochs"] == "300.0"
+    (png,) = plot_selector_cost(result, tmp_path / "plots")
+    assert png.name == "selector_cost-mnist1d-cnn1d_small-mlp_small.png" and png.read_bytes()[:4] == b"\x89PNG"

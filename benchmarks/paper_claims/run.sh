@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Run one paper-claims benchmark through the real command and keep its tables and plots:
 #   bash benchmarks/paper_claims/run.sh benchmarks/paper_claims/mnist1d.yaml [key=value ...]
-# The store goes to runs/ (git-ignored); leaderboard/claims/selectors .md/.csv, leaderboard.html,
+# The store goes to <storage>/<name> (runs/, git-ignored, unless storage=... says otherwise); leaderboard/claims/selectors .md/.csv, leaderboard.html,
 # plots/*.png, the ckd log and the wall time go to benchmarks/results/paper_claims/<experiment>/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="$1"; shift
-name="$(.venv/bin/python -c "import sys; from harness.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).name)" "$config" "$@")"
+read -r name root < <(.venv/bin/python -c "import sys; from pathlib import Path; from harness.config import load_config
+c = load_config(sys.argv[1], sys.argv[2:]); print(c.name, Path(c.storage) / c.name)" "$config" "$@")
 out="benchmarks/results/paper_claims/$name"
 mkdir -p "$out"
 start=$(date +%s)
 .venv/bin/ckd run --progress lines "$config" "$@" | tee "$out/ckd_run_stdout.txt"
 wall=$(( $(date +%s) - start ))
-root="runs/$name"
 cp "$root"/leaderboard.{md,csv,html} "$root"/claims.{md,csv} "$root"/selectors.{md,csv} "$out"/
 mkdir -p "$out/plots" && cp "$root"/plots/*.png "$out/plots/"
 cp "$root/logs/run.log" "$out/run.log" 2>/dev/null || true

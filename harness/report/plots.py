@@ -13,6 +13,10 @@
 - ``information_plane.png``: I(X;F) against I(Y;F) for every scored checkpoint, one panel per
   selector, one shared colour bar (epoch), each trajectory's pick T* marked; a panel whose
   estimator is degenerate (constant on an axis) says so instead of drawing one dot.
+- ``selector_cost-<dataset>-<teacher>-<student>.png``: every selector's mean regret (95% interval)
+  against its cost per trajectory, in student-epochs (left) and seconds (right), from the selector
+  evaluation: the proxy budgets joined by a line, the paper's selector, the other estimators, the
+  last checkpoint and the brute force (the validation oracle: every checkpoint distilled fully).
 
 Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot). A plot whose data is
 missing is skipped with a log line saying why.
@@ -370,6 +374,60 @@ def plot_ensemble_comparison(board: list[dict], out_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------------------------
 
+COST_AXES = (("student_epochs", "student-epochs per trajectory", 1.0), ("cost_s", "seconds per trajectory", 0.1))
+
+
+def _cost_style(selector: str) -> tuple[str, str]:
+    """(colour, marker) of a row of the selector evaluation."""
+    if selector.startswith("proxy"):
+        return "C1", "o"
+    if selector == "paper":
+        return "C0", "s"
+    if selector == "oracle (val)":
+        return "C2", "*"
+    if selector == "last checkpoint (full)":
+        return "0.2", "v"
+    return "0.55", "D"
+
+
+def _cost_panel(ax, rows: list[dict], field: str, label: str, linthresh: float) -> None:
+    """Regret (mean, 95% CI) against one cost axis; proxy budgets joined in order of cost."""
+    placed = [r for r in rows if r.get(field) is not None]
+    same_x: dict[float, list[dict]] = defaultdict(list)  # labels of points at one cost are spread apart
+    for r in sorted(placed, key=lambda r: -r["regret_pp"]):
+        same_x[round(float(r[field]), 6)].append(r)
+    for r in placed:
+        colour, marker = _cost_style(r["selector"])
+        m, lo, hi = r["regret_pp"], r["regret_ci_low"], r["regret_ci_high"]
+        err = None if math.isnan(lo) else [[m - lo], [hi - m]]
+        ax.errorbar([r[field]], [m], yerr=err, fmt=marker, color=colour, markersize=7 if marker == "*" else 5, capsize=3)
+        name = "brute force (oracle)" if r["selector"] == "oracle (val)" else r["selector"]
+        group = same_x[round(float(r[field]), 6)]
+        dy = 9 * ((len(group) - 1) / 2 - group.index(r))
+        ax.annotate(name, (r[field], m), xytext=(6, dy), textcoords="offset points", fontsize=7, color=colour, va="center")
+    proxies = sorted((r for r in placed if r["selector"].startswith("proxy")), key=lambda r: r[field])
+    if len(proxies) > 1:
+        ax.plot([r[field] for r in proxies], [r["regret_pp"] for r in proxies], "-", color="C1", alpha=0.5)
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(f"{label} (symlog)")
+    ax.set_ylabel("regret vs validation oracle (pp, test)")
+    ax.grid(alpha=0.3)
+
+
+def plot_selector_cost(selectors: dict, out_dir: Path) -> list[Path]:
+    """One figure per (dataset, teacher, student) group of the selector evaluation (module doc)."""
+    paths = []
+    for key, g in (selectors.get("groups") or {}).items():
+        fig, axes = _figure(1, 2, size=(12.0, 4.6))
+        for ax, (field, label, linthresh) in zip(axes[0], COST_AXES):
+            _cost_panel(ax, g["rows"], field, label, linthresh)
+        fig.suptitle(f"{key[0]}: {key[1]} -> {key[2]}: regret against compute per trajectory "
+                     f"({len(g['trajectories'])} trajectories; mean, 95% CI)", fontsize=9)
+        paths.append(_save(fig, out_dir / f"selector_cost-{_slug(key[0])}-{_slug(key[1])}-{_slug(key[2])}.png"))
+    return paths
+
+
 def make_plots(cfg: ExperimentConfig, reported: str = "final") -> list[Path]:
     """Write every plot whose data exists under ``<storage>/<name>/plots/``; return the paths."""
     from harness.report.leaderboard import board_for
@@ -381,10 +439,19 @@ def make_plots(cfg: ExperimentConfig, reported: str = "final") -> list[Path]:
     return draw_plots(store, rows, scores, board_for(cfg, rows, scores, reported), reported)
 
 
-def draw_plots(store: Any, rows: list[dict], scores: dict[str, dict], board: list[dict], reported: str = "final") -> list[Path]:
-    """The plots of ``make_plots`` from rows, scores and a board the caller already has."""
+def draw_plots(store: Any, rows: list[dict], scores: dict[str, dict], board: list[dict], reported: str = "final",
+               selectors: dict | None = None) -> list[Path]:
+    """The plots of ``make_plots`` from rows, scores, a board and (else computed) the selector
+    evaluation the caller already has."""
+    from harness.report.selectors import evaluate_selectors
+
     out_dir = store.root / "plots"
     paths = plot_forest(board, out_dir)
+    selectors = evaluate_selectors(rows, scores, reported) if selectors is None else selectors
+    cost = plot_selector_cost(selectors, out_dir)
+    if not cost:
+        logger.info("[plot] regret against compute: skipped (no trajectory has students for every checkpoint)")
+    paths += cost
     paths += plot_accuracy_vs_teacher_epoch(rows, [t.manifest() for t in store.trajectories()], out_dir, reported, scores)
     plane, why = information_plane_rows(store)
     if plane:

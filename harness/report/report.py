@@ -85,7 +85,7 @@ def _plots(cfg: ExperimentConfig, rep: Report, reported: str) -> list[Path]:
     from harness.store import CheckpointStore
 
     try:  # from the report's own rows, scores and board: nothing read or computed twice
-        return draw_plots(CheckpointStore(cfg.storage, cfg.name), rep.rows, rep.scores, rep.board, reported)
+        return draw_plots(CheckpointStore(cfg.storage, cfg.name), rep.rows, rep.scores, rep.board, reported, rep.selectors)
     except Exception as e:  # a plot must not hide the tables
         logger.warning("[plot] skipped: %s: %s", type(e).__name__, e)
         return []

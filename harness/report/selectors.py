@@ -15,9 +15,12 @@ accuracy and any added later) and every such trajectory:
 Averaged over trajectories with 95% intervals (Student-t for means, Clopper-Pearson for hit
 rates), beside two baselines (``last checkpoint``: always the final one, i.e. ``full``; ``oracle
 (val)``), the **noise ceiling** (split-half agreement of the ground-truth ranking across student
-seeds: how well one half of the seeds predicts the other) and the **cost**: scorer seconds per
-trajectory for the selector's estimators (from the scores' ``timings``) against the brute force,
-i.e. the student-epochs (and their wall seconds) of training one student per checkpoint and seed.
+seeds: how well one half of the seeds predicts the other) and the **cost** of every row per
+trajectory, in student-epochs and seconds: an MI selector trains no student (its seconds: the
+scorer's time for its estimators, from the scores' ``timings``), a proxy selector its proxy
+students (the scores' ``proxy[selector].cost``), the last checkpoint nothing, and the oracle is the
+brute force: every checkpoint distilled fully, i.e. the runs behind the ground truth (a packed
+run counts its share of its pack's wall time). ``selector_plot.py`` plots regret against cost.
 """
 from __future__ import annotations
 
@@ -98,6 +101,15 @@ def _scores_by_epoch(scores: dict, selector: str) -> dict[int, float]:
     return out
 
 
+def selector_cost(scores: dict, selector: str) -> tuple[float | None, float | None]:
+    """(student-epochs, seconds) one trajectory's pick cost: a proxy selector's recorded cost, an
+    MI selector's scorer seconds (``selector_cost_s``) and no student-epochs."""
+    proxy = ((scores.get("proxy") or {}).get(selector) or {}).get("cost")
+    if isinstance(proxy, dict):
+        return float(proxy.get("student_epochs") or 0.0), proxy.get("seconds")
+    return 0.0, selector_cost_s(scores, selector)
+
+
 def selector_cost_s(scores: dict, selector: str) -> float | None:
     """Scorer seconds of one trajectory for the estimators a selector needs (plus the shared
     feature pass and loading); the whole scoring time when the split is not recorded."""
@@ -117,9 +129,11 @@ def _judge(gt: dict[int, float], oracle: int, pick: int, score: dict[int, float]
 
 
 def _brute_force(entries: dict[int, dict]) -> tuple[int, float]:
-    """(student-epochs, wall seconds) of the runs behind the ground truth of one trajectory."""
+    """(student-epochs, wall seconds) of the runs behind the ground truth of one trajectory; a
+    packed run's row holds its whole pack's wall time, so it counts 1/pack_size of it."""
     runs = [r for b in entries.values() for r in b["rows"]]
-    return sum(int(r.get("epochs") or 0) for r in runs), sum(float(r.get("wall_time_s") or 0.0) for r in runs)
+    wall = sum(float(r.get("wall_time_s") or 0.0) / max(int(r.get("pack_size") or 1), 1) for r in runs)
+    return sum(int(r.get("epochs") or 0) for r in runs), wall
 
 
 def evaluate_trajectory(entries: dict[int, dict], scores: dict) -> dict:
@@ -130,12 +144,13 @@ def evaluate_trajectory(entries: dict[int, dict], scores: dict) -> dict:
     for sel, picked in sorted((scores.get("selected") or {}).items()):
         if not isinstance(picked, dict) or picked.get("epoch") is None or int(picked["epoch"]) not in gt:
             continue
+        epochs_cost, seconds = selector_cost(scores, sel)
         judged[sel] = {**_judge(gt, oracle, int(picked["epoch"]), _scores_by_epoch(scores, sel)),
-                       "cost_s": selector_cost_s(scores, sel), "degenerate": picked.get("degenerate"),
+                       "cost_s": seconds, "student_epochs": epochs_cost, "degenerate": picked.get("degenerate"),
                        "confidence": picked.get("confidence"), "unstable": picked.get("unstable")}
-    judged[BASELINES[0]] = {**_judge(gt, oracle, max(gt), None), "cost_s": 0.0}
-    judged[BASELINES[1]] = {**_judge(gt, oracle, oracle, None), "cost_s": None}
     student_epochs, wall = _brute_force(entries)
+    judged[BASELINES[0]] = {**_judge(gt, oracle, max(gt), None), "cost_s": 0.0, "student_epochs": 0.0}
+    judged[BASELINES[1]] = {**_judge(gt, oracle, oracle, None), "cost_s": wall, "student_epochs": float(student_epochs)}
     return {"selectors": judged, "noise_ceiling": split_half(entries), "oracle": oracle, "epochs": sorted(gt),
             "brute_force_student_epochs": student_epochs, "brute_force_wall_s": wall,
             "seeds": min(b["n"] for b in entries.values())}
@@ -166,6 +181,7 @@ def _summary(selector: str, judged: list[dict], per_traj: list[dict]) -> dict:
     regret = mean_interval([j["regret"] for j in judged])
     rho = _clip_rho(mean_interval([j["rho"] for j in judged]))
     costs = [j["cost_s"] for j in judged if j.get("cost_s") is not None]
+    epochs = [j["student_epochs"] for j in judged if j.get("student_epochs") is not None]
     conf = [j["confidence"] for j in judged if j.get("confidence") is not None]
     return {
         "selector": selector, "trajectories": n, "picks": "/".join(str(j["pick"]) for j in judged),
@@ -175,6 +191,7 @@ def _summary(selector: str, judged: list[dict], per_traj: list[dict]) -> dict:
         "rho_defined": sum(1 for j in judged if not math.isnan(j["rho"])),
         "hit1": proportion_interval(sum(j["hit1"] for j in judged), n), "hit3": proportion_interval(sum(j["hit3"] for j in judged), n),
         "cost_s": sum(costs) / len(costs) if costs else None,
+        "student_epochs": sum(epochs) / len(epochs) if epochs else None,
         "brute_force_student_epochs": sum(t["brute_force_student_epochs"] for t in per_traj) / len(per_traj),
         "brute_force_wall_s": sum(t["brute_force_wall_s"] for t in per_traj) / len(per_traj),
         "degenerate": sum(1 for j in judged if j.get("degenerate")),
@@ -247,8 +264,9 @@ SELECTOR_COLUMNS = [  # (header, cell, numeric)
     ("Spearman rho [95% CI]", lambda r: _ci(r["rho"], r["rho_ci_low"], r["rho_ci_high"]), True),
     ("hit@1 [95% CI]", lambda r: _hit(r["hit1"]), True),
     ("hit@3 [95% CI]", lambda r: _hit(r["hit3"]), True),
-    ("scorer s/traj", lambda r: _f(r["cost_s"], "{:.1f}"), True),
-    ("brute force student-epochs (s)/traj", lambda r: f"{r['brute_force_student_epochs']:.0f} ({r['brute_force_wall_s']:.0f} s)", True),
+    ("cost student-epochs/traj", lambda r: _f(r.get("student_epochs"), "{:.0f}"), True),
+    ("cost s/traj", lambda r: _f(r["cost_s"], "{:.1f}"), True),
+    ("cost vs brute force (s)", lambda r: _share(r.get("cost_s"), r["brute_force_wall_s"]), True),
     ("notes", _notes, False),
 ]
 
@@ -267,8 +285,17 @@ SELECTOR_NOTE = (
     "(the checkpoint with the best mean student validation accuracy) minus the pick's, in pp. rho: Spearman "
     "correlation of the selector's score with the ground truth over one trajectory's checkpoints (n/a when the "
     "score is constant). Means over trajectories with 95% Student-t intervals; hit rates with Clopper-Pearson "
-    "intervals. Cost: scorer seconds per trajectory for the selector's estimators vs the brute force (one student "
-    "per checkpoint and seed). Baselines: the last checkpoint (= full) and the validation oracle.")
+    "intervals. Cost per trajectory in student-epochs and seconds: an MI selector trains no student (seconds: the "
+    "scorer's, for its estimators); a proxy selector, its proxy students (successive halving); the oracle (val) is "
+    "the brute force (every checkpoint's students, the ground truth's runs). Baselines: the last checkpoint "
+    "(= full) and the validation oracle.")
+
+
+def _share(seconds: float | None, brute_force_s: float) -> str:
+    """A cost as a percentage of the brute force's seconds."""
+    if seconds is None or not brute_force_s:
+        return "n/a"
+    return f"{100 * seconds / brute_force_s:.1f}%"
 
 
 def selector_tables(result: dict) -> list[tuple[str, list[str], list[list[str]], set[str]]]:
@@ -303,7 +330,7 @@ def selectors_csv(result: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     keys = ["selector", "trajectories", "picks", "ranks", "mean_rank", "regret_pp", "regret_ci_low", "regret_ci_high", "rho",
-            "rho_ci_low", "rho_ci_high", "rho_defined", "cost_s", "brute_force_student_epochs", "brute_force_wall_s",
+            "rho_ci_low", "rho_ci_high", "rho_defined", "cost_s", "student_epochs", "brute_force_student_epochs", "brute_force_wall_s",
             "degenerate", "unstable", "confidence"]
     w.writerow(["dataset", "teacher_arch", "student_arch", *keys, "hit1", "hit1_ci_low", "hit1_ci_high", "hit3", "hit3_ci_low",
                 "hit3_ci_high", "noise_ceiling", "noise_ceiling_ci_low", "noise_ceiling_ci_high"])

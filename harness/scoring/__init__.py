@@ -6,9 +6,11 @@ Modules, one concept each:
 - ``recon``, ``accuracy``, ``ce_bound``, ``kde``, ``binning``: the estimators (formulas in each
   module's docstring);
 - ``normalization``: per-trajectory normalization of a term over the checkpoints;
-- ``selection``: selectors (``paper``, ``ce``, ``kde``, ``binning``, ``accuracy``), the single
+- ``selection``: selectors (``paper``, ``ce``, ``kde``, ``binning``, ``accuracy``; ``proxy*``), the single
   pick T* (Algorithm 1), the K-checkpoint ensemble pick, and the readers behind the teacher
   choices ``selected:<selector>`` / ``selected_ensemble:K``;
+- ``proxy``: the student-aware selectors (``proxy``, ``proxy_small``, ``proxy_large``): short
+  distillations from every checkpoint, successive halving, pick by validation accuracy;
 - ``runner``: ``run_scoring(cfg)`` (``ckd score``), ``score_trajectory`` (shared pass over all
   checkpoints), ``scores_fresh`` (is a trajectory's scores file up to date?) and
   ``information_plane`` (table for the Fig. 4/7 plots).

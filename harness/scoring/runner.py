@@ -13,7 +13,9 @@ Per trajectory (``score_trajectory``):
    training rows and the sample; otherwise the conv stage is recomputed batch by batch;
 3. each estimator estimates all those checkpoints at once, with replicates (``Estimator.estimate``:
    jackknife over the folds; ``recon``: decoder seeds x folds, see ``recon.py``);
-4. normalization, selection and its stability (``selection.py``, ``replicates.py``) over *all*
+4. the proxy selectors the config asks for (``proxy.py``: short distillations from every
+   checkpoint, successive halving; reused when their settings and checkpoints are unchanged);
+5. normalization, selection and its stability (``selection.py``, ``replicates.py``) over *all*
    checkpoints, and an atomic write of ``<storage>/<experiment>/scores/<trajectory>.json``.
 
 Re-running reuses every (checkpoint, estimator) result whose checkpoint sha256 and settings hash
@@ -37,13 +39,15 @@ Scores file (``schema_version`` 2)::
                     replicates: {estimator: {key: [[S x F replicate values]]}},
                     hashes: {estimator: settings hash},
                     normalized: {selector: {x, y, score, x_se, y_se, score_se}}}]
+                    (a proxy selector's: {score = rung reached + val acc there, rung, val_acc})
     selected      {selector: {epoch, score, degenerate, fallback, confidence, unstable}}   T*
+    proxy         {selector: {settings, hash, candidates, rungs, pick, confidence, cost}}  (proxy.py)
     selection_confidence {selector: {"epoch": P(that checkpoint is T*)}}
     selected_ensemble {selector, min_gap_fraction, min_gap_epochs,
                        by_k: {"K": {epochs: [...], gap_epochs, score_sum}}}
     timings       {total_s, load_s, features_s, estimators_s: {name: s}, per_checkpoint_s,
                    checkpoints_scored, checkpoints_reused, estimator_checkpoints_scored: {name: n},
-                   shared_pass, device, num_threads}            (of the latest run)
+                   shared_pass, device, num_threads, proxy_s}   (of the latest run)
     written_at    ISO time
 """
 from __future__ import annotations
@@ -481,8 +485,8 @@ def score_trajectory(
         f"estimators {', '.join(plan.estimators)}, {'shared pass' if shared else 'one checkpoint at a time'} on {device}"
     )
     timings = _run(cfg, plan, shared, device)
-
-    scores = _assemble(cfg, name, plan)
+    proxies = _proxies(cfg, store, plan, device, timings)
+    scores = _assemble(cfg, name, plan, proxies)
     scores["timings"] = _finish_timings(timings, plan, began, shared, device)
     path = scores_path(store, name)
     atomic_write_json(path, scores)
@@ -521,16 +525,20 @@ def _checkpoint_rows(
     ]
 
 
-def _single_picks(sc, epochs: list[int], normalized: dict[str, dict[str, list[float]]], stability: dict[str, dict]) -> dict[str, dict]:
-    """The scores file's ``selected``: T* per selector, its score, whether all scores tie
-    (``degenerate``; then the ``scoring.degenerate_fallback`` selector's pick, if configured and
-    usable), its bootstrap ``confidence`` and whether that is below 0.5 (``unstable``)."""
+def _single_picks(sc, epochs: list[int], normalized: dict[str, dict[str, list[float]]], stability: dict[str, dict],
+                  proxy_picks: dict[str, dict] | None = None) -> dict[str, dict]:
+    """The scores file's ``selected``: T* per MI selector (those in ``stability``), its score,
+    whether all scores tie (``degenerate``; then the ``scoring.degenerate_fallback`` selector's pick,
+    if configured and usable), its bootstrap ``confidence`` and whether that is below 0.5
+    (``unstable``); then the proxy selectors' picks (``proxy.proxy_pick``)."""
     selected = {}
-    for s, norm in normalized.items():
+    for s in stability:
+        norm = normalized[s]
         e = select_single(epochs, norm["score"])
         conf = stability[s]["confidence"][str(e)]
         selected[s] = {"epoch": e, "score": norm["score"][epochs.index(e)], "degenerate": is_degenerate(norm["score"]),
                        "fallback": None, "confidence": conf, "unstable": is_unstable(conf)}
+    selected.update(proxy_picks or {})
     fb = sc.degenerate_fallback
     for s, pick in selected.items():
         if pick["degenerate"] and fb in selected and not selected[fb]["degenerate"]:
@@ -572,8 +580,22 @@ def _estimator_info(estimators: dict[str, Estimator], hashes: dict[str, str]) ->
     }
 
 
-def _assemble(cfg, name: str, plan: _Plan) -> dict:
-    """Normalize, resample, select and lay out the scores file (see module doc)."""
+def _proxies(cfg, store: CheckpointStore, plan: _Plan, device: torch.device, timings: dict[str, Any]) -> dict[str, dict]:
+    """The proxy selectors' results (``proxy.py``) for the plan's checkpoints; ``timings["proxy_s"]``."""
+    from .proxy import proxy_results
+
+    began = time.perf_counter()
+    entries = {c["epoch"]: c for c in plan.manifest["checkpoints"]}
+    out = proxy_results(cfg, store, plan.traj.name, [(e, entries[e]["sha256"]) for e in plan.epochs], device)
+    timings["proxy_s"] = round(time.perf_counter() - began, 4)
+    return out
+
+
+def _selection(cfg, plan: _Plan, proxies: dict[str, dict]) -> tuple[dict, dict, dict, list[str]]:
+    """Normalized scores (MI selectors with their bootstrap SEs, then the proxy selectors), picks,
+    selection confidences and the computed selectors, in table order."""
+    from .proxy import checkpoint_scores, proxy_pick
+
     sc, epochs = cfg.scoring, plan.epochs
     rows = [plan.raw[e] for e in epochs]
     selectors = available_selectors(plan.estimators)
@@ -582,6 +604,16 @@ def _assemble(cfg, name: str, plan: _Plan) -> dict:
                                     sc.x_weight, sc.y_weight, sc.bootstrap, sc.seed)
     for s in selectors:
         normalized[s].update({k: v for k, v in stability[s].items() if k.endswith("_se")})
+    normalized.update({p: checkpoint_scores(r, epochs) for p, r in proxies.items()})
+    picks = _single_picks(sc, epochs, normalized, stability, {p: proxy_pick(r) for p, r in proxies.items()})
+    confidence = {**{s: stability[s]["confidence"] for s in selectors}, **{p: r["confidence"] for p, r in proxies.items()}}
+    return normalized, picks, confidence, selectors + list(proxies)
+
+
+def _assemble(cfg, name: str, plan: _Plan, proxies: dict[str, dict] | None = None) -> dict:
+    """Normalize, resample, select and lay out the scores file (see module doc)."""
+    sc, epochs = cfg.scoring, plan.epochs
+    normalized, picks, confidence, selectors = _selection(cfg, plan, proxies or {})
     ens_selector = sc.ensemble_selector if sc.ensemble_selector in selectors else (selectors[0] if selectors else None)
     total_epochs = int(plan.manifest.get("epochs") or max(epochs))
     min_gap = sc.min_gap_fraction * total_epochs
@@ -598,8 +630,9 @@ def _assemble(cfg, name: str, plan: _Plan) -> dict:
         "replicates": {"folds": plan.data.num_folds, "bootstrap": int(sc.bootstrap), "degenerate_fallback": sc.degenerate_fallback,
                        "seeds": {n: _seeds_of(plan, n) for n in plan.estimators}},
         "checkpoints": _checkpoint_rows(m, epochs, plan.raw, plan.reps, plan.hashes, normalized),
-        "selected": _single_picks(sc, epochs, normalized, stability),
-        "selection_confidence": {s: stability[s]["confidence"] for s in selectors},
+        "selected": picks,
+        "selection_confidence": confidence,
+        "proxy": proxies or {},
         "selected_ensemble": {
             "selector": ens_selector,
             "min_gap_fraction": sc.min_gap_fraction,
@@ -657,6 +690,8 @@ def scores_fresh(cfg: ExperimentConfig, name: str) -> bool:
     try:
         from harness.experiment import open_store
 
+        from .proxy import proxy_fresh
+
         store = open_store(cfg)
         scores = read_scores(store, name)
         traj = store.trajectory(name)
@@ -665,6 +700,7 @@ def scores_fresh(cfg: ExperimentConfig, name: str) -> bool:
             and _estimators_match(cfg.scoring, scores)
             and not any(found != expected for found, expected in _expected_settings(cfg, scores).values())
             and _ensemble_selector_matches(cfg.scoring, scores)
+            and proxy_fresh(cfg, scores)
         )
     except Exception:
         return False
@@ -742,6 +778,8 @@ def information_plane(store: CheckpointStore, trajectory_name: str | None = None
     for name in names:
         scores = read_scores(store, name)
         for sel_name in scores["selectors"]:
+            if SELECTORS[sel_name].kind != "mi":  # proxy selectors have no information-plane terms
+                continue
             for c in scores["checkpoints"]:
                 rows.append(_plane_row(scores, name, sel_name, c))
     return rows

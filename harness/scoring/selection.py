@@ -16,6 +16,13 @@ A selector is computed only when all its estimators are in ``scoring.estimators`
 | binning    | binning.i_x        | binning.i_y         | binned estimates of both                    |
 | accuracy   | -                  | accuracy.accuracy   | baseline: best validation accuracy          |
 
+**Student-aware selectors** (``kind="proxy"``; ``proxy.py``): ``proxy``, ``proxy_small`` and
+``proxy_large`` distill short proxy students from every checkpoint (successive halving,
+``scoring.proxy``; the variants scale the epochs of every rung by their ``budget``: 1/2, 1, 2)
+and pick by the proxy students' validation accuracy. They use no estimator, so they are computed
+only when asked: when named in ``scoring.proxy.selectors`` or by a ``selected:<it>`` choice of
+the config, or as ``scoring.ensemble_selector`` / ``degenerate_fallback``.
+
 **Single pick (Algorithm 1)**: T* = argmax_e score(e). Ties (scores equal to 9 decimals) go to
 the earlier epoch. A selector whose score is the same for every checkpoint (a saturated
 estimator, e.g. ``binning`` on a wide layer) is flagged ``degenerate`` in the scores file, and
@@ -65,6 +72,8 @@ class Selector:
     x: tuple[str, str] | None  # (estimator, key) of the I(X;F) term
     y: tuple[str, str] | None  # (estimator, key) of the I(Y;F) term
     description: str
+    kind: str = "mi"  # mi: from the MI estimates; proxy: from proxy students (proxy.py)
+    budget: float = 1.0  # proxy: scale of scoring.proxy.epochs (every rung's epochs)
 
     @property
     def estimators(self) -> list[str]:
@@ -74,12 +83,13 @@ class Selector:
         return [(axis, t) for axis, t in (("x", self.x), ("y", self.y)) if t is not None]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "x": None if self.x is None else ".".join(self.x),
             "y": None if self.y is None else ".".join(self.y),
             "estimators": self.estimators,
             "description": self.description,
         }
+        return out if self.kind == "mi" else {**out, "kind": self.kind, "budget": self.budget}
 
 
 SELECTORS: dict[str, Selector] = {
@@ -90,8 +100,15 @@ SELECTORS: dict[str, Selector] = {
         Selector("kde", ("kde", "i_x"), ("kde", "i_y_corrected"), "KDE I(X;T) + KDE I(T;Y) minus its shuffled-label floor"),
         Selector("binning", ("binning", "i_x"), ("binning", "i_y"), "binned I(X;T) + binned I(T;Y)"),
         Selector("accuracy", None, ("accuracy", "accuracy"), "baseline: best validation accuracy"),
+        Selector("proxy_small", None, None, "student-aware: successive halving of proxy distillations, 1/2 the epochs",
+                 kind="proxy", budget=0.5),
+        Selector("proxy", None, None, "student-aware: successive halving of proxy distillations (scoring.proxy)",
+                 kind="proxy", budget=1.0),
+        Selector("proxy_large", None, None, "student-aware: successive halving of proxy distillations, 2x the epochs",
+                 kind="proxy", budget=2.0),
     )
 }
+PROXY_SELECTORS = [name for name, s in SELECTORS.items() if s.kind == "proxy"]
 
 
 class ScoresError(StoreError, ValueError):
@@ -103,9 +120,10 @@ def list_selectors() -> list[str]:
 
 
 def available_selectors(estimators: Iterable[str]) -> list[str]:
-    """Selectors whose estimators are all among ``estimators``, in table order."""
+    """MI selectors whose estimators are all among ``estimators``, in table order (proxy
+    selectors need no estimator: ``proxy.proxy_selectors`` says when they run)."""
     have = set(estimators)
-    return [name for name, s in SELECTORS.items() if set(s.estimators) <= have]
+    return [name for name, s in SELECTORS.items() if s.kind == "mi" and set(s.estimators) <= have]
 
 
 def _tie_key(score: float, epoch: int) -> tuple[float, int]:
@@ -294,6 +312,12 @@ def _require_selector(scores: dict, trajectory_name: str, selector: str) -> None
         return
     if selector not in SELECTORS:
         raise ScoresError(f"unknown selector {selector!r}; known: {', '.join(list_selectors())}")
+    if SELECTORS[selector].kind == "proxy":
+        raise ScoresError(
+            f"selector {selector!r} was not computed for trajectory {trajectory_name}: it trains proxy students, so it "
+            f"runs only when asked; add it to scoring.proxy.selectors (or name selected:{selector} in "
+            "sweep.teacher_choices) and run `ckd score CONFIG` first"
+        )
     needs = SELECTORS[selector].estimators
     raise ScoresError(
         f"selector {selector!r} was not computed for trajectory {trajectory_name}: it needs the estimators "

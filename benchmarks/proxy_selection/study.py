@@ -1,0 +1,166 @@
+"""The study behind the defaults of ``scoring.proxy`` (README in this folder): validation regret of
+the proxy selector at a few settings against the brute force, on trajectories no benchmark uses.
+
+Run after ``ckd run benchmarks/proxy_selection/study.yaml`` (teachers, scores, and every checkpoint
+distilled fully by 4 student seeds per trajectory):
+
+    .venv/bin/python benchmarks/proxy_selection/study.py [--out benchmarks/results/proxy_selection]
+
+Ground truth per (trajectory, checkpoint): the mean *validation* accuracy of its fully trained
+students. For every setting, proxy seed (replicate) and trajectory the proxy picks a checkpoint;
+its validation regret is the best checkpoint's ground truth minus the pick's. Test accuracy is
+never read. The settings and the rule that chooses among them were fixed before any result:
+the cheapest setting whose mean regret lies within one standard error of the lowest mean regret.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from harness.config import load_config  # noqa: E402
+from harness.experiment import open_store, set_threads  # noqa: E402
+from harness.report.stats import mean_interval, spearman  # noqa: E402
+from harness.scoring.proxy import checkpoint_scores, proxy_results  # noqa: E402
+
+CONFIG = ROOT / "benchmarks" / "proxy_selection" / "study.yaml"
+SETTINGS = {  # name: scoring.proxy overrides (rungs 3, reduction factor 2 throughout)
+    "A: 2 epochs, 1 seed": {"epochs": 2, "seeds": 1},
+    "B: 4 epochs, 1 seed": {"epochs": 4, "seeds": 1},
+    "C: 2 epochs, 2 seeds": {"epochs": 2, "seeds": 2},
+    "D: 4 epochs, 2 seeds": {"epochs": 4, "seeds": 2},
+    "E: 8 epochs, 1 seed": {"epochs": 8, "seeds": 1},
+}
+REPLICATES = (1000, 2000, 3000, 4000, 5000)  # scoring.proxy.seed: independent proxy students
+logger = logging.getLogger("proxy_study")
+
+
+def ground_truth(rows: list[dict]) -> dict[str, dict[int, float]]:
+    """{trajectory: {epoch: mean final validation accuracy of its students}} (``epoch:E`` runs)."""
+    acc: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if str(r.get("teacher_choice", "")).startswith("epoch:"):
+            (ck,) = r["teacher_checkpoints"]
+            acc[ck["trajectory"]][int(ck["epoch"])].append(float(r["final_val_acc"]))
+    return {t: {e: sum(v) / len(v) for e, v in sorted(by.items())} for t, by in acc.items()}
+
+
+def judge(gt: dict[int, float], pick: int, score: dict[int, float] | None = None) -> dict:
+    """Validation regret (pp), rank (1 = best) and, with a score, Spearman rho against the ground truth."""
+    best = max(gt.values())
+    epochs = sorted(gt)
+    rho = spearman([score[e] for e in epochs], [gt[e] for e in epochs]) if score else math.nan
+    return {"pick": pick, "regret_pp": 100 * (best - gt[pick]), "rank": 1 + sum(v > gt[pick] + 1e-12 for v in gt.values()), "rho": rho}
+
+
+def run_setting(name: str, overrides: dict, gt: dict[str, dict[int, float]], store_cfg) -> list[dict]:
+    """Every (replicate, trajectory) selection of one setting."""
+    out = []
+    for seed in REPLICATES:
+        cfg = load_config(CONFIG, [f"scoring.proxy.{k}={v}" for k, v in {**overrides, "seed": seed}.items()]
+                          + ["scoring.proxy.selectors=[proxy]", "tracking.mode=disabled"])
+        store = open_store(cfg)
+        for traj in sorted(gt):
+            cks = [(c["epoch"], c["sha256"]) for c in store.trajectory(traj).checkpoints()]
+            res = proxy_results(cfg, store, traj, cks, torch.device("cpu"))["proxy"]
+            scores = checkpoint_scores(res, [e for e, _ in cks])
+            score = {e: s for (e, _), s in zip(cks, scores["score"])}
+            out.append({"setting": name, "replicate": seed, "trajectory": traj, **judge(gt[traj], res["pick"], score),
+                        "student_epochs": res["cost"]["student_epochs"], "seconds": res["cost"]["seconds"]})
+            logger.info(f"{name} seed {seed} {traj}: pick e{res['pick']} regret {out[-1]['regret_pp']:+.2f} pp")
+    return out
+
+
+def baselines(gt: dict[str, dict[int, float]], store) -> list[dict]:
+    """The MI selectors' and the last checkpoint's validation regret on the same trajectories."""
+    out = []
+    for traj, truth in sorted(gt.items()):
+        scores = json.loads((store.scores_dir / f"{traj}.json").read_text())
+        for sel, picked in scores["selected"].items():
+            if not picked.get("degenerate"):
+                score = {c["epoch"]: c["normalized"][sel]["score"] for c in scores["checkpoints"]}
+                out.append({"setting": f"MI: {sel}", "trajectory": traj, **judge(truth, int(picked["epoch"]), score),
+                            "student_epochs": 0, "seconds": None})
+        out.append({"setting": "last checkpoint", "trajectory": traj, **judge(truth, max(truth)), "student_epochs": 0, "seconds": 0.0})
+    return out
+
+
+def summarize(selections: list[dict]) -> list[dict]:
+    """Per setting: mean regret with its standard error and 95% CI, mean rank, rho and cost."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for s in selections:
+        by[s["setting"]].append(s)
+    rows = []
+    for name, items in by.items():
+        regrets = [s["regret_pp"] for s in items]
+        m, lo, hi = mean_interval(regrets)
+        se = (sum((r - m) ** 2 for r in regrets) / (len(regrets) - 1) / len(regrets)) ** 0.5 if len(regrets) > 1 else math.nan
+        rhos = [s["rho"] for s in items if not math.isnan(s["rho"])]
+        secs = [s["seconds"] for s in items if s["seconds"] is not None]
+        rows.append({"setting": name, "n": len(items), "regret_pp": m, "regret_se": se, "regret_ci": [lo, hi],
+                     "mean_rank": sum(s["rank"] for s in items) / len(items), "rho": sum(rhos) / len(rhos) if rhos else math.nan,
+                     "student_epochs": sum(s["student_epochs"] for s in items) / len(items),
+                     "seconds": sum(secs) / len(secs) if secs else None})
+    return rows
+
+
+def choose(rows: list[dict]) -> str:
+    """The rule fixed in advance: the cheapest proxy setting within one SE of the lowest mean regret."""
+    proxies = [r for r in rows if r["setting"] in SETTINGS]
+    best = min(proxies, key=lambda r: r["regret_pp"])
+    ok = [r for r in proxies if r["regret_pp"] <= best["regret_pp"] + best["regret_se"]]
+    return min(ok, key=lambda r: (r["student_epochs"], r["regret_pp"]))["setting"]
+
+
+def markdown(rows: list[dict], chosen: str, wall_s: float) -> str:
+    lines = ["# Proxy selector study (validation regret; test accuracy not used)", "",
+             f"Trajectories: {CONFIG.name} (cnn1d_small teacher seeds 10-13 -> mlp_small). Ground truth: mean validation "
+             "accuracy of 4 fully trained students per checkpoint. Proxy: rungs 3, reduction factor 2; replicates: proxy "
+             f"seeds {', '.join(map(str, REPLICATES))} (x 4 trajectories). Chosen by the rule fixed in advance (cheapest "
+             f"within one SE of the best): **{chosen}**. Wall time {wall_s:.0f} s on 2 shared cores.", "",
+             "| setting | n | val regret pp (SE) [95% CI] | mean rank of 8 | Spearman rho | student-epochs/traj | s/traj |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        secs = "n/a" if r["seconds"] is None else f"{r['seconds']:.1f}"
+        lines.append(f"| {r['setting']} | {r['n']} | {r['regret_pp']:+.2f} ({r['regret_se']:.2f}) [{r['regret_ci'][0]:+.2f}, "
+                     f"{r['regret_ci'][1]:+.2f}] | {r['mean_rank']:.1f} | {r['rho']:+.2f} | {r['student_epochs']:.0f} | {secs} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "proxy_selection"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("harness").setLevel(logging.WARNING)
+    began = time.perf_counter()
+    cfg = load_config(CONFIG, ["tracking.mode=disabled"])
+    set_threads(cfg)
+    store = open_store(cfg)
+    gt = ground_truth(store.read_results())
+    selections = baselines(gt, store)
+    for name, overrides in SETTINGS.items():
+        selections += run_setting(name, overrides, gt, cfg)
+    rows = summarize(selections)
+    chosen = choose(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    wall = time.perf_counter() - began
+    (out / "study.json").write_text(json.dumps({"settings": SETTINGS, "replicates": REPLICATES, "ground_truth": gt, "summary": rows,
+                                                "chosen": chosen, "selections": selections, "wall_s": wall}, indent=1, default=str))
+    (out / "study.md").write_text(markdown(rows, chosen, wall))
+    print(markdown(rows, chosen, wall))
+
+
+if __name__ == "__main__":
+    main()
