@@ -81,7 +81,7 @@ def harness(n: int, storage: Path) -> float:
     from harness.config import load_config
 
     cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"storage={storage}", "tracking.mode=disabled",
-                                                             "cluster.progress_interval_s=30"])
+                                                             "cluster.progress_interval_s=30", "sweep.pack_size=1"])  # a trial per run
     session = ClusterSession(cfg)
     runs = runs_for(n)
     size = int(getattr(cfg.sweep, "trials_per_experiment", 0) or n)

@@ -19,23 +19,14 @@ from typing import Any, Callable
 import torch
 
 from harness.config import ExperimentConfig, config_hash, to_dict
-from harness.data import DataSplits, derive_seed, make_loader
+from harness.data import DataSplits, make_loader
 from harness.experiment import load_splits, open_store, set_threads
-from harness.kd import FrozenTeacher
-from harness.models import create_model
-from harness.packing import PackedModel, predict_packed, train_packed_epoch
+from harness.packing import PackedModel, new_students, predict_packed, train_packed_epoch
 from harness.store import StoreError, trajectory_name
 from harness.student_batches import PackBatches
 from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
 from harness.teacher_logits import LogitCache
-from harness.training import (
-    epoch_seed,
-    make_optimizer,
-    make_scheduler,
-    metrics_from_logits,
-    resolve_device,
-    seed_everything,
-)
+from harness.training import epoch_seed, metrics_from_logits, resolve_device
 
 logger = logging.getLogger(__name__)
 OnEpoch = Callable[[dict, dict], None]
@@ -96,26 +87,6 @@ class RunResolver:
         to the same checkpoint: each choice gets its own leaderboard row.
         """
         return config_hash({**self.static, "run": {k: run[k] for k in RUN_ID_KEYS}})
-
-
-def resolve_run(cfg: ExperimentConfig) -> dict:
-    """Which teacher, student and checkpoints one distillation run uses (no training yet)."""
-    return RunResolver(cfg).resolve(cfg.distill)
-
-
-def run_id_of(cfg: ExperimentConfig, run: dict) -> str:
-    """The stable id of a resolved run (``RunResolver.run_id``)."""
-    return RunResolver(cfg).run_id(run)
-
-
-def load_teacher(cfg: ExperimentConfig, refs: list[TeacherRef], device: torch.device) -> FrozenTeacher | None:
-    if not refs:
-        return None
-    store = open_store(cfg)
-    models = [store.trajectory(r.trajectory).load_model(r.epoch, device) for r in refs]
-    return FrozenTeacher(models, reduce=cfg.distill.ensemble_reduce)
-
-
 
 
 @dataclass
@@ -213,18 +184,14 @@ def _build_pack(cfg: ExperimentConfig, todo: dict[str, dict]) -> StudentPack:
         raise ValueError(f"a pack holds students of one architecture; got {sorted(archs)}")
     splits = load_splits(cfg, device)
     cache = LogitCache(cfg, open_store(cfg), splits, device)
-    members = []
+    members, metrics = [], {(): {}}  # teacher metrics once per distinct teacher
     for rid, run in todo.items():
         refs = tuple(TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"])
-        metrics = cache.teacher_metrics(list(refs), cfg.distill.ensemble_reduce) if refs else {}
-        members.append(Member(run, rid, refs, metrics))
-    models = []
-    for m in members:  # each member's init depends on its own seed only, as when trained alone
-        seed_everything(derive_seed("student-init", m.run["student_arch"], m.run["seed"]))
-        models.append(create_model(m.run["student_arch"], num_classes=splits.num_classes, input_shape=splits.input_shape).to(device))
-    model = PackedModel(models)
-    optimizer = make_optimizer(model, cfg.student.optim, fused=True)
-    scheduler = make_scheduler(optimizer, cfg.student.optim, cfg.student.epochs)
+        if refs not in metrics:
+            metrics[refs] = cache.teacher_metrics(list(refs), cfg.distill.ensemble_reduce)
+        members.append(Member(run, rid, refs, metrics[refs]))
+    model, optimizer, scheduler = new_students(archs.pop(), [m.run["seed"] for m in members], splits, cfg.student.optim,
+                                               cfg.student.epochs, device)
     batches = PackBatches(cfg, splits, members, cache, device)
     return StudentPack(cfg, device, splits, members, model, optimizer, scheduler, batches)
 

@@ -110,14 +110,5 @@ class FrozenTeacher(nn.Module):
         return torch.stack([m(x) for m in self.members])
 
     @torch.no_grad()
-    def member_logits(self, x: Tensor) -> list[Tensor]:
-        return list(self.stacked_logits(x).unbind(0))
-
-    @torch.no_grad()
     def soft_targets(self, x: Tensor, temperature: float) -> Tensor:
         return ensemble_probs(self.stacked_logits(x), temperature, self.reduce)
-
-    @torch.no_grad()
-    def predict_probs(self, x: Tensor) -> Tensor:
-        """Class probabilities at T=1, for the teacher's own accuracy."""
-        return self.soft_targets(x, 1.0)

@@ -90,6 +90,23 @@ class PackedModel:
         return {k: v[i].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
 
 
+def new_students(arch: str, seeds: Sequence[int], splits, optim_cfg, epochs: int,
+                 device: torch.device) -> tuple[PackedModel, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """A pack of fresh ``arch`` students, one per seed, with its (fused) SGD and LR schedule over
+    ``epochs``. Each member's init depends on its own seed only, as when it is trained alone."""
+    from harness.data import derive_seed
+    from harness.models import create_model
+    from harness.training import make_optimizer, make_scheduler, seed_everything
+
+    models = []
+    for seed in seeds:
+        seed_everything(derive_seed("student-init", arch, seed))
+        models.append(create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device))
+    model = PackedModel(models)
+    optimizer = make_optimizer(model, optim_cfg, fused=True)
+    return model, optimizer, make_scheduler(optimizer, optim_cfg, epochs)
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

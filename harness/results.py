@@ -173,7 +173,7 @@ def _mtime(path: Path) -> float:
 
 def rows_csv(rows: list[dict]) -> str:
     """Flat CSV of the rows: nested dicts become dotted columns, lists JSON cells."""
-    flat = [_flatten(r) for r in rows]
+    flat = [flatten_row(r) for r in rows]
     columns = sorted({k for r in flat for k in r})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
@@ -182,13 +182,13 @@ def rows_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _flatten(row: dict, prefix: str = "") -> dict:
+def flatten_row(row: dict, prefix: str = "") -> dict:
     """Nested dicts become dotted columns; lists become JSON strings (one CSV cell each)."""
     out: dict[str, Any] = {}
     for k, v in row.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_row(v, key + "."))
         elif isinstance(v, (list, tuple)):
             out[key] = json.dumps(v, default=str)
         else:

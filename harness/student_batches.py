@@ -60,7 +60,8 @@ class PackBatches:
         keys = [(refs, float(t)) for refs, t in zip(self.refs, self.temperature.tolist())]
         distinct = list(dict.fromkeys(keys))
         n, c = len(self.splits.train), self.splits.num_classes
-        tables = [ensemble_probs(self.cache.stacked(list(refs), "train"), t, self.reduce) if refs
+        logits = {refs: self.cache.stacked(list(refs), "train") for refs, _ in distinct if refs}  # once per teacher
+        tables = [ensemble_probs(logits[refs], t, self.reduce) if refs
                   else torch.full((n, c), 1.0 / c, device=self.device) for refs, t in distinct]
         return torch.stack(tables), torch.tensor([distinct.index(k) for k in keys], device=self.device)
 

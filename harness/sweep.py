@@ -146,11 +146,11 @@ def student_parameters(cfg: ExperimentConfig, arch: str) -> int:
 
     from harness.experiment import load_splits
     from harness.models import create_model
+    from harness.packing import parameter_count
 
     splits = load_splits(cfg)
     with torch.device("meta"):
-        model = create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape)
-    return sum(p.numel() for p in model.parameters())
+        return parameter_count(create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape))
 
 
 def pack_size(cfg: ExperimentConfig, arch: str, runs: int, slots: int, device: str = "cpu") -> int:
@@ -176,9 +176,11 @@ def pack_sizes(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: 
     return {arch: pack_size(cfg, arch, n, slots, device) for arch, n in counts.items()}
 
 
-def make_packs(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu") -> list[list[dict]]:
-    """``runs`` cut into packs: runs of one student architecture, in grid order, ``pack_size`` each."""
-    sizes = pack_sizes(cfg, runs, slots, device)
+def make_packs(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu",
+               sizes: dict[str, int] | None = None) -> list[list[dict]]:
+    """``runs`` cut into packs: runs of one student architecture, in grid order, ``pack_size`` each
+    (``sizes``: per architecture, when the caller computed them already, e.g. once per sweep)."""
+    sizes = sizes or pack_sizes(cfg, runs, slots, device)
     by_arch: dict[str, list[dict]] = {}
     for run in runs:
         by_arch.setdefault(run["student_arch"], []).append(run)

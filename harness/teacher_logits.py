@@ -48,15 +48,18 @@ class LogitCache:
         self.folder = store.cache_dir / "logits"
         self.key = data_key(cfg)
         self.hits = self.misses = 0
+        self._sha256: dict[TeacherRef, str] = {}  # one manifest read per checkpoint
 
     def path(self, ref: TeacherRef, split: str) -> Path:
         return self.folder / f"{self.sha256(ref)[:32]}-{self.key}-{split}.pt"
 
     def sha256(self, ref: TeacherRef) -> str:
-        entries = {c["epoch"]: c for c in self.store.trajectory(ref.trajectory).checkpoints()}
-        if ref.epoch not in entries:
-            raise StoreError(f"trajectory {ref.trajectory} has no checkpoint at epoch {ref.epoch}; saved: {sorted(entries)}")
-        return str(entries[ref.epoch]["sha256"])
+        if ref not in self._sha256:
+            entries = {c["epoch"]: c for c in self.store.trajectory(ref.trajectory).checkpoints()}
+            if ref.epoch not in entries:
+                raise StoreError(f"trajectory {ref.trajectory} has no checkpoint at epoch {ref.epoch}; saved: {sorted(entries)}")
+            self._sha256[ref] = str(entries[ref.epoch]["sha256"])
+        return self._sha256[ref]
 
     def logits(self, ref: TeacherRef, split: str) -> Tensor:
         """Logits of ``ref`` on ``split`` (on the cache's device)."""
@@ -115,6 +118,7 @@ class LogitCache:
         """Accuracy, loss and confidence of the teacher (ensemble) on val and test, from the cache."""
         metrics: dict[str, float] = {}
         for split in ("val", "test"):
-            probs = ensemble_probs(self.stacked(refs, split), 1.0, reduce)
-            metrics.update(metrics_from_probs(probs, self.entry(refs[0], split)["labels"], f"teacher_{split}"))
+            entries = [self.entry(r, split) for r in refs]
+            probs = ensemble_probs(torch.stack([e["logits"] for e in entries]), 1.0, reduce)
+            metrics.update(metrics_from_probs(probs, entries[0]["labels"], f"teacher_{split}"))
         return metrics

@@ -355,18 +355,7 @@ def score_rows(scores: Any) -> list[dict]:
     """Flat per-checkpoint rows from a scores file, whatever its nesting: a list of dicts, or the
     first list of dicts found under ``checkpoints``/``rows``/``scores``/any key (nested dicts
     become dotted columns; lists become JSON strings)."""
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict):
-                out.update(flat(v, key + "."))
-            elif _scalar(v):
-                out[key] = v
-            else:
-                out[key] = json.dumps(v, default=str)
-        return out
+    from harness.results import flatten_row  # here: results.py imports torch (fileio), tracking must not
 
     def find(obj: Any) -> list[dict] | None:
         if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
@@ -380,7 +369,7 @@ def score_rows(scores: Any) -> list[dict]:
         return None
 
     rows = find(scores) or []
-    return [flat(r) for r in rows]
+    return [flatten_row(r) for r in rows]
 
 
 def _table(wandb, rows: list[dict]):

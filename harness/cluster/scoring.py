@@ -82,8 +82,7 @@ class Scorer:
         students of most choices are not (``ReadyRuns``)."""
         if self.deferred:
             return True
-        busy = {i for i in self.assigned.values()}
-        pending = [self.started[i] for i in busy]
+        pending = [self.started[i] for i in set(self.assigned.values())]
         if not pending:
             return False
         import ray

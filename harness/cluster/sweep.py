@@ -198,11 +198,12 @@ def trial_slots(session: ClusterSession) -> tuple[int, str]:
     return max(1, int(slots)), "cuda" if res["num_gpus"] > 0 else "cpu"
 
 
-def param_space(cfg: ExperimentConfig, runs: list[dict], slots: tuple[int, str] = (1, "cpu")) -> dict:
+def param_space(cfg: ExperimentConfig, runs: list[dict], sizes: dict[str, int] | None = None) -> dict:
+    """``sizes``: members per pack and student arch (``pack_sizes``); default: a pack of one."""
     from ray import tune
 
     if cfg.sweep.search == "grid":
-        packs = make_packs(cfg, runs, *slots)
+        packs = make_packs(cfg, runs, sizes=sizes or {r["student_arch"]: 1 for r in runs})
         if len(packs) < len(runs):
             logger.info(f"[sweep] {len(runs)} runs in {len(packs)} packs (sweep.pack_size={cfg.sweep.pack_size}: "
                         f"up to {max(len(p) for p in packs)} students per trial)")
@@ -224,7 +225,7 @@ def _trainable(session: ClusterSession, function: Callable = None):
 
 
 def build_tuner(session: ClusterSession, runs: list[dict], pins: list | None = None,
-                function: Callable | None = None, searcher=None, part: str = ""):
+                function: Callable | None = None, searcher=None, part: str = "", sizes: dict[str, int] | None = None):
     """A new Tuner for ``runs``, or the restored one when the experiment dir holds it.
     ``function``: another trainable ``f(config, cfg)`` (benchmarks/bench_tune_overhead.py);
     ``searcher``: a ``ReadyRuns`` that releases the runs as their teachers become ready."""
@@ -239,9 +240,11 @@ def build_tuner(session: ClusterSession, runs: list[dict], pins: list | None = N
         logger.info(f"[sweep] resuming the Tune experiment {path} (Tuner.restore)")
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True), path
     search_alg = searcher or _search_alg(cfg)
+    if searcher is None and cfg.sweep.search == "grid" and sizes is None:
+        sizes = pack_sizes(cfg, runs, *trial_slots(session))
     tuner = tune.Tuner(
         trainable,
-        param_space={} if searcher is not None else param_space(cfg, runs, trial_slots(session)),
+        param_space={} if searcher is not None else param_space(cfg, runs, sizes),
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE, scheduler=_scheduler(cfg), search_alg=search_alg,
             num_samples=len(runs) if searcher is not None else cfg.sweep.num_samples,
@@ -316,9 +319,11 @@ def run_sweep(session: ClusterSession) -> list[dict]:
     else:
         logger.info(f"[sweep] {cfg.sweep.search} search: {cfg.sweep.num_samples} trials over {len(runs)} grid points")
     errors, path = [], None
+    # members per pack, once for the grid (it reads the data's shape), not once per Tune experiment
+    sizes = pack_sizes(cfg, [p["run"] for p in planned], *trial_slots(session)) if planned else None
     for label, part in _slices(cfg, planned, runs):
         tuner, path = build_tuner(session, [p["run"] for p in part] if planned else runs,
-                                  [p["run_id"] for p in part] or None, part=label)
+                                  [p["run_id"] for p in part] or None, part=label, sizes=sizes)
         errors += _fit(tuner, path)
     store.compact_results()
     _raise_for_errors(cfg, errors)

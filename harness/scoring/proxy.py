@@ -187,20 +187,11 @@ def _members(ctx: _Context, candidates: list[int]) -> list[_Member]:
 def _build(ctx: _Context, members: list[_Member], state: dict | None = None) -> _Pack:
     """A pack of ``members``: fresh students (each initialized from its seed alone, as when trained
     alone) or, with ``state``, the given weights, momentum and schedule position."""
-    from harness.data import derive_seed
-    from harness.models import create_model
-    from harness.packing import PackedModel
+    from harness.packing import new_students
     from harness.student_batches import PackBatches
-    from harness.training import make_optimizer, make_scheduler, seed_everything
 
-    models = []
-    for m in members:
-        seed_everything(derive_seed("student-init", ctx.settings.student, m.run["seed"]))
-        models.append(create_model(ctx.settings.student, num_classes=ctx.splits.num_classes,
-                                   input_shape=ctx.splits.input_shape).to(ctx.device))
-    model = PackedModel(models)
-    optimizer = make_optimizer(model, ctx.cfg.student.optim, fused=True)
-    scheduler = make_scheduler(optimizer, ctx.cfg.student.optim, ctx.schedule_epochs)
+    model, optimizer, scheduler = new_students(ctx.settings.student, [m.run["seed"] for m in members], ctx.splits,
+                                               ctx.cfg.student.optim, ctx.schedule_epochs, ctx.device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
