@@ -22,6 +22,7 @@ and the harness modules ``data``, ``models``, ``precision`` and ``training`` (no
 or W&B), so it runs on a bare GPU machine. ``--quick`` (a few hundred images, CPU-sized) runs
 in under a minute on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,35 +84,68 @@ def first_batches(batches: Iterable, n: int) -> list:
 
 def run_loader(split: Any, path: str, args: argparse.Namespace, device: torch.device, **_: Any) -> list[float]:
     """Seconds per epoch of just producing the batches on ``device``."""
+
     def epoch(e: int) -> None:
         for x, y in loader_for(split, path, args.batch_size, e, device):
             x.sum()  # touch the batch (forces the copy of the DataLoader path)
+
     first_batches(loader_for(split, path, args.batch_size, 0, device), WARMUP_BATCHES)
     return [timed(device, lambda e=e: epoch(e)) for e in range(1, args.epochs + 1)]
 
 
-def run_teacher(split: Any, path: str, args: argparse.Namespace, device: torch.device, *, precision: str,
-                channels_last: bool, num_classes: int) -> list[float]:
+def run_teacher(
+    split: Any,
+    path: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    *,
+    precision: str,
+    channels_last: bool,
+    num_classes: int,
+) -> list[float]:
     """Seconds per training epoch of the teacher, through ``harness.training.train_epoch``."""
     torch.manual_seed(0)
-    model = prepare_model(create_model(args.teacher, num_classes=num_classes, input_shape=(3, 32, 32)).to(device),
-                          channels_last)
+    model = prepare_model(
+        create_model(args.teacher, num_classes=num_classes, input_shape=(3, 32, 32)).to(device), channels_last
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
     def epoch(batches: Iterable) -> None:
-        train_epoch(model, batches, opt, lambda logits, x, y: F.cross_entropy(logits, y), device,
-                    precision=precision, channels_last=channels_last)
+        train_epoch(
+            model,
+            batches,
+            opt,
+            lambda logits, x, y: F.cross_entropy(logits, y),
+            device,
+            precision=precision,
+            channels_last=channels_last,
+        )
+
     epoch(first_batches(loader_for(split, path, args.batch_size, 0, device), WARMUP_BATCHES))
-    return [timed(device, lambda e=e: epoch(loader_for(split, path, args.batch_size, e, device)))
-            for e in range(1, args.epochs + 1)]
+    return [
+        timed(device, lambda e=e: epoch(loader_for(split, path, args.batch_size, e, device)))
+        for e in range(1, args.epochs + 1)
+    ]
 
 
-def run_students(split: Any, path: str, args: argparse.Namespace, device: torch.device, *, precision: str,
-                 channels_last: bool, num_classes: int) -> list[float]:
+def run_students(
+    split: Any,
+    path: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    *,
+    precision: str,
+    channels_last: bool,
+    num_classes: int,
+) -> list[float]:
     """Seconds per epoch of ``--students`` students stepping in sequence on every batch."""
     torch.manual_seed(0)
-    models = [prepare_model(create_model(args.student_arch, num_classes=num_classes, input_shape=(3, 32, 32))
-                            .to(device), channels_last) for _ in range(args.students)]
+    models = [
+        prepare_model(
+            create_model(args.student_arch, num_classes=num_classes, input_shape=(3, 32, 32)).to(device), channels_last
+        )
+        for _ in range(args.students)
+    ]
     opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in models]
 
     def epoch(batches: Iterable) -> None:
@@ -123,11 +158,14 @@ def run_students(split: Any, path: str, args: argparse.Namespace, device: torch.
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+
     for m in models:
         m.train()
     epoch(first_batches(loader_for(split, path, args.batch_size, 0, device), WARMUP_BATCHES))
-    return [timed(device, lambda e=e: epoch(loader_for(split, path, args.batch_size, e, device)))
-            for e in range(1, args.epochs + 1)]
+    return [
+        timed(device, lambda e=e: epoch(loader_for(split, path, args.batch_size, e, device)))
+        for e in range(1, args.epochs + 1)
+    ]
 
 
 WORKLOADS = {"loader": run_loader, "teacher": run_teacher, "students": run_students}
@@ -141,22 +179,39 @@ def measure(splits: dict[str, DataSplits], args: argparse.Namespace, device: tor
     for workload, fn in WORKLOADS.items():
         if workload == "students" and args.students == 0:
             continue
-        combos = [("fp32", False)] if workload == "loader" else \
-            [(p, c) for p in args.precisions for c in args.channels_last]
+        combos = (
+            [("fp32", False)] if workload == "loader" else [(p, c) for p in args.precisions for c in args.channels_last]
+        )
         for precision, cl in combos:
             for path in ["device", *(f"dataloader/w{w}" for w in args.workers)]:
                 split = splits["device" if path == "device" else "dataloader"].train
-                secs = fn(split, path, args, device, precision=precision, channels_last=cl,
-                          num_classes=splits["device"].num_classes)
+                secs = fn(
+                    split,
+                    path,
+                    args,
+                    device,
+                    precision=precision,
+                    channels_last=cl,
+                    num_classes=splits["device"].num_classes,
+                )
                 med = statistics.median(secs)
-                row = {"workload": workload, "path": path, "precision": precision, "channels_last": cl,
-                       "images": n, "epoch_s": [round(s, 4) for s in secs], "epoch_s_median": round(med, 4),
-                       "images_per_s": round(n / med, 1)}
+                row = {
+                    "workload": workload,
+                    "path": path,
+                    "precision": precision,
+                    "channels_last": cl,
+                    "images": n,
+                    "epoch_s": [round(s, 4) for s in secs],
+                    "epoch_s_median": round(med, 4),
+                    "images_per_s": round(n / med, 1),
+                }
                 if workload == "students":
                     row["student_images_per_s"] = round(n * args.students / med, 1)
                 rows.append(row)
-                print(f"[bench] {workload:8s} {path:14s} {precision} cl={int(cl)}: {row['images_per_s']:10.1f} img/s",
-                      flush=True)
+                print(
+                    f"[bench] {workload:8s} {path:14s} {precision} cl={int(cl)}: {row['images_per_s']:10.1f} img/s",
+                    flush=True,
+                )
     return rows
 
 
@@ -167,21 +222,32 @@ def speedups(rows: list[dict]) -> list[dict]:
     for (workload, path, precision, cl), ips in by_key.items():
         dev = by_key.get((workload, "device", precision, cl))
         if path != "device" and dev:
-            out.append({"workload": workload, "vs": path, "precision": precision, "channels_last": cl,
-                        "device_over_dataloader": round(dev / ips, 2)})
+            out.append(
+                {
+                    "workload": workload,
+                    "vs": path,
+                    "precision": precision,
+                    "channels_last": cl,
+                    "device_over_dataloader": round(dev / ips, 2),
+                }
+            )
     return out
 
 
 def table(rows: list[dict]) -> str:
     """A markdown table of the rows."""
-    lines = ["| workload | path | precision | channels_last | images/s | epoch s (median) |",
-             "|---|---|---|---|---:|---:|"]
+    lines = [
+        "| workload | path | precision | channels_last | images/s | epoch s (median) |",
+        "|---|---|---|---|---:|---:|",
+    ]
     for r in rows:
         ips = f"{r['images_per_s']:.1f}"
         if "student_images_per_s" in r:
             ips += f" ({r['student_images_per_s']:.0f} student-img/s)"
-        lines.append(f"| {r['workload']} | {r['path']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} "
-                     f"| {ips} | {r['epoch_s_median']:.3f} |")
+        lines.append(
+            f"| {r['workload']} | {r['path']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} "
+            f"| {ips} | {r['epoch_s_median']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -210,33 +276,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def environment(device: torch.device, args: argparse.Namespace) -> dict:
-    return {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_avg_1_5_15_before": [round(v, 2) for v in os.getloadavg()],  # was the machine busy?
-            "args": {k: v for k, v in vars(args).items() if k != "out"}}
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1_5_15_before": [round(v, 2) for v in os.getloadavg()],  # was the machine busy?
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     began, env = time.perf_counter(), environment(device, args)
     with tempfile.TemporaryDirectory() as tmp:
-        plain = build_splits("synthetic_cifar10", storage_dir=tmp, seed=0, val_fraction=0.1, augment=True,
-                             num_samples=args.num_samples, num_test=10)
+        plain = build_splits(
+            "synthetic_cifar10",
+            storage_dir=tmp,
+            seed=0,
+            val_fraction=0.1,
+            augment=True,
+            num_samples=args.num_samples,
+            num_test=10,
+        )
     splits = {"dataloader": plain, "device": to_device_images(plain, device)}
     print(f"[bench] {len(plain.train)} synthetic CIFAR-shaped training images on {device}", flush=True)
     rows = measure(splits, args, device)
     env["load_avg_1_5_15_after"] = [round(v, 2) for v in os.getloadavg()]
-    report = {"benchmark": "bench_data_path", "environment": env, "rows": rows,
-              "device_over_dataloader": speedups(rows), "wall_s": round(time.perf_counter() - began, 1)}
+    report = {
+        "benchmark": "bench_data_path",
+        "environment": env,
+        "rows": rows,
+        "device_over_dataloader": speedups(rows),
+        "wall_s": round(time.perf_counter() - began, 1),
+    }
     print(table(rows))
     for s in report["device_over_dataloader"]:
-        print(f"[bench] {s['workload']:8s} device / {s['vs']} ({s['precision']}, cl={int(s['channels_last'])}): "
-              f"{s['device_over_dataloader']:.2f}x")
+        print(
+            f"[bench] {s['workload']:8s} device / {s['vs']} ({s['precision']}, cl={int(s['channels_last'])}): "
+            f"{s['device_over_dataloader']:.2f}x"
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -18,6 +18,7 @@ Epoch times per device (no Ray needed; for the GPU machines)::
 trains one short teacher trajectory and distills one student from it through the core functions
 on each device and reports the median seconds per epoch (first epoch excluded as warm-up).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,14 +63,21 @@ def overhead(args: argparse.Namespace, overrides: list[str]) -> dict:
         first = run_ckd(args.config, overrides, storage, mode == "local", log)
         again = run_ckd(args.config, overrides, storage, mode == "local", log) if first["rc"] == 0 else None
         results[mode] = {"first": first, "rerun": again, "log": str(log), "storage": str(storage)}
-        print(f"{mode:>6}: first run {first['wall_s']:7.1f}s (rc {first['rc']})   re-run "
-              f"{again['wall_s'] if again else float('nan'):6.1f}s   stages: {first['stages']}", flush=True)
+        print(
+            f"{mode:>6}: first run {first['wall_s']:7.1f}s (rc {first['rc']})   re-run "
+            f"{again['wall_s'] if again else float('nan'):6.1f}s   stages: {first['stages']}",
+            flush=True,
+        )
     if "ray" in results and "local" in results:
         r, l = results["ray"]["first"]["wall_s"], results["local"]["first"]["wall_s"]
         results["ray_over_local"] = {"seconds": round(r - l, 1), "ratio": round(r / l, 3) if l else None}
         print(f"Ray vs in-process: {r - l:+.1f}s ({r / l:.2f}x)", flush=True)
     out = root / "bench_ray_overhead.json"
-    out.write_text(json.dumps({"config": args.config, "overrides": overrides, "cpus": os.cpu_count(), "results": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"config": args.config, "overrides": overrides, "cpus": os.cpu_count(), "results": results}, indent=2
+        )
+    )
     print(f"written {out}")
     return results
 
@@ -83,16 +91,28 @@ def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
     from harness.teachers import train_trajectory
 
     root = Path(args.root).resolve()
-    out: dict[str, dict] = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
-                            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    out: dict[str, dict] = {
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     for device in args.epoch_times.split(","):
         # one storage (so one data cache under <root>/epochs/cache), a fresh experiment per device
-        cfg = load_config(args.config, [
-            *overrides, f"storage={root / 'epochs'}", f"name=epochs-{device.replace(':', '')}-{int(time.time())}", f"device={device}",
-            f"teacher.epochs={args.teacher_epochs}", f"teacher.checkpoint_every={args.teacher_epochs}",
-            f"student.epochs={args.student_epochs}", "teacher.seeds=[0]", "tracking.mode=disabled",
-            "distill.teacher_choice=full",
-        ])
+        cfg = load_config(
+            args.config,
+            [
+                *overrides,
+                f"storage={root / 'epochs'}",
+                f"name=epochs-{device.replace(':', '')}-{int(time.time())}",
+                f"device={device}",
+                f"teacher.epochs={args.teacher_epochs}",
+                f"teacher.checkpoint_every={args.teacher_epochs}",
+                f"student.epochs={args.student_epochs}",
+                "teacher.seeds=[0]",
+                "tracking.mode=disabled",
+                "distill.teacher_choice=full",
+            ],
+        )
         began = time.perf_counter()
         manifest = train_trajectory(cfg, cfg.teacher.archs[0], 0)
         teacher_wall = time.perf_counter() - began
@@ -103,14 +123,20 @@ def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
         student_wall = time.perf_counter() - began
         out[device] = {
             "teacher_s_per_epoch": round(statistics.median(t_secs[1:] or t_secs), 4),
-            "teacher_wall_s": round(teacher_wall, 2), "teacher_test_acc": manifest["checkpoints"][-1]["test_acc"],
+            "teacher_wall_s": round(teacher_wall, 2),
+            "teacher_test_acc": manifest["checkpoints"][-1]["test_acc"],
             "student_s_per_epoch": round(statistics.median(s_secs[1:] or s_secs), 4),
-            "student_wall_s": round(student_wall, 2), "student_test_acc": row["final_test_acc"],
-            "device_used": manifest.get("device"), "threads": torch.get_num_threads(),
+            "student_wall_s": round(student_wall, 2),
+            "student_test_acc": row["final_test_acc"],
+            "device_used": manifest.get("device"),
+            "threads": torch.get_num_threads(),
         }
-        print(f"{device:>5}: teacher {out[device]['teacher_s_per_epoch']:.4f} s/epoch ({args.teacher_epochs} epochs, "
-              f"{teacher_wall:.1f}s), student {out[device]['student_s_per_epoch']:.4f} s/epoch "
-              f"({args.student_epochs} epochs, {student_wall:.1f}s) on {manifest.get('device')}", flush=True)
+        print(
+            f"{device:>5}: teacher {out[device]['teacher_s_per_epoch']:.4f} s/epoch ({args.teacher_epochs} epochs, "
+            f"{teacher_wall:.1f}s), student {out[device]['student_s_per_epoch']:.4f} s/epoch "
+            f"({args.student_epochs} epochs, {student_wall:.1f}s) on {manifest.get('device')}",
+            flush=True,
+        )
     path = root / "bench_epoch_times.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
@@ -121,10 +147,14 @@ def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
-    p.add_argument("--root", default="/tmp/ckd-bench-ray-overhead", help="benchmark folder (fresh storage per mode inside)")
+    p.add_argument(
+        "--root", default="/tmp/ckd-bench-ray-overhead", help="benchmark folder (fresh storage per mode inside)"
+    )
     p.add_argument("--modes", default="local,ray", help="comma list of: ray, local")
     p.add_argument("--keep-tracking", action="store_true", help="keep the config's tracking.mode (default: disabled)")
-    p.add_argument("--epoch-times", default=None, help="comma list of devices (cpu,cuda): epoch times instead of overhead")
+    p.add_argument(
+        "--epoch-times", default=None, help="comma list of devices (cpu,cuda): epoch times instead of overhead"
+    )
     p.add_argument("--teacher-epochs", type=int, default=6)
     p.add_argument("--student-epochs", type=int, default=6)
     p.add_argument("overrides", nargs="*", help="dotlist overrides for the config")

@@ -12,6 +12,7 @@
 same sitting, for the before/after table; its sizes are capped (``--before-rows``,
 ``--before-runs``) because the old costs grow with the square of the sweep.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,19 @@ EPOCHS = 30
 
 def fake_row(i: int) -> dict:
     acc = [0.5 + 0.001 * e for e in range(EPOCHS)]
-    return {"run_id": f"run{i:07d}", "experiment": "bench", "teacher_choice": f"epoch:{10 * (1 + i % 8)}", "seed": i,
-            "temperature": 4.0, "kd_weight": 0.5, "final_val_acc": 0.7, "final_test_acc": 0.7,
-            "val_acc_per_epoch": acc, "test_acc_per_epoch": acc, "teacher_checkpoints": [{"trajectory": "t", "epoch": 10}]}
+    return {
+        "run_id": f"run{i:07d}",
+        "experiment": "bench",
+        "teacher_choice": f"epoch:{10 * (1 + i % 8)}",
+        "seed": i,
+        "temperature": 4.0,
+        "kd_weight": 0.5,
+        "final_val_acc": 0.7,
+        "final_test_acc": 0.7,
+        "val_acc_per_epoch": acc,
+        "test_acc_per_epoch": acc,
+        "teacher_checkpoints": [{"trajectory": "t", "epoch": 10}],
+    }
 
 
 def fill(store, n: int) -> None:
@@ -79,10 +90,16 @@ def grid_overrides(storage: Path, runs: int) -> list[str]:
     """~``runs`` grid points: (every checkpoint + full + half-way + snapshot) x 5 T x 5 w x seeds + none."""
     per_seed = 11 * 25 + 1
     seeds = max(1, round(runs / per_seed))
-    return [f"storage={storage}", "name=bench", "teacher.seeds=[0,1,2]", "tracking.mode=disabled",
-            'sweep.teacher_choices=["none","every_checkpoint","full","fraction:0.5","snapshot:[0.5,1.0]"]',
-            "sweep.temperature=[1,2,4,8,16]", "sweep.kd_weight=[0.1,0.3,0.5,0.7,0.9]",
-            f"sweep.seeds=[{','.join(str(i) for i in range(seeds))}]"]
+    return [
+        f"storage={storage}",
+        "name=bench",
+        "teacher.seeds=[0,1,2]",
+        "tracking.mode=disabled",
+        'sweep.teacher_choices=["none","every_checkpoint","full","fraction:0.5","snapshot:[0.5,1.0]"]',
+        "sweep.temperature=[1,2,4,8,16]",
+        "sweep.kd_weight=[0.1,0.3,0.5,0.7,0.9]",
+        f"sweep.seeds=[{','.join(str(i) for i in range(seeds))}]",
+    ]
 
 
 def time_planning(sizes: list[int]) -> dict:
@@ -111,8 +128,12 @@ def before(checkout: str, rows: str, runs: str) -> dict:
     """The same measurements with an older checkout's ``harness`` (a subprocess)."""
     env = {**os.environ, "PYTHONPATH": checkout}
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.run([sys.executable, __file__, "--rows", rows, "--runs", runs, "--out", f.name, "--quiet-before"],
-                       env=env, check=True, cwd=checkout)
+        subprocess.run(
+            [sys.executable, __file__, "--rows", rows, "--runs", runs, "--out", f.name, "--quiet-before"],
+            env=env,
+            check=True,
+            cwd=checkout,
+        )
         return json.loads(Path(f.name).read_text())
 
 
@@ -128,9 +149,12 @@ def main() -> None:
     args = p.parse_args()
     import harness
 
-    result = {"harness": str(Path(harness.__path__[0]).parent), "machine": f"{os.cpu_count()} CPUs",
-              "results_write_s": time_writes([int(x) for x in args.rows.split(",") if x]),
-              "planning_s": time_planning([int(x) for x in args.runs.split(",") if x])}
+    result = {
+        "harness": str(Path(harness.__path__[0]).parent),
+        "machine": f"{os.cpu_count()} CPUs",
+        "results_write_s": time_writes([int(x) for x in args.rows.split(",") if x]),
+        "planning_s": time_planning([int(x) for x in args.runs.split(",") if x]),
+    }
     if args.before:
         print(f"--- before: {args.before}", flush=True)
         result["before"] = before(args.before, args.before_rows, args.before_runs)

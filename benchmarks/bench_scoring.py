@@ -14,6 +14,7 @@
 4. prints (and with ``--out`` writes) a JSON report: seconds per mode, per-estimator seconds,
    the shared-pass speed-up, and the scoring time per checkpoint in units of one training epoch.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -16,6 +16,7 @@ locally) and models, with ``--threads`` torch threads (1 = what one sweep trial 
 - **cache**: a checkpoint's teacher logits on train/val/test from the logit cache (hit) vs
   computing them (miss: load the checkpoint, three forward passes, write).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,12 +88,17 @@ def bench_pack(cfg, splits, size: int, epochs: int) -> dict:
         train_packed_epoch(model, batches.epoch(epoch), optimizer, batches.loss)
         t1 = time.perf_counter()
         for split in (splits.val, splits.test):
-            predict_packed(model, [(split.x[i:i + 1024], split.y[i:i + 1024]) for i in range(0, len(split), 1024)], cpu)
+            predict_packed(
+                model, [(split.x[i : i + 1024], split.y[i : i + 1024]) for i in range(0, len(split), 1024)], cpu
+            )
         if epoch > 1:
             train_s.append(t1 - t0)
             eval_s.append(time.perf_counter() - t1)
-    return {"pack_size": size, "train_s_per_student_epoch": statistics.median(train_s) / size,
-            "eval_s_per_student_epoch": statistics.median(eval_s) / size}
+    return {
+        "pack_size": size,
+        "train_s_per_student_epoch": statistics.median(train_s) / size,
+        "eval_s_per_student_epoch": statistics.median(eval_s) / size,
+    }
 
 
 def bench_unpacked(cfg, splits, epochs: int) -> dict:
@@ -138,8 +144,14 @@ def bench_setup(cfg, ref: TeacherRef) -> dict:
 
     for path in (open_store(cfg).cache_dir / "logits").glob("*"):
         path.unlink()
-    run = {**{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")},
-           "teacher_choice": "full", "seed": 0, "temperature": 4.0, "kd_weight": 0.5, "teacher_seed": 0}
+    run = {
+        **{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")},
+        "teacher_choice": "full",
+        "seed": 0,
+        "temperature": 4.0,
+        "kd_weight": 0.5,
+        "teacher_seed": 0,
+    }
     resolver = RunResolver(cfg)
     resolved = resolver.resolve(run)
     times = {}
@@ -162,7 +174,9 @@ def bench_ensemble(cfg, refs: list[TeacherRef], sizes: list[int], reps: int = 20
     x = load_splits(cfg).train.x[:512]
     out = []
     for k in sizes:
-        models = [store.trajectory(refs[i % len(refs)].trajectory).load_model(refs[i % len(refs)].epoch) for i in range(k)]
+        models = [
+            store.trajectory(refs[i % len(refs)].trajectory).load_model(refs[i % len(refs)].epoch) for i in range(k)
+        ]
         row = {"k": k}
         for label, batched in (("batched_s", True), ("sequential_s", False)):
             teacher = FrozenTeacher(copy.deepcopy(models), batched=batched)
@@ -201,10 +215,23 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"storage={tmp}", "teacher.epochs=2", "teacher.checkpoint_every=1",
-                                                                 "teacher.seeds=[0,1,2,3]", f"threads={args.threads}", "tracking.mode=disabled"])
+        cfg = load_config(
+            ROOT / "configs" / "quickstart.yaml",
+            [
+                f"storage={tmp}",
+                "teacher.epochs=2",
+                "teacher.checkpoint_every=1",
+                "teacher.seeds=[0,1,2,3]",
+                f"threads={args.threads}",
+                "tracking.mode=disabled",
+            ],
+        )
         splits = load_splits(cfg)
-        flops = 3 * mlp_flops(create_model(STUDENT, num_classes=splits.num_classes, input_shape=splits.input_shape)) * len(splits.train)
+        flops = (
+            3
+            * mlp_flops(create_model(STUDENT, num_classes=splits.num_classes, input_shape=splits.input_shape))
+            * len(splits.train)
+        )
         eval_flops = flops // 3 * (len(splits.val) + len(splits.test)) // len(splits.train)
         rate = peak_gflops(args.threads)
         packs = [bench_pack(cfg, splits, int(n), args.epochs) for n in args.packs.split(",")]
@@ -215,11 +242,18 @@ def main() -> None:
             p["x_floor"] = p["train_s_per_student_epoch"] / p["floor_s"]
             p["eval_x_floor"] = p["eval_s_per_student_epoch"] / (eval_flops / rate / 1e9)
         refs = trained_teachers(cfg, 4)
-        result = {"machine": f"{platform.machine()} {torch.get_num_threads()} thread(s)", "torch": torch.__version__,
-                  "peak_gflops": rate, "train_rows": len(splits.train), "train_gflop_per_epoch": flops / 1e9,
-                  "packs": packs, "unpacked": unpacked, "setup": bench_setup(cfg, refs[0]),
-                  "ensemble": bench_ensemble(cfg, refs, [int(k) for k in args.ensembles.split(",")]),
-                  "cache": bench_cache(cfg, refs[0])}
+        result = {
+            "machine": f"{platform.machine()} {torch.get_num_threads()} thread(s)",
+            "torch": torch.__version__,
+            "peak_gflops": rate,
+            "train_rows": len(splits.train),
+            "train_gflop_per_epoch": flops / 1e9,
+            "packs": packs,
+            "unpacked": unpacked,
+            "setup": bench_setup(cfg, refs[0]),
+            "ensemble": bench_ensemble(cfg, refs, [int(k) for k in args.ensembles.split(",")]),
+            "cache": bench_cache(cfg, refs[0]),
+        }
     print_table(result)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,23 +261,35 @@ def main() -> None:
 
 
 def print_table(r: dict) -> None:
-    print(f"{r['machine']}, torch {r['torch']}: matmul peak {r['peak_gflops']:.1f} GFLOP/s; "
-          f"mlp_small epoch = {r['train_gflop_per_epoch']:.3f} GFLOP on {r['train_rows']} rows")
+    print(
+        f"{r['machine']}, torch {r['torch']}: matmul peak {r['peak_gflops']:.1f} GFLOP/s; "
+        f"mlp_small epoch = {r['train_gflop_per_epoch']:.3f} GFLOP on {r['train_rows']} rows"
+    )
     print("pack  train s/student-epoch  x floor  eval s/student-epoch  eval x floor")
     for p in r["packs"]:
-        print(f"{p['pack_size']:4d}  {p['train_s_per_student_epoch']:21.4f}  {p['x_floor']:7.2f}  "
-              f"{p['eval_s_per_student_epoch']:20.4f}  {p['eval_x_floor']:12.2f}")
+        print(
+            f"{p['pack_size']:4d}  {p['train_s_per_student_epoch']:21.4f}  {p['x_floor']:7.2f}  "
+            f"{p['eval_s_per_student_epoch']:20.4f}  {p['eval_x_floor']:12.2f}"
+        )
     u = r["unpacked"]
-    print(f"reference (one student, ordinary module, unfused SGD): {u['train_s_per_student_epoch']:.4f} s/epoch, "
-          f"{u['x_floor']:.2f} x floor")
+    print(
+        f"reference (one student, ordinary module, unfused SGD): {u['train_s_per_student_epoch']:.4f} s/epoch, "
+        f"{u['x_floor']:.2f} x floor"
+    )
     s = r["setup"]
-    print(f"set-up of a student: {s['setup_miss_s']:.3f}s (logit cache miss), {s['setup_hit_s']:.3f}s (hit); "
-          f"one epoch {s['epoch_s']:.3f}s -> set-up/epoch {s['setup_hit_s'] / s['epoch_s']:.2f} (hit)")
+    print(
+        f"set-up of a student: {s['setup_miss_s']:.3f}s (logit cache miss), {s['setup_hit_s']:.3f}s (hit); "
+        f"one epoch {s['epoch_s']:.3f}s -> set-up/epoch {s['setup_hit_s'] / s['epoch_s']:.2f} (hit)"
+    )
     for e in r["ensemble"]:
-        print(f"ensemble K={e['k']}: batched {1e3 * e['batched_s']:.2f} ms, sequential {1e3 * e['sequential_s']:.2f} ms "
-              f"-> {e['sequential_s'] / e['batched_s']:.2f}x")
+        print(
+            f"ensemble K={e['k']}: batched {1e3 * e['batched_s']:.2f} ms, sequential {1e3 * e['sequential_s']:.2f} ms "
+            f"-> {e['sequential_s'] / e['batched_s']:.2f}x"
+        )
     c = r["cache"]
-    print(f"teacher logits, train+val+test: miss {c['miss_s']:.3f}s, hit {c['hit_s']:.4f}s -> {c['miss_s'] / c['hit_s']:.0f}x")
+    print(
+        f"teacher logits, train+val+test: miss {c['miss_s']:.3f}s, hit {c['hit_s']:.4f}s -> {c['miss_s'] / c['hit_s']:.0f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ file in the trial folder, as ``TrialReporter`` does). ``--only`` times one side 
 process, so that its driver memory is not measured on a heap the other side already grew.
 Reported: wall seconds per trial, driver peak RSS per trial (KB) and the GCS server's RSS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,18 @@ def noop_harness(config: dict, cfg=None) -> None:
 
 
 def runs_for(n: int) -> list[dict]:
-    return [{"teacher_arch": "cnn1d_small", "teacher_seed": 0, "student_arch": "mlp_small", "teacher_choice": "full",
-             "temperature": 4.0, "kd_weight": 0.5, "seed": i} for i in range(n)]
+    return [
+        {
+            "teacher_arch": "cnn1d_small",
+            "teacher_seed": 0,
+            "student_arch": "mlp_small",
+            "teacher_choice": "full",
+            "temperature": 4.0,
+            "kd_weight": 0.5,
+            "seed": i,
+        }
+        for i in range(n)
+    ]
 
 
 def rss_kb() -> int:
@@ -67,9 +78,12 @@ def gcs_rss_kb() -> int | None:
 def bare(n: int, storage: Path) -> float:
     from ray import tune
 
-    tuner = tune.Tuner(noop, param_space={"run": tune.grid_search(runs_for(n))},
-                       tune_config=tune.TuneConfig(metric="val_acc", mode="max", reuse_actors=True),
-                       run_config=tune.RunConfig(name="bare", storage_path=str(storage), verbose=0))
+    tuner = tune.Tuner(
+        noop,
+        param_space={"run": tune.grid_search(runs_for(n))},
+        tune_config=tune.TuneConfig(metric="val_acc", mode="max", reuse_actors=True),
+        run_config=tune.RunConfig(name="bare", storage_path=str(storage), verbose=0),
+    )
     began = time.perf_counter()
     tuner.fit()
     return time.perf_counter() - began
@@ -80,16 +94,20 @@ def harness(n: int, storage: Path) -> float:
     from harness.cluster.connection import ClusterSession
     from harness.config import load_config
 
-    cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"storage={storage}", "tracking.mode=disabled",
-                                                             "cluster.progress_interval_s=30", "sweep.pack_size=1"])  # a trial per run
+    cfg = load_config(
+        ROOT / "configs" / "quickstart.yaml",
+        [f"storage={storage}", "tracking.mode=disabled", "cluster.progress_interval_s=30", "sweep.pack_size=1"],
+    )  # a trial per run
     session = ClusterSession(cfg)
     runs = runs_for(n)
     size = int(getattr(cfg.sweep, "trials_per_experiment", 0) or n)
     began = time.perf_counter()
     for k in range(0, n, size):  # as run_sweep slices a grid into Tune experiments
-        part = runs[k:k + size]
+        part = runs[k : k + size]
         try:
-            tuner, _ = sweep.build_tuner(session, part, function=noop_harness, part=f"-part{k // size:03d}" if size < n else "")
+            tuner, _ = sweep.build_tuner(
+                session, part, function=noop_harness, part=f"-part{k // size:03d}" if size < n else ""
+            )
         except TypeError:  # an older checkout (--only harness with PYTHONPATH=<old>): swap its trainable
             sweep.distill_trial = noop
             tuner, _ = sweep.build_tuner(session, part)
@@ -116,9 +134,12 @@ def main() -> None:
         for name, fn in sides:
             before = rss_kb()
             secs = fn(args.trials, Path(d) / name)
-            result[name] = {"wall_s": round(secs, 1), "ms_per_trial": round(1000 * secs / args.trials, 1),
-                            "driver_rss_growth_kb_per_trial": round((rss_kb() - before) / args.trials, 2),
-                            "gcs_rss_kb": gcs_rss_kb()}
+            result[name] = {
+                "wall_s": round(secs, 1),
+                "ms_per_trial": round(1000 * secs / args.trials, 1),
+                "driver_rss_growth_kb_per_trial": round((rss_kb() - before) / args.trials, 2),
+                "gcs_rss_kb": gcs_rss_kb(),
+            }
             print(name, result[name], flush=True)
     if len(sides) == 2:
         result["ratio_harness_vs_bare"] = round(result["harness"]["wall_s"] / result["bare"]["wall_s"], 2)

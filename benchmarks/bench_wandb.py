@@ -7,6 +7,7 @@ offline, one after the other, each on its own copy of a store with finished teac
 trajectories are copied. Reports each sweep's wall time (a subprocess: imports and cluster
 start-up count) and the offline/disabled ratio, and whether the log holds a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,15 +24,27 @@ GRID = ["sweep.teacher_choices=[none,full]", "sweep.seeds=[0,1,2,3]"]
 
 
 def sweep(storage: Path, mode: str) -> dict:
-    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(ROOT / "configs" / "quickstart.yaml"),
-           f"storage={storage}", f"tracking.mode={mode}", *GRID]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "sweep",
+        str(ROOT / "configs" / "quickstart.yaml"),
+        f"storage={storage}",
+        f"tracking.mode={mode}",
+        *GRID,
+    ]
     env = {k: v for k, v in __import__("os").environ.items() if k != "WANDB_MODE"}
     began = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - began
     text = out.stdout + out.stderr
-    return {"rc": out.returncode, "wall_s": round(wall, 1), "traceback_in_log": "Traceback" in text,
-            "wandb_runs": len(list((storage / "quickstart" / "wandb").glob("offline-run-*")))}
+    return {
+        "rc": out.returncode,
+        "wall_s": round(wall, 1),
+        "traceback_in_log": "Traceback" in text,
+        "wandb_runs": len(list((storage / "quickstart" / "wandb").glob("offline-run-*"))),
+    }
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ side, plus training-step throughput of the paper's CIFAR models on random 32x32 
 
 Prints one JSON object; median epoch seconds per device and the GPU/CPU ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,20 @@ from harness.teachers import train_trajectory  # noqa: E402
 
 
 def pipeline_times(device: str, epochs: int, storage: Path, arch: str) -> dict:
-    cfg = load_config(ROOT / "configs" / "quickstart.yaml", [
-        f"storage={storage}", f"device={device}", "teacher.seeds=[0]", f"teacher.archs=[{arch}]",
-        f"teacher.epochs={epochs}", f"teacher.checkpoint_every={max(1, epochs // 2)}",
-        f"student.epochs={epochs}", "distill.teacher_choice=fraction:0.5", "tracking.mode=disabled",
-    ])
+    cfg = load_config(
+        ROOT / "configs" / "quickstart.yaml",
+        [
+            f"storage={storage}",
+            f"device={device}",
+            "teacher.seeds=[0]",
+            f"teacher.archs=[{arch}]",
+            f"teacher.epochs={epochs}",
+            f"teacher.checkpoint_every={max(1, epochs // 2)}",
+            f"student.epochs={epochs}",
+            "distill.teacher_choice=fraction:0.5",
+            "tracking.mode=disabled",
+        ],
+    )
     manifest = train_trajectory(cfg, arch, 0)
     per_epoch = [h["seconds"] for h in manifest["history"]]
     began = time.perf_counter()
@@ -86,13 +96,19 @@ def main() -> None:
     parser.add_argument("--cifar-models", default="resnet32,wrn_40_2,resnet110,mobilenetv2_x0_75")
     args = parser.parse_args()
     devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
-    result: dict = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                    "pipeline": {}, "steps": {}}
+    result: dict = {
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "pipeline": {},
+        "steps": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             for device in devices:
-                result["pipeline"][f"{arch}/{device}"] = pipeline_times(device, args.epochs, Path(tmp) / device / arch, arch)
+                result["pipeline"][f"{arch}/{device}"] = pipeline_times(
+                    device, args.epochs, Path(tmp) / device / arch, arch
+                )
                 print(json.dumps({f"{arch}/{device}": result["pipeline"][f"{arch}/{device}"]}), flush=True)
     for arch in args.cifar_models.split(","):
         for device in devices:
@@ -100,8 +116,15 @@ def main() -> None:
         print(json.dumps({arch: {d: result["steps"][f"{arch}/{d}"] for d in devices}}), flush=True)
     if "cuda" in devices:
         result["ratios_cpu_over_gpu"] = {
-            **{f"{a}/teacher_epoch": result["pipeline"][f"{a}/cpu"]["teacher_epoch_s_median"] / result["pipeline"][f"{a}/cuda"]["teacher_epoch_s_median"] for a in args.archs.split(",")},
-            **{f"{a}/step": result["steps"][f"{a}/cpu"] / result["steps"][f"{a}/cuda"] for a in args.cifar_models.split(",")},
+            **{
+                f"{a}/teacher_epoch": result["pipeline"][f"{a}/cpu"]["teacher_epoch_s_median"]
+                / result["pipeline"][f"{a}/cuda"]["teacher_epoch_s_median"]
+                for a in args.archs.split(",")
+            },
+            **{
+                f"{a}/step": result["steps"][f"{a}/cpu"] / result["steps"][f"{a}/cuda"]
+                for a in args.cifar_models.split(",")
+            },
         }
     text = json.dumps(result, indent=2)
     print(text)

@@ -13,6 +13,7 @@
 ``--local`` runs in this process without Ray (= ``cluster.mode=local``); ``-v`` / ``-q`` make the
 log more or less verbose; every verb also logs to ``<storage>/<name>/logs/<verb>.log``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,14 +21,15 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.cluster.errors import ClusterError
 from harness.config import ConfigError, DistillConfig, ExperimentConfig, load_config
 from harness.experiment import preflight
 from harness.logs import console_logging, file_log
-from harness.progress import MODES, configure as configure_progress
+from harness.progress import MODES
+from harness.progress import configure as configure_progress
 from harness.registry import closest, known_names
 from harness.store import StoreError
 
@@ -56,6 +58,7 @@ def expand_shorthand(overrides: list[str]) -> list[str]:
 def _stage(name: str, prints: bool = False) -> Callable:
     """The ``harness.pipeline`` stage ``name``; ``prints``: its returned table goes to stdout (the
     result; the log goes to stderr)."""
+
     def call(cfg: ExperimentConfig) -> None:
         from harness import pipeline
 
@@ -67,13 +70,25 @@ def _stage(name: str, prints: bool = False) -> Callable:
 
 
 VERBS: dict[str, tuple[Callable, str]] = {  # verb -> (stage, help)
-    "run": (_stage("run_pipeline", prints=True), "teachers -> score -> sweep -> leaderboard, end to end (skips done work)"),
+    "run": (
+        _stage("run_pipeline", prints=True),
+        "teachers -> score -> sweep -> leaderboard, end to end (skips done work)",
+    ),
     "teachers": (_stage("teachers"), "train every (teacher arch x seed) trajectory in Ray actors, saving checkpoints"),
-    "score": (_stage("score"), "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers"),
+    "score": (
+        _stage("score"),
+        "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers",
+    ),
     "sweep": (_stage("sweep"), "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds"),
     "distill": (_stage("distill"), "distill one student from distill.teacher_choice; append a result row"),
-    "leaderboard": (_stage("leaderboard", prints=True), "print the leaderboard; write the report: leaderboard.{md,csv,html}, claims, selectors, plots"),
-    "claims": (_stage("claims", prints=True), "check the paper's three claims on the results (paired, with verdicts); write claims.{md,csv}"),
+    "leaderboard": (
+        _stage("leaderboard", prints=True),
+        "print the leaderboard; write the report: leaderboard.{md,csv,html}, claims, selectors, plots",
+    ),
+    "claims": (
+        _stage("claims", prints=True),
+        "check the paper's three claims on the results (paired, with verdicts); write claims.{md,csv}",
+    ),
     "plot": (_stage("plot"), "write plots: accuracy vs teacher epoch, information plane, ensembles"),
 }
 LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")
@@ -98,12 +113,18 @@ def print_list(what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ckd", description="Knowledge distillation from model checkpoints: a benchmark harness.")
+    parser = argparse.ArgumentParser(
+        prog="ckd", description="Knowledge distillation from model checkpoints: a benchmark harness."
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (debug lines)")
     common.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
-    common.add_argument("--progress", choices=MODES, default="auto",
-                        help="progress display: bar on a terminal, periodic log lines otherwise (auto)")
+    common.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="progress display: bar on a terminal, periodic log lines otherwise (auto)",
+    )
     common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="verb", required=True)
     for verb, (_, help_text) in VERBS.items():
@@ -113,10 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
         if verb in LOCAL_VERBS:
             p.add_argument("--local", action="store_true", help="run in this process without Ray (cluster.mode=local)")
             if verb != "distill":
-                p.add_argument("--dry-run", action="store_true",
-                               help="print the plan (work to do, grid size, resources) and exit; runs and writes nothing")
-            p.add_argument("--restart", action="store_true",
-                           help="discard stored state made with another config and start that work over (restart=true)")
+                p.add_argument(
+                    "--dry-run",
+                    action="store_true",
+                    help="print the plan (work to do, grid size, resources) and exit; runs and writes nothing",
+                )
+            p.add_argument(
+                "--restart",
+                action="store_true",
+                help="discard stored state made with another config and start that work over (restart=true)",
+            )
     p = sub.add_parser("list", help="list registered models, datasets, teacher choices, estimators, selectors")
     p.add_argument("what", nargs="?", default="all", choices=["all", *LISTS])
     return parser
@@ -126,7 +153,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """argparse stops at the first key=value, so flags among the overrides are pulled out first."""
     flags = {"--local", "--restart", "--dry-run", "--debug", "-v", "--verbose", "-q", "--quiet"}
     if len(argv) > 1 and argv[0] in VERBS:
-        moved = [a for a in argv[1:] if a in flags and (a not in ("--local", "--restart", "--dry-run") or argv[0] in LOCAL_VERBS)]
+        moved = [
+            a
+            for a in argv[1:]
+            if a in flags and (a not in ("--local", "--restart", "--dry-run") or argv[0] in LOCAL_VERBS)
+        ]
         argv = [argv[0], *moved, *[a for a in argv[1:] if a not in moved]]
     return build_parser().parse_args(argv)
 
@@ -169,8 +200,10 @@ def run_and_report(args: argparse.Namespace) -> int:
         # ValueError: e.g. a teacher choice that names an epoch that was never saved
         if args.debug:
             traceback.print_exc()
-        print(f"ckd {args.verb}: error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
-              file=sys.stderr)
+        print(
+            f"ckd {args.verb}: error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"ckd {args.verb}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)

@@ -4,6 +4,7 @@ Every stage reads one ``ExperimentConfig``. Loading merges the YAML file and ``k
 overrides onto the schema, so unknown keys and wrong types fail at once with the key named;
 ``validate`` then checks values (ranges, known names) before any compute is spent.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -84,7 +85,7 @@ DEVICE_DATA_MODES = ("auto", "on", "off")  # data.device_data (harness/data/devi
 class DataConfig:
     name: str = "mnist1d"
     seed: int = 0  # fixes generation and the val carving; shared by every run of an experiment
-    root: Optional[str] = None  # where CIFAR/ImageFolder files live; unused by mnist1d/digits
+    root: str | None = None  # where CIFAR/ImageFolder files live; unused by mnist1d/digits
     download: bool = False  # only when the user asks and has network
     num_samples: int = 16000  # mnist1d generator size
     val_fraction: float = 0.1
@@ -121,7 +122,7 @@ class TeacherConfig:
 class StudentConfig:
     archs: list[str] = field(default_factory=lambda: ["mlp_small"])
     epochs: int = 30
-    batch_size: Optional[int] = None  # default: data.batch_size
+    batch_size: int | None = None  # default: data.batch_size
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -130,9 +131,9 @@ class DistillConfig:
     """One student run: which teacher checkpoint(s) teach which student, and how."""
 
     teacher_choice: str = "full"
-    teacher_arch: Optional[str] = None  # default: the first of teacher.archs
-    teacher_seed: Optional[int] = None  # default: the first of teacher.seeds
-    student_arch: Optional[str] = None  # default: the first of student.archs
+    teacher_arch: str | None = None  # default: the first of teacher.archs
+    teacher_seed: int | None = None  # default: the first of teacher.seeds
+    student_arch: str | None = None  # default: the first of student.archs
     seed: int = 0
     temperature: float = 4.0
     kd_weight: float = 0.5  # weight of the KD term; the paper's alpha = 1 - kd_weight
@@ -166,8 +167,10 @@ class ProxyConfig:
     1/``reduction_factor`` (rounded up) go on. ``proxy_small`` / ``proxy_large`` scale ``epochs``
     by 1/2 and 2 (selection.py's table)."""
 
-    selectors: list[str] = field(default_factory=list)  # proxy selectors to compute (also any named by a selected:<it> choice)
-    student: Optional[str] = None  # proxy student arch; default: student.archs[0] (recipe: student.*)
+    selectors: list[str] = field(
+        default_factory=list
+    )  # proxy selectors to compute (also any named by a selected:<it> choice)
+    student: str | None = None  # proxy student arch; default: student.archs[0] (recipe: student.*)
     epochs: int = 2  # epochs of the first rung
     rungs: int = 3  # rungs at most (fewer when one candidate is left)
     reduction_factor: int = 2  # keep the best 1/reduction_factor after each rung; epochs grow by it
@@ -180,9 +183,7 @@ class ProxyConfig:
 class ScoringConfig:
     """MI scoring of teacher checkpoints (harness/scoring; selectors in scoring/selection.py)."""
 
-    estimators: list[str] = field(
-        default_factory=lambda: ["recon", "accuracy", "ce_bound", "kde", "binning"]
-    )
+    estimators: list[str] = field(default_factory=lambda: ["recon", "accuracy", "ce_bound", "kde", "binning"])
     num_samples: int = 1000  # validation samples shared by every checkpoint of a trajectory
     seed: int = 0  # draws the scoring sample and seeds the recon decoders
     batch_size: int = 500  # forward batch of the shared feature pass
@@ -194,7 +195,9 @@ class ScoringConfig:
     min_gap_fraction: float = 0.2  # ensemble members lie at least this fraction of epochs apart
     folds: int = 5  # folds of the scoring sample: jackknife replicates, error bars (harness/scoring/replicates.py)
     bootstrap: int = 1000  # resamples of the replicates for selection_confidence (P(checkpoint is T*))
-    degenerate_fallback: Optional[str] = None  # selector whose pick a degenerate selector uses; None: selected:<it> fails
+    degenerate_fallback: str | None = (
+        None  # selector whose pick a degenerate selector uses; None: selected:<it> fails
+    )
     kde_noise_var: float = 0.1  # relative to unit total variance of the standardized features
     kde_shuffles: int = 5  # label permutations averaged for kde's shuffled-label floor (subtracted from i_y)
     binning_bins: int = 30
@@ -224,11 +227,17 @@ class SweepConfig:
     max_failures: int = 2  # retries of a failed trial (FailureConfig), resumed from its checkpoint
     max_concurrent: int = 0  # 0: as resources allow
     checkpoint_every: int = 1  # epochs between trial checkpoints (metrics are reported every epoch)
-    name: Optional[str] = None  # Tune experiment name; default sweep-<hash of the grid>
+    name: str | None = None  # Tune experiment name; default sweep-<hash of the grid>
     reuse_actors: bool = True  # keep trial processes alive between trials (saves start-up time)
-    overlap: bool = True  # `ckd run` on Ray: a student starts once its teachers (and scores) exist; false: strict stage order
-    trials_per_experiment: int = 500  # grid search: Tune experiments of at most this many runs (bounds driver memory); 0: one
-    pack_size: str = "auto"  # students trained as one vectorized pack (one trial): N >= 1, or auto (model size, device, slots)
+    overlap: bool = (
+        True  # `ckd run` on Ray: a student starts once its teachers (and scores) exist; false: strict stage order
+    )
+    trials_per_experiment: int = (
+        500  # grid search: Tune experiments of at most this many runs (bounds driver memory); 0: one
+    )
+    pack_size: str = (
+        "auto"  # students trained as one vectorized pack (one trial): N >= 1, or auto (model size, device, slots)
+    )
 
 
 @dataclass
@@ -242,9 +251,9 @@ class ClusterConfig:
     """Where stages run (harness/cluster): a Ray cluster, or in this process (mode=local)."""
 
     mode: ClusterMode = ClusterMode.ray  # local: in this process, no Ray (machines without Ray)
-    address: Optional[str] = None  # ray://host:port, host:port or auto; also RAY_ADDRESS; none: start a local cluster
-    num_cpus: Optional[int] = None  # local cluster only; default: all cores
-    num_gpus: Optional[int] = None  # local cluster only; default: all visible GPUs
+    address: str | None = None  # ray://host:port, host:port or auto; also RAY_ADDRESS; none: start a local cluster
+    num_cpus: int | None = None  # local cluster only; default: all cores
+    num_gpus: int | None = None  # local cluster only; default: all visible GPUs
     trajectory: ResourcesConfig = field(default_factory=ResourcesConfig)  # per teacher-trajectory actor
     trial: ResourcesConfig = field(default_factory=ResourcesConfig)  # per sweep trial
     scorer: ResourcesConfig = field(default_factory=ResourcesConfig)  # per scorer actor
@@ -259,7 +268,7 @@ class ClusterConfig:
 class TrackingConfig:
     mode: TrackingMode = TrackingMode.offline
     project: str = "ckd-harness"
-    entity: Optional[str] = None
+    entity: str | None = None
 
 
 @dataclass
@@ -302,7 +311,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         layers.append(_from_dotlist(list(overrides)))
         cfg = _merge(layers, list(overrides))
         if OmegaConf.is_missing(cfg, "name"):
-            raise ConfigError("config key 'name': missing; set `name: <experiment>` in the file or name=... on the command line")
+            raise ConfigError(
+                "config key 'name': missing; set `name: <experiment>` in the file or name=... on the command line"
+            )
     except OmegaConfBaseException as e:
         raise ConfigError(_omegaconf_message(e)) from None
     validate(cfg)
@@ -336,8 +347,9 @@ def _from_dotlist(overrides: list[str]) -> DictConfig:
             try:
                 yaml.safe_load(value)
             except yaml.YAMLError:
-                raise ConfigError(f"config key {key!r}: the value {value!r} is not valid YAML; "
-                                  f"quote it, e.g. {key}='\"{value}\"'") from None
+                raise ConfigError(
+                    f"config key {key!r}: the value {value!r} is not valid YAML; quote it, e.g. {key}='\"{value}\"'"
+                ) from None
         raise
 
 
@@ -358,8 +370,10 @@ def _load_yaml(path: Path) -> DictConfig:
     if data is None:
         raise ConfigError(f"config file {str(path)!r} is empty; it needs at least `name: <experiment>`")
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r}: the top level must be a mapping of keys "
-                          f"(name:, data:, teacher:, ...), not a {type(data).__name__}")
+        raise ConfigError(
+            f"config file {str(path)!r}: the top level must be a mapping of keys "
+            f"(name:, data:, teacher:, ...), not a {type(data).__name__}"
+        )
     return OmegaConf.load(path)
 
 
@@ -400,8 +414,11 @@ def is_safe_name(value: Any) -> bool:
 
 
 def _check_slug(value: Any, key: str) -> None:
-    _check(is_safe_name(value), key, f"{value!r} is not a safe folder name: use letters, digits, '.', '_' and '-' only "
-                    "(no '/', not '.' or '..')")
+    _check(
+        is_safe_name(value),
+        key,
+        f"{value!r} is not a safe folder name: use letters, digits, '.', '_' and '-' only (no '/', not '.' or '..')",
+    )
 
 
 def _check_names(values: Any, key: str, kind: str, known: list[str] | None = None) -> None:
@@ -415,10 +432,16 @@ def validate(cfg: Any) -> None:
     """Check what the schema's types cannot: ranges, known names, consistency (before compute)."""
     _check_slug(cfg.name, "name")
     _check(cfg.threads >= 0, "threads", "must be >= 0 (0: torch's default)")
-    _check(DEVICE_PATTERN.fullmatch(str(cfg.device)) is not None, "device",
-           f"{cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
-    _check(cfg.precision in PRECISIONS, "precision",
-           f"{cfg.precision!r}: use {' or '.join(PRECISIONS)}" + _suggest(str(cfg.precision), PRECISIONS))
+    _check(
+        DEVICE_PATTERN.fullmatch(str(cfg.device)) is not None,
+        "device",
+        f"{cfg.device!r}: use auto, cpu, cuda, cuda:N or mps",
+    )
+    _check(
+        cfg.precision in PRECISIONS,
+        "precision",
+        f"{cfg.precision!r}: use {' or '.join(PRECISIONS)}" + _suggest(str(cfg.precision), PRECISIONS),
+    )
     _validate_data(cfg.data)
     _validate_teacher_student(cfg)
     _validate_distill(cfg)
@@ -443,8 +466,11 @@ def device_data_setting(d: Any) -> str:
     accepted); raises ConfigError for anything else."""
     text = str(d.device_data).strip().lower()
     text = {"true": "on", "false": "off"}.get(text, text)
-    _check(text in DEVICE_DATA_MODES, "data.device_data",
-           f"{d.device_data!r}: use auto, on or off" + _suggest(text, DEVICE_DATA_MODES))
+    _check(
+        text in DEVICE_DATA_MODES,
+        "data.device_data",
+        f"{d.device_data!r}: use auto, on or off" + _suggest(text, DEVICE_DATA_MODES),
+    )
     return text
 
 
@@ -470,8 +496,11 @@ def _validate_teacher_student(cfg: Any) -> None:
     _check(len(set(t.seeds)) == len(t.seeds), "teacher.seeds", "has duplicates")
     _check(t.epochs > 0, "teacher.epochs", f"must be positive, got {t.epochs}")
     _check(t.checkpoint_every > 0, "teacher.checkpoint_every", "must be positive")
-    _check(t.checkpoint_every <= t.epochs, "teacher.checkpoint_every",
-           f"{t.checkpoint_every} is more than teacher.epochs={t.epochs}")
+    _check(
+        t.checkpoint_every <= t.epochs,
+        "teacher.checkpoint_every",
+        f"{t.checkpoint_every} is more than teacher.epochs={t.epochs}",
+    )
     _check(s.epochs > 0, "student.epochs", f"must be positive, got {s.epochs}")
     _check(s.batch_size is None or s.batch_size > 0, "student.batch_size", "must be positive")
     _check(len(s.archs) > 0, "student.archs", "needs at least one architecture")
@@ -487,7 +516,11 @@ def _validate_distill(cfg: Any) -> None:
     if d.teacher_arch is not None:
         _check_known(d.teacher_arch, "distill.teacher_arch", list(t.archs), "teacher arch (not in teacher.archs)")
     if d.teacher_seed is not None:
-        _check(d.teacher_seed in t.seeds, "distill.teacher_seed", f"{d.teacher_seed} is not in teacher.seeds {list(t.seeds)}")
+        _check(
+            d.teacher_seed in t.seeds,
+            "distill.teacher_seed",
+            f"{d.teacher_seed} is not in teacher.seeds {list(t.seeds)}",
+        )
     if d.student_arch is not None:
         _check_known(d.student_arch, "distill.student_arch", known_names("model"), "model")
     _check_choice(d.teacher_choice, "distill.teacher_choice")
@@ -507,7 +540,9 @@ def _check_choice(text: str, key: str) -> None:
 def _validate_sweep(cfg: Any) -> None:
     s = cfg.sweep
     _check(len(s.teacher_choices) > 0, "sweep.teacher_choices", "needs at least one teacher choice (e.g. [none, full])")
-    _check(len(s.temperature) > 0 and len(s.kd_weight) > 0, "sweep.temperature/kd_weight", "need at least one value each")
+    _check(
+        len(s.temperature) > 0 and len(s.kd_weight) > 0, "sweep.temperature/kd_weight", "need at least one value each"
+    )
     _check(all(x > 0 for x in s.temperature), "sweep.temperature", "must be positive")
     _check(all(0 <= x <= 1 for x in s.kd_weight), "sweep.kd_weight", "must lie in [0, 1]")
     _check(len(s.seeds) > 0, "sweep.seeds", "needs at least one seed")
@@ -539,11 +574,17 @@ def _validate_pack_size(s: Any) -> None:
     size = pack_size_setting(s)
     if size is None or size == 1:
         return
-    _check(s.scheduler == "none", "sweep.pack_size",
-           f"{size} with sweep.scheduler={s.scheduler}: the scheduler stops single trials, and a trial is a whole pack; "
-           "use sweep.pack_size=1 (or auto, which is 1 with a scheduler) or sweep.scheduler=none")
-    _check(s.search == "grid", "sweep.pack_size",
-           f"{size} with sweep.search={s.search}: a searcher proposes one run at a time; use sweep.pack_size=1 or auto")
+    _check(
+        s.scheduler == "none",
+        "sweep.pack_size",
+        f"{size} with sweep.scheduler={s.scheduler}: the scheduler stops single trials, and a trial is a whole pack; "
+        "use sweep.pack_size=1 (or auto, which is 1 with a scheduler) or sweep.scheduler=none",
+    )
+    _check(
+        s.search == "grid",
+        "sweep.pack_size",
+        f"{size} with sweep.search={s.search}: a searcher proposes one run at a time; use sweep.pack_size=1 or auto",
+    )
 
 
 def _validate_cluster(c: Any) -> None:
@@ -557,8 +598,11 @@ def _validate_cluster(c: Any) -> None:
         res = c[r]
         _check(res.cpus >= 0 and res.gpus >= 0, f"cluster.{r}", "resources must be >= 0")
         _check(res.cpus > 0 or res.gpus > 0, f"cluster.{r}", "needs some cpus or gpus")
-        _check(res.gpus <= 1 or float(res.gpus).is_integer(), f"cluster.{r}.gpus",
-               f"{res.gpus}: a fraction of one GPU (<= 1) or a whole number of GPUs")
+        _check(
+            res.gpus <= 1 or float(res.gpus).is_integer(),
+            f"cluster.{r}.gpus",
+            f"{res.gpus}: a fraction of one GPU (<= 1) or a whole number of GPUs",
+        )
 
 
 def _validate_scoring(sc: Any) -> None:
@@ -575,7 +619,11 @@ def _validate_scoring(sc: Any) -> None:
     _check_known(sc.ensemble_selector, "scoring.ensemble_selector", known_names("selector"), "selector")
     _check(0.0 <= sc.min_gap_fraction < 1.0, "scoring.min_gap_fraction", "must lie in [0, 1)")
     _check(sc.folds >= 2, "scoring.folds", "must be >= 2 (the replicates behind every error bar)")
-    _check(sc.folds <= sc.num_samples // 2, "scoring.folds", f"needs at least 2 scoring samples per fold (scoring.num_samples={sc.num_samples})")
+    _check(
+        sc.folds <= sc.num_samples // 2,
+        "scoring.folds",
+        f"needs at least 2 scoring samples per fold (scoring.num_samples={sc.num_samples})",
+    )
     _check(sc.bootstrap >= 100, "scoring.bootstrap", "must be >= 100 resamples")
     if sc.degenerate_fallback is not None:
         _check_known(sc.degenerate_fallback, "scoring.degenerate_fallback", known_names("selector"), "selector")
@@ -604,10 +652,17 @@ def _validate_proxy(p: Any) -> None:
         _check_known(p.student, "scoring.proxy.student", known_names("model"), "model")
     _check(p.epochs >= 1, "scoring.proxy.epochs", f"must be >= 1 (epochs of the first rung), got {p.epochs}")
     _check(1 <= p.rungs <= 20, "scoring.proxy.rungs", f"must lie in [1, 20], got {p.rungs}")
-    _check(p.reduction_factor >= 2, "scoring.proxy.reduction_factor", f"must be >= 2 (keep 1/reduction_factor per rung), got {p.reduction_factor}")
-    _check(p.epochs * p.reduction_factor ** (p.rungs - 1) <= 10_000, "scoring.proxy",
-           f"epochs x reduction_factor^(rungs-1) = {p.epochs * p.reduction_factor ** (p.rungs - 1)} epochs for the last rung; "
-           "at most 10000")
+    _check(
+        p.reduction_factor >= 2,
+        "scoring.proxy.reduction_factor",
+        f"must be >= 2 (keep 1/reduction_factor per rung), got {p.reduction_factor}",
+    )
+    _check(
+        p.epochs * p.reduction_factor ** (p.rungs - 1) <= 10_000,
+        "scoring.proxy",
+        f"epochs x reduction_factor^(rungs-1) = {p.epochs * p.reduction_factor ** (p.rungs - 1)} epochs for the last rung; "
+        "at most 10000",
+    )
     _check(p.seeds >= 1, "scoring.proxy.seeds", f"must be >= 1, got {p.seeds}")
     _check(p.seed >= 0, "scoring.proxy.seed", "must be >= 0")
     _check(p.bootstrap >= 100, "scoring.proxy.bootstrap", "must be >= 100 resamples")

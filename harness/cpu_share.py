@@ -8,6 +8,7 @@ student starts (not mid-run, which could change float reductions), so two concur
 slower per student epoch when oversubscribed). Ray workers never use this:
 they take the CPUs Ray gave them (``cluster.*.cpus``).
 """
+
 from __future__ import annotations
 
 import atexit

@@ -9,12 +9,14 @@ split has no augmentation, each checkpoint's logits come from the shared cache
 soft targets are precomputed from them; with augmentation the teachers run per batch, one
 vmapped pass per ensemble (``FrozenTeacher``) serving every member that sees the same batch.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -33,7 +35,15 @@ OnEpoch = Callable[[dict, dict], None]
 
 
 NOT_IN_RUN_ID = ("device_data",)  # how data reach the device, not what a run is (keeps stored run ids valid)
-RUN_ID_KEYS = ("teacher_choice", "student_arch", "seed", "temperature", "kd_weight", "ensemble_reduce", "teacher_checkpoints")
+RUN_ID_KEYS = (
+    "teacher_choice",
+    "student_arch",
+    "seed",
+    "temperature",
+    "kd_weight",
+    "ensemble_reduce",
+    "teacher_checkpoints",
+)
 
 
 class RunResolver:
@@ -57,9 +67,12 @@ class RunResolver:
         key = (teacher_arch, teacher_seed, choice)
         if key not in self._refs:
             seeds = [teacher_seed] + [s for s in self.teacher_seeds if s != teacher_seed]
-            ctx = ResolveContext(store=self.store, trajectory=trajectory_name(teacher_arch, self.dataset, teacher_seed),
-                                 siblings=[trajectory_name(teacher_arch, self.dataset, s) for s in seeds],
-                                 epochs=self.cfg.teacher.epochs)
+            ctx = ResolveContext(
+                store=self.store,
+                trajectory=trajectory_name(teacher_arch, self.dataset, teacher_seed),
+                siblings=[trajectory_name(teacher_arch, self.dataset, s) for s in seeds],
+                epochs=self.cfg.teacher.epochs,
+            )
             self._refs[key] = resolve_teacher_choice(parse_teacher_choice(choice), ctx)
         return self._refs[key]
 
@@ -119,23 +132,37 @@ class StudentPack:
 
     @property
     def tag(self) -> str:
-        return self.members[0].tag if len(self.members) == 1 else f"pack of {len(self.members)} {self.members[0].run['student_arch']}"
+        return (
+            self.members[0].tag
+            if len(self.members) == 1
+            else f"pack of {len(self.members)} {self.members[0].run['student_arch']}"
+        )
 
     def state(self) -> dict:
         """What a resumed pack continues from (Tune trials save it every few epochs)."""
-        return {"pack": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "histories": [m.history for m in self.members],
-                "run_ids": [m.run_id for m in self.members]}
+        return {
+            "pack": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "histories": [m.history for m in self.members],
+            "run_ids": [m.run_id for m in self.members],
+        }
 
 
-def distill_student(cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resume: dict | None = None,
-                    row_fields: dict | None = None) -> dict:
+def distill_student(
+    cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resume: dict | None = None, row_fields: dict | None = None
+) -> dict:
     """Train one student per ``cfg.distill`` (a pack of one); record and return its result row."""
     return distill_pack(cfg, [cfg.distill], on_epoch, resume, row_fields)[0]
 
 
-def distill_pack(cfg: ExperimentConfig, runs: list[Any], on_epoch: OnEpoch | None = None, resume: dict | None = None,
-                 row_fields: dict | None = None) -> list[dict]:
+def distill_pack(
+    cfg: ExperimentConfig,
+    runs: list[Any],
+    on_epoch: OnEpoch | None = None,
+    resume: dict | None = None,
+    row_fields: dict | None = None,
+) -> list[dict]:
     """Train the students of ``runs`` (``distill`` sections or dicts with their keys) as one pack;
     record and return their result rows, in the order of ``runs``.
 
@@ -169,8 +196,10 @@ def _record(pack: StudentPack, wall_time_s: float, fields: dict, store) -> dict[
     for m in pack.members:
         row = {**_result_row(pack, m, wall_time_s), **fields}
         store.append_result(row)
-        logger.info(f"[{m.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
-                    f"row {m.run_id} recorded in {store.results.rows_dir}")
+        logger.info(
+            f"[{m.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
+            f"row {m.run_id} recorded in {store.results.rows_dir}"
+        )
         out[m.run_id] = row
     return out
 
@@ -190,8 +219,9 @@ def _build_pack(cfg: ExperimentConfig, todo: dict[str, dict]) -> StudentPack:
         if refs not in metrics:
             metrics[refs] = cache.teacher_metrics(list(refs), cfg.distill.ensemble_reduce)
         members.append(Member(run, rid, refs, metrics[refs]))
-    model, optimizer, scheduler = new_students(archs.pop(), [m.run["seed"] for m in members], splits, cfg.student.optim,
-                                               cfg.student.epochs, device)
+    model, optimizer, scheduler = new_students(
+        archs.pop(), [m.run["seed"] for m in members], splits, cfg.student.optim, cfg.student.epochs, device
+    )
     batches = PackBatches(cfg, splits, members, cache, device)
     return StudentPack(cfg, device, splits, members, model, optimizer, scheduler, batches)
 
@@ -200,13 +230,17 @@ def _resume(pack: StudentPack, state: dict) -> None:
     """Continue from a saved state, which must belong to these very runs (same run ids)."""
     ids = [m.run_id for m in pack.members]
     if state.get("run_ids") != ids and set(ids) < set(state.get("run_ids") or []):
-        logger.warning(f"[distill] the saved state is of a pack of {len(state['run_ids'])} of which only {len(ids)} "
-                       "still lack a result row (the others were recorded before an interruption); these start over")
+        logger.warning(
+            f"[distill] the saved state is of a pack of {len(state['run_ids'])} of which only {len(ids)} "
+            "still lack a result row (the others were recorded before an interruption); these start over"
+        )
         return
     if state.get("run_ids") != ids:
         saved = ", ".join(repr(r) for r in state.get("run_ids") or [state.get("run_id")])
-        raise StoreError(f"the saved student state belongs to run {saved}, not to {', '.join(map(repr, ids))} "
-                         "(another config or pack); it was not used. Re-run with --restart to start over")
+        raise StoreError(
+            f"the saved student state belongs to run {saved}, not to {', '.join(map(repr, ids))} "
+            "(another config or pack); it was not used. Re-run with --restart to start over"
+        )
     pack.model.load_state_dict(state["pack"])
     pack.optimizer.load_state_dict(state["optimizer"])
     pack.scheduler.load_state_dict(state["scheduler"])
@@ -220,10 +254,18 @@ def _pack_epoch(pack: StudentPack, epoch: int) -> dict:
     cfg, members = pack.cfg, pack.members
     t0 = time.perf_counter()
     torch.manual_seed(epoch_seed(members[0].run["seed"], epoch))
-    res = train_packed_epoch(pack.model, pack.batches.epoch(epoch), pack.optimizer, pack.batches.loss,
-                             progress=f"[{pack.tag}] epoch {epoch}", precision=cfg.precision)
+    res = train_packed_epoch(
+        pack.model,
+        pack.batches.epoch(epoch),
+        pack.optimizer,
+        pack.batches.loss,
+        progress=f"[{pack.tag}] epoch {epoch}",
+        precision=cfg.precision,
+    )
     pack.scheduler.step()
-    per_member = [{"epoch": epoch, "train_loss": float(res.loss[i]), "train_acc": float(res.acc[i])} for i in range(len(members))]
+    per_member = [
+        {"epoch": epoch, "train_loss": float(res.loss[i]), "train_acc": float(res.acc[i])} for i in range(len(members))
+    ]
     for name in ("val", "test"):
         loader = make_loader(getattr(pack.splits, name), cfg.data.eval_batch_size, shuffle=False, device=pack.device)
         logits, y = predict_packed(pack.model, loader, pack.device, precision=cfg.precision)
@@ -234,9 +276,11 @@ def _pack_epoch(pack: StudentPack, epoch: int) -> dict:
         metrics["seconds"] = seconds
         m.history.append(metrics)
     mean = {k: sum(m[k] for m in per_member) / len(per_member) for k in per_member[0]}
-    logger.info(f"[{pack.tag}] epoch {epoch:3d}/{cfg.student.epochs} loss {mean['train_loss']:.4f} acc {mean['train_acc']:6.2%} "
-                f"val {mean['val_acc']:6.2%} test {mean['test_acc']:6.2%} {seconds:5.2f}s"
-                + ("" if len(members) == 1 else " (means over the pack)"))
+    logger.info(
+        f"[{pack.tag}] epoch {epoch:3d}/{cfg.student.epochs} loss {mean['train_loss']:.4f} acc {mean['train_acc']:6.2%} "
+        f"val {mean['val_acc']:6.2%} test {mean['test_acc']:6.2%} {seconds:5.2f}s"
+        + ("" if len(members) == 1 else " (means over the pack)")
+    )
     return {**mean, "epoch": epoch, "members": len(members)}
 
 
@@ -245,10 +289,20 @@ def _result_row(pack: StudentPack, member: Member, wall_time_s: float) -> dict:
     history = member.history
     best = max(history, key=lambda m: (m["val_acc"], -m["epoch"]))
     return {
-        "run_id": member.run_id, "experiment": pack.cfg.name, "dataset": pack.cfg.data.name, **member.run,
-        "epochs": pack.cfg.student.epochs, **member.teacher_metrics,
-        "final_val_acc": history[-1]["val_acc"], "final_test_acc": history[-1]["test_acc"],
-        "best_val_acc": best["val_acc"], "best_val_epoch": best["epoch"], "test_acc_at_best_val": best["test_acc"],
-        "val_acc_per_epoch": [m["val_acc"] for m in history], "test_acc_per_epoch": [m["test_acc"] for m in history],
-        "wall_time_s": wall_time_s, "pack_size": len(pack.members), "device": str(pack.device),
+        "run_id": member.run_id,
+        "experiment": pack.cfg.name,
+        "dataset": pack.cfg.data.name,
+        **member.run,
+        "epochs": pack.cfg.student.epochs,
+        **member.teacher_metrics,
+        "final_val_acc": history[-1]["val_acc"],
+        "final_test_acc": history[-1]["test_acc"],
+        "best_val_acc": best["val_acc"],
+        "best_val_epoch": best["epoch"],
+        "test_acc_at_best_val": best["test_acc"],
+        "val_acc_per_epoch": [m["val_acc"] for m in history],
+        "test_acc_per_epoch": [m["test_acc"] for m in history],
+        "wall_time_s": wall_time_s,
+        "pack_size": len(pack.members),
+        "device": str(pack.device),
     }

@@ -6,6 +6,7 @@ the resources each actor or trial would request. A grid of 10^5 runs is counted 
 building a config per run; runs whose teachers are not trained yet cannot be resolved to run
 ids, so their "done" status is reported as unknown rather than guessed.
 """
+
 from __future__ import annotations
 
 from harness.config import ExperimentConfig
@@ -17,8 +18,10 @@ STAGES = {"teachers": ("teachers",), "score": ("score",), "sweep": ("sweep",), "
 
 def describe(cfg: ExperimentConfig, verb: str) -> str:
     """The plan of ``verb`` (run | teachers | score | sweep) as text."""
-    parts = [f"plan of `ckd {verb}` for experiment {cfg.name!r} in {open_store(cfg).root} "
-             f"({'in this process' if cfg.cluster.mode == 'local' else 'on Ray'}); nothing was run or written"]
+    parts = [
+        f"plan of `ckd {verb}` for experiment {cfg.name!r} in {open_store(cfg).root} "
+        f"({'in this process' if cfg.cluster.mode == 'local' else 'on Ray'}); nothing was run or written"
+    ]
     for stage in STAGES[verb]:
         parts.append({"teachers": _teachers, "score": _score, "sweep": _sweep}[stage](cfg))
     return "\n\n".join(parts)
@@ -42,8 +45,10 @@ def _teachers(cfg: ExperimentConfig) -> str:
         left = 0 if traj.is_finished() else t.epochs - done
         epochs_left += left
         lines.append(f"  {spec.name:<40} {state:<24} {left:>5} epochs left")
-    head = (f"[teachers] {len(lines)} trajectories x {t.epochs} epochs, checkpoints at {saves} "
-            f"({len(saves)} each); {epochs_left} teacher-epochs to train; {_resources(cfg, 'trajectory')}")
+    head = (
+        f"[teachers] {len(lines)} trajectories x {t.epochs} epochs, checkpoints at {saves} "
+        f"({len(saves)} each); {epochs_left} teacher-epochs to train; {_resources(cfg, 'trajectory')}"
+    )
     return "\n".join([head, *lines])
 
 
@@ -52,9 +57,11 @@ def _score(cfg: ExperimentConfig) -> str:
 
     names = [s.name for s in trajectory_specs(cfg)]
     fresh = [n for n in names if scores_fresh(cfg, n)]
-    return (f"[score] {len(names)} trajectories, {len(names) - len(fresh)} to score ({len(fresh)} up to date); "
-            f"estimators {', '.join(cfg.scoring.estimators)} on {cfg.scoring.num_samples} validation samples; "
-            f"{_proxies(cfg)}{_resources(cfg, 'scorer')}")
+    return (
+        f"[score] {len(names)} trajectories, {len(names) - len(fresh)} to score ({len(fresh)} up to date); "
+        f"estimators {', '.join(cfg.scoring.estimators)} on {cfg.scoring.num_samples} validation samples; "
+        f"{_proxies(cfg)}{_resources(cfg, 'scorer')}"
+    )
 
 
 def _proxies(cfg: ExperimentConfig) -> str:
@@ -67,8 +74,10 @@ def _proxies(cfg: ExperimentConfig) -> str:
         s = proxy_settings(cfg, name)
         sizes = rung_sizes(n, s.rungs, s.reduction_factor)
         rungs = ", ".join(f"{k} at {e}" for k, e in zip(sizes, rung_epochs(s, len(sizes))))
-        parts.append(f"{name} ({s.student} x {len(s.seeds)} seed(s); candidates at epochs: {rungs or 'none'}; "
-                     f"{planned_cost(n, s)} student-epochs per trajectory)")
+        parts.append(
+            f"{name} ({s.student} x {len(s.seeds)} seed(s); candidates at epochs: {rungs or 'none'}; "
+            f"{planned_cost(n, s)} student-epochs per trajectory)"
+        )
     return f"proxy selectors {'; '.join(parts)}; " if parts else ""
 
 
@@ -83,11 +92,16 @@ def _sweep(cfg: ExperimentConfig) -> str:
         done, why = None, str(e).splitlines()[0]
     todo = len(runs) - (done or 0)
     trials = len(runs) * cfg.sweep.num_samples if cfg.sweep.search != "grid" else todo
-    status = (f"{done} done, {todo} to train" if done is not None
-              else f"done unknown until the teachers (and scores) exist: {why}")
-    return (f"[sweep] {len(runs)} runs in the grid ({cfg.sweep.search}): {status}; about "
-            f"{trials * cfg.student.epochs} student-epochs ({trials} students x {cfg.student.epochs} epochs); "
-            f"{_packs(cfg, runs)}; {_resources(cfg, 'trial')}")
+    status = (
+        f"{done} done, {todo} to train"
+        if done is not None
+        else f"done unknown until the teachers (and scores) exist: {why}"
+    )
+    return (
+        f"[sweep] {len(runs)} runs in the grid ({cfg.sweep.search}): {status}; about "
+        f"{trials * cfg.student.epochs} student-epochs ({trials} students x {cfg.student.epochs} epochs); "
+        f"{_packs(cfg, runs)}; {_resources(cfg, 'trial')}"
+    )
 
 
 def _packs(cfg: ExperimentConfig, runs: list[dict]) -> str:
@@ -106,5 +120,8 @@ def _packs(cfg: ExperimentConfig, runs: list[dict]) -> str:
             sizes = pack_sizes(scratch, runs, slots)
         except (OSError, ValueError, RuntimeError) as e:  # the data set is not readable here
             return f"packs unknown ({e})"
-    return (f"sweep.pack_size={cfg.sweep.pack_size}: up to "
-            + ", ".join(f"{n} {arch}" for arch, n in sizes.items()) + " students per trial")
+    return (
+        f"sweep.pack_size={cfg.sweep.pack_size}: up to "
+        + ", ".join(f"{n} {arch}" for arch, n in sizes.items())
+        + " students per trial"
+    )

@@ -1,4 +1,5 @@
 """Experiment-level helpers every stage shares: the store, the data splits, the trajectories."""
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,10 @@ def place_splits(cfg: ExperimentConfig, splits: DataSplits, device: torch.device
     """
     name = cfg.data.name
     if _device_images_wanted(cfg, splits, device):
-        logger.info(f"[data] {name}: images resident on {device}, augmentation in batches there "
-                    f"(data.device_data={device_data_setting(cfg.data)})")
+        logger.info(
+            f"[data] {name}: images resident on {device}, augmentation in batches there "
+            f"(data.device_data={device_data_setting(cfg.data)})"
+        )
         return to_device_images(splits, device)
     keys = [k for k in ("train", "val", "test", "train_eval") if isinstance(getattr(splits, k), TensorSplit)]
     if keys:
@@ -130,12 +133,16 @@ def check_storage(cfg: ExperimentConfig) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        raise ConfigError(f"config key 'storage': cannot write in {existing} ({e.strerror or e}); "
-                          "choose a writable folder (storage=...)") from None
+        raise ConfigError(
+            f"config key 'storage': cannot write in {existing} ({e.strerror or e}); "
+            "choose a writable folder (storage=...)"
+        ) from None
     free = shutil.disk_usage(existing).free
     if free < MIN_FREE_BYTES:
-        raise ConfigError(f"config key 'storage': {existing} is full ({free / 2**20:.1f} MiB free, at least "
-                          f"{MIN_FREE_BYTES // 2**20} MiB needed); free some space or choose another storage")
+        raise ConfigError(
+            f"config key 'storage': {existing} is full ({free / 2**20:.1f} MiB free, at least "
+            f"{MIN_FREE_BYTES // 2**20} MiB needed); free some space or choose another storage"
+        )
 
 
 def on_remote_cluster(cfg: ExperimentConfig) -> bool:
@@ -150,8 +157,10 @@ def check_device(cfg: ExperimentConfig) -> None:
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= n:
-            raise ConfigError(f"config key 'device': {name!r} but {n} CUDA GPU(s) are visible here; "
-                              "use device=auto (the GPU when there is one) or device=cpu")
+            raise ConfigError(
+                f"config key 'device': {name!r} but {n} CUDA GPU(s) are visible here; "
+                "use device=auto (the GPU when there is one) or device=cpu"
+            )
 
 
 def preflight(cfg: ExperimentConfig, needs_data: bool = True) -> None:

@@ -9,6 +9,7 @@
 - ``exclusive_lock``: an advisory ``flock`` on a lock file; the OS releases it when its holder
   dies, so a crashed process never blocks the next one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,9 @@ import os
 import pickle
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 import torch
 

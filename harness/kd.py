@@ -8,10 +8,11 @@ The paper's alpha weights the CE term, so ``kd_weight = 1 - alpha``. An ensemble
 reduced either by averaging softened probabilities (``probs``, the paper's Eq. 2) or by
 averaging logits before the softmax (``logits``, the authors' released code).
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 
-def kd_loss(student_logits: Tensor, targets: Tensor, teacher_probs: Tensor | None, temperature: float, kd_weight: float) -> Tensor:
+def kd_loss(
+    student_logits: Tensor, targets: Tensor, teacher_probs: Tensor | None, temperature: float, kd_weight: float
+) -> Tensor:
     """Hinton KD loss; ``teacher_probs`` are the teacher's softened probabilities at ``temperature``."""
     ce = F.cross_entropy(student_logits, targets)
     if teacher_probs is None or kd_weight == 0.0:
@@ -29,8 +32,9 @@ def kd_loss(student_logits: Tensor, targets: Tensor, teacher_probs: Tensor | Non
     return (1.0 - kd_weight) * ce + kd_weight * temperature**2 * kl
 
 
-def kd_loss_members(student_logits: Tensor, targets: Tensor, teacher_probs: Tensor, temperature: Tensor,
-                    kd_weight: Tensor) -> Tensor:
+def kd_loss_members(
+    student_logits: Tensor, targets: Tensor, teacher_probs: Tensor, temperature: Tensor, kd_weight: Tensor
+) -> Tensor:
     """``kd_loss`` of N packed students at once -> the N losses.
 
     ``student_logits`` [N, B, C], ``targets`` [N, B], ``teacher_probs`` [N, B, C] (any finite
@@ -41,7 +45,9 @@ def kd_loss_members(student_logits: Tensor, targets: Tensor, teacher_probs: Tens
     ce = F.cross_entropy(student_logits.reshape(n * b, c), targets.reshape(n * b), reduction="none").view(n, b).mean(1)
     t = temperature.view(n, 1, 1)
     log_p_student = F.log_softmax(student_logits / t, dim=-1)
-    kl = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_p_student).sum((1, 2)) / b  # = kl_div batchmean
+    kl = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_p_student).sum(
+        (1, 2)
+    ) / b  # = kl_div batchmean
     return (1.0 - kd_weight) * ce + kd_weight * temperature**2 * kl
 
 
@@ -60,6 +66,7 @@ def ensemble_probs(teacher_logits: Sequence[Tensor] | Tensor, temperature: float
 
 def same_architecture(models: Sequence[nn.Module]) -> bool:
     """Can these models run as one vmapped module (same class, same parameter and buffer shapes)?"""
+
     def shapes(m: nn.Module) -> list:
         return [(k, tuple(v.shape)) for k, v in (*m.named_parameters(), *m.named_buffers())]
 
@@ -94,7 +101,7 @@ class FrozenTeacher(nn.Module):
             call = lambda p, b, x: functional_call(template, (p, b), (x,))  # noqa: E731
             self._stacked = (vmap(call, in_dims=(0, 0, None)), params, buffers)
 
-    def train(self, mode: bool = True) -> "FrozenTeacher":
+    def train(self, mode: bool = True) -> FrozenTeacher:
         return super().train(False)  # a teacher never switches BN/dropout to training mode
 
     @property

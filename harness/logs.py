@@ -5,13 +5,14 @@ per-stage log file with ``file_log``; Ray workers (trajectory actors, the scorer
 use ``file_log`` to send a trajectory's or a trial's lines to its own file. Console lines go to
 stderr and through ``tqdm.write`` while a progress bar is drawn, so bars and lines never tear.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from harness.progress import bars_active
 

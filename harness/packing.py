@@ -13,12 +13,13 @@ kernels. BatchNorm works: its running statistics are stacked buffers updated in 
 what a member learns from (its batches, labels, soft targets) is the caller's
 (``harness/distill.py``). A pack of one member is the same code path, not a second one.
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -64,18 +65,20 @@ class PackedModel:
         """The leaf tensors an optimizer updates (a pack of one: its module's own parameters)."""
         return list(self.module.parameters()) if self.module is not None else list(self.params.values())
 
-    def train(self, mode: bool = True) -> "PackedModel":
+    def train(self, mode: bool = True) -> PackedModel:
         self.template.train(mode)
         if self.module is not None:
             self.module.train(mode)
         return self
 
-    def eval(self) -> "PackedModel":
+    def eval(self) -> PackedModel:
         return self.train(False)
 
     def state_dict(self) -> dict:
-        return {"params": {k: v.detach() for k, v in self.params.items()},
-                "buffers": {k: v.detach() for k, v in self.buffers.items()}}
+        return {
+            "params": {k: v.detach() for k, v in self.params.items()},
+            "buffers": {k: v.detach() for k, v in self.buffers.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
@@ -90,8 +93,9 @@ class PackedModel:
         return {k: v[i].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
 
 
-def new_students(arch: str, seeds: Sequence[int], splits, optim_cfg, epochs: int,
-                 device: torch.device) -> tuple[PackedModel, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def new_students(
+    arch: str, seeds: Sequence[int], splits, optim_cfg, epochs: int, device: torch.device
+) -> tuple[PackedModel, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """A pack of fresh ``arch`` students, one per seed, with its (fused) SGD and LR schedule over
     ``epochs``. Each member's init depends on its own seed only, as when it is trained alone."""
     from harness.data import derive_seed
@@ -129,9 +133,14 @@ class PackEpoch:
 Batch = tuple[Tensor, Tensor, Tensor]  # x [N, B, ...], labels [N, B], soft targets [N, B, C]
 
 
-def train_packed_epoch(model: PackedModel, batches: Iterable[Batch], optimizer: torch.optim.Optimizer,
-                       loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor], progress: str | None = None,
-                       precision: str = "fp32") -> PackEpoch:
+def train_packed_epoch(
+    model: PackedModel,
+    batches: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+    progress: str | None = None,
+    precision: str = "fp32",
+) -> PackEpoch:
     """One pass: ``loss_fn(logits, labels, soft) -> [N]`` losses; their sum is minimized (the
     members' gradients do not mix). Sums stay on the device: one host sync per epoch.
     ``precision=bf16``: forward and loss under bf16 autocast (``harness/precision.py``)."""
@@ -158,8 +167,9 @@ def train_packed_epoch(model: PackedModel, batches: Iterable[Batch], optimizer: 
 
 
 @torch.no_grad()
-def predict_packed(model: PackedModel, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device,
-                   precision: str = "fp32") -> tuple[Tensor, Tensor]:
+def predict_packed(
+    model: PackedModel, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device, precision: str = "fp32"
+) -> tuple[Tensor, Tensor]:
     """Every member's logits on one data set [N, n, C] and its labels [n] (CPU tensors)."""
     model.eval()
     outs, ys = [], []

@@ -7,6 +7,7 @@ experiment. ``run_pipeline`` = ``ckd run``: teachers -> score -> sweep -> plots 
 every stage idempotent. Ray is imported only on the Ray path, so the GPU machines (no Ray) and
 ``benchmarks/bench_ray_overhead.py``'s baseline run the same code locally.
 """
+
 from __future__ import annotations
 
 import logging
@@ -125,8 +126,11 @@ def run_pipeline(cfg: ExperimentConfig, plots: bool = True) -> str:
     t2 = time.perf_counter()
     rep = _report(cfg, plots)  # leaderboard, claims, selector evaluation, plots, html
     times["report"] = time.perf_counter() - t2
-    logger.info("[run] stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
-                + f"; total {time.perf_counter() - t0:.1f}s")
+    logger.info(
+        "[run] stage times: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
+        + f"; total {time.perf_counter() - t0:.1f}s"
+    )
     claims = claims_text(rep)  # only when the grid holds what at least one claim needs
     return rep.text + (f"\nThe paper's claims:\n{claims}" if claims else "")
 

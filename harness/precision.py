@@ -7,6 +7,7 @@ works on CPUs too (tests run it there). ``channels_last`` stores 4-D activations
 NHWC, the layout GPU tensor cores (and oneDNN on CPUs) prefer. Both default to off, which is
 exactly the fp32, contiguous behaviour the harness always had. Only torch is imported.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -9,13 +9,15 @@ else (CI, Ray workers, a log file) it writes a plain log line through ``logging`
 so that output stays line-based, periodic and grep-able. ``CKD_PROGRESS=bar|lines|off``
 overrides the choice; ``configure()`` (the CLI) sets it and the line interval.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
 import time
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -65,9 +67,19 @@ class Progress:
     quick (for stage-level progress; per-epoch progress stays quiet when it is fast).
     """
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it", *, log: logging.Logger | None = None,
-                 interval_s: float | None = None, leave: bool = True, position: int | None = None,
-                 final_line: bool = False, initial: int = 0) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "it",
+        *,
+        log: logging.Logger | None = None,
+        interval_s: float | None = None,
+        leave: bool = True,
+        position: int | None = None,
+        final_line: bool = False,
+        initial: int = 0,
+    ) -> None:
         self.total, self.desc, self.unit, self.n, self.initial = total, desc, unit, initial, initial
         self.log = log or logger
         self.interval_s = _settings["interval_s"] if interval_s is None else float(interval_s)
@@ -77,8 +89,16 @@ class Progress:
         self.lines_written = 0
         self.bar = None
         if self.mode == "bar":
-            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=leave, position=position,
-                            initial=initial, dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(
+                total=total,
+                desc=desc,
+                unit=unit,
+                leave=leave,
+                position=position,
+                initial=initial,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -105,9 +125,16 @@ class Progress:
 
     def line(self) -> str:
         """The current state as one line (what lines mode logs)."""
-        return tqdm.format_meter(self.n, self.total, time.perf_counter() - self.began, prefix=self.desc,
-                                 unit=self.unit, bar_format=LINE_FORMAT, initial=self.initial,
-                                 postfix=self.postfix or None)
+        return tqdm.format_meter(
+            self.n,
+            self.total,
+            time.perf_counter() - self.began,
+            prefix=self.desc,
+            unit=self.unit,
+            bar_format=LINE_FORMAT,
+            initial=self.initial,
+            postfix=self.postfix or None,
+        )
 
     def _write_line(self) -> None:
         self._last_line = time.perf_counter()
@@ -121,7 +148,7 @@ class Progress:
         elif self.mode == "lines" and (self.final_line or self.lines_written):
             self._write_line()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,12 +4,14 @@
 package that registers them on first use, so that ``config.py`` checks names before any compute
 without importing a stage package itself (no import circle). Unknown names get a did-you-mean.
 """
+
 from __future__ import annotations
 
 import difflib
 import importlib
 import re
-from typing import Callable, Generic, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

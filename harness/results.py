@@ -16,6 +16,7 @@ no shared file is rewritten, which is also what makes it safe on NFS-like shared
 Reading all rows is O(n) and happens at report time. Nothing unreadable is dropped silently:
 readers skip it with a warning naming how many; ``compact`` moves it aside.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -93,8 +94,10 @@ class ResultsTable:
         seen = {r.get("run_id") for r in rows}
         fresh, bad_files = self._file_rows(exclude=seen)
         if bad_lines or bad_files:
-            logger.warning(f"[store] skipped {len(bad_lines)} unreadable line(s) of {self.jsonl} and "
-                           f"{len(bad_files)} unreadable row file(s); `ckd leaderboard` moves them aside")
+            logger.warning(
+                f"[store] skipped {len(bad_lines)} unreadable line(s) of {self.jsonl} and "
+                f"{len(bad_files)} unreadable row file(s); `ckd leaderboard` moves them aside"
+            )
         return rows + fresh
 
     # ------------------------------------------------------------------ compaction: O(n)
@@ -130,9 +133,11 @@ class ResultsTable:
             self.rejected_dir.mkdir(parents=True, exist_ok=True)
             os.replace(p, self.rejected_dir / p.name)
         if bad_lines or bad_files:
-            logger.warning(f"[store] moved {len(bad_lines)} unreadable line(s) of {self.jsonl} (torn by a crash "
-                           f"or not a JSON object) to {self.rejected_jsonl} and {len(bad_files)} unreadable row "
-                           f"file(s) to {self.rejected_dir}")
+            logger.warning(
+                f"[store] moved {len(bad_lines)} unreadable line(s) of {self.jsonl} (torn by a crash "
+                f"or not a JSON object) to {self.rejected_jsonl} and {len(bad_files)} unreadable row "
+                f"file(s) to {self.rejected_dir}"
+            )
 
     # ------------------------------------------------------------------ helpers
     def _row_files(self) -> list[Path]:

@@ -9,6 +9,7 @@ Layout (DESIGN.md section 4)::
     <storage>/<experiment>/scores/<trajectory>.json   (written by the scorer)
     <storage>/<experiment>/results/rows/<run_id>.json (one row per student run; harness/results.py)
 """
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,6 @@ from typing import Any
 import torch
 
 from harness.config import is_safe_name
-from harness.results import ResultsTable
 from harness.fileio import (
     UnsafeFileError,
     atomic_write_bytes,
@@ -31,13 +31,23 @@ from harness.fileio import (
     sha256_bytes,
     sha256_file,
 )
+from harness.results import ResultsTable
 
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 RESUME = "resume.pt"
 LOCK = ".lock"
-__all__ = ["CheckpointStore", "StoreError", "Trajectory", "atomic_write_bytes", "atomic_write_json", "safe_slug",
-           "sha256_bytes", "sha256_file", "trajectory_name"]
+__all__ = [
+    "CheckpointStore",
+    "StoreError",
+    "Trajectory",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "safe_slug",
+    "sha256_bytes",
+    "sha256_file",
+    "trajectory_name",
+]
 
 
 class StoreError(RuntimeError):
@@ -47,8 +57,10 @@ class StoreError(RuntimeError):
 def safe_slug(value: str, key: str) -> str:
     """``value`` if it is a safe single path component (letters, digits, ``._-``; not ``.``/``..``)."""
     if not is_safe_name(value):
-        raise StoreError(f"config key {key!r}: {value!r} is not a safe folder name: use letters, digits, "
-                         "'.', '_' and '-' only (no '/', not '.' or '..')")
+        raise StoreError(
+            f"config key {key!r}: {value!r} is not a safe folder name: use letters, digits, "
+            "'.', '_' and '-' only (no '/', not '.' or '..')"
+        )
     return str(value)
 
 
@@ -78,11 +90,15 @@ class Trajectory:
 
     def manifest(self) -> dict:
         if not self.exists():
-            raise StoreError(f"trajectory {self.name} has no manifest at {self.manifest_path}; run `ckd teachers` first")
+            raise StoreError(
+                f"trajectory {self.name} has no manifest at {self.manifest_path}; run `ckd teachers` first"
+            )
         try:
             return json.loads(self.manifest_path.read_text())
         except json.JSONDecodeError as e:
-            raise StoreError(f"manifest {self.manifest_path} is corrupt ({e}); delete the trajectory folder to retrain it") from None
+            raise StoreError(
+                f"manifest {self.manifest_path} is corrupt ({e}); delete the trajectory folder to retrain it"
+            ) from None
 
     def write_manifest(self, manifest: dict) -> None:
         atomic_write_json(self.manifest_path, manifest)
@@ -141,7 +157,9 @@ class Trajectory:
         from harness.models import create_model
 
         payload = self.load_checkpoint(epoch, map_location=device)
-        model = create_model(payload["arch"], num_classes=payload["num_classes"], input_shape=tuple(payload["input_shape"]))
+        model = create_model(
+            payload["arch"], num_classes=payload["num_classes"], input_shape=tuple(payload["input_shape"])
+        )
         model.load_state_dict(payload["model"])
         model.to(device).eval()
         for p in model.parameters():
@@ -170,6 +188,7 @@ class Trajectory:
 
     def lock(self):
         """Exclusive right to train this trajectory (a second process waits, with a message)."""
+
         def waiting(holder: str) -> None:
             logger.info(f"[{self.name}] is being trained by {holder}; waiting for it to finish or die")
 

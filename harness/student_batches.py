@@ -11,9 +11,10 @@ temperature. Two paths:
   distinct teacher runs once per (seed, batch), as one vmapped pass over its ensemble members
   (``FrozenTeacher``), and serves every member that sees that batch, at each member's own T.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -29,8 +30,9 @@ Batch = tuple[Tensor, Tensor, Tensor]  # x [N, B, ...], labels [N, B], soft targ
 class PackBatches:
     """``epoch(e)`` yields the pack's batches; ``loss(logits, labels, soft)`` the members' KD losses."""
 
-    def __init__(self, cfg: ExperimentConfig, splits: DataSplits, members: list, cache: LogitCache,
-                 device: torch.device) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, splits: DataSplits, members: list, cache: LogitCache, device: torch.device
+    ) -> None:
         self.cfg, self.splits, self.cache, self.device = cfg, splits, cache, device
         self.batch_size = cfg.student.batch_size or cfg.data.batch_size
         self.reduce = cfg.distill.ensemble_reduce
@@ -61,8 +63,10 @@ class PackBatches:
         distinct = list(dict.fromkeys(keys))
         n, c = len(self.splits.train), self.splits.num_classes
         logits = {refs: self.cache.stacked(list(refs), "train") for refs, _ in distinct if refs}  # once per teacher
-        tables = [ensemble_probs(logits[refs], t, self.reduce) if refs
-                  else torch.full((n, c), 1.0 / c, device=self.device) for refs, t in distinct]
+        tables = [
+            ensemble_probs(logits[refs], t, self.reduce) if refs else torch.full((n, c), 1.0 / c, device=self.device)
+            for refs, t in distinct
+        ]
         return torch.stack(tables), torch.tensor([distinct.index(k) for k in keys], device=self.device)
 
     def _orders(self, epoch: int, n: int) -> Tensor:
@@ -74,14 +78,24 @@ class PackBatches:
         order = self._orders(epoch, len(train))
         table = self.table_of[:, None]
         for start in range(0, len(train), self.batch_size):
-            idx = order[:, start:start + self.batch_size]
+            idx = order[:, start : start + self.batch_size]
             yield train.x[idx], train.y[idx], self.tables[table, idx]
 
     # ----------------------------------------------------------------- teachers per batch
 
     def _teacher_epoch(self, epoch: int) -> Iterator[Batch]:
-        loaders = [make_loader(self.splits.train, self.batch_size, shuffle=True, seed=s, epoch=epoch, device=self.device,
-                               num_workers=self.cfg.data.num_workers) for s in self.seeds]
+        loaders = [
+            make_loader(
+                self.splits.train,
+                self.batch_size,
+                shuffle=True,
+                seed=s,
+                epoch=epoch,
+                device=self.device,
+                num_workers=self.cfg.data.num_workers,
+            )
+            for s in self.seeds
+        ]
         for group_batches in zip(*loaders):
             xs = torch.stack([x for x, _ in group_batches])
             ys = torch.stack([y for _, y in group_batches])

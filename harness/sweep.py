@@ -7,6 +7,7 @@ With ``sweep.teacher_seeds=paired`` the student of the i-th seed learns from the
 run) and marks the runs already in the results file; ``run_sweep`` trains the rest in this
 process. ``harness/cluster/sweep.py`` runs the same grid as a Ray Tune experiment.
 """
+
 from __future__ import annotations
 
 import copy
@@ -61,11 +62,25 @@ def sweep_runs(cfg: ExperimentConfig) -> list[dict]:
     seen: set[str] = set()
     for ta, sa in itertools.product(teacher_archs, student_archs):
         for choice in expand_teacher_choices(cfg, ta):
-            hps = [(float(cfg.sweep.temperature[0]), 0.0)] if choice == "none" else list(
-                itertools.product([float(t) for t in cfg.sweep.temperature], [float(w) for w in cfg.sweep.kd_weight]))
+            hps = (
+                [(float(cfg.sweep.temperature[0]), 0.0)]
+                if choice == "none"
+                else list(
+                    itertools.product(
+                        [float(t) for t in cfg.sweep.temperature], [float(w) for w in cfg.sweep.kd_weight]
+                    )
+                )
+            )
             for (T, w), (i, seed) in itertools.product(hps, enumerate(cfg.sweep.seeds)):
-                run = {"teacher_arch": ta, "teacher_seed": teacher_seed_for(cfg, i), "student_arch": sa,
-                       "teacher_choice": choice, "temperature": T, "kd_weight": w, "seed": int(seed)}
+                run = {
+                    "teacher_arch": ta,
+                    "teacher_seed": teacher_seed_for(cfg, i),
+                    "student_arch": sa,
+                    "teacher_choice": choice,
+                    "temperature": T,
+                    "kd_weight": w,
+                    "seed": int(seed),
+                }
                 if choice == "none":  # no teacher: arch and teacher seed do not matter
                     run["teacher_arch"], run["teacher_seed"] = teacher_archs[0], teacher_seed_for(cfg, 0)
                 key = json.dumps(run, sort_keys=True)
@@ -87,10 +102,15 @@ def apply_run(cfg: ExperimentConfig, run: dict) -> ExperimentConfig:
 def run_fields(cfg: ExperimentConfig, run: dict, seeds: list[int] | None = None) -> dict:
     """The ``distill`` keys of a grid run (what ``apply_run`` sets), without copying the config."""
     d = cfg.distill
-    fields = {"teacher_choice": str(run["teacher_choice"]), "teacher_arch": run.get("teacher_arch") or d.teacher_arch,
-              "student_arch": run.get("student_arch") or d.student_arch, "seed": int(run.get("seed", d.seed)),
-              "temperature": float(run.get("temperature", d.temperature)),
-              "kd_weight": float(run.get("kd_weight", d.kd_weight)), "ensemble_reduce": d.ensemble_reduce}
+    fields = {
+        "teacher_choice": str(run["teacher_choice"]),
+        "teacher_arch": run.get("teacher_arch") or d.teacher_arch,
+        "student_arch": run.get("student_arch") or d.student_arch,
+        "seed": int(run.get("seed", d.seed)),
+        "temperature": float(run.get("temperature", d.temperature)),
+        "kd_weight": float(run.get("kd_weight", d.kd_weight)),
+        "ensemble_reduce": d.ensemble_reduce,
+    }
     if run.get("teacher_seed") is not None:
         fields["teacher_seed"] = int(run["teacher_seed"])
     else:
@@ -112,8 +132,10 @@ def plan(cfg: ExperimentConfig, runs: list[dict] | None = None) -> list[dict]:
         try:
             resolved = resolver.resolve(run_fields(cfg, run, seeds))
         except (ValueError, RuntimeError) as e:  # StoreError/ScoresError: teachers or scores missing
-            raise type(e)(f"sweep run {run['teacher_choice']} (teacher {run['teacher_arch']} s{run['teacher_seed']}, "
-                          f"student {run['student_arch']} s{run['seed']}): {e}") from None
+            raise type(e)(
+                f"sweep run {run['teacher_choice']} (teacher {run['teacher_arch']} s{run['teacher_seed']}, "
+                f"student {run['student_arch']} s{run['seed']}): {e}"
+            ) from None
         rid = resolver.run_id(resolved)
         out.append({"run": run, "run_id": rid, "done": rid in done_ids})
     return out
@@ -127,10 +149,16 @@ def grid_name(cfg: ExperimentConfig, runs: list[dict], pins: list | None = None)
     if cfg.sweep.name:
         return str(cfg.sweep.name)
     data = {k: v for k, v in to_dict(cfg.data).items() if k not in NOT_IN_RUN_ID}
-    recipe = {"runs": runs, "student": to_dict(cfg.student), "data": data,
-              "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
-              "search": cfg.sweep.search, "scheduler": cfg.sweep.scheduler, "num_samples": cfg.sweep.num_samples,
-              "run_ids": pins}  # (the key keeps its old name: existing experiment names stay valid)
+    recipe = {
+        "runs": runs,
+        "student": to_dict(cfg.student),
+        "data": data,
+        "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
+        "search": cfg.sweep.search,
+        "scheduler": cfg.sweep.scheduler,
+        "num_samples": cfg.sweep.num_samples,
+        "run_ids": pins,
+    }  # (the key keeps its old name: existing experiment names stay valid)
     return f"sweep-{config_hash(recipe)[:10]}"
 
 
@@ -176,15 +204,16 @@ def pack_sizes(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: 
     return {arch: pack_size(cfg, arch, n, slots, device) for arch, n in counts.items()}
 
 
-def make_packs(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu",
-               sizes: dict[str, int] | None = None) -> list[list[dict]]:
+def make_packs(
+    cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu", sizes: dict[str, int] | None = None
+) -> list[list[dict]]:
     """``runs`` cut into packs: runs of one student architecture, in grid order, ``pack_size`` each
     (``sizes``: per architecture, when the caller computed them already, e.g. once per sweep)."""
     sizes = sizes or pack_sizes(cfg, runs, slots, device)
     by_arch: dict[str, list[dict]] = {}
     for run in runs:
         by_arch.setdefault(run["student_arch"], []).append(run)
-    return [group[i:i + sizes[arch]] for arch, group in by_arch.items() for i in range(0, len(group), sizes[arch])]
+    return [group[i : i + sizes[arch]] for arch, group in by_arch.items() for i in range(0, len(group), sizes[arch])]
 
 
 def run_sweep(cfg: ExperimentConfig) -> list[dict]:
@@ -196,7 +225,9 @@ def run_sweep(cfg: ExperimentConfig) -> list[dict]:
     planned = plan(cfg)
     todo = [p["run"] for p in planned if not p["done"]]
     packs = make_packs(cfg, todo, slots=1, device=str(_device(cfg))) if todo else []
-    logger.info(f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process, in {len(packs)} pack(s)")
+    logger.info(
+        f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process, in {len(packs)} pack(s)"
+    )
     with Progress(len(todo), "[sweep]", "run", log=logger, final_line=True) as progress:
         for i, pack in enumerate(packs, 1):
             logger.info(f"[sweep] pack {i}/{len(packs)}: {describe_pack(pack)}")
@@ -213,11 +244,14 @@ def trial_runs(config: dict) -> list[dict]:
 
 def describe_pack(runs: list[dict], limit: int = 4) -> str:
     """One line naming a pack's runs (the first ``limit``): ``mlp_small<-full T=4.0 w=0.5 s0, none s1``."""
+
     def one(r: dict) -> str:
         hp = "" if r.get("teacher_choice") == "none" else f" T={r.get('temperature')} w={r.get('kd_weight')}"
         return f"{r.get('teacher_choice')}{hp} s{r.get('seed')}"
 
-    shown = ", ".join(one(r) for r in runs[:limit]) + (f", ... (+{len(runs) - limit} more)" if len(runs) > limit else "")
+    shown = ", ".join(one(r) for r in runs[:limit]) + (
+        f", ... (+{len(runs) - limit} more)" if len(runs) > limit else ""
+    )
     return f"{runs[0].get('student_arch')}<-{shown}"
 
 

@@ -14,10 +14,12 @@ into a list of ``TeacherRef`` (trajectory, epoch). ``none`` resolves to no teach
 | selected:<selector>     | the scorer's single pick T* (run ``ckd score`` first)          |
 | selected_ensemble:K     | the scorer's K-checkpoint pick from one trajectory             |
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from harness.registry import Registry, known_names, unknown_name_message
 
@@ -143,9 +145,7 @@ def _saved_epochs(ctx: ResolveContext, trajectory: str) -> list[int]:
 def _at_epoch(ctx: ResolveContext, epoch: int) -> TeacherRef:
     saved = _saved_epochs(ctx, ctx.trajectory)
     if epoch not in saved:
-        raise ValueError(
-            f"trajectory {ctx.trajectory} has no checkpoint at epoch {epoch}; saved epochs: {saved}"
-        )
+        raise ValueError(f"trajectory {ctx.trajectory} has no checkpoint at epoch {epoch}; saved epochs: {saved}")
     return TeacherRef(ctx.trajectory, epoch)
 
 
@@ -156,16 +156,20 @@ def _nearest_fraction(ctx: ResolveContext, f: float) -> TeacherRef:
     return TeacherRef(ctx.trajectory, epoch)
 
 
-def _register(name: str, parse: Callable[[str | None], Any], resolve: Callable[[Any, ResolveContext], list[TeacherRef]],
-              syntax: str, example: str, help: str) -> None:
+def _register(
+    name: str,
+    parse: Callable[[str | None], Any],
+    resolve: Callable[[Any, ResolveContext], list[TeacherRef]],
+    syntax: str,
+    example: str,
+    help: str,
+) -> None:
     TEACHER_CHOICES.register(name)(ChoiceKind(parse, resolve, syntax, example, help))
 
 
 def _resolve_full_ensemble(k: int, ctx: ResolveContext) -> list[TeacherRef]:
     if k > len(ctx.siblings):
-        raise ValueError(
-            f"full_ensemble:{k} needs {k} trajectories but teacher.seeds gives {len(ctx.siblings)}"
-        )
+        raise ValueError(f"full_ensemble:{k} needs {k} trajectories but teacher.seeds gives {len(ctx.siblings)}")
     return [TeacherRef(t, _saved_epochs(ctx, t)[-1]) for t in ctx.siblings[:k]]
 
 
@@ -189,16 +193,54 @@ def _resolve_snapshot(members: tuple[float | int, ...], ctx: ResolveContext) -> 
 
 
 _register("none", _no_arg, lambda _, ctx: [], "none", "none", "no teacher: the student trains on labels alone")
-_register("full", _no_arg, lambda _, ctx: [TeacherRef(ctx.trajectory, _saved_epochs(ctx, ctx.trajectory)[-1])],
-          "full", "full", "the last checkpoint of the teacher trajectory")
-_register("epoch", _int_arg(1), lambda e, ctx: [_at_epoch(ctx, e)], "epoch:E", "epoch:40", "the checkpoint saved at epoch E")
-_register("fraction", _fraction_arg, lambda f, ctx: [_nearest_fraction(ctx, f)], "fraction:F", "fraction:0.5",
-          "the checkpoint nearest F x epochs (0.5 = half-way)")
-_register("snapshot", _snapshot_arg, _resolve_snapshot, "snapshot:[a,b,...]", "snapshot:[0.5,1.0]",
-          "an ensemble of checkpoints of one run; 0.5 is a fraction, 30 an epoch")
-_register("full_ensemble", _int_arg(2), _resolve_full_ensemble, "full_ensemble:K", "full_ensemble:2",
-          "the final checkpoints of K independent trajectories (seeds)")
-_register("selected", _selector_arg, _resolve_selected, "selected:<selector>", "selected:paper",
-          "the scorer's pick T* (run `ckd score` first); selectors: see below")
-_register("selected_ensemble", _int_arg(2), _resolve_selected_ensemble, "selected_ensemble:K", "selected_ensemble:2",
-          "the scorer's K-checkpoint pick from one trajectory")
+_register(
+    "full",
+    _no_arg,
+    lambda _, ctx: [TeacherRef(ctx.trajectory, _saved_epochs(ctx, ctx.trajectory)[-1])],
+    "full",
+    "full",
+    "the last checkpoint of the teacher trajectory",
+)
+_register(
+    "epoch", _int_arg(1), lambda e, ctx: [_at_epoch(ctx, e)], "epoch:E", "epoch:40", "the checkpoint saved at epoch E"
+)
+_register(
+    "fraction",
+    _fraction_arg,
+    lambda f, ctx: [_nearest_fraction(ctx, f)],
+    "fraction:F",
+    "fraction:0.5",
+    "the checkpoint nearest F x epochs (0.5 = half-way)",
+)
+_register(
+    "snapshot",
+    _snapshot_arg,
+    _resolve_snapshot,
+    "snapshot:[a,b,...]",
+    "snapshot:[0.5,1.0]",
+    "an ensemble of checkpoints of one run; 0.5 is a fraction, 30 an epoch",
+)
+_register(
+    "full_ensemble",
+    _int_arg(2),
+    _resolve_full_ensemble,
+    "full_ensemble:K",
+    "full_ensemble:2",
+    "the final checkpoints of K independent trajectories (seeds)",
+)
+_register(
+    "selected",
+    _selector_arg,
+    _resolve_selected,
+    "selected:<selector>",
+    "selected:paper",
+    "the scorer's pick T* (run `ckd score` first); selectors: see below",
+)
+_register(
+    "selected_ensemble",
+    _int_arg(2),
+    _resolve_selected_ensemble,
+    "selected_ensemble:K",
+    "selected_ensemble:2",
+    "the scorer's K-checkpoint pick from one trajectory",
+)

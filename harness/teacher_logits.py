@@ -8,6 +8,7 @@ name or trial asks, and changed weights can never hit a stale entry. Files are w
 atomically (two trials racing write the same bytes) and read with the safe loader; a file whose
 row count does not match the split is recomputed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,7 +58,9 @@ class LogitCache:
         if ref not in self._sha256:
             entries = {c["epoch"]: c for c in self.store.trajectory(ref.trajectory).checkpoints()}
             if ref.epoch not in entries:
-                raise StoreError(f"trajectory {ref.trajectory} has no checkpoint at epoch {ref.epoch}; saved: {sorted(entries)}")
+                raise StoreError(
+                    f"trajectory {ref.trajectory} has no checkpoint at epoch {ref.epoch}; saved: {sorted(entries)}"
+                )
             self._sha256[ref] = str(entries[ref.epoch]["sha256"])
         return self._sha256[ref]
 
@@ -68,7 +71,9 @@ class LogitCache:
     def entry(self, ref: TeacherRef, split: str) -> dict[str, Tensor]:
         """``{"logits": [n, C], "labels": [n]}`` of ``ref`` on ``split`` (on the cache's device)."""
         if split not in cacheable_splits(self.splits):
-            raise ValueError(f"the {split} split is augmented: its teacher outputs change every epoch and are not cached")
+            raise ValueError(
+                f"the {split} split is augmented: its teacher outputs change every epoch and are not cached"
+            )
         path, n = self.path(ref, split), len(getattr(self.splits, split))
         cached = self._read(path, n)
         if cached is None:
@@ -102,12 +107,16 @@ class LogitCache:
             path = self.path(ref, split)
             if path != want and path.is_file():
                 continue
-            loader = make_loader(getattr(self.splits, split), self.cfg.data.eval_batch_size, shuffle=False, device=self.device)
+            loader = make_loader(
+                getattr(self.splits, split), self.cfg.data.eval_batch_size, shuffle=False, device=self.device
+            )
             z, y = predict_logits(model, loader, self.device)
             out[split] = {"logits": z, "labels": y}
             atomic_write_bytes(path, torch_bytes(out[split]))
-        logger.info(f"[logits] {ref.trajectory} e{ref.epoch}: teacher logits on {', '.join(out)} computed and cached "
-                    f"({time.perf_counter() - began:.2f}s)")
+        logger.info(
+            f"[logits] {ref.trajectory} e{ref.epoch}: teacher logits on {', '.join(out)} computed and cached "
+            f"({time.perf_counter() - began:.2f}s)"
+        )
         return out
 
     def stacked(self, refs: list[TeacherRef], split: str) -> Tensor:

@@ -5,12 +5,14 @@ files in the checkpoint store out. It resumes from ``resume.pt`` at the last fin
 and a resumed run ends with the same weights as an uninterrupted one: every epoch's randomness
 (shuffling, augmentation) is derived from (seed, epoch), never carried over in memory.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -57,8 +59,16 @@ def checkpoint_epochs(epochs: int, every: int) -> list[int]:
     return sorted(set(range(every, epochs + 1, every)) | {epochs})
 
 
-def evaluate_splits(model: torch.nn.Module, splits, batch_size: int, device: torch.device, names=("train", "val", "test"),
-                    *, precision: str = "fp32", channels_last: bool = False) -> dict[str, float]:
+def evaluate_splits(
+    model: torch.nn.Module,
+    splits,
+    batch_size: int,
+    device: torch.device,
+    names=("train", "val", "test"),
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> dict[str, float]:
     """Accuracy, loss and mean max-softmax confidence on the named splits (train = un-augmented)."""
     out: dict[str, float] = {}
     for name in names:
@@ -170,13 +180,33 @@ def _build_run(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, ch
     optimizer = make_optimizer(model, t.optim)
     scheduler = make_scheduler(optimizer, t.optim, t.epochs)
     manifest = {
-        "name": spec.name, "arch": spec.arch, "dataset": spec.dataset, "seed": spec.seed,
-        "epochs": t.epochs, "checkpoint_every": t.checkpoint_every, "config_hash": chash,
-        "config": trajectory_config(cfg, spec), "num_params": count_parameters(model), "finished": False,
-        "checkpoints": [], "history": [], "wall_time_s": 0.0,
+        "name": spec.name,
+        "arch": spec.arch,
+        "dataset": spec.dataset,
+        "seed": spec.seed,
+        "epochs": t.epochs,
+        "checkpoint_every": t.checkpoint_every,
+        "config_hash": chash,
+        "config": trajectory_config(cfg, spec),
+        "num_params": count_parameters(model),
+        "finished": False,
+        "checkpoints": [],
+        "history": [],
+        "wall_time_s": 0.0,
     }
-    run = TeacherRun(cfg, spec, traj, device, splits, model, optimizer, scheduler, manifest, 0,
-                     set(checkpoint_epochs(t.epochs, t.checkpoint_every)))
+    run = TeacherRun(
+        cfg,
+        spec,
+        traj,
+        device,
+        splits,
+        model,
+        optimizer,
+        scheduler,
+        manifest,
+        0,
+        set(checkpoint_epochs(t.epochs, t.checkpoint_every)),
+    )
     _resume(run)
     run.manifest["device"] = str(device)
     return run
@@ -203,21 +233,53 @@ def _train_one_epoch(run: TeacherRun, epoch: int) -> dict:
     """Train, evaluate, log and save one epoch (a checkpoint on save epochs, ``resume.pt`` always)."""
     cfg, name, began = run.cfg, run.spec.name, time.perf_counter()
     torch.manual_seed(epoch_seed(run.spec.seed, epoch))
-    batches = make_loader(run.splits.train, cfg.data.batch_size, shuffle=True, seed=run.spec.seed, epoch=epoch,
-                          device=run.device, num_workers=cfg.data.num_workers)
+    batches = make_loader(
+        run.splits.train,
+        cfg.data.batch_size,
+        shuffle=True,
+        seed=run.spec.seed,
+        epoch=epoch,
+        device=run.device,
+        num_workers=cfg.data.num_workers,
+    )
     lr = run.optimizer.param_groups[0]["lr"]
-    res = train_epoch(run.model, batches, run.optimizer, lambda logits, x, y: torch.nn.functional.cross_entropy(logits, y),
-                      run.device, progress=f"[{name}] epoch {epoch}", precision=cfg.precision, channels_last=cfg.channels_last)
+    res = train_epoch(
+        run.model,
+        batches,
+        run.optimizer,
+        lambda logits, x, y: torch.nn.functional.cross_entropy(logits, y),
+        run.device,
+        progress=f"[{name}] epoch {epoch}",
+        precision=cfg.precision,
+        channels_last=cfg.channels_last,
+    )
     run.scheduler.step()
     names = ("train", "val", "test") if epoch in run.saves else ("val",)
-    metrics = evaluate_splits(run.model, run.splits, cfg.data.eval_batch_size, run.device, names,
-                              precision=cfg.precision, channels_last=cfg.channels_last)
+    metrics = evaluate_splits(
+        run.model,
+        run.splits,
+        cfg.data.eval_batch_size,
+        run.device,
+        names,
+        precision=cfg.precision,
+        channels_last=cfg.channels_last,
+    )
     seconds = time.perf_counter() - began
     run.manifest["wall_time_s"] += seconds
-    run.manifest["history"].append({"epoch": epoch, "lr": lr, "train_loss_running": res.loss, "train_acc_running": res.acc,
-                                    "val_acc": metrics["val_acc"], "seconds": seconds})
-    logger.info(f"[{name}] epoch {epoch:3d}/{cfg.teacher.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
-                f"val {metrics['val_acc']:6.2%} lr {lr:.4f} {seconds:5.2f}s")
+    run.manifest["history"].append(
+        {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss_running": res.loss,
+            "train_acc_running": res.acc,
+            "val_acc": metrics["val_acc"],
+            "seconds": seconds,
+        }
+    )
+    logger.info(
+        f"[{name}] epoch {epoch:3d}/{cfg.teacher.epochs} loss {res.loss:.4f} acc {res.acc:6.2%} "
+        f"val {metrics['val_acc']:6.2%} lr {lr:.4f} {seconds:5.2f}s"
+    )
     _save_epoch(run, epoch, metrics)
     return metrics
 
@@ -225,16 +287,32 @@ def _train_one_epoch(run: TeacherRun, epoch: int) -> dict:
 def _save_epoch(run: TeacherRun, epoch: int, metrics: dict) -> None:
     manifest = run.manifest
     if epoch in run.saves:
-        weights = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}  # same files with channels_last
-        payload = {"model": weights, "arch": run.spec.arch,
-                   "num_classes": run.splits.num_classes, "input_shape": list(run.splits.input_shape), "epoch": epoch}
+        weights = {
+            k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()
+        }  # same files with channels_last
+        payload = {
+            "model": weights,
+            "arch": run.spec.arch,
+            "num_classes": run.splits.num_classes,
+            "input_shape": list(run.splits.input_shape),
+            "epoch": epoch,
+        }
         run.traj.save_checkpoint(epoch, payload, manifest, {**metrics, "wall_time_s": manifest["wall_time_s"]})
         manifest["finished"] = epoch == run.cfg.teacher.epochs
         run.traj.write_manifest(manifest)
-    run.traj.save_resume({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-                          "scheduler": run.scheduler.state_dict(), "epoch": epoch, "history": manifest["history"],
-                          "wall_time_s": manifest["wall_time_s"], "config_hash": manifest["config_hash"],
-                          "config": manifest["config"], "arch": run.spec.arch})
+    run.traj.save_resume(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "epoch": epoch,
+            "history": manifest["history"],
+            "wall_time_s": manifest["wall_time_s"],
+            "config_hash": manifest["config_hash"],
+            "config": manifest["config"],
+            "arch": run.spec.arch,
+        }
+    )
 
 
 def run_teachers(cfg: ExperimentConfig) -> list[dict]:

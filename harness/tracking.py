@@ -31,14 +31,17 @@ a nested key) and (2) anything under the trial config's ``wandb`` key (a dict of
 arguments, e.g. ``{"tags": [...], "notes": ...}``; its ``tags`` are added to the others). The
 ``wandb`` key itself is left out of the logged run config.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+
 from harness.config import ExperimentConfig
 
 MODES = ("disabled", "offline", "online")
@@ -66,6 +69,7 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 # mode and places
 
+
 def tracking_mode(cfg: ExperimentConfig) -> str:
     """The effective mode: the config's, made stricter (never looser) by ``WANDB_MODE``; ``online``
     without an API key or without a reachable server falls back to ``offline`` (one warning)."""
@@ -80,8 +84,10 @@ def tracking_mode(cfg: ExperimentConfig) -> str:
         if reason is not None:
             if reason not in _WARNED:
                 _WARNED.add(reason)
-                logger.warning(f"[tracking] tracking.mode=online but {reason}; logging offline instead "
-                               f"(upload later with `wandb sync`)")
+                logger.warning(
+                    f"[tracking] tracking.mode=online but {reason}; logging offline instead "
+                    f"(upload later with `wandb sync`)"
+                )
             return "offline"
     return mode
 
@@ -181,6 +187,7 @@ def _import_wandb():
 # ---------------------------------------------------------------------------------------------
 # sweep trials
 
+
 def _lookup(config: dict, key: str) -> Any:
     """``key`` in a (nested) trial config: top-level, dotted/slashed path, or last component."""
     if key in config:
@@ -224,16 +231,22 @@ def trial_tags(config: dict, tag_keys: Sequence[str] = ("teacher_choice",), base
     return out
 
 
-def log_student_run(cfg: ExperimentConfig, name: str, config: dict, history: list[dict],
-                    tags: Sequence[str] = (), failed: bool = False) -> Path | None:
+def log_student_run(
+    cfg: ExperimentConfig, name: str, config: dict, history: list[dict], tags: Sequence[str] = (), failed: bool = False
+) -> Path | None:
     """One sweep trial as one W&B run, written in one go when the trial ends (job_type
     ``student``, grouped by experiment, tagged with its teacher choice): its config, one step per
     reported epoch, and the last values as the summary. About 60 ms offline, in the driver; no
     per-trial actors. Every call is a new run (a retried trial is logged once, when it ends)."""
     config = dict(config)
     extra = dict(config.pop("wandb", None) or {}) if isinstance(config.get("wandb"), dict) else {}
-    init = {"name": name, "config": config, "job_type": "student",
-            "tags": trial_tags(config, base=[*(["failed"] if failed else []), *(extra.pop("tags", None) or [])]), **extra}
+    init = {
+        "name": name,
+        "config": config,
+        "job_type": "student",
+        "tags": trial_tags(config, base=[*(["failed"] if failed else []), *(extra.pop("tags", None) or [])]),
+        **extra,
+    }
 
     def body(wandb, run) -> None:
         for step, metrics in enumerate(history, 1):
@@ -244,6 +257,7 @@ def log_student_run(cfg: ExperimentConfig, name: str, config: dict, history: lis
 
 # ---------------------------------------------------------------------------------------------
 # runs for teachers, scores, the leaderboard
+
 
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -280,8 +294,15 @@ def _run_dir(run) -> Path | None:
         return None
 
 
-def _logged_run(cfg: ExperimentConfig, key: str, fingerprint_of: Any, body: Callable[[Any, Any], None], init: dict, force: bool,
-                remember: bool = True) -> Path | None:
+def _logged_run(
+    cfg: ExperimentConfig,
+    key: str,
+    fingerprint_of: Any,
+    body: Callable[[Any, Any], None],
+    init: dict,
+    force: bool,
+    remember: bool = True,
+) -> Path | None:
     """Open one W&B run, let ``body(wandb, run)`` log into it, finish it, remember it."""
     if not enabled(cfg):
         return None
@@ -318,7 +339,18 @@ def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -
     name = str(manifest.get("name", "trajectory"))
     history = list(manifest.get("history") or [])
     ckpts = list(manifest.get("checkpoints") or [])
-    meta_keys = ("name", "arch", "dataset", "seed", "epochs", "checkpoint_every", "config_hash", "num_params", "device", "finished")
+    meta_keys = (
+        "name",
+        "arch",
+        "dataset",
+        "seed",
+        "epochs",
+        "checkpoint_every",
+        "config_hash",
+        "num_params",
+        "device",
+        "finished",
+    )
     config = {k: manifest[k] for k in meta_keys if k in manifest}
     if isinstance(manifest.get("config"), dict):
         config["trajectory_config"] = manifest["config"]
@@ -330,8 +362,17 @@ def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -
         by_epoch: dict[int, dict] = {}
         for h in history:
             e = int(h["epoch"])
-            by_epoch.setdefault(e, {}).update({k: v for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))})
-        ckpt_cols = sorted({k for c in ckpts for k, v in c.items() if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)})
+            by_epoch.setdefault(e, {}).update(
+                {k: v for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))}
+            )
+        ckpt_cols = sorted(
+            {
+                k
+                for c in ckpts
+                for k, v in c.items()
+                if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        )
         for c in ckpts:
             e = int(c["epoch"])
             by_epoch.setdefault(e, {}).update({f"ckpt/{k}": c[k] for k in ckpt_cols if k in c})
@@ -339,14 +380,22 @@ def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -
             run.log({"epoch": e, **by_epoch[e]})
         if ckpts:
             cols = ["epoch", *ckpt_cols, "sha256"]
-            table = wandb.Table(columns=cols, data=[[int(c["epoch"]), *[c.get(k) for k in ckpt_cols], str(c.get("sha256", ""))[:12]] for c in ckpts])
+            table = wandb.Table(
+                columns=cols,
+                data=[[int(c["epoch"]), *[c.get(k) for k in ckpt_cols], str(c.get("sha256", ""))[:12]] for c in ckpts],
+            )
             run.log({"checkpoints": table})
             last = ckpts[-1]
             run.summary.update({f"final/{k}": last[k] for k in ckpt_cols if k in last})
         if "wall_time_s" in manifest:
             run.summary["wall_time_s"] = manifest["wall_time_s"]
 
-    fingerprint = {"name": name, "finished": manifest.get("finished"), "epochs": len(history), "ckpts": [c.get("sha256") for c in ckpts]}
+    fingerprint = {
+        "name": name,
+        "finished": manifest.get("finished"),
+        "epochs": len(history),
+        "ckpts": [c.get("sha256") for c in ckpts],
+    }
     init = {"job_type": "teacher", "name": name, "tags": tags, "config": config}
     return _logged_run(cfg, f"trajectory-{name}", fingerprint, body, init, force)
 
@@ -402,7 +451,15 @@ def log_scores(cfg: ExperimentConfig, scores: dict, trajectory: str, force: bool
     if not enabled(cfg):
         return None
     rows = score_rows(scores)
-    config = {k: v for k, v in scores.items() if _scalar(v) or (isinstance(v, dict) and len(json.dumps(v, default=str)) < 4000)} if isinstance(scores, dict) else {}
+    config = (
+        {
+            k: v
+            for k, v in scores.items()
+            if _scalar(v) or (isinstance(v, dict) and len(json.dumps(v, default=str)) < 4000)
+        }
+        if isinstance(scores, dict)
+        else {}
+    )
 
     def body(wandb, run) -> None:
         if rows:
@@ -410,18 +467,50 @@ def log_scores(cfg: ExperimentConfig, scores: dict, trajectory: str, force: bool
         run.summary["num_checkpoints"] = len(rows)
         selected = scores.get("selected") if isinstance(scores, dict) else None
         if isinstance(selected, dict):  # the scorer's picks, e.g. {"recon+accuracy": {"epoch": 160, ...}}
-            run.summary.update({f"selected/{k}": v["epoch"] for k, v in selected.items() if isinstance(v, dict) and "epoch" in v})
+            run.summary.update(
+                {f"selected/{k}": v["epoch"] for k, v in selected.items() if isinstance(v, dict) and "epoch" in v}
+            )
 
-    init = {"job_type": "scores", "name": f"scores-{trajectory}", "tags": ["scores", trajectory[:MAX_TAG_LEN]], "config": {"trajectory": trajectory, **config}}
+    init = {
+        "job_type": "scores",
+        "name": f"scores-{trajectory}",
+        "tags": ["scores", trajectory[:MAX_TAG_LEN]],
+        "config": {"trajectory": trajectory, **config},
+    }
     return _logged_run(cfg, f"scores-{trajectory}", scores, body, init, force)
 
 
 LEADERBOARD_TABLE_KEYS = (
-    "dataset", "teacher_arch", "student_arch", "teacher_choice", "test_mean", "test_std", "n",
-    "delta_vs_none", "teacher_test_acc", "temperature", "kd_weight", "ensemble_reduce",
-    "val_mean", "val_std", "teacher_epochs", "reported_epoch", "unstable",
+    "dataset",
+    "teacher_arch",
+    "student_arch",
+    "teacher_choice",
+    "test_mean",
+    "test_std",
+    "n",
+    "delta_vs_none",
+    "teacher_test_acc",
+    "temperature",
+    "kd_weight",
+    "ensemble_reduce",
+    "val_mean",
+    "val_std",
+    "teacher_epochs",
+    "reported_epoch",
+    "unstable",
 )
-PAIRED_TABLE_KEYS = ("ref", "diff_mean", "diff_ci_low", "diff_ci_high", "wins", "ties", "losses", "p_value", "p_holm", "verdict")
+PAIRED_TABLE_KEYS = (
+    "ref",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "wins",
+    "ties",
+    "losses",
+    "p_value",
+    "p_holm",
+    "verdict",
+)
 
 
 def leaderboard_table_rows(board: list[dict]) -> list[dict]:
@@ -430,38 +519,66 @@ def leaderboard_table_rows(board: list[dict]) -> list[dict]:
     pct = {"test_mean", "test_std", "delta_vs_none", "teacher_test_acc", "val_mean", "val_std"}
     out = []
     for b in board:
-        row = {k: (None if b.get(k) is None else 100 * b[k]) if k in pct else (b.get(k) if _scalar(b.get(k)) else str(b.get(k)))
-               for k in LEADERBOARD_TABLE_KEYS}
+        row = {
+            k: (None if b.get(k) is None else 100 * b[k])
+            if k in pct
+            else (b.get(k) if _scalar(b.get(k)) else str(b.get(k)))
+            for k in LEADERBOARD_TABLE_KEYS
+        }
         c = b.get("vs_ref") or {}
         for k in PAIRED_TABLE_KEYS:
             v = c.get(k)
-            row[k] = b.get("reference") if k == "ref" else (None if c.get("self") or v is None else (100 * v if k.startswith("diff") else v))
+            row[k] = (
+                b.get("reference")
+                if k == "ref"
+                else (None if c.get("self") or v is None else (100 * v if k.startswith("diff") else v))
+            )
         out.append(row)
     return out
 
 
 def claims_table_rows(claims: list[dict]) -> list[dict]:
     pct = ("choice_acc", "ref_acc", "choice_teacher_acc", "ref_teacher_acc", "diff_mean", "diff_ci_low", "diff_ci_high")
-    return [{k: (None if v is None else 100 * v) if k in pct else v for k, v in c.items() if _scalar(v)} for c in claims]
+    return [
+        {k: (None if v is None else 100 * v) if k in pct else v for k, v in c.items() if _scalar(v)} for c in claims
+    ]
 
 
 def selector_table_rows(selectors: dict) -> list[dict]:
     out = []
     for (dataset, teacher, student), g in (selectors or {}).get("groups", {}).items():
         for r in g["rows"]:
-            out.append({"dataset": dataset, "teacher_arch": teacher, "student_arch": student, "noise_ceiling": g["noise_ceiling"][0],
-                        **{k: v for k, v in r.items() if _scalar(v)}, "hit1": r["hit1"][0], "hit3": r["hit3"][0]})
+            out.append(
+                {
+                    "dataset": dataset,
+                    "teacher_arch": teacher,
+                    "student_arch": student,
+                    "noise_ceiling": g["noise_ceiling"][0],
+                    **{k: v for k, v in r.items() if _scalar(v)},
+                    "hit1": r["hit1"][0],
+                    "hit3": r["hit3"][0],
+                }
+            )
     return out
 
 
-def log_leaderboard(cfg: ExperimentConfig, board: list[dict], force: bool = False, claims: list[dict] | None = None,
-                    selectors: dict | None = None, plots: Sequence[Path] = ()) -> Path | None:
+def log_leaderboard(
+    cfg: ExperimentConfig,
+    board: list[dict],
+    force: bool = False,
+    claims: list[dict] | None = None,
+    selectors: dict | None = None,
+    plots: Sequence[Path] = (),
+) -> Path | None:
     """The report in a run of its own (job_type ``leaderboard``): the leaderboard, the claims and
     the selector evaluation as ``wandb.Table``s (percent), the plots as ``wandb.Image``s."""
     if not enabled(cfg) or not board:
         return None
-    tables = {"leaderboard": leaderboard_table_rows(board), "claims": claims_table_rows(claims or []),
-              "selectors": selector_table_rows(selectors or {})}
+    tables = {
+        "leaderboard": leaderboard_table_rows(board),
+        "claims": claims_table_rows(claims or []),
+        "selectors": selector_table_rows(selectors or {}),
+    }
     images = [Path(p) for p in plots if Path(p).is_file()]
 
     def body(wandb, run) -> None:
@@ -472,8 +589,12 @@ def log_leaderboard(cfg: ExperimentConfig, board: list[dict], force: bool = Fals
             run.log({f"plots/{p.stem}": wandb.Image(str(p), caption=p.name) for p in images})
         run.summary["selection_policy"] = policy_note(board)
 
-    init = {"job_type": "leaderboard", "name": f"leaderboard-{cfg.name}", "tags": ["leaderboard"],
-            "notes": "student test accuracy and paired differences in percent"}
+    init = {
+        "job_type": "leaderboard",
+        "name": f"leaderboard-{cfg.name}",
+        "tags": ["leaderboard"],
+        "notes": "student test accuracy and paired differences in percent",
+    }
     fingerprint = {**tables, "plots": [hashlib.sha256(p.read_bytes()).hexdigest() for p in images]}
     return _logged_run(cfg, "leaderboard", fingerprint, body, init, force)
 
@@ -482,13 +603,32 @@ def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:
     """Log where the offline runs are and how to upload them; return their folders."""
     runs = offline_run_dirs(cfg) if tracking_mode(cfg) == "offline" else []
     if runs:
-        logger.info("[tracking] %d W&B offline run(s) in %s; upload with:\n  %s", len(runs), _experiment_root(cfg) / "wandb", sync_command(cfg).split("   #")[0])
+        logger.info(
+            "[tracking] %d W&B offline run(s) in %s; upload with:\n  %s",
+            len(runs),
+            _experiment_root(cfg) / "wandb",
+            sync_command(cfg).split("   #")[0],
+        )
     return runs
 
 
 __all__ = [
-    "FAST_SETTINGS", "MODES", "claims_table_rows", "enabled", "init_kwargs", "leaderboard_table_rows",
-    "log_leaderboard", "log_scores", "log_student_run", "selector_table_rows",
-    "log_trajectory", "offline_run_dirs", "report_offline_runs", "score_rows", "sync_command", "tracking_mode",
-    "trial_tags", "wandb_dir",
+    "FAST_SETTINGS",
+    "MODES",
+    "claims_table_rows",
+    "enabled",
+    "init_kwargs",
+    "leaderboard_table_rows",
+    "log_leaderboard",
+    "log_scores",
+    "log_student_run",
+    "selector_table_rows",
+    "log_trajectory",
+    "offline_run_dirs",
+    "report_offline_runs",
+    "score_rows",
+    "sync_command",
+    "tracking_mode",
+    "trial_tags",
+    "wandb_dir",
 ]

@@ -1,11 +1,12 @@
 """Epoch loops shared by teachers and students: optimizer, LR schedule, train step, evaluation."""
+
 from __future__ import annotations
 
 import math
 import random
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -176,4 +177,3 @@ def metrics_from_probs(probs: Tensor, y: Tensor, prefix: str) -> dict[str, float
         f"{prefix}_loss": F.nll_loss(probs.clamp_min(1e-12).log(), y).item(),
         f"{prefix}_confidence": probs.max(1).values.mean().item(),
     }
-

@@ -3,6 +3,7 @@
 Helpers that tests import (``QUICKSTART``, ``tiny_overrides``, ``wait_for``) live in
 ``tests/helpers.py``; log output is asserted with pytest's ``caplog`` fixture.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Test helpers shared by several test modules (fixtures live in conftest.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -51,7 +52,7 @@ class LogLines(logging.Handler):
     def text(self) -> str:
         return "\n".join(self.messages)
 
-    def __enter__(self) -> "LogLines":
+    def __enter__(self) -> LogLines:
         log = logging.getLogger("harness")
         if log.getEffectiveLevel() > logging.INFO:
             log.setLevel(logging.INFO)

@@ -1,4 +1,5 @@
 """Synthetic result rows and scores files with planted effects (for the report's tests)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,24 +13,55 @@ def traj(seed: int) -> str:
     return f"{ARCH}-{DATA}-s{seed}"
 
 
-def result_row(choice: str, seed: int, teacher_seed: int | None, ckpts: list[tuple[str, int]], test: float,
-               val: float | None = None, teacher_acc: float | None = 0.98, epochs: int = 30, wall: float = 2.0) -> dict:
+def result_row(
+    choice: str,
+    seed: int,
+    teacher_seed: int | None,
+    ckpts: list[tuple[str, int]],
+    test: float,
+    val: float | None = None,
+    teacher_acc: float | None = 0.98,
+    epochs: int = 30,
+    wall: float = 2.0,
+) -> dict:
     """One row shaped like harness.distill's ``_result_row``."""
     none = choice == "none"
     val = test if val is None else val
     return {
-        "run_id": f"{choice}|{seed}|{teacher_seed}", "experiment": "exp", "dataset": DATA, "teacher_choice": choice,
-        "teacher_arch": None if none else ARCH, "teacher_seed": None if none else teacher_seed,
+        "run_id": f"{choice}|{seed}|{teacher_seed}",
+        "experiment": "exp",
+        "dataset": DATA,
+        "teacher_choice": choice,
+        "teacher_arch": None if none else ARCH,
+        "teacher_seed": None if none else teacher_seed,
         "teacher_checkpoints": [] if none else [{"trajectory": t, "epoch": e} for t, e in ckpts],
-        "student_arch": STUDENT, "seed": seed, "temperature": 4.0, "kd_weight": 0.0 if none else 0.5, "ensemble_reduce": "probs",
-        "epochs": epochs, "final_val_acc": val, "final_test_acc": test, "best_val_acc": val, "best_val_epoch": epochs,
-        "test_acc_at_best_val": test, **({} if none else {"teacher_val_acc": teacher_acc, "teacher_test_acc": teacher_acc}),
-        "val_acc_per_epoch": [val], "test_acc_per_epoch": [test], "wall_time_s": wall, "device": "cpu",
+        "student_arch": STUDENT,
+        "seed": seed,
+        "temperature": 4.0,
+        "kd_weight": 0.0 if none else 0.5,
+        "ensemble_reduce": "probs",
+        "epochs": epochs,
+        "final_val_acc": val,
+        "final_test_acc": test,
+        "best_val_acc": val,
+        "best_val_epoch": epochs,
+        "test_acc_at_best_val": test,
+        **({} if none else {"teacher_val_acc": teacher_acc, "teacher_test_acc": teacher_acc}),
+        "val_acc_per_epoch": [val],
+        "test_acc_per_epoch": [test],
+        "wall_time_s": wall,
+        "device": "cpu",
     }
 
 
-def planted_rows(epoch_effects: dict[int, float], other_effects: dict[str, float], n_traj: int = 5, n_seeds: int = 10,
-                 seed: int = 0, picks: dict[str, int] | None = None) -> list[dict]:
+def planted_rows(
+    epoch_effects: dict[int, float],
+    other_effects: dict[str, float],
+    n_traj: int = 5,
+    n_seeds: int = 10,
+    seed: int = 0,
+    picks: dict[str, int] | None = None,
+) -> list[dict]:
     """Rows of a paired sweep (student seed i learns from trajectory i mod n_traj): every
     checkpoint (``epoch:E`` with ``epoch_effects[E]``), ``full`` (= the last epoch), ``none`` and
     the choices in ``other_effects`` (planted effect each); ``selected:<sel>`` rows use ``picks``.
@@ -56,19 +88,37 @@ def planted_rows(epoch_effects: dict[int, float], other_effects: dict[str, float
                 ckpts = [(traj(ts), last), (traj((ts + 1) % n_traj), last)]
             else:  # selected:<sel>
                 ckpts = [(traj(ts), (picks or {}).get(arg, last))]
-            rows.append(result_row(choice, s, ts, ckpts, acc(fx), teacher_acc=0.985 if kind == "full_ensemble" else 0.97))
+            rows.append(
+                result_row(choice, s, ts, ckpts, acc(fx), teacher_acc=0.985 if kind == "full_ensemble" else 0.97)
+            )
     return rows
 
 
-def write_scores(store: CheckpointStore, name: str, epochs: list[int], selections: dict[str, dict], scores: dict[str, dict[int, float]],
-                 timings: dict | None = None, selectors: dict | None = None) -> None:
+def write_scores(
+    store: CheckpointStore,
+    name: str,
+    epochs: list[int],
+    selections: dict[str, dict],
+    scores: dict[str, dict[int, float]],
+    timings: dict | None = None,
+    selectors: dict | None = None,
+) -> None:
     """A scores file with the keys the report reads (``selected``, ``checkpoints[].normalized``,
     ``selectors``, ``timings``)."""
-    atomic_write_json(store.scores_dir / f"{name}.json", {
-        "trajectory": name, "arch": ARCH, "dataset": DATA, "selected": selections, "selectors": selectors or {},
-        "checkpoints": [{"epoch": e, "normalized": {sel: {"score": sc[e]} for sel, sc in scores.items()}} for e in epochs],
-        "timings": timings or {"total_s": 1.0},
-    })
+    atomic_write_json(
+        store.scores_dir / f"{name}.json",
+        {
+            "trajectory": name,
+            "arch": ARCH,
+            "dataset": DATA,
+            "selected": selections,
+            "selectors": selectors or {},
+            "checkpoints": [
+                {"epoch": e, "normalized": {sel: {"score": sc[e]} for sel, sc in scores.items()}} for e in epochs
+            ],
+            "timings": timings or {"total_s": 1.0},
+        },
+    )
 
 
 def fill_store(store: CheckpointStore, rows: list[dict]) -> None:

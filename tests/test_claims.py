@@ -1,4 +1,5 @@
 """The paper's claims: planted effects give the right verdicts, through `ckd claims` on a real store."""
+
 from __future__ import annotations
 
 import csv
@@ -40,11 +41,15 @@ def test_planted_effects_give_reproduced_contradicted_and_inconclusive():
 
 def test_no_effect_and_too_few_seeds_are_inconclusive():
     flat = {e: 0.0 for e in EPOCHS}
-    claims = check_claims(build_leaderboard(planted_rows(flat, {"snapshot:[0.5,1.0]": 0.0, "full_ensemble:2": 0.0}, seed=3)))
+    claims = check_claims(
+        build_leaderboard(planted_rows(flat, {"snapshot:[0.5,1.0]": 0.0, "full_ensemble:2": 0.0}, seed=3))
+    )
     assert claims and all(c["verdict"] == "inconclusive" for c in claims)
     # a large planted effect over 3 seeds only: the exact test cannot go below p = 0.25
     few = check_claims(build_leaderboard(planted_rows({40: 0.05, 80: 0.0}, {}, n_traj=3, n_seeds=3)))
-    assert [(c["claim"], c["verdict"], c["p_value"]) for c in few if c["claim"] == "1a"] == [("1a", "inconclusive", 0.25)]
+    assert [(c["claim"], c["verdict"], c["p_value"]) for c in few if c["claim"] == "1a"] == [
+        ("1a", "inconclusive", 0.25)
+    ]
 
 
 def test_paper_figures_cite_their_table():
@@ -65,7 +70,9 @@ def test_ckd_claims_reads_the_store_prints_and_writes(tmp_path, capsys):
     assert "reproduced" in out and "contradicted" in out and "Table 1" in out
     lines = list(csv.DictReader(io.StringIO((store.root / "claims.csv").read_text())))
     assert [r["claim"] for r in lines] == ["1a", "1b", "2", "3"]
-    assert {r["claim"]: r["verdict"] for r in lines}["2"] == "contradicted" and "claims" in (store.root / "claims.md").read_text().lower()
+    assert {r["claim"]: r["verdict"] for r in lines}["2"] == "contradicted" and "claims" in (
+        store.root / "claims.md"
+    ).read_text().lower()
     # an empty store: says what the claims need, writes nothing
     assert main(["claims", str(QUICKSTART), f"storage={tmp_path / 'empty'}"]) == 0
     assert "No student results yet" in capsys.readouterr().out
@@ -76,11 +83,18 @@ def test_benchmark_configs_validate_and_hold_every_claim():
     from harness.config import load_config
 
     paths = sorted((QUICKSTART.parents[1] / "benchmarks" / "paper_claims").glob("*.yaml"))
-    assert [p.name for p in paths] == ["cifar100_resnet110.yaml", "cifar100_wrn_40_2.yaml", "mnist1d.yaml",
-                                       "mnist1d_cosine.yaml", "mnist1d_wide.yaml"]
+    assert [p.name for p in paths] == [
+        "cifar100_resnet110.yaml",
+        "cifar100_wrn_40_2.yaml",
+        "mnist1d.yaml",
+        "mnist1d_cosine.yaml",
+        "mnist1d_wide.yaml",
+    ]
     for p in paths:
         cfg = load_config(p)
         assert len(cfg.teacher.seeds) >= 5 and len(cfg.sweep.seeds) >= 2 * len(cfg.teacher.seeds), p.name
         assert cfg.sweep.teacher_seeds == "paired" and cfg.report.reference == "full", p.name
-        assert {"none", "every_checkpoint", "full", "selected:paper", "snapshot:[0.5,1.0]", "full_ensemble:2"} <= set(cfg.sweep.teacher_choices)
+        assert {"none", "every_checkpoint", "full", "selected:paper", "snapshot:[0.5,1.0]", "full_ensemble:2"} <= set(
+            cfg.sweep.teacher_choices
+        )
     assert {load_config(p).teacher.optim.schedule for p in paths if "mnist1d" in p.name} == {"step", "cosine"}

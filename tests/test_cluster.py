@@ -5,6 +5,7 @@ scorer actor, the Tune sweep (per-epoch reports + checkpoints, results.csv rows,
 choice kind, resume with ``Tuner.restore`` after the driver dies, a killed trial resumed from
 its checkpoint), W&B offline runs, ``ckd run`` end to end and its fast re-run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,7 +32,8 @@ from harness.cluster.teachers import TrajectoryRunner  # noqa: E402
 from harness.config import Scheduler, TrackingMode, load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
 from harness.scoring import scores_fresh  # noqa: E402
-from tests.helpers import QUICKSTART, LogLines, tiny_overrides, wait_for as _wait_for  # noqa: E402
+from tests.helpers import QUICKSTART, LogLines, tiny_overrides  # noqa: E402
+from tests.helpers import wait_for as _wait_for
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -45,8 +47,12 @@ def cluster():
 
 
 def _cfg(storage: Path, **extra):
-    base = {"teacher.epochs": 30, "teacher.checkpoint_every": 10, "scoring.estimators": "[accuracy,ce_bound,kde]",
-            "cluster.progress_interval_s": 1}
+    base = {
+        "teacher.epochs": 30,
+        "teacher.checkpoint_every": 10,
+        "scoring.estimators": "[accuracy,ce_bound,kde]",
+        "cluster.progress_interval_s": 1,
+    }
     base.update(extra)
     return load_config(QUICKSTART, tiny_overrides(storage, **base))
 
@@ -105,7 +111,15 @@ def test_bad_address_fails_fast_with_a_message(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     began = time.time()
-    rc = main(["teachers", str(QUICKSTART), *tiny_overrides(tmp_path), "cluster.address=127.0.0.1:9", "cluster.connect_timeout_s=2"])
+    rc = main(
+        [
+            "teachers",
+            str(QUICKSTART),
+            *tiny_overrides(tmp_path),
+            "cluster.address=127.0.0.1:9",
+            "cluster.connect_timeout_s=2",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and time.time() - began < 30
     assert "no Ray cluster answers at '127.0.0.1:9'" in err and "cluster.address" in err
@@ -137,7 +151,9 @@ def test_killed_actor_restarts_and_resumes_from_its_last_epoch(trained):
 
 
 def test_actor_with_no_restarts_left_fails_with_a_clear_message(cluster, tmp_path):
-    session = ClusterSession(_cfg(tmp_path / "runs", **{"teacher.seeds": "[5]", "teacher.epochs": 40, "cluster.max_actor_restarts": 0}))
+    session = ClusterSession(
+        _cfg(tmp_path / "runs", **{"teacher.seeds": "[5]", "teacher.epochs": 40, "cluster.max_actor_restarts": 0})
+    )
     runner = TrajectoryRunner(session).start()
     _wait_for(lambda: runner.progress().get("cnn1d_small-mnist1d-s5", {}).get("epoch", 0) >= 1)
     ray.kill(runner.actors["cnn1d_small-mnist1d-s5"], no_restart=False)
@@ -193,7 +209,13 @@ def swept(trained):
     scorer.wait()
     scorer.close()
     cfg = session.cfg
-    cfg.sweep.teacher_choices = ["none", "every_checkpoint", "selected:accuracy", "snapshot:[0.5,1.0]", "full_ensemble:2"]
+    cfg.sweep.teacher_choices = [
+        "none",
+        "every_checkpoint",
+        "selected:accuracy",
+        "snapshot:[0.5,1.0]",
+        "full_ensemble:2",
+    ]
     cfg.sweep.seeds = [0, 1]
     cfg.student.epochs = 3
     with LogLines() as lines:
@@ -216,9 +238,24 @@ def test_sweep_writes_one_row_per_trial_with_tune_identity(swept):
     rows = _csv_rows(store)
     assert len(rows) == len(runs) == len({r["run_id"] for r in rows})
     for r in rows:
-        for key in ("run_id", "trial_id", "trial_name", "tune_experiment", "teacher_choice", "temperature", "kd_weight",
-                    "seed", "student_arch", "teacher_checkpoints", "final_val_acc", "final_test_acc", "best_val_acc",
-                    "test_acc_at_best_val", "epochs", "wall_time_s"):
+        for key in (
+            "run_id",
+            "trial_id",
+            "trial_name",
+            "tune_experiment",
+            "teacher_choice",
+            "temperature",
+            "kd_weight",
+            "seed",
+            "student_arch",
+            "teacher_checkpoints",
+            "final_val_acc",
+            "final_test_acc",
+            "best_val_acc",
+            "test_acc_at_best_val",
+            "epochs",
+            "wall_time_s",
+        ):
             assert r.get(key) not in (None, ""), (key, r)
         if r["teacher_choice"] != "none":
             assert float(r["teacher_test_acc"]) > 0 and json.loads(r["teacher_checkpoints"])
@@ -244,8 +281,9 @@ def test_trials_report_every_epoch_with_a_checkpoint(swept):
         assert (t / "distill.log").read_text().count("final test acc") == lines[-1]["members"]
     assert members == len(swept["rows"])
     rows = swept["rows"]
-    assert {r["trial_id"] for r in rows} == {json.loads((t / "result.json").read_text().splitlines()[-1])["trial_id"]
-                                             for t in trials}
+    assert {r["trial_id"] for r in rows} == {
+        json.loads((t / "result.json").read_text().splitlines()[-1])["trial_id"] for t in trials
+    }
 
 
 def test_finished_sweep_is_not_started_again(swept, logs):
@@ -262,15 +300,27 @@ def test_interrupted_sweep_resumes_with_tuner_restore(swept, logs):
     cfg = session.cfg
     store = open_store(cfg)
     before = len(store.read_results())
-    overrides = tiny_overrides(Path(cfg.storage), **{
-        "teacher.epochs": 30, "teacher.checkpoint_every": 10, "scoring.estimators": "[accuracy,ce_bound,kde]",
-        "sweep.teacher_choices": '["none","full"]', "sweep.seeds": "[0,1]", "student.epochs": 25,
-        "sweep.temperature": "[2.0]", "sweep.pack_size": 1,  # one student per trial: the driver dies between rows
-        "cluster.address": ray.get_runtime_context().gcs_address,
-    })
+    overrides = tiny_overrides(
+        Path(cfg.storage),
+        **{
+            "teacher.epochs": 30,
+            "teacher.checkpoint_every": 10,
+            "scoring.estimators": "[accuracy,ce_bound,kde]",
+            "sweep.teacher_choices": '["none","full"]',
+            "sweep.seeds": "[0,1]",
+            "student.epochs": 25,
+            "sweep.temperature": "[2.0]",
+            "sweep.pack_size": 1,  # one student per trial: the driver dies between rows
+            "cluster.address": ray.get_runtime_context().gcs_address,
+        },
+    )
     out = open(Path(cfg.storage).parent / "interrupted-driver.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(QUICKSTART), *overrides],
-                            stdout=out, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "sweep", str(QUICKSTART), *overrides],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for(lambda: len(store.read_results()) >= before + 1 or proc.poll() is not None, timeout=120)
         assert proc.poll() is None, Path(out.name).read_text()[-3000:]
@@ -365,10 +415,19 @@ def test_asha_stops_weak_trials_and_finished_ones_get_their_row(swept, logs):
 def test_ckd_run_end_to_end_then_rerun_skips_everything(cluster, tmp_path, capsys):
     from harness.cli import main
 
-    args = ["run", str(QUICKSTART), *tiny_overrides(tmp_path / "runs", **{
-        "sweep.teacher_choices": '["none","full","selected:paper"]', "sweep.seeds": "[0,1]",
-        "teacher.checkpoint_every": 1,  # 4 checkpoints: with 2, min-max scores often tie (a degenerate pick)
-        "scoring.estimators": "[recon,accuracy]"})]
+    args = [
+        "run",
+        str(QUICKSTART),
+        *tiny_overrides(
+            tmp_path / "runs",
+            **{
+                "sweep.teacher_choices": '["none","full","selected:paper"]',
+                "sweep.seeds": "[0,1]",
+                "teacher.checkpoint_every": 1,  # 4 checkpoints: with 2, min-max scores often tie (a degenerate pick)
+                "scoring.estimators": "[recon,accuracy]",
+            },
+        ),
+    ]
     assert main(args) == 0
     out = capsys.readouterr()
     assert "teacher choice" in out.out and "selected:paper" in out.out and "[run] stage times" in out.err
@@ -384,13 +443,24 @@ def test_students_start_while_later_teachers_still_train(cluster, tmp_path, logs
     a finished trajectory are handed to Tune during that time, not after the stage barrier."""
     from harness.cluster.pipeline import run_stages
 
-    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **{
-        # the third trajectory must outlast the scorer's start: it takes the free CPU first (new
-        # students are held while a trajectory or the scorer waits for a slot)
-        "teacher.seeds": "[0,1,2]", "teacher.epochs": 40, "teacher.checkpoint_every": 20, "student.epochs": 2,
-        "cluster.scorers": 1,  # a second scorer would wait for the third trajectory's CPU (and hold students)
-        "sweep.teacher_choices": '["full","selected:accuracy"]', "sweep.seeds": "[0,1,2]",
-        "scoring.estimators": "[accuracy]"}))
+    cfg = load_config(
+        QUICKSTART,
+        tiny_overrides(
+            tmp_path / "runs",
+            **{
+                # the third trajectory must outlast the scorer's start: it takes the free CPU first (new
+                # students are held while a trajectory or the scorer waits for a slot)
+                "teacher.seeds": "[0,1,2]",
+                "teacher.epochs": 40,
+                "teacher.checkpoint_every": 20,
+                "student.epochs": 2,
+                "cluster.scorers": 1,  # a second scorer would wait for the third trajectory's CPU (and hold students)
+                "sweep.teacher_choices": '["full","selected:accuracy"]',
+                "sweep.seeds": "[0,1,2]",
+                "scoring.estimators": "[accuracy]",
+            },
+        ),
+    )
     times = run_stages(cfg)
     store = open_store(cfg)
     rows = store.read_results()

@@ -3,6 +3,7 @@ nodes; a worker node is removed while teachers train and another while the sweep
 pipeline still ends with every trajectory finished and every trial in results.csv exactly once.
 Also: the shared-storage check passes here and fails, naming the nodes, when they cannot see it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,11 @@ from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
 from harness.cluster.teachers import TrajectoryRunner  # noqa: E402
 from harness.config import load_config  # noqa: E402
 from harness.experiment import open_store  # noqa: E402
-from tests.helpers import QUICKSTART, tiny_overrides
-from tests.helpers import wait_for  # noqa: E402
+from tests.helpers import (
+    QUICKSTART,
+    tiny_overrides,
+    wait_for,
+)
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -58,19 +62,32 @@ def test_storage_check_passes_on_shared_storage_and_names_blind_nodes(nodes, tmp
     assert "visible from all 3 nodes" in logs.text
     # the driver's token is not what the nodes find: as if each node had its own folder there
     monkeypatch.setattr(connection, "_write_token", lambda path, token: connection.Path(path).write_text("elsewhere"))
-    with pytest.raises(StorageNotSharedError, match=r"storage=.* is not shared.*node .*holds another token.*shared filesystem"):
+    with pytest.raises(
+        StorageNotSharedError, match=r"storage=.* is not shared.*node .*holds another token.*shared filesystem"
+    ):
         check_shared_storage(cfg, info)
     assert not list((tmp_path / "runs" / "quickstart").glob(".storage-probe-*"))  # probes cleaned up
 
 
 def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path, logs):
     cluster, (w1, w2) = nodes
-    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **{
-        "teacher.seeds": "[0,1,2]", "teacher.epochs": 30, "teacher.checkpoint_every": 10,
-        "scoring.estimators": "[accuracy]", "cluster.progress_interval_s": 2,
-        "sweep.teacher_choices": '["none","full","snapshot:[0.5,1.0]"]', "sweep.seeds": "[0,1,2]",
-        "student.epochs": 60, "sweep.checkpoint_every": 5,
-    }))
+    cfg = load_config(
+        QUICKSTART,
+        tiny_overrides(
+            tmp_path / "runs",
+            **{
+                "teacher.seeds": "[0,1,2]",
+                "teacher.epochs": 30,
+                "teacher.checkpoint_every": 10,
+                "scoring.estimators": "[accuracy]",
+                "cluster.progress_interval_s": 2,
+                "sweep.teacher_choices": '["none","full","snapshot:[0.5,1.0]"]',
+                "sweep.seeds": "[0,1,2]",
+                "student.epochs": 60,
+                "sweep.checkpoint_every": 5,
+            },
+        ),
+    )
     session = ClusterSession(cfg)
     assert session.info.multi_node and "visible from all 3 nodes" in logs.text
 
@@ -78,8 +95,12 @@ def test_worker_loss_loses_nothing_and_duplicates_nothing(nodes, tmp_path, logs)
     began = time.time()
     runner = TrajectoryRunner(session).start()
     w1_id = w1.node_id[:8]
-    on_w1 = wait_for(lambda: next((n for n, r in runner.progress().items()
-                                    if r.get("node") == w1_id and r.get("epoch", 0) >= 3), None), timeout=90)
+    on_w1 = wait_for(
+        lambda: next(
+            (n for n, r in runner.progress().items() if r.get("node") == w1_id and r.get("epoch", 0) >= 3), None
+        ),
+        timeout=90,
+    )
     nodes_used = {r.get("node") for r in runner.progress().values()}
     cluster.remove_node(w1, allow_graceful=False)
     manifests = runner.wait()

@@ -1,4 +1,5 @@
 """Config errors fail before any training, with a one-line message naming the key."""
+
 from __future__ import annotations
 
 import pytest
@@ -88,8 +89,12 @@ def test_list_sorts_naturally_and_explains_choices(capsys):
     assert resnets == ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
     assert main(["list", "choices"]) == 0
     out = capsys.readouterr().out
-    for syntax, example in (("fraction:F", "fraction:0.5"), ("snapshot:[a,b,...]", "snapshot:[0.5,1.0]"),
-                            ("selected:<selector>", "selected:paper"), ("every_checkpoint", "every_checkpoint")):
+    for syntax, example in (
+        ("fraction:F", "fraction:0.5"),
+        ("snapshot:[a,b,...]", "snapshot:[0.5,1.0]"),
+        ("selected:<selector>", "selected:paper"),
+        ("every_checkpoint", "every_checkpoint"),
+    ):
         assert any(syntax in line and f"e.g. {example}" in line for line in out.splitlines()), (syntax, out)
     assert "selectors for selected:<selector>: accuracy, binning, ce, kde, paper" in out
 

@@ -4,11 +4,13 @@ Every override either yields a config that passes validation, or is refused befo
 with one line that names a config key (and the CLI then writes nothing); overrides drawn from
 the documented valid ranges always pass.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from harness.cli import main
@@ -27,10 +29,32 @@ def _leaves(node, prefix: str = "") -> list[str]:
 
 
 KEYS = sorted(k for k in _leaves(OmegaConf.structured(ExperimentConfig)) if k != "data.options")
-NASTY = ["-1", "0", "abc", "1.5", "-0.5", "[]", "[x]", "[1,1]", "..", "/tmp/x", "null", "true", "1e9",
-         "''", "{}", "cuda:99", "fraction:2", "snapshot:[0.5]", "selected:nope", "[none,full,bogus:1]"]
-override = st.tuples(st.sampled_from(KEYS), st.one_of(st.sampled_from(NASTY), st.integers(-5, 5).map(str),
-                                                      st.text("ab.-_/:[],0123456789", max_size=8)))
+NASTY = [
+    "-1",
+    "0",
+    "abc",
+    "1.5",
+    "-0.5",
+    "[]",
+    "[x]",
+    "[1,1]",
+    "..",
+    "/tmp/x",
+    "null",
+    "true",
+    "1e9",
+    "''",
+    "{}",
+    "cuda:99",
+    "fraction:2",
+    "snapshot:[0.5]",
+    "selected:nope",
+    "[none,full,bogus:1]",
+]
+override = st.tuples(
+    st.sampled_from(KEYS),
+    st.one_of(st.sampled_from(NASTY), st.integers(-5, 5).map(str), st.text("ab.-_/:[],0123456789", max_size=8)),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -65,7 +89,9 @@ def _valid_choice() -> st.SearchStrategy[str]:
         st.integers(1, 80).map(lambda e: f"epoch:{e}"),
         st.floats(0.01, 1.0).map(lambda f: f"fraction:{f:.2f}"),
         st.sampled_from(known_names("selector")).map(lambda s: f"selected:{s}"),
-        st.lists(st.floats(0.05, 1.0), min_size=2, max_size=3).map(lambda fs: "snapshot:[" + ",".join(f"{f:.2f}" for f in fs) + "]"),
+        st.lists(st.floats(0.05, 1.0), min_size=2, max_size=3).map(
+            lambda fs: "snapshot:[" + ",".join(f"{f:.2f}" for f in fs) + "]"
+        ),
     )
 
 
@@ -87,7 +113,8 @@ VALID = {
     "sweep.scheduler": st.sampled_from(["none", "asha"]),
     "tracking.mode": st.sampled_from(["disabled", "offline", "online"]),
     "scoring.proxy.selectors": st.lists(st.sampled_from(["proxy_small", "proxy", "proxy_large"]), unique=True).map(
-        lambda names: "[" + ",".join(names) + "]"),
+        lambda names: "[" + ",".join(names) + "]"
+    ),
     "scoring.proxy.epochs": st.integers(1, 20).map(str),
     "scoring.proxy.rungs": st.integers(1, 4).map(str),  # epochs x reduction_factor^(rungs-1) <= 10000
     "scoring.proxy.reduction_factor": st.integers(2, 4).map(str),

@@ -1,4 +1,5 @@
 """Concurrent harness processes share the cores instead of oversubscribing them."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,14 +16,16 @@ def test_threads_are_the_fair_share_among_live_processes(tmp_path, monkeypatch):
     assert cpu_share.fair_threads() == 4  # alone: every core
     holder = textwrap.dedent(f"""
         import os, sys
-        os.environ["CKD_CPU_SLOTS"] = {str(tmp_path / 'slots')!r}
+        os.environ["CKD_CPU_SLOTS"] = {str(tmp_path / "slots")!r}
         from harness import cpu_share
         cpu_share.claim_slot()
         print("held", flush=True)
         sys.stdin.read()
     """)
-    others = [subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-              for _ in range(3)]
+    others = [
+        subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     try:
         assert all(p.stdout.readline().strip() == "held" for p in others)
         assert cpu_share.fair_threads() == 1  # 4 cores, 4 live processes

@@ -1,4 +1,5 @@
 """harness.data: splits (determinism, disjointness, caching, RNG hygiene) and loaders, offline."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,8 @@ from harness.data import (
     dataset_options,
     list_datasets,
     make_loader,
-    reorganize_tiny_imagenet_val,
     register_dataset,
+    reorganize_tiny_imagenet_val,
     stratified_split,
 )
 from harness.registry import Registry

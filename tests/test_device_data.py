@@ -1,5 +1,6 @@
 """The device-resident CIFAR path (harness/data/device_images.py), synthetic_cifar10, and the
 precision options (harness/precision.py), on CPU with the code that runs on a GPU."""
+
 from __future__ import annotations
 
 import itertools
@@ -37,8 +38,14 @@ from tests.helpers import QUICKSTART, tiny_overrides
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> DataSplits:
     """synthetic_cifar10 as the builders give it (DataLoader path): 300 pool images, 60 test."""
-    return build_splits("synthetic_cifar10", storage_dir=str(tmp_path_factory.mktemp("c")), seed=3,
-                        val_fraction=0.2, num_samples=300, num_test=60)
+    return build_splits(
+        "synthetic_cifar10",
+        storage_dir=str(tmp_path_factory.mktemp("c")),
+        seed=3,
+        val_fraction=0.2,
+        num_samples=300,
+        num_test=60,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +66,12 @@ def test_synthetic_cifar10_splits_like_cifar(synth: DataSplits, tmp_path: Path) 
     x, y = synth.train[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert set(synth.train.indices).isdisjoint(synth.val.indices)
-    again = build_splits("synthetic_cifar10", storage_dir=str(tmp_path), seed=3, val_fraction=0.2,
-                         num_samples=300, num_test=60)
-    other = build_splits("synthetic_cifar10", storage_dir=str(tmp_path), seed=4, val_fraction=0.2,
-                         num_samples=300, num_test=60)
+    again = build_splits(
+        "synthetic_cifar10", storage_dir=str(tmp_path), seed=3, val_fraction=0.2, num_samples=300, num_test=60
+    )
+    other = build_splits(
+        "synthetic_cifar10", storage_dir=str(tmp_path), seed=4, val_fraction=0.2, num_samples=300, num_test=60
+    )
     pool = synth.train.dataset.base
     assert (again.train.dataset.base.data == pool.data).all()  # deterministic from the seed
     assert not (other.train.dataset.base.data == pool.data).all()
@@ -101,11 +110,14 @@ def test_same_order_as_tensor_and_dataloader_paths(synth: DataSplits, dev: DataS
         loader = make_loader(dev.train, 50, shuffle=True, seed=11, epoch=epoch)
         assert isinstance(loader, DeviceImageLoader)
         xs = torch.stack([dev.train_eval[i][0] for i in range(len(dev.train_eval))])
-        tensors = TensorLoader(TensorSplit(xs, dev.train.labels), 50, shuffle=True, seed=11, epoch=epoch, drop_last=False)
+        tensors = TensorLoader(
+            TensorSplit(xs, dev.train.labels), 50, shuffle=True, seed=11, epoch=epoch, drop_last=False
+        )
         assert torch.equal(loader.order(), tensors.order())
         # un-augmented, the orders show in the images: DataLoader path == device path == tensor path
-        dl = SeededDataLoader(synth.train_eval, 50, shuffle=True, seed=11, epoch=epoch, device=None,
-                              num_workers=0, drop_last=False)
+        dl = SeededDataLoader(
+            synth.train_eval, 50, shuffle=True, seed=11, epoch=epoch, device=None, num_workers=0, drop_last=False
+        )
         ours = make_loader(dev.train_eval, 50, shuffle=True, seed=11, epoch=epoch)
         for (a, ya), (b, yb), (c, yc) in zip(dl, ours, tensors):
             assert torch.allclose(a, b, atol=1e-6) and torch.equal(ya, yb) and torch.equal(b, c) and torch.equal(yb, yc)
@@ -133,7 +145,9 @@ def test_crop_flip_moves_a_marked_pixel_where_expected() -> None:
         assert out[k, 1, i, j] == 255 and int(out[k].sum()) == 255, (oy, ox, fl)
 
 
-def reference_crop_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
+def reference_crop_flip(
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
     """One sample at a time, with slicing (what the vectorized gather must equal)."""
     h, w = images.shape[-2:]
     padded = F.pad(images, (pad, pad, pad, pad))
@@ -150,8 +164,9 @@ def test_loader_batches_are_crop_flip_of_the_epoch_draws(dev: DataSplits) -> Non
 
 
 def test_augmentation_offsets_span_the_pad_and_half_flip() -> None:
-    split = DeviceImageSplit(torch.zeros(4000, 3, 32, 32, dtype=torch.uint8), torch.zeros(4000), [0.5] * 3, [0.25] * 3,
-                             augment=True)
+    split = DeviceImageSplit(
+        torch.zeros(4000, 3, 32, 32, dtype=torch.uint8), torch.zeros(4000), [0.5] * 3, [0.25] * 3, augment=True
+    )
     dy, dx, flip = DeviceImageLoader(split, 128, shuffle=True, seed=0, epoch=0, drop_last=False).augmentation()
     assert set(dy.tolist()) == set(range(9)) and set(dx.tolist()) == set(range(9))
     assert 0.45 < flip.float().mean().item() < 0.55
@@ -165,7 +180,9 @@ def test_dataloader_augmentation_is_one_of_the_device_crops(synth: DataSplits, d
     dy, dx, flip = (torch.tensor([k[i] for k in combos]) for i in range(3))
     for i in (0, 17, 101):
         tv = synth.train[i][0]
-        cands = dev.train.normalize(crop_flip(dev.train.images[i : i + 1].expand(len(combos), -1, -1, -1), dy, dx, flip, 4))
+        cands = dev.train.normalize(
+            crop_flip(dev.train.images[i : i + 1].expand(len(combos), -1, -1, -1), dy, dx, flip, 4)
+        )
         assert (cands - tv).abs().flatten(1).max(1).values.min() < 1e-5
 
 
@@ -197,8 +214,16 @@ def test_use_device_images_modes(synth: DataSplits, tmp_path: Path) -> None:
 
 
 def cfg_for(storage: Path, *extra: str):
-    return load_config(QUICKSTART, [*tiny_overrides(storage), "data.name=synthetic_cifar10", "data.num_samples=120",
-                                    "data.options.num_test=40", *extra])
+    return load_config(
+        QUICKSTART,
+        [
+            *tiny_overrides(storage),
+            "data.name=synthetic_cifar10",
+            "data.num_samples=120",
+            "data.options.num_test=40",
+            *extra,
+        ],
+    )
 
 
 def test_load_splits_follows_device_data_and_logs(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
@@ -208,13 +233,19 @@ def test_load_splits_follows_device_data_and_logs(tmp_path: Path, logs: pytest.L
     auto = load_splits(cfg_for(tmp_path), "cpu")  # CPU: auto keeps the DataLoader path
     assert not isinstance(off.train, DeviceImageSplit) and not isinstance(auto.train, DeviceImageSplit)
     lines = [m for m in logs.messages if m.startswith("[data] synthetic_cifar10:")]
-    assert lines[0] == "[data] synthetic_cifar10: images resident on cpu, augmentation in batches there (data.device_data=on)"
+    assert (
+        lines[0]
+        == "[data] synthetic_cifar10: images resident on cpu, augmentation in batches there (data.device_data=on)"
+    )
     assert lines[1:] == ["[data] synthetic_cifar10: DataLoader path (0 workers, batches copied to cpu)"] * 2
 
 
 def test_bad_new_keys_are_one_line_config_errors(tmp_path: Path) -> None:
-    for override, key in (("precision=fp16", "'precision'"), ("data.device_data=gpu", "'data.device_data'"),
-                          ("channels_last=maybe", "'channels_last'")):
+    for override, key in (
+        ("precision=fp16", "'precision'"),
+        ("data.device_data=gpu", "'data.device_data'"),
+        ("channels_last=maybe", "'channels_last'"),
+    ):
         with pytest.raises(ConfigError) as err:
             cfg_for(tmp_path, override)
         assert key in str(err.value) and "\n" not in str(err.value), str(err.value)
@@ -240,8 +271,15 @@ def test_bf16_channels_last_train_epoch_on_cpu(dev: DataSplits) -> None:
         return F.cross_entropy(logits, y)
 
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    res = train_epoch(model, make_loader(dev.train, 64, shuffle=True, seed=0, epoch=0), opt, loss_fn,
-                      torch.device("cpu"), precision="bf16", channels_last=True)
+    res = train_epoch(
+        model,
+        make_loader(dev.train, 64, shuffle=True, seed=0, epoch=0),
+        opt,
+        loss_fn,
+        torch.device("cpu"),
+        precision="bf16",
+        channels_last=True,
+    )
     assert seen and all(s == (torch.bfloat16, True) for s in seen)
     assert conv.dtype == torch.float32 and torch.isfinite(torch.tensor(res.loss))
     with pytest.raises(ValueError, match="fp16"):
@@ -251,14 +289,31 @@ def test_bf16_channels_last_train_epoch_on_cpu(dev: DataSplits) -> None:
 # ----------------------------------------------------------------------------- teachers, both paths
 
 
-@pytest.mark.parametrize("extra", [["data.device_data=on"], ["data.device_data=off"],
-                                   ["data.device_data=on", "precision=bf16", "channels_last=true"]],
-                         ids=["device", "dataloader", "device-bf16-cl"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["data.device_data=on"],
+        ["data.device_data=off"],
+        ["data.device_data=on", "precision=bf16", "channels_last=true"],
+    ],
+    ids=["device", "dataloader", "device-bf16-cl"],
+)
 def test_teacher_epoch_on_synthetic_cifar10(tmp_path: Path, extra: list[str], logs: pytest.LogCaptureFixture) -> None:
     storage = tmp_path / "runs"
-    overrides = [*tiny_overrides(storage), "cluster.mode=local", "data.name=synthetic_cifar10", "data.num_samples=256",
-                 "data.options.num_test=64", "teacher.archs=[resnet8]", "teacher.seeds=[0]", "teacher.epochs=1",
-                 "teacher.checkpoint_every=1", "data.batch_size=64", "data.eval_batch_size=128", *extra]
+    overrides = [
+        *tiny_overrides(storage),
+        "cluster.mode=local",
+        "data.name=synthetic_cifar10",
+        "data.num_samples=256",
+        "data.options.num_test=64",
+        "teacher.archs=[resnet8]",
+        "teacher.seeds=[0]",
+        "teacher.epochs=1",
+        "teacher.checkpoint_every=1",
+        "data.batch_size=64",
+        "data.eval_batch_size=128",
+        *extra,
+    ]
     assert main(["teachers", str(QUICKSTART), *overrides]) == 0
     m = CheckpointStore(storage, "quickstart").trajectory("resnet8-synthetic_cifar10-s0").manifest()
     assert m["finished"] and [c["epoch"] for c in m["checkpoints"]] == [1]

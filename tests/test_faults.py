@@ -1,5 +1,6 @@
 """Faults injected for real: planted pickles, escaping names, stale resume state, torn rows, two
 writers, killed writers, user mistakes, W&B without a key. Nothing may run, escape or be lost."""
+
 from __future__ import annotations
 
 import json
@@ -48,6 +49,7 @@ def finished(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- 1. safe loading
 
+
 def test_planted_checkpoint_with_matching_hash_is_refused_and_runs_nothing(finished, tmp_path, capsys):
     cfg, store = finished
     traj = store.trajectory(TRAJ)
@@ -58,8 +60,15 @@ def test_planted_checkpoint_with_matching_hash_is_refused_and_runs_nothing(finis
         planted = json.loads(json.dumps(manifest))
         planted["checkpoints"][0]["sha256"] = sha256_file(path)  # the attacker edits the manifest too
         traj.write_manifest(planted)
-        rc = main(["distill", str(QUICKSTART), *tiny_overrides(Path(cfg.storage), **{"teacher.seeds": "[0]"}),
-                   "teacher_choice=epoch:1", "seed=7"])
+        rc = main(
+            [
+                "distill",
+                str(QUICKSTART),
+                *tiny_overrides(Path(cfg.storage), **{"teacher.seeds": "[0]"}),
+                "teacher_choice=epoch:1",
+                "seed=7",
+            ]
+        )
         err = capsys.readouterr().err.strip().splitlines()[-1]
     finally:
         path.write_bytes(original)
@@ -94,8 +103,17 @@ def test_planted_trial_state_is_refused_and_runs_nothing(tmp_path):
 
 # ----------------------------------------------------------------------------- 2. paths
 
-@pytest.mark.parametrize("override, key", [("name=../x", "name"), ("name=/abs/path", "name"), ("sweep.name=..", "sweep.name"),
-                                           ("name=.", "name"), ("sweep.name=a/b", "sweep.name")])
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("name=../x", "name"),
+        ("name=/abs/path", "name"),
+        ("sweep.name=..", "sweep.name"),
+        ("name=.", "name"),
+        ("sweep.name=a/b", "sweep.name"),
+    ],
+)
 def test_names_that_would_escape_storage_are_refused(tmp_path, capsys, override, key):
     storage = tmp_path / "inner" / "runs"
     assert main(["teachers", str(QUICKSTART), f"storage={storage}", override, "--local"]) == 2
@@ -113,6 +131,7 @@ def test_store_refuses_escaping_names_even_from_code(tmp_path):
 
 # ----------------------------------------------------------------------------- 3. resume tied to config
 
+
 def test_resume_from_another_config_is_refused_and_restart_starts_over(tmp_path, logs):
     extra = {"teacher.epochs": 3, "teacher.checkpoint_every": 3}  # no manifest until epoch 3
     cfg = _cfg(tmp_path / "runs", **extra)
@@ -124,26 +143,38 @@ def test_resume_from_another_config_is_refused_and_restart_starts_over(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         train_trajectory(cfg, "cnn1d_small", 0, on_epoch=stop)
     changed = _cfg(tmp_path / "runs", **extra, **{"teacher.optim.lr": 0.05})
-    with pytest.raises(StoreError, match=r"resume state \(resume.pt\) was made with another config "
-                                         r"\(teacher.optim.lr: 0.1 -> 0.05\).*--restart"):
+    with pytest.raises(
+        StoreError,
+        match=r"resume state \(resume.pt\) was made with another config "
+        r"\(teacher.optim.lr: 0.1 -> 0.05\).*--restart",
+    ):
         train_trajectory(changed, "cnn1d_small", 0)
     changed.restart = True
     manifest = train_trajectory(changed, "cnn1d_small", 0)
     assert "resuming" not in logs.text and "--restart: discarded" in logs.text
-    assert manifest["config"]["teacher"]["optim"]["lr"] == 0.05 and [h["epoch"] for h in manifest["history"]] == [1, 2, 3]
+    assert manifest["config"]["teacher"]["optim"]["lr"] == 0.05 and [h["epoch"] for h in manifest["history"]] == [
+        1,
+        2,
+        3,
+    ]
 
 
 def test_student_state_of_another_run_is_refused(finished):
     from harness.distill import distill_student
 
     cfg, _ = finished
-    cfg = load_config(QUICKSTART, tiny_overrides(Path(cfg.storage), **{"teacher.seeds": "[0]", "teacher.epochs": 2,
-                                                                        "teacher.checkpoint_every": 1}))
+    cfg = load_config(
+        QUICKSTART,
+        tiny_overrides(
+            Path(cfg.storage), **{"teacher.seeds": "[0]", "teacher.epochs": 2, "teacher.checkpoint_every": 1}
+        ),
+    )
     with pytest.raises(StoreError, match="belongs to run 'someone-else'"):
         distill_student(cfg, resume={"run_id": "someone-else", "history": []})
 
 
 # ----------------------------------------------------------------------------- 4. torn rows
+
 
 def _kill_mid_append(path: Path, text: str) -> None:
     """A process that writes ``text`` to ``path`` and is SIGKILLed before finishing the line."""
@@ -202,27 +233,40 @@ train_trajectory(cfg, "cnn1d_small", 0, on_epoch=hold_at_epoch_2)
 
 
 def test_two_processes_never_train_one_trajectory_and_a_dead_holder_frees_it(tmp_path):
-    overrides = tiny_overrides(tmp_path / "runs", **{"teacher.seeds": "[0]", "teacher.epochs": 12, "teacher.checkpoint_every": 4})
+    overrides = tiny_overrides(
+        tmp_path / "runs", **{"teacher.seeds": "[0]", "teacher.epochs": 12, "teacher.checkpoint_every": 4}
+    )
     gate, err2 = tmp_path / "go", tmp_path / "second.err"
     traj = CheckpointStore(tmp_path / "runs", "quickstart").trajectory(TRAJ)
-    first = subprocess.Popen([sys.executable, "-c", TRAIN.format(quickstart=str(QUICKSTART), overrides=overrides, gate=str(gate))])
+    first = subprocess.Popen(
+        [sys.executable, "-c", TRAIN.format(quickstart=str(QUICKSTART), overrides=overrides, gate=str(gate))]
+    )
     wait_for(lambda: traj.resume_path.exists(), timeout=60)  # the first holds the lock, paused at epoch 2
     with open(err2, "w") as err:
-        second = subprocess.Popen([sys.executable, "-c", TRAIN.format(quickstart=str(QUICKSTART), overrides=overrides, gate="")],
-                                  stderr=err)
+        second = subprocess.Popen(
+            [sys.executable, "-c", TRAIN.format(quickstart=str(QUICKSTART), overrides=overrides, gate="")], stderr=err
+        )
         wait_for(lambda: "is being trained by pid" in err2.read_text(), timeout=60)  # the second waits
         gate.touch()
         assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0, err2.read_text()[-2000:]
     assert "finished already; skipping" in err2.read_text()
     assert [h["epoch"] for h in traj.manifest()["history"]] == list(range(1, 13))  # each epoch once
 
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from harness.store import CheckpointStore
-        with CheckpointStore({str(tmp_path / 'runs2')!r}, "quickstart").trajectory({TRAJ!r}).lock():
+        with CheckpointStore({str(tmp_path / "runs2")!r}, "quickstart").trajectory({TRAJ!r}).lock():
             print("held", flush=True)
             time.sleep(600)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -232,6 +276,7 @@ def test_two_processes_never_train_one_trajectory_and_a_dead_holder_frees_it(tmp
 
 
 # ----------------------------------------------------------------------------- 9. durability
+
 
 def _leave_temp_file(target: Path) -> None:
     """A writer killed between writing its temp file and the rename."""
@@ -286,14 +331,17 @@ def test_bad_yaml_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, kind):
     assert not storage.exists()
 
 
-@pytest.mark.parametrize("override, key", [
-    ("data.eval_batch_size=0", "data.eval_batch_size"),
-    ("teacher.optim.momentum=1.0", "teacher.optim.momentum"),
-    ("student.optim.momentum=-0.1", "student.optim.momentum"),
-    ("teacher.archs=[]", "teacher.archs"),
-    ("student.archs=[]", "student.archs"),
-    ("sweep.teacher_choices=[]", "sweep.teacher_choices"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.eval_batch_size=0", "data.eval_batch_size"),
+        ("teacher.optim.momentum=1.0", "teacher.optim.momentum"),
+        ("student.optim.momentum=-0.1", "student.optim.momentum"),
+        ("teacher.archs=[]", "teacher.archs"),
+        ("student.archs=[]", "student.archs"),
+        ("sweep.teacher_choices=[]", "sweep.teacher_choices"),
+    ],
+)
 def test_bad_values_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, override, key):
     storage = tmp_path / "runs"
     assert main(["run", str(QUICKSTART), f"storage={storage}", override, "--local"]) == 2
@@ -303,10 +351,19 @@ def test_bad_values_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, over
 
 def test_a_val_fraction_that_empties_a_split_fails_before_training(tmp_path, capsys):
     storage = tmp_path / "runs"
-    args = ["teachers", str(QUICKSTART), f"storage={storage}", "data.num_samples=400", "data.val_fraction=0.0001", "--local"]
+    args = [
+        "teachers",
+        str(QUICKSTART),
+        f"storage={storage}",
+        "data.num_samples=400",
+        "data.val_fraction=0.0001",
+        "--local",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("ckd teachers: error: config key 'data.val_fraction': the val split") and "Traceback" not in "".join(err)
+    assert err[-1].startswith(
+        "ckd teachers: error: config key 'data.val_fraction': the val split"
+    ) and "Traceback" not in "".join(err)
     assert not (storage / "quickstart").exists()  # no experiment folder (only the shared data cache)
 
 
@@ -358,10 +415,13 @@ def test_cuda_without_a_gpu_is_refused_before_compute(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path, capsys):
     assert main(["teachers", str(QUICKSTART), f"storage={tmp_path}", "teacher.epochs=0", "--debug"]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("ckd teachers: error: config key 'teacher.epochs'")
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith(
+        "ckd teachers: error: config key 'teacher.epochs'"
+    )
 
 
 # ----------------------------------------------------------------------------- 8. W&B never blocks
+
 
 def test_online_without_a_key_or_a_server_falls_back_to_offline_quickly(tmp_path, monkeypatch, logs):
     from harness import tracking

@@ -1,4 +1,5 @@
 """Known-answer tests for the KD loss and the ensemble reductions (values computed by hand)."""
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,9 @@ def test_ensemble_reduce_probs_vs_logits():
     probs = ensemble_probs([z1, z2], 1.0, "probs")
     assert probs[0].tolist() == pytest.approx([(p1 + 0.5) / 2, (1 - p1 + 0.5) / 2], abs=1e-6)  # [0.690399, 0.309601]
     logits = ensemble_probs([z1, z2], 1.0, "logits")
-    assert logits[0].tolist() == pytest.approx([1 / (1 + math.exp(-1)), 1 / (1 + math.e)], abs=1e-6)  # [0.731059, 0.268941]
+    assert logits[0].tolist() == pytest.approx(
+        [1 / (1 + math.exp(-1)), 1 / (1 + math.e)], abs=1e-6
+    )  # [0.731059, 0.268941]
     with pytest.raises(ValueError, match="ensemble_reduce"):
         ensemble_probs([z1], 1.0, "median")
 

@@ -1,4 +1,5 @@
 """Model zoo: every registered model builds, agrees with its features, trains, and has the right size."""
+
 from __future__ import annotations
 
 import pytest

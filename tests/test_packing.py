@@ -3,6 +3,7 @@
 The central promise: a member of a pack ends where the same run trained alone ends (a pack of
 one, the same code path), up to floating-point rounding of the batched kernels.
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,7 +15,7 @@ from harness.config import load_config
 from harness.data import make_loader
 from harness.distill import RunResolver, distill_pack, distill_student
 from harness.experiment import load_splits, open_store
-from harness.kd import FrozenTeacher, ensemble_probs, kd_loss, kd_loss_members
+from harness.kd import FrozenTeacher, kd_loss, kd_loss_members
 from harness.models import create_model
 from harness.packing import PackedModel, auto_pack_size
 from harness.student_batches import PackBatches
@@ -135,7 +136,9 @@ def test_packed_batchnorm_members_match_their_models():
     for i, m in enumerate(models):
         m.train()
         torch.testing.assert_close(out[i], m(x[i]), rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(packed.member_state_dict(i)["stem.1.running_mean"], m.state_dict()["stem.1.running_mean"])
+        torch.testing.assert_close(
+            packed.member_state_dict(i)["stem.1.running_mean"], m.state_dict()["stem.1.running_mean"]
+        )
 
 
 def test_logit_cache_hits_are_the_teachers_logits_and_bad_files_are_recomputed(taught, logs):
@@ -149,11 +152,14 @@ def test_logit_cache_hits_are_the_teachers_logits_and_bad_files_are_recomputed(t
     torch.testing.assert_close(again.logits(ref, "val"), first)
     assert (again.hits, again.misses) == (1, 0)
     cache.path(ref, "val").write_bytes(b"not a tensor")
-    torch.testing.assert_close(LogitCache(taught, open_store(taught), splits, torch.device("cpu")).logits(ref, "val"), first)
+    torch.testing.assert_close(
+        LogitCache(taught, open_store(taught), splits, torch.device("cpu")).logits(ref, "val"), first
+    )
     assert "recomputing" in logs.text
     with pytest.raises(ValueError, match="augmented"):
-        LogitCache(taught, open_store(taught), type(splits)(**{**splits.__dict__, "augmented": True}),
-                   torch.device("cpu")).logits(ref, "train")
+        LogitCache(
+            taught, open_store(taught), type(splits)(**{**splits.__dict__, "augmented": True}), torch.device("cpu")
+        ).logits(ref, "train")
 
 
 def test_teachers_per_batch_give_the_cached_soft_targets(taught):
@@ -167,7 +173,9 @@ def test_teachers_per_batch_give_the_cached_soft_targets(taught):
         members.append(type("M", (), {"run": run, "refs": refs})())
     cache = LogitCache(taught, open_store(taught), splits, torch.device("cpu"))
     cached = PackBatches(taught, splits, members, cache, torch.device("cpu"))
-    per_batch = PackBatches(taught, type(splits)(**{**splits.__dict__, "augmented": True}), members, cache, torch.device("cpu"))
+    per_batch = PackBatches(
+        taught, type(splits)(**{**splits.__dict__, "augmented": True}), members, cache, torch.device("cpu")
+    )
     assert cached.cached and not per_batch.cached
     for (xa, ya, sa), (xb, yb, sb) in zip(cached.epoch(1), per_batch.epoch(1)):
         torch.testing.assert_close(xa, xb)
@@ -202,22 +210,43 @@ def test_a_pack_of_one_updates_its_batchnorm_statistics_like_its_model():
     x = torch.randn(1, 4, 3, 32, 32)
     model.train()
     torch.testing.assert_close(packed(x)[0], model(x[0]), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(packed.member_state_dict(0)["stem.1.running_mean"], model.state_dict()["stem.1.running_mean"])
+    torch.testing.assert_close(
+        packed.member_state_dict(0)["stem.1.running_mean"], model.state_dict()["stem.1.running_mean"]
+    )
     assert int(packed.buffers["stem.1.num_batches_tracked"][0]) == 1
 
 
 def test_a_pack_learns_from_teachers_per_batch_on_augmented_device_images(tmp_path, logs):
     """The CIFAR-shaped path: images on the device, augmented there; teachers run per batch."""
-    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path / "runs", **{
-        "data.name": "synthetic_cifar10", "data.num_samples": 320, "data.options": "{num_test: 64}",
-        "data.device_data": "on", "data.batch_size": 64, "student.batch_size": 64, "teacher.archs": "[resnet8]",
-        "teacher.seeds": "[0,1]", "teacher.epochs": 2, "teacher.checkpoint_every": 1, "student.archs": "[resnet8]",
-        "student.epochs": 1}))
+    cfg = load_config(
+        QUICKSTART,
+        tiny_overrides(
+            tmp_path / "runs",
+            **{
+                "data.name": "synthetic_cifar10",
+                "data.num_samples": 320,
+                "data.options": "{num_test: 64}",
+                "data.device_data": "on",
+                "data.batch_size": 64,
+                "student.batch_size": 64,
+                "teacher.archs": "[resnet8]",
+                "teacher.seeds": "[0,1]",
+                "teacher.epochs": 2,
+                "teacher.checkpoint_every": 1,
+                "student.archs": "[resnet8]",
+                "student.epochs": 1,
+            },
+        ),
+    )
     for seed in (0, 1):
         train_trajectory(cfg, "resnet8", seed)
-    runs = [{**{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")}, **r} for r in (
-        {"teacher_choice": "snapshot:[1,2]", "seed": 0, "temperature": 4.0, "kd_weight": 0.5, "teacher_seed": 0},
-        {"teacher_choice": "full", "seed": 1, "temperature": 2.0, "kd_weight": 0.9, "teacher_seed": 1})]
+    runs = [
+        {**{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")}, **r}
+        for r in (
+            {"teacher_choice": "snapshot:[1,2]", "seed": 0, "temperature": 4.0, "kd_weight": 0.5, "teacher_seed": 0},
+            {"teacher_choice": "full", "seed": 1, "temperature": 2.0, "kd_weight": 0.9, "teacher_seed": 1},
+        )
+    ]
     rows = distill_pack(cfg, runs)
     assert "images resident on cpu, augmentation in batches there" in logs.text
     assert "teacher logits on val, test computed" in logs.text  # augmented train: no cached train logits
@@ -225,12 +254,15 @@ def test_a_pack_learns_from_teachers_per_batch_on_augmented_device_images(tmp_pa
     assert all(r["teacher_val_acc"] > 0 for r in rows)  # teacher metrics from the logit cache (val/test)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["sweep.pack_size=4", "sweep.scheduler=asha"], "the scheduler stops single trials"),
-    (["sweep.pack_size=4", "sweep.search=random"], "a searcher proposes one run at a time"),
-    (["sweep.pack_size=0"], "positive integer or auto"),
-    (["sweep.pack_size=many"], "positive integer or auto"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["sweep.pack_size=4", "sweep.scheduler=asha"], "the scheduler stops single trials"),
+        (["sweep.pack_size=4", "sweep.search=random"], "a searcher proposes one run at a time"),
+        (["sweep.pack_size=0"], "positive integer or auto"),
+        (["sweep.pack_size=many"], "positive integer or auto"),
+    ],
+)
 def test_pack_size_errors_name_the_key(tmp_path, overrides, message):
     from harness.config import ConfigError
 
@@ -241,8 +273,9 @@ def test_pack_size_errors_name_the_key(tmp_path, overrides, message):
 def test_packs_follow_the_grid_per_student_architecture(tmp_path):
     from harness.sweep import make_packs, sweep_runs
 
-    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path, **{"sweep.student_archs": "[mlp_small,mlp_tiny]",
-                                                                "sweep.pack_size": 4}))
+    cfg = load_config(
+        QUICKSTART, tiny_overrides(tmp_path, **{"sweep.student_archs": "[mlp_small,mlp_tiny]", "sweep.pack_size": 4})
+    )
     runs = sweep_runs(cfg)
     packs = make_packs(cfg, runs)
     assert all(len({r["student_arch"] for r in p}) == 1 for p in packs)

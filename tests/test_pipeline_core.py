@@ -1,6 +1,6 @@
 """End to end through the CLI on tiny real data: teachers -> checkpoints -> distillation."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
@@ -29,7 +29,16 @@ def test_teachers_write_manifest_and_verified_checkpoints(trained):
     assert m["finished"] and [c["epoch"] for c in m["checkpoints"]] == [2, 4]
     for c in m["checkpoints"]:
         assert sha256_file(store.trajectory(names[0]).dir / c["file"]) == c["sha256"]
-        for key in ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss", "train_confidence", "wall_time_s"):
+        for key in (
+            "train_acc",
+            "val_acc",
+            "test_acc",
+            "train_loss",
+            "val_loss",
+            "test_loss",
+            "train_confidence",
+            "wall_time_s",
+        ):
             assert key in c
     assert m["checkpoints"][-1]["test_acc"] > 0.3  # a real teacher learns something in 4 epochs
     assert len(m["history"]) == 4 and m["config_hash"]
@@ -45,7 +54,14 @@ def test_rerun_skips_finished_trajectories(trained, logs):
 
 @pytest.mark.parametrize(
     "choice, epochs",
-    [("none", []), ("full", [4]), ("epoch:2", [2]), ("fraction:0.5", [2]), ("snapshot:[0.5,1.0]", [2, 4]), ("full_ensemble:2", [4, 4])],
+    [
+        ("none", []),
+        ("full", [4]),
+        ("epoch:2", [2]),
+        ("fraction:0.5", [2]),
+        ("snapshot:[0.5,1.0]", [2, 4]),
+        ("full_ensemble:2", [4, 4]),
+    ],
 )
 def test_distill_each_teacher_choice_appends_a_row(trained, choice, epochs):
     overrides, store = trained
@@ -56,7 +72,10 @@ def test_distill_each_teacher_choice_appends_a_row(trained, choice, epochs):
     assert [c["epoch"] for c in row["teacher_checkpoints"]] == epochs
     assert len(row["val_acc_per_epoch"]) == 2 and 0.0 < row["final_test_acc"] <= 1.0
     if choice == "full_ensemble:2":
-        assert {c["trajectory"] for c in row["teacher_checkpoints"]} == {"cnn1d_small-mnist1d-s0", "cnn1d_small-mnist1d-s1"}
+        assert {c["trajectory"] for c in row["teacher_checkpoints"]} == {
+            "cnn1d_small-mnist1d-s0",
+            "cnn1d_small-mnist1d-s1",
+        }
     if choice != "none":
         assert 0.0 < row["teacher_test_acc"] <= 1.0
     header = store.results_csv.read_text().splitlines()[0].split(",")

@@ -1,4 +1,5 @@
 """Progress and logging set-up: bars on a terminal, periodic grep-able lines elsewhere."""
+
 from __future__ import annotations
 
 import io

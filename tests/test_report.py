@@ -1,4 +1,5 @@
 """Leaderboard aggregation (hand-computed means/stds, selection by validation), renderers, plots."""
+
 from __future__ import annotations
 
 import csv
@@ -17,22 +18,48 @@ from harness.store import CheckpointStore, atomic_write_json
 TRAJ0, TRAJ1 = "cnn1d_small-mnist1d-s0", "cnn1d_small-mnist1d-s1"
 
 
-def row(choice: str, seed: int, val: float, test: float, T: float = 4.0, w: float = 0.5, *, teacher_test: float | None = 0.98,
-        ckpts: list[tuple[str, int]] | None = None, student: str = "mlp_small", best_val: float | None = None,
-        test_at_best: float | None = None, best_epoch: int = 7) -> dict:
+def row(
+    choice: str,
+    seed: int,
+    val: float,
+    test: float,
+    T: float = 4.0,
+    w: float = 0.5,
+    *,
+    teacher_test: float | None = 0.98,
+    ckpts: list[tuple[str, int]] | None = None,
+    student: str = "mlp_small",
+    best_val: float | None = None,
+    test_at_best: float | None = None,
+    best_epoch: int = 7,
+) -> dict:
     """A result row shaped like harness.distill's."""
     none = choice == "none"
     ckpts = [] if none else (ckpts or [(TRAJ0, 10)])
     return {
-        "run_id": f"{choice}-{seed}-{T}-{w}-{student}", "experiment": "exp", "dataset": "mnist1d",
-        "teacher_choice": choice, "teacher_arch": None if none else "cnn1d_small", "teacher_seed": None if none else 0,
+        "run_id": f"{choice}-{seed}-{T}-{w}-{student}",
+        "experiment": "exp",
+        "dataset": "mnist1d",
+        "teacher_choice": choice,
+        "teacher_arch": None if none else "cnn1d_small",
+        "teacher_seed": None if none else 0,
         "teacher_checkpoints": [{"trajectory": t, "epoch": e} for t, e in ckpts],
-        "student_arch": student, "seed": seed, "temperature": T, "kd_weight": 0.0 if none else w, "ensemble_reduce": "probs",
-        "epochs": 10, "final_val_acc": val, "final_test_acc": test,
-        "best_val_acc": val if best_val is None else best_val, "best_val_epoch": best_epoch,
+        "student_arch": student,
+        "seed": seed,
+        "temperature": T,
+        "kd_weight": 0.0 if none else w,
+        "ensemble_reduce": "probs",
+        "epochs": 10,
+        "final_val_acc": val,
+        "final_test_acc": test,
+        "best_val_acc": val if best_val is None else best_val,
+        "best_val_epoch": best_epoch,
         "test_acc_at_best_val": test if test_at_best is None else test_at_best,
         **({} if none else {"teacher_val_acc": teacher_test, "teacher_test_acc": teacher_test}),
-        "val_acc_per_epoch": [val], "test_acc_per_epoch": [test], "wall_time_s": 1.0, "device": "cpu",
+        "val_acc_per_epoch": [val],
+        "test_acc_per_epoch": [test],
+        "wall_time_s": 1.0,
+        "device": "cpu",
     }
 
 
@@ -44,9 +71,11 @@ def by_choice(board: list[dict]) -> dict[str, dict]:
 def rows() -> list[dict]:
     return [
         # no teacher: 0.60, 0.64 -> mean 0.62, sample std sqrt(2 * 0.02^2 / 1) = 0.028284
-        row("none", 0, 0.61, 0.60), row("none", 1, 0.63, 0.64),
+        row("none", 0, 0.61, 0.60),
+        row("none", 1, 0.63, 0.64),
         # full, T=4: test 0.70, 0.72, 0.74 -> mean 0.72, std sqrt((0.0004 + 0 + 0.0004) / 2) = 0.02
-        row("full", 0, 0.71, 0.70, ckpts=[(TRAJ0, 20)]), row("full", 1, 0.71, 0.72, ckpts=[(TRAJ0, 20)]),
+        row("full", 0, 0.71, 0.70, ckpts=[(TRAJ0, 20)]),
+        row("full", 1, 0.71, 0.72, ckpts=[(TRAJ0, 20)]),
         row("full", 2, 0.71, 0.74, ckpts=[(TRAJ0, 20)]),
         # full, T=1: *lower* validation (0.65) but higher test (0.90): must not be chosen
         *[row("full", s, 0.65, 0.90, T=1.0, ckpts=[(TRAJ0, 20)]) for s in range(3)],
@@ -63,7 +92,11 @@ def test_means_and_sample_stds_match_hand_computation(rows):
     full, none = board["full"], board["none"]
     assert full["n"] == 3 and full["seeds"] == [0, 1, 2]
     assert full["test_mean"] == pytest.approx(0.72) and full["test_std"] == pytest.approx(0.02)
-    assert none["n"] == 2 and none["test_mean"] == pytest.approx(0.62) and none["test_std"] == pytest.approx(math.sqrt(0.0008))
+    assert (
+        none["n"] == 2
+        and none["test_mean"] == pytest.approx(0.62)
+        and none["test_std"] == pytest.approx(math.sqrt(0.0008))
+    )
     assert full["delta_vs_none"] == pytest.approx(0.10) and none["delta_vs_none"] == pytest.approx(0.0)
     assert full["teacher_test_acc"] == pytest.approx(0.98) and none["teacher_test_acc"] is None
     assert none["temperature"] is None and none["kd_weight"] is None  # hyperparameters mean nothing without a teacher
@@ -78,7 +111,9 @@ def test_hyperparameters_chosen_by_validation_not_test(rows):
     assert full["temperature"] == 4.0 and full["kd_weight"] == 0.5
     assert full["val_mean"] == pytest.approx(0.71) and full["test_mean"] == pytest.approx(0.72)
     # among equally-seeded settings, the higher mean validation wins even with a worse test
-    flipped = [row("full", s, 0.80, 0.60, T=2.0) for s in range(2)] + [row("full", s, 0.70, 0.95, T=8.0) for s in range(2)]
+    flipped = [row("full", s, 0.80, 0.60, T=2.0) for s in range(2)] + [
+        row("full", s, 0.70, 0.95, T=8.0) for s in range(2)
+    ]
     chosen = build_leaderboard(flipped)[0]
     assert chosen["temperature"] == 2.0 and chosen["test_mean"] == pytest.approx(0.60)
 
@@ -99,8 +134,9 @@ def test_single_seed_has_na_std_and_n_1(rows):
 
 
 def test_reported_best_val_epoch_uses_matching_val_and_test():
-    rs = [row("full", s, 0.70, 0.70, best_val=0.80 + s / 100, test_at_best=0.75, best_epoch=5 + s) for s in range(2)] + \
-         [row("full", s, 0.90, 0.90, T=8.0, best_val=0.75, test_at_best=0.99) for s in range(2)]
+    rs = [
+        row("full", s, 0.70, 0.70, best_val=0.80 + s / 100, test_at_best=0.75, best_epoch=5 + s) for s in range(2)
+    ] + [row("full", s, 0.90, 0.90, T=8.0, best_val=0.75, test_at_best=0.99) for s in range(2)]
     final = build_leaderboard(rs, reported="final")[0]
     best = build_leaderboard(rs, reported="best_val")[0]
     assert final["temperature"] == 8.0 and final["test_mean"] == pytest.approx(0.90)
@@ -119,7 +155,9 @@ def test_every_renderer_shows_the_numbers_and_the_policy(rows):
         for s in ("72.00 ± 2.00", "62.00 ± 2.83", "+9.00 [", "98.00", "snapshot:[0.5,1.0]", "full_ensemble:2", "none"):
             assert s in out, (fmt, s)
         words = " ".join(out.split())  # the text renderer wraps the policy note
-        assert "mean validation accuracy" in words and "test accuracy is only reported" in words and "final epoch" in words
+        assert (
+            "mean validation accuracy" in words and "test accuracy is only reported" in words and "final epoch" in words
+        )
     md = render(board, "markdown")
     assert md.count("\n| mnist1d |") == 4 and "|---|" in md
     html = render(board, "html")
@@ -128,7 +166,9 @@ def test_every_renderer_shows_the_numbers_and_the_policy(rows):
     assert len({len(line) for line in text[:2]}) == 1  # header and rule line up (fixed width)
     lines = list(csv.DictReader(io.StringIO(render(board, "csv"))))
     full = next(r for r in lines if r["teacher_choice"] == "full")
-    assert float(full["test_acc_mean_pct"]) == pytest.approx(72.0) and float(full["test_acc_std_pct"]) == pytest.approx(2.0)
+    assert float(full["test_acc_mean_pct"]) == pytest.approx(72.0) and float(full["test_acc_std_pct"]) == pytest.approx(
+        2.0
+    )
     assert full["n"] == "3" and full["temperature"] == "4" and full["seeds"] == "0 1 2"
     with pytest.raises(ValueError, match="format"):
         render(board, "pdf")
@@ -144,8 +184,9 @@ def test_empty_results_give_a_clear_message(tmp_path, caplog):
     text = write_leaderboard(cfg)
     assert "No student results yet" in text and "ckd sweep" in text
     assert not (tmp_path / "exp" / "leaderboard.md").exists()
-    assert [m for m in caplog.messages if m.startswith("[report]")] == \
-        [f"[report] no results in {CheckpointStore(tmp_path, 'exp').results_jsonl}; leaderboard not written"]
+    assert [m for m in caplog.messages if m.startswith("[report]")] == [
+        f"[report] no results in {CheckpointStore(tmp_path, 'exp').results_jsonl}; leaderboard not written"
+    ]
 
 
 def test_write_leaderboard_reads_the_store_and_writes_three_files(tmp_path, rows, caplog):
@@ -153,7 +194,9 @@ def test_write_leaderboard_reads_the_store_and_writes_three_files(tmp_path, rows
     store = CheckpointStore(tmp_path, "exp")
     for r in rows:
         store.append_result(r)
-    store.append_result({**row("full", 9, 0.5, 0.5), "run_id": "broken", "final_test_acc": None})  # unfinished: left out
+    store.append_result(
+        {**row("full", 9, 0.5, 0.5), "run_id": "broken", "final_test_acc": None}
+    )  # unfinished: left out
     text = write_leaderboard(OmegaConf.create({"storage": str(tmp_path), "name": "exp"}))
     assert "72.00 ± 2.00" in text and "1 result row(s) without the reported metrics" in " ".join(text.split())
     board = build_leaderboard(store.read_results())
@@ -168,13 +211,38 @@ def test_write_leaderboard_reads_the_store_and_writes_three_files(tmp_path, rows
 # ---------------------------------------------------------------------------------------------
 # plots
 
+
 def _manifest(name: str, seed: int) -> dict:
     return {
-        "name": name, "arch": "cnn1d_small", "dataset": "mnist1d", "seed": seed, "epochs": 20, "finished": True,
-        "checkpoints": [{"epoch": e, "train_acc": 0.5 + e / 50, "val_acc": 0.5 + e / 45, "test_acc": 0.5 + e / 44,
-                         "train_loss": 1.0 / e, "sha256": "0" * 64, "file": f"ckpt-e{e:04d}.pt"} for e in (5, 10, 15, 20)],
-        "history": [{"epoch": e, "lr": 0.1, "train_loss_running": 1.0 / e, "train_acc_running": 0.5 + e / 50,
-                     "val_acc": 0.5 + e / 45, "seconds": 0.1} for e in range(1, 21)],
+        "name": name,
+        "arch": "cnn1d_small",
+        "dataset": "mnist1d",
+        "seed": seed,
+        "epochs": 20,
+        "finished": True,
+        "checkpoints": [
+            {
+                "epoch": e,
+                "train_acc": 0.5 + e / 50,
+                "val_acc": 0.5 + e / 45,
+                "test_acc": 0.5 + e / 44,
+                "train_loss": 1.0 / e,
+                "sha256": "0" * 64,
+                "file": f"ckpt-e{e:04d}.pt",
+            }
+            for e in (5, 10, 15, 20)
+        ],
+        "history": [
+            {
+                "epoch": e,
+                "lr": 0.1,
+                "train_loss_running": 1.0 / e,
+                "train_acc_running": 0.5 + e / 50,
+                "val_acc": 0.5 + e / 45,
+                "seconds": 0.1,
+            }
+            for e in range(1, 21)
+        ],
     }
 
 
@@ -196,7 +264,11 @@ def test_plots_write_pngs_and_skip_missing_information_plane(plot_store, caplog)
     cfg = OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"})
     paths = make_plots(cfg)
     names = sorted(p.name for p in paths)
-    assert names == ["acc_vs_teacher_epoch-cnn1d_small-mnist1d.png", "ensemble_comparison.png", "forest-mnist1d-mlp_small.png"]
+    assert names == [
+        "acc_vs_teacher_epoch-cnn1d_small-mnist1d.png",
+        "ensemble_comparison.png",
+        "forest-mnist1d-mlp_small.png",
+    ]
     for p in paths:
         assert p.parent == plot_store.root / "plots" and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any("information plane: skipped" in line and "ckd score" in line for line in caplog.messages)
@@ -209,9 +281,12 @@ def test_information_plane_plot_from_scorer_rows(plot_store, monkeypatch):
 
     def information_plane(store, trajectory_name=None):  # the scorer's documented interface
         calls.append(store.root)
-        return [{"trajectory": t, "epoch": e, "estimator": est, "i_x": 1.0 + e / 10 + k, "i_y": 0.5 + e / 40}
-                for t in (TRAJ0, TRAJ1) for e in (5, 10, 15, 20) for k, est in enumerate(("kde", "recon"))] + \
-               [{"trajectory": TRAJ0, "epoch": 5, "estimator": "accuracy", "i_x": None, "i_y": 0.3}]
+        return [
+            {"trajectory": t, "epoch": e, "estimator": est, "i_x": 1.0 + e / 10 + k, "i_y": 0.5 + e / 40}
+            for t in (TRAJ0, TRAJ1)
+            for e in (5, 10, 15, 20)
+            for k, est in enumerate(("kde", "recon"))
+        ] + [{"trajectory": TRAJ0, "epoch": 5, "estimator": "accuracy", "i_x": None, "i_y": 0.3}]
 
     monkeypatch.setitem(sys.modules, "harness.scoring", types.SimpleNamespace(information_plane=information_plane))
     paths = make_plots(OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"}))
@@ -224,5 +299,7 @@ def test_plots_with_an_empty_store_skip_everything(tmp_path, caplog):
     assert make_plots(OmegaConf.create({"storage": str(tmp_path), "name": "exp"})) == []
     assert sum("skipped" in line for line in caplog.messages) == 4
     plot_records = [r for r in caplog.records if r.getMessage().startswith("[plot]")]
-    assert len(plot_records) == 4 and {(r.name, r.levelno) for r in plot_records} == {("harness.report.plots", logging.INFO)}
+    assert len(plot_records) == 4 and {(r.name, r.levelno) for r in plot_records} == {
+        ("harness.report.plots", logging.INFO)
+    }
     assert not (tmp_path / "exp" / "plots").exists()

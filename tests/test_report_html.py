@@ -5,6 +5,7 @@ skipped with the reason. The page is loaded from a file with networking features
 script, added to a copy of the page here (the report itself has none), writes what the browser
 rendered into attributes of <body>, and ``--dump-dom`` hands the DOM back.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,12 @@ def report(tmp_path_factory) -> tuple[Path, object]:
     tmp = tmp_path_factory.mktemp("html")
     cfg = load_config(QUICKSTART, [f"storage={tmp}", "tracking.mode=disabled"])
     store = CheckpointStore(tmp, cfg.name)
-    fill_store(store, planted_rows(EPOCHS, {"snapshot:[0.5,1.0]": -0.012, "full_ensemble:2": 0.0, "selected:paper": 0.0},
-                                   picks={"paper": 40}))
+    fill_store(
+        store,
+        planted_rows(
+            EPOCHS, {"snapshot:[0.5,1.0]": -0.012, "full_ensemble:2": 0.0, "selected:paper": 0.0}, picks={"paper": 40}
+        ),
+    )
     for t in range(5):
         write_scores(store, traj(t), list(EPOCHS), {"paper": {"epoch": 40}}, {"paper": {e: e / 80 for e in EPOCHS}})
     rep = write_report(cfg)
@@ -59,7 +64,11 @@ def test_the_page_is_self_contained_with_every_section(report):
     text = page.read_text()
     assert re.findall(r'(?:src|href)\s*=\s*"(?!data:)', text) == [] and "http://" not in text and "https://" not in text
     assert "<script" not in text and text.count('src="data:image/png;base64,') == len(rep.plots) == 4
-    assert "ckd-harness report: quickstart" in text and "config hash" in text and re.search(r"generated \d{4}-\d\d-\d\d", text)
+    assert (
+        "ckd-harness report: quickstart" in text
+        and "config hash" in text
+        and re.search(r"generated \d{4}-\d\d-\d\d", text)
+    )
     for section in ("Leaderboard", "The paper's claims", "Selector evaluation", "Plots"):
         assert section in text
     assert text.count('<td class="num">') > 50  # numbers are marked for right alignment
@@ -72,14 +81,28 @@ def test_headless_chromium_renders_the_rows_and_every_image(report, tmp_path):
     page, rep = report
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     body = re.search(r"<body([^>]*)>", out.stdout)
     assert out.returncode == 0 and body, out.stderr[-2000:]
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
-    assert attrs["images"] == "4" and attrs["rendered"] == "4", attrs  # forest, acc vs epoch, ensembles, regret vs compute
+    assert attrs["images"] == "4" and attrs["rendered"] == "4", (
+        attrs
+    )  # forest, acc vs epoch, ensembles, regret vs compute
     assert int(attrs["leaderboard-rows"]) == len(rep.board) and int(attrs["claims-rows"]) == len(rep.claims) == 4
     assert int(attrs["selector-rows"]) == 3  # paper + the two baselines
     assert attrs["num-align"] == "right"

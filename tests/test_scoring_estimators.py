@@ -26,6 +26,7 @@ Setups and tolerances (nats):
   low-resolution first conv equals interpolate-then-conv; kde's floor-corrected I(T;Y) is ~0 for
   independent labels where the raw estimate is > 0.3.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,13 +34,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 
 from harness.scoring import ESTIMATORS, CheckpointFeatures, ScoringData, TensorConvSource, build_estimator
 from harness.scoring.accuracy import fano_lower_bound
 from harness.scoring.binning import binned_mutual_information
 from harness.scoring.kde import kde_mutual_information
 from harness.scoring.recon import GroupedDecoder, ReconSettings, stop_split, to_unit_interval, train_decoders
-from scipy.stats import spearmanr
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -190,10 +191,14 @@ def test_to_unit_interval_per_channel() -> None:
 FAST = ReconSettings(max_epochs=60, patience=5, lr=3e-3, batch_size=32, seeds=1)
 
 
-def recon(feats: list[torch.Tensor], x: torch.Tensor, settings: ReconSettings = FAST, n_eval: int = 200, folds=None) -> list[dict]:
+def recon(
+    feats: list[torch.Tensor], x: torch.Tensor, settings: ReconSettings = FAST, n_eval: int = 200, folds=None
+) -> list[dict]:
     """Decoders fit/stop on the first rows, reported on the last ``n_eval`` (as the runner lays them out)."""
     n = x.shape[0]
-    out = train_decoders(TensorConvSource(feats), x, torch.arange(n - n_eval), torch.arange(n - n_eval, n), settings, folds)
+    out = train_decoders(
+        TensorConvSource(feats), x, torch.arange(n - n_eval), torch.arange(n - n_eval, n), settings, folds
+    )
     return [e.values for e in out]
 
 
@@ -234,7 +239,10 @@ def test_recon_side_by_side_equals_one_at_a_time() -> None:
     """Grouped training gives every decoder the path it would take alone (see recon.py)."""
     g = _gen(10)
     x = torch.randn(300, 1, 12, generator=g)
-    feats = [torch.nn.functional.avg_pool1d(x + s * torch.randn(300, 1, 12, generator=g), 2).repeat(1, 3, 1) for s in (0.2, 1.0, 3.0)]
+    feats = [
+        torch.nn.functional.avg_pool1d(x + s * torch.randn(300, 1, 12, generator=g), 2).repeat(1, 3, 1)
+        for s in (0.2, 1.0, 3.0)
+    ]
     settings = ReconSettings(max_epochs=30, patience=2, lr=1e-2, batch_size=32, seeds=1)
     grouped = recon(feats, x, settings, n_eval=60)  # one module of 3, shrinking as they stop
     separate = recon(feats, x, ReconSettings(**{**settings.__dict__, "group_size": 1}), n_eval=60)
@@ -251,7 +259,9 @@ def test_recon_side_by_side_equals_one_at_a_time() -> None:
 def test_recon_low_resolution_first_conv_equals_interpolate_then_conv(shape_in, shape_out, align_corners) -> None:
     dec = GroupedDecoder(3, 4, 2, 5, shape_out, align_corners=align_corners).double()
     feats = torch.randn(6, 12, *shape_in, generator=_gen(14), dtype=torch.float64)
-    direct = dec.conv1(torch.nn.functional.interpolate(feats, size=shape_out, mode=dec.mode, align_corners=align_corners))
+    direct = dec.conv1(
+        torch.nn.functional.interpolate(feats, size=shape_out, mode=dec.mode, align_corners=align_corners)
+    )
     reference = dec.conv2(torch.relu(dec.bn(direct)))
     assert torch.allclose(dec(feats), reference, atol=1e-12)
 
@@ -262,7 +272,12 @@ def test_recon_2d_decoder_shapes() -> None:
     assert out.shape == (5, 9, 16, 16)
     x = torch.rand(96, 3, 8, 8, generator=_gen(11))
     conv = torch.nn.functional.avg_pool2d(x, 2)  # [96, 3, 4, 4]
-    r = recon([conv, torch.randn(96, 3, 4, 4, generator=_gen(12))], x, ReconSettings(max_epochs=5, batch_size=16, seeds=1), n_eval=32)
+    r = recon(
+        [conv, torch.randn(96, 3, 4, 4, generator=_gen(12))],
+        x,
+        ReconSettings(max_epochs=5, batch_size=16, seeds=1),
+        n_eval=32,
+    )
     assert r[0]["loss"] < r[1]["loss"]
 
 
@@ -273,13 +288,22 @@ def test_recon_splits_and_replicates() -> None:
     fit0, stop0 = stop_split(rows, s, 0)
     fit1, stop1 = stop_split(rows, s, 1)
     assert len(stop0) == 10 and set(fit0.tolist()).isdisjoint(stop0.tolist()) and len(fit0) + len(stop0) == 40
-    assert set(fit0.tolist()) <= set(rows.tolist()) and sorted(fit0.tolist() + stop0.tolist()) != sorted(fit1.tolist() + stop1.tolist())
+    assert set(fit0.tolist()) <= set(rows.tolist()) and sorted(fit0.tolist() + stop0.tolist()) != sorted(
+        fit1.tolist() + stop1.tolist()
+    )
     assert len(stop_split(rows, ReconSettings(holdout_fraction=0.01), 0)[1]) == 2  # at least 2 rows
     g = _gen(13)
     x = torch.randn(300, 1, 16, generator=g)
     feats = [x + 0.3 * torch.randn(300, 1, 16, generator=g), torch.randn(300, 1, 16, generator=g)]
     folds = torch.arange(100) % 4
-    est = train_decoders(TensorConvSource(feats), x, torch.arange(200), torch.arange(200, 300), ReconSettings(seeds=2, max_epochs=10), folds)
+    est = train_decoders(
+        TensorConvSource(feats),
+        x,
+        torch.arange(200),
+        torch.arange(200, 300),
+        ReconSettings(seeds=2, max_epochs=10),
+        folds,
+    )
     assert [len(est[0].replicates["loss"]), len(est[0].replicates["loss"][0])] == [2, 4]
     for e in est:  # the BCE is a mean: its fold pseudo-values average to the seed's value
         per_seed = [sum(r) / 4 for r in e.replicates["loss"]]
@@ -316,7 +340,9 @@ def test_label_information_ranking_and_invariance(transform: str) -> None:
         est["binning"].append(binned_mutual_information(g, y, 30)["i_y"])
         logits = torch.cat([torch.zeros_like(f), 2 * mu * f], dim=1).float()  # the head absorbs the map
         data = ScoringData(x=torch.zeros(3000, 1), y=y, num_classes=2)
-        est["ce_bound"].append(build_estimator("ce_bound", None).score([CheckpointFeatures(1, logits, g.float())], data)[0]["i_y"])
+        est["ce_bound"].append(
+            build_estimator("ce_bound", None).score([CheckpointFeatures(1, logits, g.float())], data)[0]["i_y"]
+        )
     for name, values in est.items():
         assert values == sorted(values), (name, values)
     if transform == "cube":  # documented failure of invariance (true values unchanged)

@@ -1,5 +1,6 @@
 """Student-aware selection ``selected:proxy`` (issue 13): successive halving over real proxy
 students distilled from a tiny teacher's checkpoints (no mocks)."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,15 @@ from harness.teachers import train_trajectory
 from tests.helpers import QUICKSTART, tiny_overrides
 
 TRAJ = "cnn1d_small-mnist1d-s0"
-SETUP = {"teacher.epochs": 8, "teacher.checkpoint_every": 1, "teacher.seeds": "[0]", "scoring.estimators": "[accuracy,ce_bound]",
-         "scoring.proxy.selectors": "[proxy]", "scoring.proxy.seeds": 2, "scoring.ensemble_sizes": "[2]"}
+SETUP = {
+    "teacher.epochs": 8,
+    "teacher.checkpoint_every": 1,
+    "teacher.seeds": "[0]",
+    "scoring.estimators": "[accuracy,ce_bound]",
+    "scoring.proxy.selectors": "[proxy]",
+    "scoring.proxy.seeds": 2,
+    "scoring.ensemble_sizes": "[2]",
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,11 @@ def test_successive_halving_keeps_the_right_number_per_rung_and_costs_add_up(sco
         assert r["student_epochs"] == len(r["candidates"]) * seeds * (r["epochs"] - previous_end)
         previous_end = r["epochs"]
     cost = res["cost"]
-    assert cost["student_epochs"] == sum(r["student_epochs"] for r in rungs) == planned_cost(8, proxy_settings(cfg, "proxy"))
+    assert (
+        cost["student_epochs"]
+        == sum(r["student_epochs"] for r in rungs)
+        == planned_cost(8, proxy_settings(cfg, "proxy"))
+    )
     assert cost["seconds"] >= cost["setup_s"] + sum(r["seconds"] for r in rungs) - 1e-3
     assert not open_store(cfg).read_results()  # proxy students are not sweep results
 
@@ -79,7 +91,9 @@ def test_the_pick_is_the_argmax_of_the_last_rung(scored):
     last = scores["proxy"]["proxy"]["rungs"][-1]
     means = {int(e): v for e, v in last["val_acc_mean"].items()}
     pick = max(sorted(means), key=lambda e: means[e])  # the earlier epoch on ties
-    assert scores["proxy"]["proxy"]["pick"] == pick == summary["selected"]["proxy"] == scores["selected"]["proxy"]["epoch"]
+    assert (
+        scores["proxy"]["proxy"]["pick"] == pick == summary["selected"]["proxy"] == scores["selected"]["proxy"]["epoch"]
+    )
     conf = scores["selection_confidence"]["proxy"]
     assert sum(conf.values()) == pytest.approx(1.0, abs=1e-3) and set(conf) == {str(e) for e in range(1, 9)}
     assert scores["selected"]["proxy"]["confidence"] == conf[str(pick)]
@@ -95,7 +109,9 @@ def test_a_proxy_member_ends_where_the_same_student_trained_alone_ends(scored, t
     alone = copy.deepcopy(cfg)
     alone.storage = str(tmp_path / "alone")  # results elsewhere; the teacher is read through a link
     (tmp_path / "alone" / cfg.name).mkdir(parents=True)
-    (tmp_path / "alone" / cfg.name / "trajectories").symlink_to(open_store(cfg).trajectories_dir, target_is_directory=True)
+    (tmp_path / "alone" / cfg.name / "trajectories").symlink_to(
+        open_store(cfg).trajectories_dir, target_is_directory=True
+    )
     alone.student.epochs = res["rungs"][-1]["epochs"]  # the proxy students' schedule length
     n_val = len(load_splits(cfg).val)
     for e in res["rungs"][-1]["candidates"]:  # trained through every rung, the pack shrinking twice
@@ -103,7 +119,9 @@ def test_a_proxy_member_ends_where_the_same_student_trained_alone_ends(scored, t
             alone.distill.teacher_choice, alone.distill.seed = f"epoch:{e}", seed
             curve = distill_student(alone)["val_acc_per_epoch"]
             for r in res["rungs"]:
-                assert r["val_acc"][str(e)][i] == pytest.approx(curve[r["epochs"] - 1], abs=1.01 / n_val)  # one sample at most
+                assert r["val_acc"][str(e)][i] == pytest.approx(
+                    curve[r["epochs"] - 1], abs=1.01 / n_val
+                )  # one sample at most
 
 
 def test_selected_proxy_resolves_and_a_distill_from_it_runs(scored):
@@ -118,7 +136,9 @@ def test_selected_proxy_resolves_and_a_distill_from_it_runs(scored):
     row = distill_student(run)
     assert row["teacher_checkpoints"] == [{"trajectory": TRAJ, "epoch": pick}] and 0 < row["final_val_acc"] <= 1
     assert scores_fresh(cfg, TRAJ)
-    assert not scores_fresh(load_config(QUICKSTART, tiny_overrides(cfg.storage, **{**SETUP, "scoring.proxy.epochs": 1})), TRAJ)
+    assert not scores_fresh(
+        load_config(QUICKSTART, tiny_overrides(cfg.storage, **{**SETUP, "scoring.proxy.epochs": 1})), TRAJ
+    )
     with pytest.raises(ScoresError, match="scoring.proxy.selectors"):
         read_selected(store, TRAJ, "proxy_large")
 
@@ -131,13 +151,17 @@ def test_a_rescore_reuses_the_proxy_and_a_new_budget_is_added(scored, logs):
     assert "reusing pick" in logs.text
     assert again["proxy"]["proxy"]["rungs"] == scores["proxy"]["proxy"]["rungs"]
     small = again["proxy"]["proxy_small"]
-    assert [r["epochs"] for r in small["rungs"]] == [1, 2, 4] and again["selected_ensemble"]["selector"] == "proxy_small"
+    assert [r["epochs"] for r in small["rungs"]] == [1, 2, 4] and again["selected_ensemble"][
+        "selector"
+    ] == "proxy_small"
     assert scores_fresh(more, TRAJ)
 
 
 def test_which_proxy_selectors_a_config_asks_for():
     assert proxy_selectors(load_config(QUICKSTART)) == []
-    cfg = load_config(QUICKSTART, ["sweep.teacher_choices=[none,selected:proxy_large]", "scoring.ensemble_selector=proxy_small"])
+    cfg = load_config(
+        QUICKSTART, ["sweep.teacher_choices=[none,selected:proxy_large]", "scoring.ensemble_selector=proxy_small"]
+    )
     assert proxy_selectors(cfg) == ["proxy_small", "proxy_large"]
     assert proxy_selectors(load_config(QUICKSTART, ["distill.teacher_choice=selected:proxy"])) == ["proxy"]
 
@@ -153,17 +177,20 @@ def test_confidence_is_a_paired_bootstrap_of_the_validation_rows():
     assert tie == {"10": 1.0, "20": 0.0}  # ties go to the earlier epoch
 
 
-@pytest.mark.parametrize("override, key", [
-    ("scoring.proxy.rungs=0", "scoring.proxy.rungs"),
-    ("scoring.proxy.reduction_factor=1", "scoring.proxy.reduction_factor"),
-    ("scoring.proxy.epochs=0", "scoring.proxy.epochs"),
-    ("scoring.proxy.seeds=0", "scoring.proxy.seeds"),
-    ("scoring.proxy.student=mlp_smal", "scoring.proxy.student"),
-    ("scoring.proxy.selectors=[paper]", "scoring.proxy.selectors[0]"),
-    ("scoring.proxy.selectors=[proxy,proxy]", "scoring.proxy.selectors"),
-    ("scoring.proxy.bootstrap=10", "scoring.proxy.bootstrap"),
-    ("scoring.proxy.epochz=2", "scoring.proxy.epochz"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("scoring.proxy.rungs=0", "scoring.proxy.rungs"),
+        ("scoring.proxy.reduction_factor=1", "scoring.proxy.reduction_factor"),
+        ("scoring.proxy.epochs=0", "scoring.proxy.epochs"),
+        ("scoring.proxy.seeds=0", "scoring.proxy.seeds"),
+        ("scoring.proxy.student=mlp_smal", "scoring.proxy.student"),
+        ("scoring.proxy.selectors=[paper]", "scoring.proxy.selectors[0]"),
+        ("scoring.proxy.selectors=[proxy,proxy]", "scoring.proxy.selectors"),
+        ("scoring.proxy.bootstrap=10", "scoring.proxy.bootstrap"),
+        ("scoring.proxy.epochz=2", "scoring.proxy.epochz"),
+    ],
+)
 def test_proxy_config_errors_are_one_line_naming_the_key(override, key):
     with pytest.raises(ConfigError) as e:
         load_config(QUICKSTART, [override])
@@ -176,7 +203,22 @@ def test_the_cli_lists_proxy_selectors_suggests_them_and_plans_them(tmp_path, ca
     assert main(["distill", str(QUICKSTART), f"storage={tmp_path}", "teacher_choice=selected:proxi"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'proxy'?" in err and err.count("\n") == 1
-    assert main(["score", str(QUICKSTART), f"storage={tmp_path}", "sweep.teacher_choices=[none,selected:proxy]", "--dry-run", "--local"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(QUICKSTART),
+                f"storage={tmp_path}",
+                "sweep.teacher_choices=[none,selected:proxy]",
+                "--dry-run",
+                "--local",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "proxy (mlp_small x 1 seed(s); candidates at epochs: 8 at 2, 4 at 4, 2 at 8; 32 student-epochs per trajectory)" in out
+    assert (
+        "proxy (mlp_small x 1 seed(s); candidates at epochs: 8 at 2, 4 at 4, 2 at 8; 32 student-epochs per trajectory)"
+        in out
+    )
     assert not (tmp_path / "quickstart").exists()  # a dry run writes nothing

@@ -1,5 +1,6 @@
 """Error bars and selection stability (harness/scoring/replicates.py, selection.selection_stability):
 known answers for the standard errors, planted effects for the selection confidence."""
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,9 @@ def test_clear_winner_is_confident_and_a_near_tie_is_unstable() -> None:
     a = rng.normal(0, 0.05, size=(1, 8))
     a -= a.mean()
     tie = np.array([0.80, 0.9, 0.9])[:, None, None] + np.stack([0 * a, a, -a])  # 20 and 30: equal means
-    conf = selection_stability(epochs, _raw(tie.mean(axis=(1, 2))), _reps(tie), ["accuracy"], draws=2000, seed=0)["accuracy"]["confidence"]
+    conf = selection_stability(epochs, _raw(tie.mean(axis=(1, 2))), _reps(tie), ["accuracy"], draws=2000, seed=0)[
+        "accuracy"
+    ]["confidence"]
     assert conf["10"] < 0.01 and 0.3 < conf["20"] < 0.7 and 0.3 < conf["30"] < 0.7  # a coin flip
     assert sum(conf.values()) == pytest.approx(1.0, abs=1e-3)
     assert is_unstable(0.49) and not is_unstable(0.5)

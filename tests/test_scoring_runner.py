@@ -1,5 +1,6 @@
 """End to end: score a tiny real trajectory (``harness.teachers.train_trajectory``), re-run,
 resolve the teacher choices ``selected:*`` / ``selected_ensemble:K``, information plane."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ import torch
 
 from harness.config import ConfigError, load_config
 from harness.experiment import open_store
-from harness.scoring import runner
 from harness.scoring import (
     ScoresError,
     ScoringError,
@@ -20,6 +20,7 @@ from harness.scoring import (
     read_selected,
     read_selected_ensemble,
     run_scoring,
+    runner,
     score_trajectory,
     scores_fresh,
 )
@@ -85,22 +86,43 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
     scores = json.loads(path.read_text())
     assert scores["schema_version"] == 2 and scores["trajectory"] == TRAJ
     assert scores["data"]["split"] == "val" and scores["data"]["num_samples"] == 80
-    assert scores["data"]["train_split"] == "train" and scores["data"]["train_rows"] == 400 and scores["data"]["folds"] == 4  # 200 x 2 seeds
+    assert (
+        scores["data"]["train_split"] == "train"
+        and scores["data"]["train_rows"] == 400
+        and scores["data"]["folds"] == 4
+    )  # 200 x 2 seeds
     assert scores["replicates"]["seeds"] == {"recon": 2, "accuracy": 1, "ce_bound": 1, "kde": 1, "binning": 1}
     assert set(scores["estimators"]) == {"recon", "accuracy", "ce_bound", "kde", "binning"}
     assert scores["estimators"]["kde"]["params"]["noise_var"] == 0.1
     assert scores["estimators"]["binning"]["params"]["bins"] == 30
     assert set(scores["selectors"]) == {"paper", "ce", "kde", "binning", "accuracy"}  # (keys sorted on disk)
-    assert scores["proxy"] == {} and scores["timings"]["proxy_s"] >= 0  # proxy selectors train students: only when asked
+    assert (
+        scores["proxy"] == {} and scores["timings"]["proxy_s"] >= 0
+    )  # proxy selectors train students: only when asked
     epochs = [c["epoch"] for c in scores["checkpoints"]]
     assert epochs == [1, 2, 3, 4, 5, 6]
     for c in scores["checkpoints"]:
         recon = c["raw"]["recon"]
-        assert set(recon) >= {"loss", "neg_loss", "mse", "i_x", "best_epoch", "epochs_trained", "converged", "loss_se", "i_x_se"}
+        assert set(recon) >= {
+            "loss",
+            "neg_loss",
+            "mse",
+            "i_x",
+            "best_epoch",
+            "epochs_trained",
+            "converged",
+            "loss_se",
+            "i_x_se",
+        }
         assert recon["loss_se"] > 0 and recon["epochs_trained"] <= 4 and 0 <= recon["converged"] <= 1
-        assert [len(c["replicates"]["recon"]["loss"]), len(c["replicates"]["recon"]["loss"][0])] == [2, 4]  # seeds x folds
+        assert [len(c["replicates"]["recon"]["loss"]), len(c["replicates"]["recon"]["loss"][0])] == [
+            2,
+            4,
+        ]  # seeds x folds
         assert 0.0 <= c["raw"]["accuracy"]["accuracy"] <= 1.0 and c["raw"]["accuracy"]["accuracy_se"] >= 0
-        assert c["raw"]["kde"]["i_y_corrected"] == pytest.approx(c["raw"]["kde"]["i_y"] - c["raw"]["kde"]["i_y_shuffled"])
+        assert c["raw"]["kde"]["i_y_corrected"] == pytest.approx(
+            c["raw"]["kde"]["i_y"] - c["raw"]["kde"]["i_y_shuffled"]
+        )
         for sel, norm in c["normalized"].items():
             assert -1e-9 <= norm["score"] <= (1.0 if sel == "accuracy" else 2.0) + 1e-9 and norm["score_se"] >= 0
     for sel, pick in scores["selected"].items():
@@ -143,8 +165,16 @@ def test_rerun_reuses_scores_and_rescores_only_what_changed(storage: Path) -> No
     cfg2 = load_config(QUICKSTART, overrides(storage, **{"scoring.kde_noise_var": 0.5}))
     run_scoring(cfg2)
     third = json.loads(path.read_text())
-    assert third["timings"]["estimator_checkpoints_scored"] == {"recon": 0, "accuracy": 0, "ce_bound": 0, "kde": 6, "binning": 0}
-    assert [c["replicates"]["recon"] for c in third["checkpoints"]] == [c["replicates"]["recon"] for c in first["checkpoints"]]
+    assert third["timings"]["estimator_checkpoints_scored"] == {
+        "recon": 0,
+        "accuracy": 0,
+        "ce_bound": 0,
+        "kde": 6,
+        "binning": 0,
+    }
+    assert [c["replicates"]["recon"] for c in third["checkpoints"]] == [
+        c["replicates"]["recon"] for c in first["checkpoints"]
+    ]
     assert third["estimators"]["kde"]["params"]["noise_var"] == 0.5
     assert [c["raw"]["recon"] for c in third["checkpoints"]] == [c["raw"]["recon"] for c in first["checkpoints"]]
     assert [c["raw"]["kde"] for c in third["checkpoints"]] != [c["raw"]["kde"] for c in first["checkpoints"]]
@@ -206,7 +236,9 @@ def test_shared_pass_equals_one_checkpoint_at_a_time(storage: Path) -> None:
     score_trajectory(cfg, store, TRAJ)
     shared = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
     assert alone["timings"]["shared_pass"] is False and shared["timings"]["shared_pass"] is True
-    assert [c["epoch"] for c in alone["checkpoints"]] == [c["epoch"] for c in shared["checkpoints"]] == [1, 2, 3, 4, 5, 6]
+    assert (
+        [c["epoch"] for c in alone["checkpoints"]] == [c["epoch"] for c in shared["checkpoints"]] == [1, 2, 3, 4, 5, 6]
+    )
     for a, b in zip(alone["checkpoints"], shared["checkpoints"]):
         for est in a["raw"]:
             if est != "recon":  # same features, same arithmetic
@@ -297,8 +329,17 @@ def test_unfinished_and_convless_trajectories(tmp_path: Path) -> None:
     train_trajectory(mlp, "mlp_small", 0)
     with pytest.raises(ScoringError, match="need a last conv stage.*mlp_small"):
         run_scoring(mlp)
-    no_recon = load_config(QUICKSTART, overrides(storage, **{"teacher.archs": "[mlp_small]", "teacher.epochs": 2,
-                                                             "scoring.estimators": "[accuracy,ce_bound,kde,binning]"}))
+    no_recon = load_config(
+        QUICKSTART,
+        overrides(
+            storage,
+            **{
+                "teacher.archs": "[mlp_small]",
+                "teacher.epochs": 2,
+                "scoring.estimators": "[accuracy,ce_bound,kde,binning]",
+            },
+        ),
+    )
     assert set(run_scoring(no_recon)["mlp_small-mnist1d-s0"]["selected"]) == {"kde", "binning", "accuracy"}
 
 
@@ -338,9 +379,13 @@ def test_scoring_sample_is_a_fixed_subset_of_the_validation_split(tmp_path: Path
     assert len(set(rows)) == 50 and all(val.y[r] == y for r, y in zip(rows, data.y))
     again = build_scoring_data(cfg)
     assert (again.x == data.x).all()  # same seed, same sample
-    other = build_scoring_data(load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.num_samples": 50, "scoring.seed": 1})))
+    other = build_scoring_data(
+        load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.num_samples": 50, "scoring.seed": 1}))
+    )
     assert not (other.x == data.x).all()
-    everything = build_scoring_data(load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.num_samples": 10_000})))
+    everything = build_scoring_data(
+        load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.num_samples": 10_000}))
+    )
     assert len(everything) == len(val)
 
 

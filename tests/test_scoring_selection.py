@@ -1,4 +1,5 @@
 """Normalization, selectors, Algorithm 1 and the ensemble pick (pure functions, no models)."""
+
 from __future__ import annotations
 
 import json
@@ -83,7 +84,9 @@ def test_ensemble_ties_are_deterministic() -> None:
 def test_selectors_need_their_estimators() -> None:
     assert set(SELECTORS) == {"paper", "ce", "kde", "binning", "accuracy", "proxy_small", "proxy", "proxy_large"}
     mi = ["paper", "ce", "kde", "binning", "accuracy"]
-    assert available_selectors(["recon", "accuracy", "ce_bound", "kde", "binning"]) == mi  # proxy selectors run when asked
+    assert (
+        available_selectors(["recon", "accuracy", "ce_bound", "kde", "binning"]) == mi
+    )  # proxy selectors run when asked
     assert [s.name for s in SELECTORS.values() if s.kind == "proxy"] == ["proxy_small", "proxy", "proxy_large"]
     assert available_selectors(["accuracy", "kde"]) == ["kde", "accuracy"]
     assert available_selectors(["recon"]) == []

@@ -1,4 +1,5 @@
 """Selector evaluation against a planted ground truth: ranks, regret, rho, hits, noise ceiling, cost."""
+
 from __future__ import annotations
 
 import csv
@@ -34,10 +35,20 @@ def rows(n_traj: int = 3, skip: tuple[int, int] | None = None) -> list[dict]:
 
 def scores(store: CheckpointStore, n_traj: int = 3, unstable_in: int = 0) -> None:
     for t in range(n_traj):
-        sel = {"good": {"epoch": 20, "unstable": False, "confidence": 0.9}, "bad": {"epoch": 10, "degenerate": True},
-               "mid": {"epoch": 30, "unstable": t == unstable_in, "confidence": 0.4 if t == unstable_in else 0.8}}
-        write_scores(store, traj(t), list(GT), sel, {"good": dict(GT), "bad": {e: -g for e, g in GT.items()}, "mid": {e: 1.0 for e in GT}},
-                     TIMINGS, SELECTORS)
+        sel = {
+            "good": {"epoch": 20, "unstable": False, "confidence": 0.9},
+            "bad": {"epoch": 10, "degenerate": True},
+            "mid": {"epoch": 30, "unstable": t == unstable_in, "confidence": 0.4 if t == unstable_in else 0.8},
+        }
+        write_scores(
+            store,
+            traj(t),
+            list(GT),
+            sel,
+            {"good": dict(GT), "bad": {e: -g for e, g in GT.items()}, "mid": {e: 1.0 for e in GT}},
+            TIMINGS,
+            SELECTORS,
+        )
 
 
 def by_selector(result: dict) -> dict[str, dict]:
@@ -51,14 +62,23 @@ def test_known_ranks_regrets_correlations_hits_and_costs(tmp_path):
     result = evaluate_selectors(rows(), read_all_scores(store))
     r = by_selector(result)
     good, bad, mid = r["good"], r["bad"], r["mid"]
-    assert (good["picks"], good["ranks"], good["regret_pp"], good["rho"]) == ("20/20/20", "1/1/1", pytest.approx(0.0, abs=1e-9), pytest.approx(1.0))
-    assert good["hit1"][0] == 1.0 and good["hit3"][0] == 1.0 and good["cost_s"] == pytest.approx(3.0)  # a + features + load
+    assert (good["picks"], good["ranks"], good["regret_pp"], good["rho"]) == (
+        "20/20/20",
+        "1/1/1",
+        pytest.approx(0.0, abs=1e-9),
+        pytest.approx(1.0),
+    )
+    assert (
+        good["hit1"][0] == 1.0 and good["hit3"][0] == 1.0 and good["cost_s"] == pytest.approx(3.0)
+    )  # a + features + load
     assert (bad["ranks"], bad["regret_pp"], bad["rho"]) == ("5/5/5", pytest.approx(3.0), pytest.approx(-1.0))
     assert bad["hit3"][0] == 0.0 and bad["degenerate"] == 3 and bad["cost_s"] == pytest.approx(6.0)
     assert (mid["ranks"], mid["regret_pp"], mid["hit1"][0], mid["hit3"][0]) == ("2/2/2", pytest.approx(1.0), 0.0, 1.0)
     assert math.isnan(mid["rho"]) and mid["rho_defined"] == 0  # a constant score has no rank correlation
     assert mid["cost_s"] == pytest.approx(9.0) and mid["unstable"] == 1  # no estimator split recorded: total_s
-    assert r["last checkpoint (full)"]["ranks"] == "3/3/3" and r["oracle (val)"]["regret_pp"] == pytest.approx(0.0, abs=1e-9)
+    assert r["last checkpoint (full)"]["ranks"] == "3/3/3" and r["oracle (val)"]["regret_pp"] == pytest.approx(
+        0.0, abs=1e-9
+    )
     (group,) = result["groups"].values()
     assert group["noise_ceiling"][0] == pytest.approx(1.0) and group["seeds_per_checkpoint"] == 2
     assert good["brute_force_student_epochs"] == 5 * 2 * 30 and good["brute_force_wall_s"] == pytest.approx(20.0)
@@ -70,7 +90,9 @@ def test_incomplete_trajectories_are_left_out_with_the_reason(tmp_path):
     result = evaluate_selectors(rows(skip=(1, 30)), read_all_scores(store))
     (group,) = result["groups"].values()
     assert group["trajectories"] == [traj(0), traj(2)]
-    assert result["skipped"] == [f"{traj(1)} -> mlp_small: no student results for epoch(s) [30] (sweep `every_checkpoint`)"]
+    assert result["skipped"] == [
+        f"{traj(1)} -> mlp_small: no student results for epoch(s) [30] (sweep `every_checkpoint`)"
+    ]
     md, text = render_selectors(result, "markdown"), render_selectors(result, "text")
     assert "| good |" in md and "noise ceiling" in md and "Left out" in text
     lines = list(csv.DictReader(io.StringIO(render_selectors(result, "csv"))))
@@ -82,8 +104,13 @@ def test_incomplete_trajectories_are_left_out_with_the_reason(tmp_path):
 def test_leaderboard_marks_unstable_picks_only_when_flagged(tmp_path):
     store = CheckpointStore(tmp_path, "exp")
     scores(store, unstable_in=2)
-    rs = [result_row(f"selected:{sel}", s, s, [(traj(s), 20)], 0.7) for sel in ("good", "mid", "other") for s in range(3)]
-    board = {b["teacher_choice"]: b for b in board_for(OmegaConf.create({"storage": str(tmp_path), "name": "exp"}), rs, read_all_scores(store))}
+    rs = [
+        result_row(f"selected:{sel}", s, s, [(traj(s), 20)], 0.7) for sel in ("good", "mid", "other") for s in range(3)
+    ]
+    board = {
+        b["teacher_choice"]: b
+        for b in board_for(OmegaConf.create({"storage": str(tmp_path), "name": "exp"}), rs, read_all_scores(store))
+    }
     assert board["selected:mid"]["unstable"] is True and board["selected:good"]["unstable"] is False
     assert board["selected:other"]["unstable"] is None  # the scores carry no flag for it: nothing shown
     from harness.report import render
@@ -91,14 +118,25 @@ def test_leaderboard_marks_unstable_picks_only_when_flagged(tmp_path):
     text = render(list(board.values()), "text")
     assert "selected:mid [unstable]" in text and "selected:good [unstable]" not in text
     line = {r["teacher_choice"]: r for r in csv.DictReader(io.StringIO(render(list(board.values()), "csv")))}
-    assert (line["selected:mid"]["unstable"], line["selected:good"]["unstable"], line["selected:other"]["unstable"]) == ("true", "false", "")
+    assert (
+        line["selected:mid"]["unstable"],
+        line["selected:good"]["unstable"],
+        line["selected:other"]["unstable"],
+    ) == ("true", "false", "")
 
 
 def test_every_row_costs_student_epochs_and_seconds_and_regret_is_plotted_against_them(tmp_path):
     store = CheckpointStore(tmp_path, "exp")
     for t in range(3):
-        write_scores(store, traj(t), list(GT), {"good": {"epoch": 20}, "proxy": {"epoch": 30, "confidence": 0.7}},
-                     {"good": dict(GT), "proxy": {e: float(i) for i, e in enumerate(GT)}}, TIMINGS, SELECTORS)
+        write_scores(
+            store,
+            traj(t),
+            list(GT),
+            {"good": {"epoch": 20}, "proxy": {"epoch": 30, "confidence": 0.7}},
+            {"good": dict(GT), "proxy": {e: float(i) for i, e in enumerate(GT)}},
+            TIMINGS,
+            SELECTORS,
+        )
         path = store.scores_dir / f"{traj(t)}.json"
         doc = json.loads(path.read_text())
         doc["proxy"] = {"proxy": {"pick": 30, "cost": {"student_epochs": 64, "seconds": 4.0, "setup_s": 1.0}}}
@@ -106,12 +144,19 @@ def test_every_row_costs_student_epochs_and_seconds_and_regret_is_plotted_agains
     packed = [{**r, "pack_size": 4} for r in rows()]  # a packed row holds its pack's wall time: 1/4 is its share
     result = evaluate_selectors(packed, read_all_scores(store))
     r = by_selector(result)
-    assert (r["proxy"]["student_epochs"], r["proxy"]["cost_s"], r["proxy"]["regret_pp"]) == (64, 4.0, pytest.approx(1.0))
+    assert (r["proxy"]["student_epochs"], r["proxy"]["cost_s"], r["proxy"]["regret_pp"]) == (
+        64,
+        4.0,
+        pytest.approx(1.0),
+    )
     assert (r["good"]["student_epochs"], r["good"]["cost_s"]) == (0, pytest.approx(3.0))  # MI: scorer seconds only
     assert (r["last checkpoint (full)"]["student_epochs"], r["last checkpoint (full)"]["cost_s"]) == (0, 0.0)
     brute = r["oracle (val)"]
-    assert (brute["student_epochs"], brute["cost_s"]) == (5 * 2 * 30, pytest.approx(5.0)) == (
-        brute["brute_force_student_epochs"], brute["brute_force_wall_s"])
+    assert (
+        (brute["student_epochs"], brute["cost_s"])
+        == (5 * 2 * 30, pytest.approx(5.0))
+        == (brute["brute_force_student_epochs"], brute["brute_force_wall_s"])
+    )
     md = render_selectors(result, "markdown")
     assert "cost student-epochs/traj" in md and "| proxy |" in md and "80.0%" in md  # 4 s of 5 s
     line = {x["selector"]: x for x in csv.DictReader(io.StringIO(render_selectors(result, "csv")))}

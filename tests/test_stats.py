@@ -1,4 +1,5 @@
 """Paired statistics: known answers, agreement with scipy/statsmodels, and calibration under the null."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,18 @@ from scipy import stats
 
 from harness.report import build_leaderboard
 from harness.report.stats import (
-    BETTER, NO_DIFF, WORSE, holm, mean_interval, min_detectable_effect, min_exact_p, paired_test, pairs_needed,
-    proportion_interval, spearman, verdict,
+    BETTER,
+    NO_DIFF,
+    WORSE,
+    holm,
+    mean_interval,
+    min_detectable_effect,
+    min_exact_p,
+    paired_test,
+    pairs_needed,
+    proportion_interval,
+    spearman,
+    verdict,
 )
 
 
@@ -29,14 +40,20 @@ def test_paired_test_matches_scipy_on_fixed_inputs():
     b = np.array([0.704, 0.707, 0.690, 0.711, 0.703, 0.701, 0.709, 0.702, 0.699])
     r = paired_test(a, b)
     d = a - b
-    exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided")
+    exact = stats.permutation_test(
+        (d,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
+    )
     ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
     assert r.p_value == pytest.approx(exact.pvalue)
     assert (r.diff_ci_low, r.diff_ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
     assert r.diff_mean == pytest.approx(d.mean()) and r.diff_sd == pytest.approx(d.std(ddof=1))
     assert (r.wins, r.ties, r.losses) == (6, 1, 2) and "exact" in r.test and "2^9" in r.test
     big = paired_test(np.ones(20), np.zeros(20))  # above the exact limit: Monte-Carlo, seeded
-    assert "random sign flips" in big.test and big.p_value < 1e-3 and big.p_value == paired_test(np.ones(20), np.zeros(20)).p_value
+    assert (
+        "random sign flips" in big.test
+        and big.p_value < 1e-3
+        and big.p_value == paired_test(np.ones(20), np.zeros(20)).p_value
+    )
 
 
 def test_holm_and_verdicts():
@@ -44,7 +61,11 @@ def test_holm_and_verdicts():
     out = holm([0.02, math.nan, 0.5])
     assert out[0] == pytest.approx(0.04) and math.isnan(out[1]) and out[2] == pytest.approx(0.5)
     assert verdict(0.01, 0.01) == BETTER and verdict(-0.01, 0.01) == WORSE
-    assert verdict(0.01, 0.05) == NO_DIFF and verdict(0.01, math.nan) == NO_DIFF and verdict(0.01, 0.04, alpha=0.01) == NO_DIFF
+    assert (
+        verdict(0.01, 0.05) == NO_DIFF
+        and verdict(0.01, math.nan) == NO_DIFF
+        and verdict(0.01, 0.04, alpha=0.01) == NO_DIFF
+    )
 
 
 def test_power_known_answers_and_round_trip():
@@ -63,7 +84,10 @@ def test_intervals_and_spearman_match_scipy():
     assert (m, lo, hi) == (pytest.approx(7 / 3), pytest.approx(ci.low), pytest.approx(ci.high))
     p, lo, hi = proportion_interval(3, 5)
     # Clopper-Pearson = beta quantiles: Beta(k, n-k+1) at 2.5%, Beta(k+1, n-k) at 97.5%
-    assert p == 0.6 and (lo, hi) == (pytest.approx(stats.beta.ppf(0.025, 3, 3)), pytest.approx(stats.beta.ppf(0.975, 4, 2)))
+    assert p == 0.6 and (lo, hi) == (
+        pytest.approx(stats.beta.ppf(0.025, 3, 3)),
+        pytest.approx(stats.beta.ppf(0.975, 4, 2)),
+    )
     assert spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
 
@@ -76,16 +100,33 @@ def _table(rng: np.random.Generator, n: int, effects: dict[str, float]) -> list[
     for choice, effect in {"full": 0.0, **effects}.items():
         for s in range(n):
             acc = 0.70 + effect + seed_effect[s] + rng.normal(0, 0.004)
-            rows.append({"run_id": f"{choice}-{s}", "dataset": "mnist1d", "teacher_choice": choice, "teacher_arch": "cnn1d_small",
-                         "teacher_seed": s % 5, "student_arch": "mlp_small", "seed": s, "temperature": 4.0, "kd_weight": 0.5,
-                         "ensemble_reduce": "probs", "teacher_checkpoints": [{"trajectory": f"t-s{s % 5}", "epoch": 40}],
-                         "final_val_acc": acc, "final_test_acc": acc, "epochs": 30})
+            rows.append(
+                {
+                    "run_id": f"{choice}-{s}",
+                    "dataset": "mnist1d",
+                    "teacher_choice": choice,
+                    "teacher_arch": "cnn1d_small",
+                    "teacher_seed": s % 5,
+                    "student_arch": "mlp_small",
+                    "seed": s,
+                    "temperature": 4.0,
+                    "kd_weight": 0.5,
+                    "ensemble_reduce": "probs",
+                    "teacher_checkpoints": [{"trajectory": f"t-s{s % 5}", "epoch": 40}],
+                    "final_val_acc": acc,
+                    "final_test_acc": acc,
+                    "epochs": 30,
+                }
+            )
     return rows
 
 
 def test_a_planted_effect_is_detected_and_its_sign_is_right():
     rng = np.random.default_rng(1)
-    board = {b["teacher_choice"]: b for b in build_leaderboard(_table(rng, 10, {"epoch:40": 0.01, "epoch:20": -0.01, "epoch:60": 0.0}))}
+    board = {
+        b["teacher_choice"]: b
+        for b in build_leaderboard(_table(rng, 10, {"epoch:40": 0.01, "epoch:20": -0.01, "epoch:60": 0.0}))
+    }
     assert board["epoch:40"]["vs_ref"]["verdict"] == BETTER and board["epoch:20"]["vs_ref"]["verdict"] == WORSE
     assert board["epoch:60"]["vs_ref"]["verdict"] == NO_DIFF
     assert board["epoch:40"]["vs_ref"]["diff_ci_low"] < 0.01 < board["epoch:40"]["vs_ref"]["diff_ci_high"]

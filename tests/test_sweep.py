@@ -1,4 +1,5 @@
 """The sweep grid and the in-process (no Ray) stages: expansion, pairing, dedupe, local sweep."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,8 +7,8 @@ import sys
 
 import pytest
 
-from harness.sweep import apply_run, expand_teacher_choices, grid_name, plan, sweep_runs
 from harness.config import ConfigError, load_config
+from harness.sweep import apply_run, expand_teacher_choices, grid_name, plan, sweep_runs
 from tests.helpers import QUICKSTART, tiny_overrides
 
 
@@ -16,15 +17,29 @@ def _cfg(tmp_path, **extra):
 
 
 def test_every_checkpoint_expands_to_the_checkpoint_schedule_before_training(tmp_path):
-    cfg = _cfg(tmp_path, **{"teacher.epochs": 6, "teacher.checkpoint_every": 2,
-                            "sweep.teacher_choices": '["none","every_checkpoint","full","epoch:4"]'})
+    cfg = _cfg(
+        tmp_path,
+        **{
+            "teacher.epochs": 6,
+            "teacher.checkpoint_every": 2,
+            "sweep.teacher_choices": '["none","every_checkpoint","full","epoch:4"]',
+        },
+    )
     assert expand_teacher_choices(cfg, "cnn1d_small") == ["none", "epoch:2", "epoch:4", "epoch:6", "full"]
 
 
 def test_grid_spans_choices_hyperparameters_archs_and_paired_seeds(tmp_path):
-    cfg = _cfg(tmp_path, **{"sweep.teacher_choices": '["none","full"]', "sweep.temperature": "[2.0,4.0]",
-                            "sweep.kd_weight": "[0.5,0.9]", "sweep.seeds": "[0,1,2]", "teacher.seeds": "[0,1]",
-                            "sweep.student_archs": "[mlp_small,mlp_tiny]"})
+    cfg = _cfg(
+        tmp_path,
+        **{
+            "sweep.teacher_choices": '["none","full"]',
+            "sweep.temperature": "[2.0,4.0]",
+            "sweep.kd_weight": "[0.5,0.9]",
+            "sweep.seeds": "[0,1,2]",
+            "teacher.seeds": "[0,1]",
+            "sweep.student_archs": "[mlp_small,mlp_tiny]",
+        },
+    )
     runs = sweep_runs(cfg)
     # none: not repeated over T x kd_weight; full: 2 x 2 grid; x 2 students x 3 seeds
     assert len(runs) == 2 * 3 * (1 + 4)
@@ -40,10 +55,24 @@ def test_grid_spans_choices_hyperparameters_archs_and_paired_seeds(tmp_path):
 
 def test_apply_run_sets_the_distill_section(tmp_path):
     cfg = _cfg(tmp_path)
-    run = {"teacher_arch": "cnn1d_small", "teacher_seed": 1, "student_arch": "mlp_tiny",
-           "teacher_choice": "fraction:0.5", "temperature": 2.0, "kd_weight": 0.9, "seed": 5}
+    run = {
+        "teacher_arch": "cnn1d_small",
+        "teacher_seed": 1,
+        "student_arch": "mlp_tiny",
+        "teacher_choice": "fraction:0.5",
+        "temperature": 2.0,
+        "kd_weight": 0.9,
+        "seed": 5,
+    }
     d = apply_run(cfg, run).distill
-    assert (d.teacher_choice, d.teacher_seed, d.student_arch, d.temperature, d.kd_weight, d.seed) == ("fraction:0.5", 1, "mlp_tiny", 2.0, 0.9, 5)
+    assert (d.teacher_choice, d.teacher_seed, d.student_arch, d.temperature, d.kd_weight, d.seed) == (
+        "fraction:0.5",
+        1,
+        "mlp_tiny",
+        2.0,
+        0.9,
+        5,
+    )
     assert cfg.distill.teacher_choice == "full"  # the original is untouched
 
 
@@ -61,26 +90,41 @@ def test_plan_names_the_run_whose_teacher_is_missing(tmp_path):
         plan(cfg)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("sweep.teacher_seeds=both", "sweep.teacher_seeds"),
-    ("cluster.mode=k8s", "cluster.mode"),
-    ("cluster.trial.gpus=1.5", "cluster.trial.gpus"),
-    ("cluster.trajectory.cpus=0", "cluster.trajectory"),
-    ("sweep.search=bayes", "sweep.search"),
-    ("sweep.teacher_archs=[resnet8]", "sweep.teacher_archs[0]"),
-    ("sweep.checkpoint_every=0", "sweep.checkpoint_every"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sweep.teacher_seeds=both", "sweep.teacher_seeds"),
+        ("cluster.mode=k8s", "cluster.mode"),
+        ("cluster.trial.gpus=1.5", "cluster.trial.gpus"),
+        ("cluster.trajectory.cpus=0", "cluster.trajectory"),
+        ("sweep.search=bayes", "sweep.search"),
+        ("sweep.teacher_archs=[resnet8]", "sweep.teacher_archs[0]"),
+        ("sweep.checkpoint_every=0", "sweep.checkpoint_every"),
+    ],
+)
 def test_bad_sweep_and_cluster_values_name_their_key(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
-        load_config(QUICKSTART, tiny_overrides(tmp_path, ) + [override])
+        load_config(
+            QUICKSTART,
+            tiny_overrides(
+                tmp_path,
+            )
+            + [override],
+        )
 
 
 def test_local_pipeline_runs_without_ray_and_skips_done_work(tmp_path, capsys):
     """cluster.mode=local: the whole pipeline in-process, with ray made unimportable."""
-    overrides = tiny_overrides(tmp_path / "runs", **{
-        "teacher.seeds": "[0]", "sweep.seeds": "[0]", "sweep.teacher_choices": '["none","full","every_checkpoint"]',
-        "scoring.estimators": "[accuracy]", "cluster.mode": "local",
-    })
+    overrides = tiny_overrides(
+        tmp_path / "runs",
+        **{
+            "teacher.seeds": "[0]",
+            "sweep.seeds": "[0]",
+            "sweep.teacher_choices": '["none","full","every_checkpoint"]',
+            "scoring.estimators": "[accuracy]",
+            "cluster.mode": "local",
+        },
+    )
     code = (
         "import sys\n"
         "class NoRay:\n"
@@ -113,8 +157,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     from harness.cli import main
 
     storage = tmp_path / "runs"
-    args = ["run", str(QUICKSTART), *tiny_overrides(storage), "sweep.teacher_choices=[none,full,every_checkpoint]",
-            "sweep.seeds=[0,1,2]", "--dry-run"]
+    args = [
+        "run",
+        str(QUICKSTART),
+        *tiny_overrides(storage),
+        "sweep.teacher_choices=[none,full,every_checkpoint]",
+        "sweep.seeds=[0,1,2]",
+        "--dry-run",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "[teachers] 2 trajectories x 4 epochs, checkpoints at [2, 4] (2 each); 8 teacher-epochs to train" in out

@@ -1,4 +1,5 @@
 """W&B adapter: disabled is a free no-op, per-trial tags on the Tune callback, one offline smoke test."""
+
 from __future__ import annotations
 
 import json
@@ -6,9 +7,8 @@ import logging
 import pickle
 import subprocess
 import sys
-from pathlib import Path
-
 import types
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -19,18 +19,49 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cfg_for(tmp_path: Path, mode: str):
-    return OmegaConf.create({"name": "exp", "storage": str(tmp_path / "runs"),
-                             "tracking": {"mode": mode, "project": "ckd-test", "entity": None}})
+    return OmegaConf.create(
+        {
+            "name": "exp",
+            "storage": str(tmp_path / "runs"),
+            "tracking": {"mode": mode, "project": "ckd-test", "entity": None},
+        }
+    )
 
 
 def manifest() -> dict:
     return {
-        "name": "cnn1d_small-mnist1d-s0", "arch": "cnn1d_small", "dataset": "mnist1d", "seed": 0, "epochs": 4,
-        "finished": True, "config_hash": "abc", "wall_time_s": 1.5,
-        "history": [{"epoch": e, "lr": 0.1, "train_loss_running": 1.0 / e, "train_acc_running": 0.4 + e / 10,
-                     "val_acc": 0.4 + e / 10, "seconds": 0.1} for e in range(1, 5)],
-        "checkpoints": [{"epoch": e, "train_acc": 0.5, "val_acc": 0.6, "test_acc": 0.6 + e / 100, "train_loss": 0.5,
-                         "train_confidence": 0.7, "sha256": "ab" * 32, "file": f"ckpt-e{e:04d}.pt"} for e in (2, 4)],
+        "name": "cnn1d_small-mnist1d-s0",
+        "arch": "cnn1d_small",
+        "dataset": "mnist1d",
+        "seed": 0,
+        "epochs": 4,
+        "finished": True,
+        "config_hash": "abc",
+        "wall_time_s": 1.5,
+        "history": [
+            {
+                "epoch": e,
+                "lr": 0.1,
+                "train_loss_running": 1.0 / e,
+                "train_acc_running": 0.4 + e / 10,
+                "val_acc": 0.4 + e / 10,
+                "seconds": 0.1,
+            }
+            for e in range(1, 5)
+        ],
+        "checkpoints": [
+            {
+                "epoch": e,
+                "train_acc": 0.5,
+                "val_acc": 0.6,
+                "test_acc": 0.6 + e / 100,
+                "train_loss": 0.5,
+                "train_confidence": 0.7,
+                "sha256": "ab" * 32,
+                "file": f"ckpt-e{e:04d}.pt",
+            }
+            for e in (2, 4)
+        ],
     }
 
 
@@ -91,16 +122,27 @@ def test_a_student_run_is_written_in_one_go_with_its_tags_and_curve(tmp_path, mo
     assert tracking.log_student_run(cfg_for(tmp_path, "disabled"), "t0", {"teacher_choice": "full"}, []) is None
     cfg = cfg_for(tmp_path, "offline")
     history = [{"epoch": e, "val_acc": 0.5 + e / 100, "test_acc": 0.4} for e in (1, 2, 3)]
-    run_dir = tracking.log_student_run(cfg, "full-T4-s0", {"teacher_choice": "full", "temperature": 4.0,
-                                                           "wandb": {"tags": ["sweep"], "notes": "n"}}, history)
+    run_dir = tracking.log_student_run(
+        cfg,
+        "full-T4-s0",
+        {"teacher_choice": "full", "temperature": 4.0, "wandb": {"tags": ["sweep"], "notes": "n"}},
+        history,
+    )
     assert run_dir is not None and tracking.wandb_dir(cfg) in run_dir.parents
     again = tracking.log_student_run(cfg, "full-T4-s1", {"teacher_choice": "epoch:20"}, history[:1], failed=True)
     assert again is not None and again != run_dir  # every trial is its own run
     records = next(run_dir.glob("run-*.wandb")).read_bytes()  # W&B's own record log of the run
     for expected in (b"full-T4-s0", b"student", b"sweep", b"temperature", b"val_acc", b"0.53"):
         assert expected in records, expected
-    assert b"epoch:20" in next(again.glob("run-*.wandb")).read_bytes() and b"failed" in next(again.glob("run-*.wandb")).read_bytes()
-    assert tracking.trial_tags({"teacher_choice": "full", "wandb": {"tags": ["sweep"]}}, base=["x"]) == ["x", "full", "sweep"]
+    assert (
+        b"epoch:20" in next(again.glob("run-*.wandb")).read_bytes()
+        and b"failed" in next(again.glob("run-*.wandb")).read_bytes()
+    )
+    assert tracking.trial_tags({"teacher_choice": "full", "wandb": {"tags": ["sweep"]}}, base=["x"]) == [
+        "x",
+        "full",
+        "sweep",
+    ]
 
 
 def test_the_sweep_callback_writes_one_run_per_finished_or_failed_trial(tmp_path, monkeypatch):
@@ -108,10 +150,18 @@ def test_the_sweep_callback_writes_one_run_per_finished_or_failed_trial(tmp_path
     from harness.cluster.sweep_tracking import StudentRuns
 
     written = []
-    monkeypatch.setattr(tracking, "log_student_run", lambda cfg, name, config, history, failed=False:
-                        written.append((name, config["teacher_choice"], [h["epoch"] for h in history], failed)))
+    monkeypatch.setattr(
+        tracking,
+        "log_student_run",
+        lambda cfg, name, config, history, failed=False: written.append(
+            (name, config["teacher_choice"], [h["epoch"] for h in history], failed)
+        ),
+    )
     cb = StudentRuns(cfg_for(tmp_path, "offline"))
-    trials = [types.SimpleNamespace(trial_id=f"t{i}", config={"run": {"teacher_choice": c}}, __str__=None) for i, c in enumerate(["none", "full"])]
+    trials = [
+        types.SimpleNamespace(trial_id=f"t{i}", config={"run": {"teacher_choice": c}}, __str__=None)
+        for i, c in enumerate(["none", "full"])
+    ]
     for t in trials:
         for e in (1, 2):
             cb.on_trial_result(0, trials, t, {"epoch": e, "val_acc": 0.5, "config": {}, "done": False})
@@ -131,7 +181,9 @@ def test_a_wandb_failure_is_logged_and_does_not_stop_the_pipeline(tmp_path, monk
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
     cfg = cfg_for(tmp_path, "offline")
     assert tracking.log_trajectory(cfg, manifest()) is None
-    assert caplog.messages == ["[tracking] W&B logging of trajectory-cnn1d_small-mnist1d-s0 failed (RuntimeError: boom); continuing without it"]
+    assert caplog.messages == [
+        "[tracking] W&B logging of trajectory-cnn1d_small-mnist1d-s0 failed (RuntimeError: boom); continuing without it"
+    ]
     assert caplog.records[0].name == "harness.tracking"
     assert not list((tracking.wandb_dir(cfg) / ".logged").glob("*"))  # not marked as logged: tried again next time
 
@@ -154,8 +206,19 @@ def test_offline_smoke_writes_run_folders_without_network(tmp_path, monkeypatch,
     scores_run = tracking.log_scores(cfg, scores, "cnn1d_small-mnist1d-s0")
     table = json.loads(next(scores_run.glob("files/media/table/scores_*.table.json")).read_text())
     assert table["columns"] == ["epoch", "kde.i_x"] and table["data"] == [[2, 1.5], [4, 2.0]]  # nested keys flattened
-    board = [{"dataset": "mnist1d", "teacher_arch": None, "student_arch": "mlp_small", "teacher_choice": "none",
-              "test_mean": 0.7, "test_std": None, "n": 1, "reported": "final", "seeds": [0]}]
+    board = [
+        {
+            "dataset": "mnist1d",
+            "teacher_arch": None,
+            "student_arch": "mlp_small",
+            "teacher_choice": "none",
+            "test_mean": 0.7,
+            "test_std": None,
+            "n": 1,
+            "reported": "final",
+            "seeds": [0],
+        }
+    ]
     board_run = tracking.log_leaderboard(cfg, board)
     table = json.loads(next(board_run.glob("files/media/table/leaderboard_*.table.json")).read_text())
     row = dict(zip(table["columns"], table["data"][0]))

@@ -7,6 +7,7 @@ Reads the stores of ``benchmarks/paper_claims/mnist1d.yaml`` and ``mnist1d_wide.
 ``storage=STORAGE``); the regret is the selector evaluation's (test accuracy of the pick against
 the validation oracle's, pp).
 """
+
 from __future__ import annotations
 
 import sys

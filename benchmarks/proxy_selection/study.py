@@ -12,6 +12,7 @@ its validation regret is the best checkpoint's ground truth minus the pick's. Te
 never read. The settings and the rule that chooses among them were fixed before any result:
 the cheapest setting whose mean regret lies within one standard error of the lowest mean regret.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,23 +61,39 @@ def judge(gt: dict[int, float], pick: int, score: dict[int, float] | None = None
     best = max(gt.values())
     epochs = sorted(gt)
     rho = spearman([score[e] for e in epochs], [gt[e] for e in epochs]) if score else math.nan
-    return {"pick": pick, "regret_pp": 100 * (best - gt[pick]), "rank": 1 + sum(v > gt[pick] + 1e-12 for v in gt.values()), "rho": rho}
+    return {
+        "pick": pick,
+        "regret_pp": 100 * (best - gt[pick]),
+        "rank": 1 + sum(v > gt[pick] + 1e-12 for v in gt.values()),
+        "rho": rho,
+    }
 
 
 def run_setting(name: str, overrides: dict, gt: dict[str, dict[int, float]], store_cfg) -> list[dict]:
     """Every (replicate, trajectory) selection of one setting."""
     out = []
     for seed in REPLICATES:
-        cfg = load_config(CONFIG, [f"scoring.proxy.{k}={v}" for k, v in {**overrides, "seed": seed}.items()]
-                          + ["scoring.proxy.selectors=[proxy]", "tracking.mode=disabled"])
+        cfg = load_config(
+            CONFIG,
+            [f"scoring.proxy.{k}={v}" for k, v in {**overrides, "seed": seed}.items()]
+            + ["scoring.proxy.selectors=[proxy]", "tracking.mode=disabled"],
+        )
         store = open_store(cfg)
         for traj in sorted(gt):
             cks = [(c["epoch"], c["sha256"]) for c in store.trajectory(traj).checkpoints()]
             res = proxy_results(cfg, store, traj, cks, torch.device("cpu"))["proxy"]
             scores = checkpoint_scores(res, [e for e, _ in cks])
             score = {e: s for (e, _), s in zip(cks, scores["score"])}
-            out.append({"setting": name, "replicate": seed, "trajectory": traj, **judge(gt[traj], res["pick"], score),
-                        "student_epochs": res["cost"]["student_epochs"], "seconds": res["cost"]["seconds"]})
+            out.append(
+                {
+                    "setting": name,
+                    "replicate": seed,
+                    "trajectory": traj,
+                    **judge(gt[traj], res["pick"], score),
+                    "student_epochs": res["cost"]["student_epochs"],
+                    "seconds": res["cost"]["seconds"],
+                }
+            )
             logger.info(f"{name} seed {seed} {traj}: pick e{res['pick']} regret {out[-1]['regret_pp']:+.2f} pp")
     return out
 
@@ -89,9 +106,24 @@ def baselines(gt: dict[str, dict[int, float]], store) -> list[dict]:
         for sel, picked in scores["selected"].items():
             if not picked.get("degenerate"):
                 score = {c["epoch"]: c["normalized"][sel]["score"] for c in scores["checkpoints"]}
-                out.append({"setting": f"MI: {sel}", "trajectory": traj, **judge(truth, int(picked["epoch"]), score),
-                            "student_epochs": 0, "seconds": None})
-        out.append({"setting": "last checkpoint", "trajectory": traj, **judge(truth, max(truth)), "student_epochs": 0, "seconds": 0.0})
+                out.append(
+                    {
+                        "setting": f"MI: {sel}",
+                        "trajectory": traj,
+                        **judge(truth, int(picked["epoch"]), score),
+                        "student_epochs": 0,
+                        "seconds": None,
+                    }
+                )
+        out.append(
+            {
+                "setting": "last checkpoint",
+                "trajectory": traj,
+                **judge(truth, max(truth)),
+                "student_epochs": 0,
+                "seconds": 0.0,
+            }
+        )
     return out
 
 
@@ -104,13 +136,26 @@ def summarize(selections: list[dict]) -> list[dict]:
     for name, items in by.items():
         regrets = [s["regret_pp"] for s in items]
         m, lo, hi = mean_interval(regrets)
-        se = (sum((r - m) ** 2 for r in regrets) / (len(regrets) - 1) / len(regrets)) ** 0.5 if len(regrets) > 1 else math.nan
+        se = (
+            (sum((r - m) ** 2 for r in regrets) / (len(regrets) - 1) / len(regrets)) ** 0.5
+            if len(regrets) > 1
+            else math.nan
+        )
         rhos = [s["rho"] for s in items if not math.isnan(s["rho"])]
         secs = [s["seconds"] for s in items if s["seconds"] is not None]
-        rows.append({"setting": name, "n": len(items), "regret_pp": m, "regret_se": se, "regret_ci": [lo, hi],
-                     "mean_rank": sum(s["rank"] for s in items) / len(items), "rho": sum(rhos) / len(rhos) if rhos else math.nan,
-                     "student_epochs": sum(s["student_epochs"] for s in items) / len(items),
-                     "seconds": sum(secs) / len(secs) if secs else None})
+        rows.append(
+            {
+                "setting": name,
+                "n": len(items),
+                "regret_pp": m,
+                "regret_se": se,
+                "regret_ci": [lo, hi],
+                "mean_rank": sum(s["rank"] for s in items) / len(items),
+                "rho": sum(rhos) / len(rhos) if rhos else math.nan,
+                "student_epochs": sum(s["student_epochs"] for s in items) / len(items),
+                "seconds": sum(secs) / len(secs) if secs else None,
+            }
+        )
     return rows
 
 
@@ -123,17 +168,23 @@ def choose(rows: list[dict]) -> str:
 
 
 def markdown(rows: list[dict], chosen: str, wall_s: float) -> str:
-    lines = ["# Proxy selector study (validation regret; test accuracy not used)", "",
-             f"Trajectories: {CONFIG.name} (cnn1d_small teacher seeds 10-13 -> mlp_small). Ground truth: mean validation "
-             "accuracy of 4 fully trained students per checkpoint. Proxy: rungs 3, reduction factor 2; replicates: proxy "
-             f"seeds {', '.join(map(str, REPLICATES))} (x 4 trajectories). Chosen by the rule fixed in advance (cheapest "
-             f"within one SE of the best): **{chosen}**. Wall time {wall_s:.0f} s on 2 shared cores.", "",
-             "| setting | n | val regret pp (SE) [95% CI] | mean rank of 8 | Spearman rho | student-epochs/traj | s/traj |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Proxy selector study (validation regret; test accuracy not used)",
+        "",
+        f"Trajectories: {CONFIG.name} (cnn1d_small teacher seeds 10-13 -> mlp_small). Ground truth: mean validation "
+        "accuracy of 4 fully trained students per checkpoint. Proxy: rungs 3, reduction factor 2; replicates: proxy "
+        f"seeds {', '.join(map(str, REPLICATES))} (x 4 trajectories). Chosen by the rule fixed in advance (cheapest "
+        f"within one SE of the best): **{chosen}**. Wall time {wall_s:.0f} s on 2 shared cores.",
+        "",
+        "| setting | n | val regret pp (SE) [95% CI] | mean rank of 8 | Spearman rho | student-epochs/traj | s/traj |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         secs = "n/a" if r["seconds"] is None else f"{r['seconds']:.1f}"
-        lines.append(f"| {r['setting']} | {r['n']} | {r['regret_pp']:+.2f} ({r['regret_se']:.2f}) [{r['regret_ci'][0]:+.2f}, "
-                     f"{r['regret_ci'][1]:+.2f}] | {r['mean_rank']:.1f} | {r['rho']:+.2f} | {r['student_epochs']:.0f} | {secs} |")
+        lines.append(
+            f"| {r['setting']} | {r['n']} | {r['regret_pp']:+.2f} ({r['regret_se']:.2f}) [{r['regret_ci'][0]:+.2f}, "
+            f"{r['regret_ci'][1]:+.2f}] | {r['mean_rank']:.1f} | {r['rho']:+.2f} | {r['student_epochs']:.0f} | {secs} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -156,8 +207,21 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter() - began
-    (out / "study.json").write_text(json.dumps({"settings": SETTINGS, "replicates": REPLICATES, "ground_truth": gt, "summary": rows,
-                                                "chosen": chosen, "selections": selections, "wall_s": wall}, indent=1, default=str))
+    (out / "study.json").write_text(
+        json.dumps(
+            {
+                "settings": SETTINGS,
+                "replicates": REPLICATES,
+                "ground_truth": gt,
+                "summary": rows,
+                "chosen": chosen,
+                "selections": selections,
+                "wall_s": wall,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     (out / "study.md").write_text(markdown(rows, chosen, wall))
     print(markdown(rows, chosen, wall))
 

@@ -11,6 +11,7 @@
 actors and checks shared storage; ``sweep_progress`` is the driver's Tune callback. Nothing here
 imports Ray at module import time: ``ray`` is imported inside the functions that use it.
 """
+
 from harness.cluster.errors import ClusterError, StorageNotSharedError, SweepError
 
 __all__ = ["ClusterError", "StorageNotSharedError", "SweepError"]

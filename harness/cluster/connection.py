@@ -14,6 +14,7 @@ has none, and a request no node can ever satisfy fails at once instead of pendin
 a token the driver wrote under ``<storage>/<name>`` and writes one back; a node that cannot see
 the driver's files (or whose files the driver cannot see) fails with a message naming it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -103,7 +104,14 @@ def cluster_info(address: str | None, started_here: bool) -> ClusterInfo:
         if not n.get("Alive"):
             continue
         res = n.get("Resources", {})
-        nodes.append({"node_id": n["NodeID"], "ip": n.get("NodeManagerAddress"), "cpus": float(res.get("CPU", 0.0)), "gpus": float(res.get("GPU", 0.0))})
+        nodes.append(
+            {
+                "node_id": n["NodeID"],
+                "ip": n.get("NodeManagerAddress"),
+                "cpus": float(res.get("CPU", 0.0)),
+                "gpus": float(res.get("GPU", 0.0)),
+            }
+        )
     total = ray.cluster_resources()
     return ClusterInfo(address, started_here, float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0)), nodes)
 
@@ -179,7 +187,7 @@ class ClusterSession:
         disconnect(self._info)
         self._info = None
 
-    def __enter__(self) -> "ClusterSession":
+    def __enter__(self) -> ClusterSession:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -192,7 +200,9 @@ def actor_resources(cfg: ExperimentConfig, kind: str, info: ClusterInfo) -> dict
     cpus, gpus = float(res.cpus), float(res.gpus)
     if gpus > 0 and info.num_gpus == 0:
         if not info._gpu_note_done:
-            logger.info(f"[cluster] the cluster has no GPUs: cluster.{kind}.gpus={gpus:g} (and any other gpus) run as gpus=0 on CPU")
+            logger.info(
+                f"[cluster] the cluster has no GPUs: cluster.{kind}.gpus={gpus:g} (and any other gpus) run as gpus=0 on CPU"
+            )
             info._gpu_note_done = True
         gpus = 0.0
     if info.nodes and not any(n["cpus"] >= cpus and n["gpus"] >= gpus for n in info.nodes):
@@ -261,7 +271,9 @@ def check_shared_storage(cfg: ExperimentConfig, info: ClusterInfo, timeout_s: fl
     task = ray.remote(num_cpus=0, max_retries=0)(_probe_storage)
     try:
         refs = [
-            task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["node_id"], soft=False)).remote(str(probe), token, str(answers[n["node_id"]]))
+            task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["node_id"], soft=False)).remote(
+                str(probe), token, str(answers[n["node_id"]])
+            )
             for n in info.nodes
         ]
         results = ray.get(refs, timeout=timeout_s)

@@ -1,7 +1,9 @@
 """Errors of the cluster layer; each message says what to fix (Ray imported only when used)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class ClusterError(RuntimeError):

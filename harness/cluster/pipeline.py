@@ -4,6 +4,7 @@ Each stage joins (or starts) the cluster only when it has work: a re-run whose w
 never starts Ray. ``run_stages`` (``ckd run``) overlaps scoring with training: each trajectory
 goes to the scorer actor the moment it finishes; the sweep then runs as a Tune experiment.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,6 +33,7 @@ def train_teachers(session: ClusterSession, scorer: Scorer | None = None, status
     if scorer is not None:
         scorer.ready = runner.all_started  # an idle scorer never holds a slot a trajectory waits for
     if status is not None:
+
         def hold() -> bool:
             launched = bool(runner.refs or runner.manifests or runner.failures)
             return not launched or not runner.all_started() or (scorer is not None and scorer.waiting_for_slot())

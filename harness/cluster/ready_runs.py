@@ -8,12 +8,14 @@ group is released once the store shows it finished (and freshly scored). The tea
 scorer run meanwhile in a driver thread (``harness/cluster/pipeline.py``). ``sweep.overlap=false``
 keeps the strict order: all teachers, then scoring, then the sweep.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ray.tune.search import Searcher
 
@@ -84,8 +86,9 @@ class Readiness:
     def ready(self, needs: tuple[tuple[str, ...], bool], fresh: bool = False) -> bool:
         """``fresh``: ask the store now, even if it was asked less than ``RECHECK_S`` ago."""
         names, scored = needs
-        return (all(self._check("finished", n, fresh) for n in names)
-                and (not scored or all(self._check("scored", n, fresh) for n in names)))
+        return all(self._check("finished", n, fresh) for n in names) and (
+            not scored or all(self._check("scored", n, fresh) for n in names)
+        )
 
 
 class ReadyRuns(Searcher):
@@ -94,8 +97,15 @@ class ReadyRuns(Searcher):
     Each suggestion is a pack (``{"runs": [...]}``): ready runs of one student architecture, up to
     ``pack_sizes[arch]`` of them, taken across every group that is ready at that moment."""
 
-    def __init__(self, cfg: ExperimentConfig, runs: list[dict], status: TeachersStatus | None = None,
-                 metric: str = "val_acc", mode: str = "max", pack_sizes: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        runs: list[dict],
+        status: TeachersStatus | None = None,
+        metric: str = "val_acc",
+        mode: str = "max",
+        pack_sizes: dict[str, int] | None = None,
+    ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.readiness, self.status = Readiness(cfg), status
         self.pack_sizes = dict(pack_sizes or {})
@@ -128,8 +138,10 @@ class ReadyRuns(Searcher):
             runs = self.pending[needs]
             if needs not in self.released:
                 self.released.add(needs)
-                logger.info(f"[sweep] ready: {', '.join(needs[0]) or 'no teacher'}{' (scored)' if needs[1] else ''}; "
-                            f"releasing {len(runs)} run(s)")
+                logger.info(
+                    f"[sweep] ready: {', '.join(needs[0]) or 'no teacher'}{' (scored)' if needs[1] else ''}; "
+                    f"releasing {len(runs)} run(s)"
+                )
             pack += [r for r in runs if r["student_arch"] == arch][: size - len(pack)]
             runs[:] = [r for r in runs if not any(r is p for p in pack)]
             if not runs:
@@ -142,8 +154,10 @@ class ReadyRuns(Searcher):
         """The teachers are done: runs whose teachers failed (or never got scores) will not start."""
         for needs in [n for n in self.pending if not self.readiness.ready(n, fresh=True)]:
             runs = self.pending.pop(needs)
-            logger.warning(f"[sweep] {len(runs)} run(s) need {', '.join(needs[0])}"
-                           f"{' and their scores' if needs[1] else ''}, which did not finish; they are not started")
+            logger.warning(
+                f"[sweep] {len(runs)} run(s) need {', '.join(needs[0])}"
+                f"{' and their scores' if needs[1] else ''}, which did not finish; they are not started"
+            )
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass

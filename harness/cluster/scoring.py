@@ -14,10 +14,12 @@ collects results as they come, logs the score table to W&B, and frees the actors
 when closed. Scores sit on the critical path of ``selected*`` students, so on a cluster that
 finishes many trajectories at once one actor would serialize them.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.cluster.connection import ClusterSession, config_from_dict, torch_threads
 from harness.cluster.errors import ClusterError, get_result
@@ -42,7 +44,9 @@ class ScorerActor:
         self.log_path = logs_dir(self.cfg) / "scorer.log"
         with file_log(self.log_path):
             self.data = build_scoring_data(self.cfg)  # held once for every trajectory
-            logger.info(f"[score] scoring sample: {len(self.data)} validation samples of {self.data.info.get('dataset')}")
+            logger.info(
+                f"[score] scoring sample: {len(self.data)} validation samples of {self.data.info.get('dataset')}"
+            )
 
     def score(self, name: str) -> dict:
         from harness.scoring import score_trajectory
@@ -120,13 +124,17 @@ class Scorer:
         import ray
 
         res = self.session.resources("scorer")  # joins/starts the cluster now
-        actor = ray.remote(ScorerActor).options(
-            **res, max_restarts=self.cfg.cluster.max_actor_restarts, max_task_retries=-1
-        ).remote(to_dict(self.cfg), res["num_cpus"])
+        actor = (
+            ray.remote(ScorerActor)
+            .options(**res, max_restarts=self.cfg.cluster.max_actor_restarts, max_task_retries=-1)
+            .remote(to_dict(self.cfg), res["num_cpus"])
+        )
         self.actors.append(actor)
         self.started.append(actor.data_id.remote())
-        logger.info(f"[score] scorer actor {len(self.actors)} started ({res['num_cpus']:g} CPU, {res['num_gpus']:g} GPU); "
-                    f"log in {logs_dir(self.cfg) / 'scorer.log'}")
+        logger.info(
+            f"[score] scorer actor {len(self.actors)} started ({res['num_cpus']:g} CPU, {res['num_gpus']:g} GPU); "
+            f"log in {logs_dir(self.cfg) / 'scorer.log'}"
+        )
 
     def poll(self, timeout: float = 0.0) -> None:
         """Send deferred trajectories once ready; collect finished calls (non-blocking by default)."""
@@ -137,6 +145,7 @@ class Scorer:
         if not self.refs:
             return
         import ray
+
         ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
         for ref in ready:
             self._collect(ref)
@@ -144,11 +153,14 @@ class Scorer:
     def _collect(self, ref) -> None:
         name = self.refs.pop(ref)
         self.assigned.pop(ref, None)
-        summary, error = get_result(ref, lambda e: ClusterError(
-            f"scoring {name}: the scorer actor died and the cluster.max_actor_restarts="
-            f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}). Give it more "
-            f"memory/CPUs (cluster.scorer.*) or raise the restarts, then re-run `ckd score`. Log: {logs_dir(self.cfg) / 'scorer.log'}"
-        ))
+        summary, error = get_result(
+            ref,
+            lambda e: ClusterError(
+                f"scoring {name}: the scorer actor died and the cluster.max_actor_restarts="
+                f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}). Give it more "
+                f"memory/CPUs (cluster.scorer.*) or raise the restarts, then re-run `ckd score`. Log: {logs_dir(self.cfg) / 'scorer.log'}"
+            ),
+        )
         if error is not None:
             self.failures[name] = error
             logger.warning(f"[score] {name}: FAILED ({type(error).__name__}: {error})")
@@ -156,10 +168,16 @@ class Scorer:
         self.results[name] = summary
         from harness.scoring.runner import pick_text  # picks with confidence; "unstable" below 0.5
 
-        picks = pick_text(summary["picks"]) if "picks" in summary else " ".join(f"{s}=e{v}" for s, v in summary.get("selected", {}).items())
+        picks = (
+            pick_text(summary["picks"])
+            if "picks" in summary
+            else " ".join(f"{s}=e{v}" for s, v in summary.get("selected", {}).items())
+        )
         ens = " ".join(f"K={k}:{v}" for k, v in summary.get("selected_ensemble", {}).items())
-        logger.info(f"[score] {name}: selected {picks or '-'}; ensembles {ens or '-'} "
-                 f"({summary.get('timings', {}).get('total_s', 0):.1f}s)")
+        logger.info(
+            f"[score] {name}: selected {picks or '-'}; ensembles {ens or '-'} "
+            f"({summary.get('timings', {}).get('total_s', 0):.1f}s)"
+        )
         self._track(name)
 
     def _track(self, name: str) -> None:
@@ -206,11 +224,15 @@ def run_scoring(session: ClusterSession) -> dict[str, dict]:
             if not t.is_finished():
                 logger.info(f"[score] {t.name}: not finished; skipping (run `ckd teachers CONFIG` to finish it)")
             elif t.manifest().get("dataset") not in (None, cfg.data.name):
-                logger.info(f"[score] {t.name}: trained on {t.manifest().get('dataset')}, not data.name={cfg.data.name}; skipping")
+                logger.info(
+                    f"[score] {t.name}: trained on {t.manifest().get('dataset')}, not data.name={cfg.data.name}; skipping"
+                )
             else:
                 todo.append(t.name)
         if not todo:
-            logger.info(f"[score] no finished trajectories in {store.trajectories_dir}; run `ckd teachers CONFIG` first")
+            logger.info(
+                f"[score] no finished trajectories in {store.trajectories_dir}; run `ckd teachers CONFIG` first"
+            )
             return {}
         for name in todo:
             scorer.submit(name)

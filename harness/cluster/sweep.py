@@ -19,14 +19,15 @@ Idempotence: a grid whose every run is already in the results file is not starte
 interrupted one is continued with ``Tuner.restore`` (the Tune experiment is named after a hash
 of the grid, under ``<storage>/<name>/tune/``).
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.cluster.connection import ClusterSession, torch_threads
 from harness.cluster.errors import SweepError
@@ -35,7 +36,18 @@ from harness.experiment import open_store
 from harness.fileio import UnsafeFileError, atomic_write_bytes, safe_torch_load
 from harness.logs import file_log
 from harness.store import StoreError
-from harness.sweep import RUN_KEYS, describe_pack, trial_runs, grid_name, make_packs, pack_sizes, plan, rows_of, run_fields, sweep_runs
+from harness.sweep import (
+    RUN_KEYS,
+    describe_pack,
+    grid_name,
+    make_packs,
+    pack_sizes,
+    plan,
+    rows_of,
+    run_fields,
+    sweep_runs,
+    trial_runs,
+)
 
 logger = logging.getLogger(__name__)
 METRIC, MODE = "val_acc", "max"
@@ -43,6 +55,7 @@ STATE_FILE = "student_state.pt"
 
 
 # --------------------------------------------------------------------------- the trainable
+
 
 def _sanitize(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
@@ -52,8 +65,10 @@ def trial_name(trial) -> str:
     runs = trial_runs(trial.config)
     run = runs[0]
     more = f"+{len(runs) - 1}" if len(runs) > 1 else ""
-    return _sanitize(f"{run.get('teacher_choice')}-T{run.get('temperature')}-w{run.get('kd_weight')}-"
-                     f"{run.get('student_arch')}-s{run.get('seed')}{more}-{trial.trial_id}")
+    return _sanitize(
+        f"{run.get('teacher_choice')}-T{run.get('temperature')}-w{run.get('kd_weight')}-"
+        f"{run.get('student_arch')}-s{run.get('seed')}{more}-{trial.trial_id}"
+    )
 
 
 def trial_dirname(trial) -> str:
@@ -90,15 +105,26 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
     ctx = tune.get_context()
     trial_dir = trial_storage_dir(ctx)
     with file_log(trial_dir / "distill.log"):
-        logger.info(f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
-                    f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s); "
-                    f"{len(runs)} student(s): {describe_pack(runs)}")
+        logger.info(
+            f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
+            f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s); "
+            f"{len(runs)} student(s): {describe_pack(runs)}"
+        )
         reporter = TrialReporter(trial_dir / STATE_FILE, cfg.sweep.checkpoint_every, cfg.student.epochs)
-        fields = {"trial_id": ctx.get_trial_id(), "trial_name": ctx.get_trial_name(),
-                  "tune_experiment": ctx.get_experiment_name(), "tune_trial_dir": str(trial_dir),
-                  "teacher_seeds_policy": str(cfg.sweep.teacher_seeds)}
-        rows = distill_pack(rcfg, [run_fields(cfg, r) for r in runs], on_epoch=reporter.on_epoch,
-                            resume=_load_trial_state(trial_dir, ctx.get_trial_name()), row_fields=fields)
+        fields = {
+            "trial_id": ctx.get_trial_id(),
+            "trial_name": ctx.get_trial_name(),
+            "tune_experiment": ctx.get_experiment_name(),
+            "tune_trial_dir": str(trial_dir),
+            "teacher_seeds_policy": str(cfg.sweep.teacher_seeds),
+        }
+        rows = distill_pack(
+            rcfg,
+            [run_fields(cfg, r) for r in runs],
+            on_epoch=reporter.on_epoch,
+            resume=_load_trial_state(trial_dir, ctx.get_trial_name()),
+            row_fields=fields,
+        )
         reporter.finish(rows)
 
 
@@ -158,12 +184,20 @@ class TrialReporter:
             tune.report(self.final[0])
         elif not self.reported:  # done before (results file) or every epoch was in the checkpoint
             mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
-            tune.report({"epoch": rows[0].get("epochs", self.epochs), METRIC: mean("final_val_acc"),
-                         "test_acc": mean("final_test_acc"), "best_val_acc": mean("best_val_acc"),
-                         "members": len(rows), "from_results": 1})
+            tune.report(
+                {
+                    "epoch": rows[0].get("epochs", self.epochs),
+                    METRIC: mean("final_val_acc"),
+                    "test_acc": mean("final_test_acc"),
+                    "best_val_acc": mean("best_val_acc"),
+                    "members": len(rows),
+                    "from_results": 1,
+                }
+            )
 
 
 # --------------------------------------------------------------------------- the Tuner
+
 
 def _search_alg(cfg: ExperimentConfig):
     search = cfg.sweep.search
@@ -179,7 +213,9 @@ def _search_alg(cfg: ExperimentConfig):
 
             alg = HyperOptSearch(metric=METRIC, mode=MODE)
     except (ImportError, AssertionError) as e:
-        raise ConfigError(f"config key 'sweep.search': {search!r} needs its package ({e}); pip install {search}, or use grid/random") from None
+        raise ConfigError(
+            f"config key 'sweep.search': {search!r} needs its package ({e}); pip install {search}, or use grid/random"
+        ) from None
     if cfg.sweep.max_concurrent:
         from ray.tune.search import ConcurrencyLimiter
 
@@ -205,8 +241,10 @@ def param_space(cfg: ExperimentConfig, runs: list[dict], sizes: dict[str, int] |
     if cfg.sweep.search == "grid":
         packs = make_packs(cfg, runs, sizes=sizes or {r["student_arch"]: 1 for r in runs})
         if len(packs) < len(runs):
-            logger.info(f"[sweep] {len(runs)} runs in {len(packs)} packs (sweep.pack_size={cfg.sweep.pack_size}: "
-                        f"up to {max(len(p) for p in packs)} students per trial)")
+            logger.info(
+                f"[sweep] {len(runs)} runs in {len(packs)} packs (sweep.pack_size={cfg.sweep.pack_size}: "
+                f"up to {max(len(p) for p in packs)} students per trial)"
+            )
         return {"runs": tune.grid_search(packs)}
     if cfg.sweep.search == "random":
         return {"run": tune.choice(runs)}
@@ -220,12 +258,20 @@ def _trainable(session: ClusterSession, function: Callable = None):
 
     cfg = session.cfg
     res = session.resources("trial")
-    return tune.with_resources(tune.with_parameters(function or distill_trial, cfg=cfg),
-                               {"cpu": res["num_cpus"], "gpu": res["num_gpus"]})
+    return tune.with_resources(
+        tune.with_parameters(function or distill_trial, cfg=cfg), {"cpu": res["num_cpus"], "gpu": res["num_gpus"]}
+    )
 
 
-def build_tuner(session: ClusterSession, runs: list[dict], pins: list | None = None,
-                function: Callable | None = None, searcher=None, part: str = "", sizes: dict[str, int] | None = None):
+def build_tuner(
+    session: ClusterSession,
+    runs: list[dict],
+    pins: list | None = None,
+    function: Callable | None = None,
+    searcher=None,
+    part: str = "",
+    sizes: dict[str, int] | None = None,
+):
     """A new Tuner for ``runs``, or the restored one when the experiment dir holds it.
     ``function``: another trainable ``f(config, cfg)`` (benchmarks/bench_tune_overhead.py);
     ``searcher``: a ``ReadyRuns`` that releases the runs as their teachers become ready."""
@@ -246,17 +292,24 @@ def build_tuner(session: ClusterSession, runs: list[dict], pins: list | None = N
         trainable,
         param_space={} if searcher is not None else param_space(cfg, runs, sizes),
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, scheduler=_scheduler(cfg), search_alg=search_alg,
+            metric=METRIC,
+            mode=MODE,
+            scheduler=_scheduler(cfg),
+            search_alg=search_alg,
             num_samples=len(runs) if searcher is not None else cfg.sweep.num_samples,
             max_concurrent_trials=(cfg.sweep.max_concurrent or None) if search_alg is None else None,
             reuse_actors=cfg.sweep.reuse_actors,
-            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(storage_path),
+            name=name,
+            storage_path=str(storage_path),
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
             # no Tune checkpoints: trials keep their own state file (TrialReporter)
-            callbacks=_callbacks(cfg, len(runs) * cfg.sweep.num_samples), verbose=0, log_to_file=True,
+            callbacks=_callbacks(cfg, len(runs) * cfg.sweep.num_samples),
+            verbose=0,
+            log_to_file=True,
         ),
     )
     return tuner, path
@@ -267,9 +320,12 @@ def _scheduler(cfg: ExperimentConfig):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="epoch", max_t=cfg.student.epochs,  # epochs survive a resumed trial
-                         grace_period=min(cfg.sweep.grace_period, cfg.student.epochs),
-                         reduction_factor=cfg.sweep.reduction_factor)
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=cfg.student.epochs,  # epochs survive a resumed trial
+        grace_period=min(cfg.sweep.grace_period, cfg.student.epochs),
+        reduction_factor=cfg.sweep.reduction_factor,
+    )
 
 
 def _callbacks(cfg: ExperimentConfig, trials: int) -> list:
@@ -294,8 +350,9 @@ def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
     logger.info(f"[sweep] {len(runs)} runs in the grid; each starts as soon as its teachers (and scores) are ready")
     # runs released before they can be resolved: the scoring config pins what selected:* will pick
     sizes = pack_sizes(cfg, runs, *trial_slots(session))
-    tuner, path = build_tuner(session, runs, ["overlap", to_dict(cfg.scoring)],
-                              searcher=ReadyRuns(cfg, runs, status, pack_sizes=sizes))
+    tuner, path = build_tuner(
+        session, runs, ["overlap", to_dict(cfg.scoring)], searcher=ReadyRuns(cfg, runs, status, pack_sizes=sizes)
+    )
     errors = _fit(tuner, path)
     store = open_store(cfg)
     store.compact_results()
@@ -322,8 +379,13 @@ def run_sweep(session: ClusterSession) -> list[dict]:
     # members per pack, once for the grid (it reads the data's shape), not once per Tune experiment
     sizes = pack_sizes(cfg, [p["run"] for p in planned], *trial_slots(session)) if planned else None
     for label, part in _slices(cfg, planned, runs):
-        tuner, path = build_tuner(session, [p["run"] for p in part] if planned else runs,
-                                  [p["run_id"] for p in part] or None, part=label, sizes=sizes)
+        tuner, path = build_tuner(
+            session,
+            [p["run"] for p in part] if planned else runs,
+            [p["run_id"] for p in part] or None,
+            part=label,
+            sizes=sizes,
+        )
         errors += _fit(tuner, path)
     store.compact_results()
     _raise_for_errors(cfg, errors)
@@ -335,8 +397,10 @@ def _fit(tuner, path: Path) -> list:
     began = time.perf_counter()
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]
-    logger.info(f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
-                f"{time.perf_counter() - began:.1f}s")
+    logger.info(
+        f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
+        f"{time.perf_counter() - began:.1f}s"
+    )
     return errors
 
 
@@ -347,7 +411,7 @@ def _slices(cfg: ExperimentConfig, planned: list[dict], runs: list[dict]) -> lis
     size = cfg.sweep.trials_per_experiment
     if not planned or not size or len(planned) <= size:
         return [("", planned)]
-    parts = [planned[i:i + size] for i in range(0, len(planned), size)]
+    parts = [planned[i : i + size] for i in range(0, len(planned), size)]
     out = [(f"-part{k:03d}", part) for k, part in enumerate(parts) if not all(p["done"] for p in part)]
     logger.info(f"[sweep] {len(parts)} Tune experiments of up to {size} runs ({len(out)} with runs to train)")
     return out
@@ -362,7 +426,8 @@ def _raise_for_errors(cfg: ExperimentConfig, errors: list) -> None:
         lines.append(f"{describe_pack(trial_runs(r.config or {}))}: {first[-1] if first else r.error} (logs: {r.path})")
     raise SweepError(
         f"{len(errors)} sweep trial(s) failed after sweep.max_failures={cfg.sweep.max_failures} retries: "
-        + "; ".join(lines) + ". Fix the cause and re-run: the sweep resumes (Tuner.restore) and finished trials are kept"
+        + "; ".join(lines)
+        + ". Fix the cause and re-run: the sweep resumes (Tuner.restore) and finished trials are kept"
     )
 
 
@@ -371,8 +436,10 @@ def _check_rows(cfg: ExperimentConfig, store, planned: list[dict], path: Path) -
     rows = rows_of(store, planned)
     missing = len({p["run_id"] for p in planned}) - len(rows)
     if missing and cfg.sweep.scheduler == "none":
-        raise SweepError(f"{missing} planned runs have no result row in {store.root} although no trial "
-                         f"failed; see the Tune experiment {path}, then re-run")
+        raise SweepError(
+            f"{missing} planned runs have no result row in {store.root} although no trial "
+            f"failed; see the Tune experiment {path}, then re-run"
+        )
     if missing:
         logger.info(f"[sweep] {missing} runs were stopped early by the {cfg.sweep.scheduler} scheduler (no result row)")
     return rows

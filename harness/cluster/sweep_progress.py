@@ -4,6 +4,7 @@ Tune's own reporter prints a large result box per trial; this one keeps one ``Pr
 the trials (a bar on a terminal, a line every ``interval_s`` elsewhere, with the rate and ETA)
 and logs one line per finished, retried or failed trial.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,13 +64,16 @@ class SweepProgress(tune.Callback):
         members = int(r.get("members", 1))  # a trial trains a pack of students
         stopped = self.epochs is not None and isinstance(r.get("epoch"), int) and r["epoch"] < self.epochs
         self.progress.update(members)
-        logger.info(f"[sweep] {self.progress.n}/{self.progress.total} students {'stopped early' if stopped else 'done'}: "
-                    f"{self._label(trial)}: {'mean ' if members > 1 else ''}val {_pct(r.get('val_acc'))} "
-                    f"test {_pct(r.get('test_acc'))} after {r.get('epoch', '-')} epochs")
+        logger.info(
+            f"[sweep] {self.progress.n}/{self.progress.total} students {'stopped early' if stopped else 'done'}: "
+            f"{self._label(trial)}: {'mean ' if members > 1 else ''}val {_pct(r.get('val_acc'))} "
+            f"test {_pct(r.get('test_acc'))} after {r.get('epoch', '-')} epochs"
+        )
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        logger.info(f"[sweep] {self._label(trial)} failed; retrying from its last checkpoint "
-                    f"(attempt {trial.num_failures + 1})")
+        logger.info(
+            f"[sweep] {self._label(trial)} failed; retrying from its last checkpoint (attempt {trial.num_failures + 1})"
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         logger.warning(f"[sweep] {self._label(trial)} FAILED after {trial.num_failures} failures; logs in {trial.path}")

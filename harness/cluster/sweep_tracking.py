@@ -6,6 +6,7 @@ metrics on the driver (a few numbers per epoch) and writes the trial as one W&B 
 completes or fails: about 60 ms per trial offline, no extra actors. A trial that trained a pack
 writes one W&B run per member, with that member's curves from its result row.
 """
+
 from __future__ import annotations
 
 from ray import tune
@@ -26,8 +27,13 @@ class StudentRuns(tune.Callback):
         return {**self.__dict__, "history": {}, "resolver": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        keep = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                and k in ("epoch", "val_acc", "test_acc", "train_loss", "train_acc", "val_loss", "test_loss", "seconds")}
+        keep = {
+            k: v
+            for k, v in result.items()
+            if isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and k in ("epoch", "val_acc", "test_acc", "train_loss", "train_acc", "val_loss", "test_loss", "seconds")
+        }
         self.history.setdefault(trial.trial_id, []).append(keep)
 
     def _write(self, trial, failed: bool) -> None:
@@ -38,8 +44,14 @@ class StudentRuns(tune.Callback):
             return
         for i, run in enumerate(runs):  # a pack: one W&B run per member, its curves from its result row
             row = self._row(run)
-            curve = [] if row is None else [{"epoch": e + 1, "val_acc": v, "test_acc": t} for e, (v, t) in
-                                            enumerate(zip(row["val_acc_per_epoch"], row["test_acc_per_epoch"]))]
+            curve = (
+                []
+                if row is None
+                else [
+                    {"epoch": e + 1, "val_acc": v, "test_acc": t}
+                    for e, (v, t) in enumerate(zip(row["val_acc_per_epoch"], row["test_acc_per_epoch"]))
+                ]
+            )
             tracking.log_student_run(self.cfg, f"{trial}-m{i}", run, curve, failed=failed or row is None)
 
     def _row(self, run: dict) -> dict | None:

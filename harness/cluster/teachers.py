@@ -13,21 +13,24 @@ Actors report each epoch to a small ``ProgressBoard`` actor; the driver shows ev
 table of lines every ``cluster.progress_interval_s`` otherwise. Per-epoch log lines go to
 ``<storage>/<name>/logs/<trajectory>.log``.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.cluster.connection import ClusterSession, config_from_dict, torch_threads
 from harness.cluster.errors import ClusterError, get_result
 from harness.config import ExperimentConfig, to_dict
 from harness.experiment import TrajectorySpec, open_store, trajectory_specs
 from harness.logs import file_log
-from harness.progress import Progress, mode as progress_mode
+from harness.progress import Progress
+from harness.progress import mode as progress_mode
 from harness.teachers import train_trajectory
 
 logger = logging.getLogger(__name__)
@@ -75,12 +78,22 @@ class TrajectoryActor:
         name = TrajectorySpec(arch, seed, self.cfg.data.name).name
         with file_log(logs_dir(self.cfg) / f"{name}.log"):
             device = str(resolve_device(self.cfg.device))
-            logger.info(f"[{name}] actor pid {os.getpid()} on node {self.node_id[:12]}, device {device}, "
-                        f"{self.cfg.threads} torch thread(s)")
-            self.board.update.remote(name, status="running", node=self.node_id[:8], device=device, started_at=time.time())
+            logger.info(
+                f"[{name}] actor pid {os.getpid()} on node {self.node_id[:12]}, device {device}, "
+                f"{self.cfg.threads} torch thread(s)"
+            )
+            self.board.update.remote(
+                name, status="running", node=self.node_id[:8], device=device, started_at=time.time()
+            )
             manifest = train_trajectory(self.cfg, arch, seed, on_epoch=self._reporter(name))
         final = manifest["checkpoints"][-1] if manifest.get("checkpoints") else {}
-        self.board.update.remote(name, status="finished", epoch=manifest.get("epochs"), test_acc=final.get("test_acc"), val_acc=final.get("val_acc"))
+        self.board.update.remote(
+            name,
+            status="finished",
+            epoch=manifest.get("epochs"),
+            test_acc=final.get("test_acc"),
+            val_acc=final.get("val_acc"),
+        )
         return manifest
 
     def _reporter(self, name: str) -> Callable[[int, dict], None]:
@@ -90,9 +103,13 @@ class TrajectoryActor:
         def on_epoch(epoch: int, metrics: dict) -> None:
             if not first:
                 first.append(epoch)
-                self.board.update.remote(name, attempt={"node": self.node_id[:8], "first_epoch": epoch, "pid": os.getpid()})
+                self.board.update.remote(
+                    name, attempt={"node": self.node_id[:8], "first_epoch": epoch, "pid": os.getpid()}
+                )
             done = epoch - first[0] + 1
-            self.board.update.remote(name, epoch=epoch, val_acc=metrics.get("val_acc"), s_per_epoch=(time.time() - started) / done)
+            self.board.update.remote(
+                name, epoch=epoch, val_acc=metrics.get("val_acc"), s_per_epoch=(time.time() - started) / done
+            )
 
         return on_epoch
 
@@ -108,8 +125,13 @@ class TrajectoryRunner:
     ones finished before), e.g. to hand it to the scorer; ``on_tick()`` runs every poll.
     """
 
-    def __init__(self, session: ClusterSession, on_finished: Callable[[str, dict], None] | None = None,
-                 on_tick: Callable[[], None] | None = None, poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        session: ClusterSession,
+        on_finished: Callable[[str, dict], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+        poll_s: float = 0.5,
+    ) -> None:
         self.session, self.cfg = session, session.cfg
         self.on_finished, self.on_tick, self.poll_s = on_finished, on_tick, poll_s
         self.actors: dict[str, Any] = {}  # name -> actor handle (while it runs)
@@ -121,7 +143,7 @@ class TrajectoryRunner:
         self.view: TrajectoryTable | None = None
 
     # ----------------------------------------------------------------- submit
-    def start(self, specs: list[TrajectorySpec] | None = None) -> "TrajectoryRunner":
+    def start(self, specs: list[TrajectorySpec] | None = None) -> TrajectoryRunner:
         specs = trajectory_specs(self.cfg) if specs is None else specs
         store = open_store(self.cfg)
         todo, done = [], {}
@@ -145,18 +167,25 @@ class TrajectoryRunner:
         res = self.session.resources("trajectory")  # joins/starts the cluster now
         here = ray.get_runtime_context().get_node_id()
         board_name = f"ckd-progress-{uuid.uuid4().hex[:12]}"
-        self.board = ray.remote(ProgressBoard).options(
-            name=board_name, num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
-        ).remote()
+        self.board = (
+            ray.remote(ProgressBoard)
+            .options(name=board_name, num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+            .remote()
+        )
         actor_cls = ray.remote(TrajectoryActor)
         restarts = self.cfg.cluster.max_actor_restarts
-        logger.info(f"[teachers] {len(todo)} trajectories to train in Ray actors ({res['num_cpus']:g} CPU, "
-                    f"{res['num_gpus']:g} GPU each, up to {restarts} restarts); logs in {logs_dir(self.cfg)}")
+        logger.info(
+            f"[teachers] {len(todo)} trajectories to train in Ray actors ({res['num_cpus']:g} CPU, "
+            f"{res['num_gpus']:g} GPU each, up to {restarts} restarts); logs in {logs_dir(self.cfg)}"
+        )
         self.view = TrajectoryTable(list(self.specs), self.cfg.teacher.epochs, self.cfg.cluster.progress_interval_s)
         for spec in todo:
             self.board.update.remote(spec.name, status="pending", epochs=self.cfg.teacher.epochs)
             actor = actor_cls.options(
-                **res, max_restarts=restarts, max_task_retries=-1, scheduling_strategy="SPREAD",
+                **res,
+                max_restarts=restarts,
+                max_task_retries=-1,
+                scheduling_strategy="SPREAD",
             ).remote(to_dict(self.cfg), board_name, res["num_cpus"])
             self.refs[actor.train.remote(spec.arch, spec.seed)] = spec.name
             self.actors[spec.name] = actor
@@ -201,18 +230,23 @@ class TrajectoryRunner:
 
         name = self.refs.pop(ref)
         actor = self.actors.pop(name, None)
-        manifest, error = get_result(ref, lambda e: ClusterError(
-            f"trajectory {name}: its Ray actor died and the cluster.max_actor_restarts="
-            f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else e}). Its checkpoints are kept: fix the cause "
-            "(memory: more cluster.trajectory.cpus/gpus; lost nodes: a stabler cluster) or raise "
-            f"cluster.max_actor_restarts, then re-run to resume. Log: {logs_dir(self.cfg) / (name + '.log')}"
-        ))
+        manifest, error = get_result(
+            ref,
+            lambda e: ClusterError(
+                f"trajectory {name}: its Ray actor died and the cluster.max_actor_restarts="
+                f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else e}). Its checkpoints are kept: fix the cause "
+                "(memory: more cluster.trajectory.cpus/gpus; lost nodes: a stabler cluster) or raise "
+                f"cluster.max_actor_restarts, then re-run to resume. Log: {logs_dir(self.cfg) / (name + '.log')}"
+            ),
+        )
         if error is not None:
             self.failures[name] = error
             logger.warning(f"[teachers] {name}: FAILED ({type(error).__name__}: {str(error).splitlines()[0]})")
         else:
-            logger.info(f"[teachers] {name}: finished, test acc {_pct(manifest['checkpoints'][-1].get('test_acc')).strip()}")
+            logger.info(
+                f"[teachers] {name}: finished, test acc {_pct(manifest['checkpoints'][-1].get('test_acc')).strip()}"
+            )
             self._finished(name, manifest)
         if actor is not None:
             ray.kill(actor)  # frees its resources for the next trajectory / the scorer
@@ -225,6 +259,7 @@ class TrajectoryRunner:
         if self.board is None:
             return {}
         import ray
+
         return ray.get(self.board.snapshot.remote())[1]
 
     def all_started(self) -> bool:
@@ -232,13 +267,16 @@ class TrajectoryRunner:
         if self.board is None or not self.refs:
             return True
         rows = self.progress()
-        return all(n in self.manifests or n in self.failures or rows.get(n, {}).get("status") in ("running", "finished")
-                   for n in self.specs)
+        return all(
+            n in self.manifests or n in self.failures or rows.get(n, {}).get("status") in ("running", "finished")
+            for n in self.specs
+        )
 
     def _show(self, force: bool = False) -> None:
         if self.board is None or self.view is None:
             return
         import ray
+
         try:
             version, rows = ray.get(self.board.snapshot.remote(), timeout=10)
         except Exception:
@@ -255,8 +293,9 @@ class TrajectoryTable:
         self.epochs, self.interval_s = epochs, interval_s
         self.began, self._last_table, self._last_version = time.time(), 0.0, -1
         quiet = float("inf") if progress_mode() != "bar" else None  # the table writes the lines
-        self.rows = {n: Progress(epochs, n, "epoch", log=logger, position=i, interval_s=quiet)
-                     for i, n in enumerate(names)}
+        self.rows = {
+            n: Progress(epochs, n, "epoch", log=logger, position=i, interval_s=quiet) for i, n in enumerate(names)
+        }
 
     def update(self, version: int, board: dict, manifests: dict, failures: dict, force: bool) -> None:
         for name, progress in self.rows.items():
@@ -266,8 +305,9 @@ class TrajectoryTable:
             if progress.n == 0 and epoch and "first_epoch" in (r.get("attempts") or [{}])[0]:
                 progress.initial = r["attempts"][0]["first_epoch"] - 1  # resumed: rate from this run only
             restarts = max(0, len(r.get("attempts", [])) - 1)
-            progress.set_postfix(f"val {_pct(r.get('val_acc')).strip()} node {r.get('node', '-')} "
-                                 f"restarts {restarts} {status}")
+            progress.set_postfix(
+                f"val {_pct(r.get('val_acc')).strip()} node {r.get('node', '-')} restarts {restarts} {status}"
+            )
             progress.set_n(epoch)
         due = time.time() - self._last_table >= self.interval_s
         if progress_mode() == "lines" and (force or (due and version != self._last_version)):

@@ -6,6 +6,7 @@ train_eval); ``make_loader`` iterates any of them in an order fixed by ``(seed, 
 Importing this package registers every dataset: ``mnist1d`` (embedded default), ``digits``,
 ``cifar10``, ``cifar100``, ``synthetic_cifar10``, ``imagefolder``, ``tiny_imagenet``.
 """
+
 from __future__ import annotations
 
 from .catalog import DATASETS, build_splits, dataset_options, list_datasets, register_dataset
@@ -31,8 +32,8 @@ from .splits import (
 )
 
 # Dataset families: importing them registers their builders.
-from . import mnist1d, sklearn_digits, synthetic_images, torchvision_sets  # noqa: E402,F401  isort: skip
-from .torchvision_sets import reorganize_tiny_imagenet_val  # noqa: E402
+from . import mnist1d, sklearn_digits, synthetic_images, torchvision_sets  # noqa: F401  isort: skip
+from .torchvision_sets import reorganize_tiny_imagenet_val
 
 __all__ = [
     "DATASETS",

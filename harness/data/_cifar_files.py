@@ -4,6 +4,7 @@ Used for ``verify=False`` (e.g. re-packed or test-fixture files). Kept in its ow
 that torchvision is imported only when a torchvision-backed set is actually built, and so that
 the classes pickle by reference (DataLoader workers, Ray).
 """
+
 from __future__ import annotations
 
 import pickle

@@ -9,12 +9,14 @@ Its own options are the keyword parameters after the common six; ``build_splits`
 caller's ``**options`` against them first, so a misspelt option in a config fails loudly with
 the list of options that dataset does take.
 """
+
 from __future__ import annotations
 
 import inspect
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.registry import Registry
 
@@ -90,9 +92,7 @@ def _check_request(name: str, options: dict[str, Any], val_fraction: float) -> N
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         takes = ", ".join(sorted(allowed)) or "no options"
-        raise TypeError(
-            f"dataset {name!r} does not take option(s) {', '.join(map(repr, unknown))}; it takes: {takes}"
-        )
+        raise TypeError(f"dataset {name!r} does not take option(s) {', '.join(map(repr, unknown))}; it takes: {takes}")
     if not 0.0 <= float(val_fraction) < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
 

@@ -24,11 +24,13 @@ DataLoader path, where the train split's transform augments either way); the pla
 ``.targets``, as torchvision's CIFAR datasets and ``synthetic_cifar10`` have) without going
 through the transforms; ``use_device_images`` decides, for ``data.device_data``, whether to.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,14 +58,22 @@ class DeviceImageSplit(Dataset):
     """
 
     def __init__(
-        self, images: Tensor, labels: Tensor, mean: Sequence[float], std: Sequence[float],
-        *, augment: bool = False, pad: int = 4,
+        self,
+        images: Tensor,
+        labels: Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        augment: bool = False,
+        pad: int = 4,
     ) -> None:
         if images.dtype != torch.uint8:
             raise ValueError(f"images must be uint8 pixels (0..255), got {images.dtype}")
         if images.dim() != 4 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"images must be [N, C, H, W] with N = len(labels), got {tuple(images.shape)} "
-                             f"and {tuple(labels.shape)} labels")
+            raise ValueError(
+                f"images must be [N, C, H, W] with N = len(labels), got {tuple(images.shape)} "
+                f"and {tuple(labels.shape)} labels"
+            )
         if len(mean) != images.shape[1] or len(std) != images.shape[1]:
             raise ValueError(f"mean/std need one value per channel ({images.shape[1]}), got {len(mean)}/{len(std)}")
         self.images = images
@@ -83,18 +93,18 @@ class DeviceImageSplit(Dataset):
     def device(self) -> torch.device:
         return self.images.device
 
-    def _with(self, images: Tensor, labels: Tensor, augment: bool) -> "DeviceImageSplit":
+    def _with(self, images: Tensor, labels: Tensor, augment: bool) -> DeviceImageSplit:
         mean, std = self.mean.flatten().tolist(), self.std.flatten().tolist()
         return DeviceImageSplit(images, labels, mean, std, augment=augment, pad=self.pad)
 
-    def to(self, device: str | torch.device) -> "DeviceImageSplit":
+    def to(self, device: str | torch.device) -> DeviceImageSplit:
         """This split on ``device``: ``self`` if it is already there, else a moved copy."""
         device = torch.device(device)
         if same_device(self.images.device, device):
             return self
         return self._with(self.images.to(device), self.labels.to(device), self.augment)
 
-    def with_augment(self, augment: bool) -> "DeviceImageSplit":
+    def with_augment(self, augment: bool) -> DeviceImageSplit:
         """The same images (shared, not copied) with ``augment`` set, e.g. train -> train_eval."""
         return self if augment == self.augment else self._with(self.images, self.labels, augment)
 
@@ -103,8 +113,10 @@ class DeviceImageSplit(Dataset):
         return images.float().div_(255).sub_(self.mean).div_(self.std)
 
     def __repr__(self) -> str:
-        return (f"DeviceImageSplit(n={len(self)}, images={tuple(self.images.shape)} {self.images.dtype}, "
-                f"augment={self.augment}, device={self.device})")
+        return (
+            f"DeviceImageSplit(n={len(self)}, images={tuple(self.images.shape)} {self.images.dtype}, "
+            f"augment={self.augment}, device={self.device})"
+        )
 
 
 def crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, pad: int) -> Tensor:
@@ -192,7 +204,8 @@ def _same_rows(a: Dataset, b: Dataset) -> bool:
     if pa is None or pb is None or pa[0] is not pb[0]:
         return False
     return (pa[1] is None and pb[1] is None) or (
-        pa[1] is not None and pb[1] is not None and np.array_equal(pa[1], pb[1]))
+        pa[1] is not None and pb[1] is not None and np.array_equal(pa[1], pb[1])
+    )
 
 
 def to_device_images(splits: DataSplits, device: str | torch.device, pad: int = 4) -> DataSplits:
@@ -209,8 +222,14 @@ def to_device_images(splits: DataSplits, device: str | torch.device, pad: int = 
         train_eval = train.with_augment(False)
     else:
         train_eval = convert(splits.train_eval, False)
-    return replace(splits, train=train, val=convert(splits.val, False), test=convert(splits.test, False),
-                   train_eval=train_eval, info={**splits.info, "device_data": True})
+    return replace(
+        splits,
+        train=train,
+        val=convert(splits.val, False),
+        test=convert(splits.test, False),
+        train_eval=train_eval,
+        info={**splits.info, "device_data": True},
+    )
 
 
 def use_device_images(mode: str, device: torch.device, splits: DataSplits) -> bool:
@@ -223,8 +242,10 @@ def use_device_images(mode: str, device: torch.device, splits: DataSplits) -> bo
     pools = holds_image_pools(splits)
     if mode == "on" and not pools:
         name = splits.info.get("name", "this data set")
-        raise ValueError(f"'on' needs a data set held in memory as uint8 images (cifar10, cifar100, "
-                         f"synthetic_cifar10); {name} is not one (use auto or off)")
+        raise ValueError(
+            f"'on' needs a data set held in memory as uint8 images (cifar10, cifar100, "
+            f"synthetic_cifar10); {name} is not one (use auto or off)"
+        )
     if mode == "on":
         return True
     return torch.device(device).type == "cuda" and pools and tuple(splits.input_shape) == CIFAR_SHAPE

@@ -23,10 +23,11 @@ Three paths behind one function, ``make_loader``:
 All three loaders are re-iterable: each ``iter()`` restarts from the same seeds and yields the
 same batches. Build a new loader per epoch (``epoch=e``) to get that epoch's order.
 """
+
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ class _SeededItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, i: int):  # noqa: ANN204 - whatever the wrapped dataset returns
+    def __getitem__(self, i: int):
         s = derive_seed(self.base_seed, int(i))
         py_state = random.getstate()
         try:
@@ -86,8 +87,18 @@ def _seed_worker(worker_id: int) -> None:
 class SeededDataLoader(EpochBatches):
     """A DataLoader rebuilt on every ``iter()`` from ``(seed, epoch)``; moves batches to ``device``."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
-                 device: torch.device | None, num_workers: int, drop_last: bool) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        epoch: int,
+        device: torch.device | None,
+        num_workers: int,
+        drop_last: bool,
+    ) -> None:
         super().__init__(dataset, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last)
         self.dataset, self.device, self.num_workers = dataset, device, num_workers
 

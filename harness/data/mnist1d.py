@@ -12,6 +12,7 @@ and the remaining 12,000 as test (``train_split=0.25``; mnist1d's own default is
 carved (stratified) from the training pool; inputs are standardized with the scalar mean/std
 of the remaining train samples only. Input shape ``(1, 40)``, 10 classes, no augmentation.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -126,7 +127,10 @@ def load_or_generate(
     meta = write_cache(npz_path, meta_path, key, x, y, args)
     logger.info(
         "[data] generating MNIST-1D (%d samples, seed %d) ... cached at %s (%.1f s)",
-        num_samples, seed, npz_path, time.perf_counter() - began,
+        num_samples,
+        seed,
+        npz_path,
+        time.perf_counter() - began,
     )
     return x, y, {**meta, "cache_hit": False, "path": str(npz_path)}
 
@@ -181,9 +185,7 @@ def build_mnist1d(
     std = float(x_pool[tr].std())
     pool = TensorSplit(_standardized(x_pool, mean, std), torch.from_numpy(y_pool), torch.arange(split_ix))
     train = pool.subset(tr)
-    test = TensorSplit(
-        _standardized(x_test, mean, std), torch.from_numpy(y_test), torch.arange(split_ix, len(y_all))
-    )
+    test = TensorSplit(_standardized(x_test, mean, std), torch.from_numpy(y_test), torch.arange(split_ix, len(y_all)))
     return DataSplits(
         train=train,
         val=pool.subset(va),

@@ -3,6 +3,7 @@
 Images become ``(1, 8, 8)`` floats in [0, 1] (pixel / 16). A seeded, stratified 80/20 split
 gives train pool and test; val is carved from the train pool. No augmentation.
 """
+
 from __future__ import annotations
 
 import numpy as np

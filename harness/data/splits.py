@@ -3,13 +3,15 @@
 Everything here is pure bookkeeping: which samples go where, decided only by a seed, so the
 same ``(dataset, seed, val_fraction)`` gives the same train/val/test on every machine.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,14 +109,14 @@ class TensorSplit(Dataset):
     def device(self) -> torch.device:
         return self.x.device
 
-    def to(self, device: str | torch.device) -> "TensorSplit":
+    def to(self, device: str | torch.device) -> TensorSplit:
         """This split on ``device``: ``self`` if it is already there, else a moved copy."""
         device = torch.device(device)
         if same_device(self.x.device, device):
             return self
         return TensorSplit(self.x.to(device), self.y.to(device), self.indices)
 
-    def subset(self, rows: torch.Tensor | np.ndarray | Sequence[int]) -> "TensorSplit":
+    def subset(self, rows: torch.Tensor | np.ndarray | Sequence[int]) -> TensorSplit:
         """The rows ``rows`` (in that order) as a new split; ``indices`` follow along."""
         if isinstance(rows, torch.Tensor):
             rows_t = rows.cpu().long()
@@ -220,8 +222,6 @@ def stratified_split(
     return np.flatnonzero(mask), taken_idx
 
 
-def carve_val(
-    labels: np.ndarray | Sequence[int], val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def carve_val(labels: np.ndarray | Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train positions, val positions) of a training pool: ``val_fraction`` goes to val."""
     return stratified_split(labels, val_fraction, seed, salt="val")

@@ -12,6 +12,7 @@ That makes it the data set on which the two paths are compared, in tests and ben
 ``num_samples`` is the training pool (train + val, val carved by ``val_fraction``),
 ``num_test`` the separate test set. Normalization uses the pool's own per-channel mean/std.
 """
+
 from __future__ import annotations
 
 import logging
@@ -101,20 +102,32 @@ def channel_stats(data: np.ndarray) -> tuple[list[float], list[float]]:
 
 @register_dataset("synthetic_cifar10")
 def build_synthetic_cifar10(
-    *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool, download: bool,
-    num_samples: int = 5000, num_test: int = 1000,
+    *,
+    root: str | None,
+    storage_dir: str,
+    seed: int,
+    val_fraction: float,
+    augment: bool,
+    download: bool,
+    num_samples: int = 5000,
+    num_test: int = 1000,
 ) -> DataSplits:
     """Generated CIFAR-shaped splits (module doc); ``root``, ``storage_dir``, ``download`` do not apply."""
     if int(num_samples) < NUM_CLASSES or int(num_test) < 1:
-        raise ValueError(f"synthetic_cifar10 needs num_samples >= {NUM_CLASSES} and num_test >= 1, "
-                         f"got {num_samples} and {num_test}")
+        raise ValueError(
+            f"synthetic_cifar10 needs num_samples >= {NUM_CLASSES} and num_test >= 1, got {num_samples} and {num_test}"
+        )
     train_pool = SyntheticImagePool(*generate_images(int(num_samples), seed, "train"))
     test_pool = SyntheticImagePool(*generate_images(int(num_test), seed, "test"))
     mean, std = channel_stats(train_pool.data)
     plain, aug = crop_flip_transforms(mean, std, augment)
     train, val, train_eval = carve_views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
-    logger.debug("[data] synthetic_cifar10: %d train-pool and %d test images generated (seed %d)",
-                 len(train_pool), len(test_pool), seed)
+    logger.debug(
+        "[data] synthetic_cifar10: %d train-pool and %d test images generated (seed %d)",
+        len(train_pool),
+        len(test_pool),
+        seed,
+    )
     return DataSplits(
         train=train,
         val=val,

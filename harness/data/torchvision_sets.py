@@ -9,12 +9,14 @@ stays fast for runs on the embedded data. Nothing is downloaded unless ``downloa
 (CIFAR only); missing files raise a ``FileNotFoundError`` that says which path and layout
 were expected.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Subset
@@ -101,9 +103,7 @@ def _cifar_expected(name: str) -> list[str]:
     return [*data_files, meta_file]
 
 
-def _locate_cifar(
-    name: str, root: str | None, storage_dir: str, download: bool
-) -> tuple[str | None, str, list[str]]:
+def _locate_cifar(name: str, root: str | None, storage_dir: str, download: bool) -> tuple[str | None, str, list[str]]:
     """``(root, where, missing)``: the root to read (``<storage_dir>/<name>`` when downloading
     without one), the folder as a message shows it, and the expected files not there."""
     folder, expected = _CIFAR_FILES[name][0], _cifar_expected(name)
@@ -141,8 +141,15 @@ def _load_cifar(name: str, root: str | None, where: str, download: bool, verify:
 
 
 def _build_cifar(
-    name: str, *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool,
-    download: bool, verify: bool,
+    name: str,
+    *,
+    root: str | None,
+    storage_dir: str,
+    seed: int,
+    val_fraction: float,
+    augment: bool,
+    download: bool,
+    verify: bool,
 ) -> DataSplits:
     """CIFAR-10/100 splits: find (or download) the files, load them once, carve val (module doc)."""
     root, where, missing = _locate_cifar(name, root, storage_dir, download)
@@ -168,22 +175,50 @@ def _build_cifar(
 
 @register_dataset("cifar10")
 def build_cifar10(
-    *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool, download: bool,
+    *,
+    root: str | None,
+    storage_dir: str,
+    seed: int,
+    val_fraction: float,
+    augment: bool,
+    download: bool,
     verify: bool = True,
 ) -> DataSplits:
     """CIFAR-10 from ``<root>/cifar-10-batches-py``; ``verify`` runs torchvision's md5 checks."""
-    return _build_cifar("cifar10", root=root, storage_dir=storage_dir, seed=seed, val_fraction=val_fraction,
-                        augment=augment, download=download, verify=verify)
+    return _build_cifar(
+        "cifar10",
+        root=root,
+        storage_dir=storage_dir,
+        seed=seed,
+        val_fraction=val_fraction,
+        augment=augment,
+        download=download,
+        verify=verify,
+    )
 
 
 @register_dataset("cifar100")
 def build_cifar100(
-    *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool, download: bool,
+    *,
+    root: str | None,
+    storage_dir: str,
+    seed: int,
+    val_fraction: float,
+    augment: bool,
+    download: bool,
     verify: bool = True,
 ) -> DataSplits:
     """CIFAR-100 (fine labels) from ``<root>/cifar-100-python``; ``verify`` runs the md5 checks."""
-    return _build_cifar("cifar100", root=root, storage_dir=storage_dir, seed=seed, val_fraction=val_fraction,
-                        augment=augment, download=download, verify=verify)
+    return _build_cifar(
+        "cifar100",
+        root=root,
+        storage_dir=storage_dir,
+        seed=seed,
+        val_fraction=val_fraction,
+        augment=augment,
+        download=download,
+        verify=verify,
+    )
 
 
 # ----------------------------------------------------------------------------- ImageFolder
@@ -208,9 +243,7 @@ def folder_transforms(
     if not augment:
         return plain, None
     aug = transforms.Compose(
-        base
-        + [transforms.RandomCrop(image_size, padding=image_size // 8), transforms.RandomHorizontalFlip()]
-        + tail
+        base + [transforms.RandomCrop(image_size, padding=image_size // 8), transforms.RandomHorizontalFlip()] + tail
     )
     return plain, aug
 
@@ -247,9 +280,7 @@ def _class_dirs(path: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(path) if e.is_dir())
 
 
-def _locate_folder(
-    kind: str, root: str | None, download: bool, test_dir: str | None
-) -> tuple[str, Path, str]:
+def _locate_folder(kind: str, root: str | None, download: bool, test_dir: str | None) -> tuple[str, Path, str]:
     """``(root, test path, test_dir)`` of an ImageFolder tree at ``root``; raises if a folder is missing.
 
     ``test_dir`` defaults to ``test`` when ``<root>/test`` exists, else ``val``.
@@ -268,9 +299,7 @@ def _locate_folder(
     return root, test_path, test_dir
 
 
-def _check_class_folders(
-    kind: str, root: str, test_path: Path, test_dir: str, expected_classes: int | None
-) -> None:
+def _check_class_folders(kind: str, root: str, test_path: Path, test_dir: str, expected_classes: int | None) -> None:
     """Raise ValueError unless train/ and the test folder hold the same (expected number of) classes."""
     train_path = Path(root, "train")
     train_classes, test_classes = _class_dirs(train_path), _class_dirs(test_path)
@@ -295,8 +324,17 @@ def _check_class_folders(
 
 
 def _build_folder(
-    kind: str, *, root: str | None, seed: int, val_fraction: float, augment: bool, download: bool,
-    image_size: int, test_dir: str | None, mean: Sequence[float], std: Sequence[float],
+    kind: str,
+    *,
+    root: str | None,
+    seed: int,
+    val_fraction: float,
+    augment: bool,
+    download: bool,
+    image_size: int,
+    test_dir: str | None,
+    mean: Sequence[float],
+    std: Sequence[float],
     expected_classes: int | None,
 ) -> DataSplits:
     """ImageFolder splits: check the tree, load train/ and the test folder once, carve val."""
@@ -310,7 +348,12 @@ def _build_folder(
     test_pool = datasets.ImageFolder(str(test_path))
     logger.info(
         "[data] %s from %s: %d train images in %d classes (train/), %d test images (%s/)",
-        kind, root, len(train_pool), len(train_pool.classes), len(test_pool), test_dir,
+        kind,
+        root,
+        len(train_pool),
+        len(train_pool.classes),
+        len(test_pool),
+        test_dir,
     )
     train, val, train_eval = carve_views(train_pool, train_pool.targets, plain, aug, val_fraction, seed)
     return DataSplits(
@@ -321,27 +364,58 @@ def _build_folder(
         input_shape=(3, image_size, image_size),
         train_eval=train_eval,
         augmented=aug is not None,
-        info={"mean": list(mean), "std": list(std), "root": str(root), "test_dir": test_dir,
-              "classes": list(train_pool.classes)},
+        info={
+            "mean": list(mean),
+            "std": list(std),
+            "root": str(root),
+            "test_dir": test_dir,
+            "classes": list(train_pool.classes),
+        },
     )
 
 
 @register_dataset("imagefolder")
 def build_imagefolder(
-    *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool, download: bool,
-    image_size: int = 64, test_dir: str | None = None, mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD, expected_classes: int | None = None,
+    *,
+    root: str | None,
+    storage_dir: str,
+    seed: int,
+    val_fraction: float,
+    augment: bool,
+    download: bool,
+    image_size: int = 64,
+    test_dir: str | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    expected_classes: int | None = None,
 ) -> DataSplits:
     """Any ImageFolder tree (``IMAGEFOLDER_LAYOUT``); ``test_dir`` defaults to test/ if present, else val/."""
-    return _build_folder("imagefolder", root=root, seed=seed, val_fraction=val_fraction, augment=augment,
-                         download=download, image_size=image_size, test_dir=test_dir, mean=mean, std=std,
-                         expected_classes=expected_classes)
+    return _build_folder(
+        "imagefolder",
+        root=root,
+        seed=seed,
+        val_fraction=val_fraction,
+        augment=augment,
+        download=download,
+        image_size=image_size,
+        test_dir=test_dir,
+        mean=mean,
+        std=std,
+        expected_classes=expected_classes,
+    )
 
 
 @register_dataset("tiny_imagenet")
 def build_tiny_imagenet(
-    *, root: str | None, storage_dir: str, seed: int, val_fraction: float, augment: bool, download: bool,
-    image_size: int = 64, mean: Sequence[float] = TINY_IMAGENET_MEAN,
+    *,
+    root: str | None,
+    storage_dir: str,
+    seed: int,
+    val_fraction: float,
+    augment: bool,
+    download: bool,
+    image_size: int = 64,
+    mean: Sequence[float] = TINY_IMAGENET_MEAN,
     std: Sequence[float] = TINY_IMAGENET_STD,
     expected_classes: int | None = 200,
 ) -> DataSplits:
@@ -350,6 +424,16 @@ def build_tiny_imagenet(
     Its labelled ``val/`` is the test set (the official test/ has no labels) and must first be
     re-organized into class subfolders with ``reorganize_tiny_imagenet_val(root)``.
     """
-    return _build_folder("tiny_imagenet", root=root, seed=seed, val_fraction=val_fraction, augment=augment,
-                         download=download, image_size=image_size, test_dir="val", mean=mean, std=std,
-                         expected_classes=expected_classes)
+    return _build_folder(
+        "tiny_imagenet",
+        root=root,
+        seed=seed,
+        val_fraction=val_fraction,
+        augment=augment,
+        download=download,
+        image_size=image_size,
+        test_dir="val",
+        mean=mean,
+        std=std,
+        expected_classes=expected_classes,
+    )

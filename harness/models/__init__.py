@@ -4,12 +4,15 @@
 model returns logits from ``forward`` and a :class:`FeatureOutput` (last conv stage, penultimate
 features, logits) from ``forward_features``. Importing this package registers all families.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
+from harness.models import cnn1d, mlp, mobilenetv2, resnet, wrn  # noqa: F401  (registers models)
 from harness.models.base import (
     MODELS,
     FeatureOutput,
@@ -17,7 +20,6 @@ from harness.models.base import (
     count_parameters,
     register_model,
 )
-from harness.models import cnn1d, mlp, mobilenetv2, resnet, wrn  # noqa: F401  (registers models)
 from harness.models.cnn1d import CNN1d
 from harness.models.mlp import MLP
 from harness.models.mobilenetv2 import MobileNetV2

@@ -5,9 +5,11 @@ Each architecture family lives in its own module and registers factories here. A
 logits and whose ``forward_features`` also exposes the last conv stage (for the MI scorer's
 reconstruction decoder) and the pooled penultimate features (for KD and feature-based scorers).
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn

@@ -4,9 +4,10 @@ Each layer is conv(k=3, pad=1)-BN-ReLU; a layer that widens the channels also ha
 (stride 2), then global average pooling and a linear head. ``cnn1d_small`` (32-32-64-64-128,
 ~48k parameters) is the quickstart teacher sized by the CPU pilot.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

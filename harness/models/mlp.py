@@ -4,10 +4,11 @@
 conv stage, so ``FeatureOutput.conv`` is None and the penultimate features are the last hidden
 activation.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

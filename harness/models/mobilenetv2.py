@@ -8,9 +8,10 @@ network in three ways that we keep so results are comparable:
 - channels are ``int(c * width_mult)`` without rounding to multiples of 8, and the final 1x1 conv
   keeps 1280 channels for ``width_mult <= 1``.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

@@ -4,9 +4,10 @@ Shortcuts are "option A" (parameter-free: stride-2 subsample plus zero-padded ch
 what gives the usual parameter counts (ResNet-32 ~0.46M, ResNet-110 ~1.7M) that the paper's
 ResNet-110 teacher and ResNet-32 student have.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn

@@ -4,9 +4,10 @@ Stage widths are 16k, 32k, 64k after a 16-channel stem; a block whose shape chan
 conv shortcut. The network ends in BN-ReLU before pooling, so the last conv stage we expose is
 that activated map. Matches the WRN-40-2 teacher / WRN-40-1 student of the paper (no dropout).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn

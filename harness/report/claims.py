@@ -16,6 +16,7 @@ and a verdict: **reproduced** (significantly better, as the paper says), **contr
 ``paper_figures.json`` (with the table it is from): the same pair's difference on CIFAR-100 when
 this experiment is one of the paper's pairs, else the mean over the paper's pairs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -63,7 +64,9 @@ def _halfway(entries: dict[str, dict], full: dict) -> dict | None:
 
 def _best_intermediate(entries: dict[str, dict], full: dict) -> dict | None:
     final = max(_epochs(full), default=None)
-    inter = [b for c, b in entries.items() if _kind(c) == "epoch" and final is not None and int(c.split(":")[1]) < final]
+    inter = [
+        b for c, b in entries.items() if _kind(c) == "epoch" and final is not None and int(c.split(":")[1]) < final
+    ]
     return max(inter, key=lambda b: (b["val_mean"], -int(b["teacher_choice"].split(":")[1]))) if inter else None
 
 
@@ -87,7 +90,11 @@ def claim_pairs(board: list[dict]) -> list[tuple[str, dict, dict]]:
     for _, entries in sorted(groups.items()):
         full = entries.get("full")
         if full is not None:
-            out += [(cid, e, full) for cid, e in (("1a", _halfway(entries, full)), ("1b", _best_intermediate(entries, full))) if e]
+            out += [
+                (cid, e, full)
+                for cid, e in (("1a", _halfway(entries, full)), ("1b", _best_intermediate(entries, full)))
+                if e
+            ]
         out += [("2", s, f) for s, f in _snapshots(entries)]
         if full is not None and "selected:paper" in entries:
             out.append(("3", entries["selected:paper"], full))
@@ -110,10 +117,14 @@ def _pair_figure(t: dict, dataset: str, teacher: str, student: str, key: str, re
     same = [p for p in t["pairs"] if dataset == "cifar100" and p["teacher"] == teacher and p["student"] == student]
     if same:
         p = same[0]
-        return f"{p[key] - p[ref]:+.2f} pp ({p[key]:.2f} vs {p[ref]:.2f}, CIFAR-100 {teacher} -> {student}, {t['table']})"
+        return (
+            f"{p[key] - p[ref]:+.2f} pp ({p[key]:.2f} vs {p[ref]:.2f}, CIFAR-100 {teacher} -> {student}, {t['table']})"
+        )
     diffs = [p[key] - p[ref] for p in t["pairs"]]
-    return (f"{sum(diffs) / len(diffs):+.2f} pp (mean of {len(diffs)} CIFAR-100 pairs, range {min(diffs):+.2f}..{max(diffs):+.2f}, "
-            f"{t['table']})")
+    return (
+        f"{sum(diffs) / len(diffs):+.2f} pp (mean of {len(diffs)} CIFAR-100 pairs, range {min(diffs):+.2f}..{max(diffs):+.2f}, "
+        f"{t['table']})"
+    )
 
 
 def _claim_verdict(diff: float, p_holm: float, alpha: float) -> str:
@@ -129,14 +140,25 @@ def check_claims(board: list[dict], alpha: float = 0.05) -> list[dict]:
         c = compare(e, ref)
         if c is None:
             continue
-        out.append({
-            "claim": cid, "text": CLAIM_TEXT[cid], "dataset": e["dataset"], "teacher_arch": e["teacher_arch"],
-            "student_arch": e["student_arch"], "choice": e["teacher_choice"], "ref": ref["teacher_choice"],
-            "choice_epochs": e.get("teacher_epochs"), "ref_epochs": ref.get("teacher_epochs"),
-            "choice_acc": e["test_mean"], "ref_acc": ref["test_mean"],
-            "choice_teacher_acc": e.get("teacher_test_acc"), "ref_teacher_acc": ref.get("teacher_test_acc"),
-            **c, "paper": paper_figure(cid, e["dataset"], e["teacher_arch"], e["student_arch"]),
-        })
+        out.append(
+            {
+                "claim": cid,
+                "text": CLAIM_TEXT[cid],
+                "dataset": e["dataset"],
+                "teacher_arch": e["teacher_arch"],
+                "student_arch": e["student_arch"],
+                "choice": e["teacher_choice"],
+                "ref": ref["teacher_choice"],
+                "choice_epochs": e.get("teacher_epochs"),
+                "ref_epochs": ref.get("teacher_epochs"),
+                "choice_acc": e["test_mean"],
+                "ref_acc": ref["test_mean"],
+                "choice_teacher_acc": e.get("teacher_test_acc"),
+                "ref_teacher_acc": ref.get("teacher_test_acc"),
+                **c,
+                "paper": paper_figure(cid, e["dataset"], e["teacher_arch"], e["student_arch"]),
+            }
+        )
     for row, p in zip(out, holm([r["p_value"] for r in out])):
         row["p_holm"] = p
         row["verdict"] = _claim_verdict(row["diff_mean"], p, alpha)
@@ -145,6 +167,7 @@ def check_claims(board: list[dict], alpha: float = 0.05) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------
 # rendering
+
 
 def _pp(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:+.2f}"
@@ -161,7 +184,11 @@ def _pv(x: float) -> str:
 CLAIM_COLUMNS = [  # (header, cell, numeric)
     ("claim", lambda r: r["text"], False),
     ("setting", lambda r: f"{r['dataset']}: {r['teacher_arch']} -> {r['student_arch']}", False),
-    ("choice (epochs) vs reference (epochs)", lambda r: f"{r['choice']} ({r['choice_epochs'] or '-'}) vs {r['ref']} ({r['ref_epochs'] or '-'})", False),
+    (
+        "choice (epochs) vs reference (epochs)",
+        lambda r: f"{r['choice']} ({r['choice_epochs'] or '-'}) vs {r['ref']} ({r['ref_epochs'] or '-'})",
+        False,
+    ),
     ("student acc %", lambda r: f"{_acc(r['choice_acc'])} vs {_acc(r['ref_acc'])}", True),
     ("teacher acc %", lambda r: f"{_acc(r['choice_teacher_acc'])} vs {_acc(r['ref_teacher_acc'])}", True),
     ("Δ pp [95% CI]", lambda r: f"{_pp(r['diff_mean'])} [{_pp(r['diff_ci_low'])}, {_pp(r['diff_ci_high'])}]", True),
@@ -179,16 +206,22 @@ CLAIMS_NOTE = (
     "Holm-corrected across the rows of this table. Verdict: reproduced = significantly better as the paper claims, "
     "contradicted = significantly worse, inconclusive = no detectable difference. Paper figures: "
     "harness/report/paper_figures.json (CIFAR-100; the same pair when this experiment is one, else the mean of the "
-    "paper's pairs). Best intermediate: the epoch whose students have the best mean validation accuracy, reported on test.")
+    "paper's pairs). Best intermediate: the epoch whose students have the best mean validation accuracy, reported on test."
+)
 
 
 def claim_table(claims: list[dict]) -> tuple[list[str], list[list[str]], set[str]]:
-    return ([h for h, _, _ in CLAIM_COLUMNS], [[f(r) for _, f, _ in CLAIM_COLUMNS] for r in claims],
-            {h for h, _, num in CLAIM_COLUMNS if num})
+    return (
+        [h for h, _, _ in CLAIM_COLUMNS],
+        [[f(r) for _, f, _ in CLAIM_COLUMNS] for r in claims],
+        {h for h, _, num in CLAIM_COLUMNS if num},
+    )
 
 
-EMPTY = ("No claim can be checked: the results need `full` with `fraction:0.5` or `epoch:E` (claim 1), "
-         "`snapshot:[...]` with `full_ensemble:K` of the same size (claim 2) or `selected:paper` (claim 3).")
+EMPTY = (
+    "No claim can be checked: the results need `full` with `fraction:0.5` or `epoch:E` (claim 1), "
+    "`snapshot:[...]` with `full_ensemble:K` of the same size (claim 2) or `selected:paper` (claim 3)."
+)
 
 
 def render_claims(claims: list[dict], fmt: str = "text") -> str:
@@ -200,14 +233,37 @@ def render_claims(claims: list[dict], fmt: str = "text") -> str:
         return ("# The paper's claims\n\n" if fmt == "markdown" else "") + EMPTY + "\n"
     headers, rows, numeric = claim_table(claims)
     if fmt == "markdown":
-        return "\n".join(["# The paper's claims", "", CLAIMS_NOTE, "", markdown_table(headers, rows, numeric.__contains__)]) + "\n"
+        return (
+            "\n".join(
+                ["# The paper's claims", "", CLAIMS_NOTE, "", markdown_table(headers, rows, numeric.__contains__)]
+            )
+            + "\n"
+        )
     import textwrap
 
     return text_table(headers, rows, numeric.__contains__) + "\n\n" + "\n".join(textwrap.wrap(CLAIMS_NOTE, 100)) + "\n"
 
 
-CLAIM_CSV = ("claim", "text", "dataset", "teacher_arch", "student_arch", "choice", "ref", "choice_epochs", "ref_epochs", "n",
-             "wins", "ties", "losses", "p_value", "p_holm", "verdict", "test", "paper")
+CLAIM_CSV = (
+    "claim",
+    "text",
+    "dataset",
+    "teacher_arch",
+    "student_arch",
+    "choice",
+    "ref",
+    "choice_epochs",
+    "ref_epochs",
+    "n",
+    "wins",
+    "ties",
+    "losses",
+    "p_value",
+    "p_holm",
+    "verdict",
+    "test",
+    "paper",
+)
 
 
 def claims_csv(claims: list[dict]) -> str:
@@ -216,6 +272,11 @@ def claims_csv(claims: list[dict]) -> str:
     pct = ("choice_acc", "ref_acc", "choice_teacher_acc", "ref_teacher_acc", "diff_mean", "diff_ci_low", "diff_ci_high")
     w.writerow([*CLAIM_CSV[:9], *(f"{k}_pct" for k in pct), *CLAIM_CSV[9:]])
     for r in claims:
-        w.writerow([*(r[k] for k in CLAIM_CSV[:9]), *("n/a" if r[k] is None or r[k] != r[k] else f"{100 * r[k]:.4f}" for k in pct),
-                    *(r[k] for k in CLAIM_CSV[9:])])
+        w.writerow(
+            [
+                *(r[k] for k in CLAIM_CSV[:9]),
+                *("n/a" if r[k] is None or r[k] != r[k] else f"{100 * r[k]:.4f}" for k in pct),
+                *(r[k] for k in CLAIM_CSV[9:]),
+            ]
+        )
     return buf.getvalue()

@@ -11,6 +11,7 @@ always taken at the same epoch.
 A board is a plain ``list[dict]`` (accuracies as fractions in [0, 1]); ``render`` turns it into
 text, Markdown, CSV or HTML, and ``write_leaderboard`` writes the files next to the results.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,9 +20,10 @@ import io
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from harness.config import ExperimentConfig
 from harness.report.paired import add_paired_stats, pair_values
@@ -112,7 +114,12 @@ def _group_rows(rows: Iterable[dict], val_key: str, test_key: str) -> tuple[_Gro
             continue
         choice = str(r.get("teacher_choice", "?"))
         is_none = _choice_kind(choice) == "none"
-        gkey = (str(r.get("dataset", "?")), None if is_none else r.get("teacher_arch"), str(r.get("student_arch", "?")), choice)
+        gkey = (
+            str(r.get("dataset", "?")),
+            None if is_none else r.get("teacher_arch"),
+            str(r.get("student_arch", "?")),
+            choice,
+        )
         hkey = (None, None, None) if is_none else tuple(r.get(h) for h in HPARAMS)
         groups[gkey][hkey].append(r)
     return groups, skipped
@@ -126,7 +133,10 @@ def _choose_setting(settings: dict[tuple, list[dict]], val_key: str) -> tuple[tu
 
     def rank(item: tuple[tuple, list[dict]]) -> tuple:
         h, v = item
-        return (-_mean([float(r[val_key]) for r in v]), tuple((x is None, x if isinstance(x, (int, float)) else str(x)) for x in h))
+        return (
+            -_mean([float(r[val_key]) for r in v]),
+            tuple((x is None, x if isinstance(x, (int, float)) else str(x)) for x in h),
+        )
 
     return sorted(candidates.items(), key=rank)[0]
 
@@ -182,8 +192,17 @@ def _entry(gkey: tuple, settings: dict[tuple, list[dict]], reported: str, skippe
         "best_val_epoch_mean": _mean(best_epochs) if best_epochs else None,
         "skipped_rows": skipped,
         "members": _members(chosen),
-        "checkpoint_epochs": sorted({int(c["epoch"]) for r in chosen for c in (r.get("teacher_checkpoints") or []) if c.get("epoch") is not None}),
-        "trajectories": sorted({str(c.get("trajectory")) for r in chosen for c in (r.get("teacher_checkpoints") or [])}),
+        "checkpoint_epochs": sorted(
+            {
+                int(c["epoch"])
+                for r in chosen
+                for c in (r.get("teacher_checkpoints") or [])
+                if c.get("epoch") is not None
+            }
+        ),
+        "trajectories": sorted(
+            {str(c.get("trajectory")) for r in chosen for c in (r.get("teacher_checkpoints") or [])}
+        ),
         "pairs": pair_values(chosen, test_key),
     }
 
@@ -191,14 +210,20 @@ def _entry(gkey: tuple, settings: dict[tuple, list[dict]], reported: str, skippe
 def _record_deltas_and_sort(board: list[dict]) -> None:
     """Record: add ``delta_vs_none`` (against the no-teacher line of the same dataset and
     student, None without one) and sort by dataset, student, then test accuracy (best first)."""
-    baseline = {(b["dataset"], b["student_arch"]): b["test_mean"] for b in board if _choice_kind(b["teacher_choice"]) == "none"}
+    baseline = {
+        (b["dataset"], b["student_arch"]): b["test_mean"] for b in board if _choice_kind(b["teacher_choice"]) == "none"
+    }
     for b in board:
         base = baseline.get((b["dataset"], b["student_arch"]))
         b["delta_vs_none"] = None if base is None else b["test_mean"] - base
-    board.sort(key=lambda b: (b["dataset"], b["student_arch"], -b["test_mean"], str(b["teacher_arch"]), b["teacher_choice"]))
+    board.sort(
+        key=lambda b: (b["dataset"], b["student_arch"], -b["test_mean"], str(b["teacher_arch"]), b["teacher_choice"])
+    )
 
 
-def build_leaderboard(rows: Iterable[dict], reported: str = "final", reference: str = "full", alpha: float = 0.05) -> list[dict]:
+def build_leaderboard(
+    rows: Iterable[dict], reported: str = "final", reference: str = "full", alpha: float = 0.05
+) -> list[dict]:
     """Aggregate result rows (``CheckpointStore.read_results()``) into leaderboard entries.
 
     Each entry: dataset, teacher_arch, student_arch, teacher_choice; ``test_mean``/``test_std``
@@ -224,6 +249,7 @@ def build_leaderboard(rows: Iterable[dict], reported: str = "final", reference: 
 
 # ---------------------------------------------------------------------------------------------
 # rendering
+
 
 def _pct(x: float | None, digits: int = 2) -> str:
     return NA if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
@@ -316,7 +342,18 @@ def is_numeric_header(header: str) -> bool:
 
 
 # the paired columns of the CSV, named as the issue asks, in percentage points
-PAIRED_CSV = ("ref", "diff_mean", "diff_ci_low", "diff_ci_high", "wins", "ties", "losses", "p_value", "p_holm", "verdict")
+PAIRED_CSV = (
+    "ref",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "wins",
+    "ties",
+    "losses",
+    "p_value",
+    "p_holm",
+    "verdict",
+)
 
 
 def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
@@ -371,7 +408,9 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
 def power_note(board: list[dict]) -> str:
     """The minimum detectable effect at 80% power for the observed paired spread and n, and the
     seeds a 0.3 pp effect needs (paired t-test approximation)."""
-    tests = [b["vs_ref"] for b in board if b.get("vs_ref") and not b["vs_ref"].get("self") and b["vs_ref"].get("diff_sd")]
+    tests = [
+        b["vs_ref"] for b in board if b.get("vs_ref") and not b["vs_ref"].get("self") and b["vs_ref"].get("diff_sd")
+    ]
     if not tests:
         return "No paired comparison has two or more pairs: no power statement possible."
     import statistics
@@ -380,9 +419,11 @@ def power_note(board: list[dict]) -> str:
     n = int(statistics.median(c["n"] for c in tests))
     alpha = board[0].get("alpha", 0.05)
     mde, need = min_detectable_effect(sd, n, alpha), pairs_needed(0.003, sd, alpha)
-    note = (f"Power: the paired differences vs {_ref_name(board)} spread by {100 * sd:.2f} pp (median sd); with n = {n} pairs "
-            f"the minimum detectable effect at 80% power (alpha {alpha:g}, two-sided paired t) is {_pct(mde)} pp; "
-            f"detecting 0.3 pp would need about {need} seeds (pairs).")
+    note = (
+        f"Power: the paired differences vs {_ref_name(board)} spread by {100 * sd:.2f} pp (median sd); with n = {n} pairs "
+        f"the minimum detectable effect at 80% power (alpha {alpha:g}, two-sided paired t) is {_pct(mde)} pp; "
+        f"detecting 0.3 pp would need about {need} seeds (pairs)."
+    )
     if min_exact_p(n) >= alpha:
         note += f" With n = {n} the exact test's smallest possible p is {min_exact_p(n):.3g}: no verdict but 'no detectable difference' is possible."
     return note
@@ -426,8 +467,18 @@ def render_text(board: list[dict]) -> str:
 
 def render_markdown(board: list[dict]) -> str:
     headers, rows = cells(board)
-    return "\n".join(["# Leaderboard", "", f"_Selection policy:_ {policy_note(board)}", "",
-                      markdown_table(headers, rows, is_numeric_header)]) + "\n"
+    return (
+        "\n".join(
+            [
+                "# Leaderboard",
+                "",
+                f"_Selection policy:_ {policy_note(board)}",
+                "",
+                markdown_table(headers, rows, is_numeric_header),
+            ]
+        )
+        + "\n"
+    )
 
 
 def render_csv(board: list[dict]) -> str:
@@ -444,8 +495,11 @@ def leaderboard_section(board: list[dict]) -> list[str]:
     """The leaderboard and its policy note as HTML (for ``harness.report.html``)."""
     headers, rows = cells(board)
     classes = ["reference" if (b.get("vs_ref") or {}).get("self") else "" for b in board]
-    return ["<h2>Leaderboard</h2>", f'<p class="note">{html.escape(policy_note(board))}</p>',
-            html_table("leaderboard", headers, rows, is_numeric_header, classes)]
+    return [
+        "<h2>Leaderboard</h2>",
+        f'<p class="note">{html.escape(policy_note(board))}</p>',
+        html_table("leaderboard", headers, rows, is_numeric_header, classes),
+    ]
 
 
 def render_html(board: list[dict]) -> str:
@@ -491,17 +545,26 @@ def mark_unstable(board: list[dict], scores: dict[str, dict]) -> None:
         kind, _, selector = b["teacher_choice"].partition(":")
         if kind != "selected":
             continue
-        flags = [((scores.get(t) or {}).get("selected") or {}).get(selector, {}).get("unstable") for t in b.get("trajectories", [])]
+        flags = [
+            ((scores.get(t) or {}).get("selected") or {}).get(selector, {}).get("unstable")
+            for t in b.get("trajectories", [])
+        ]
         flags = [f for f in flags if f is not None]
         b["unstable"] = any(flags) if flags else None
 
 
-def board_for(cfg: ExperimentConfig, rows: list[dict], scores: dict[str, dict] | None = None, reported: str = "final") -> list[dict]:
+def board_for(
+    cfg: ExperimentConfig, rows: list[dict], scores: dict[str, dict] | None = None, reported: str = "final"
+) -> list[dict]:
     """The leaderboard of ``rows`` with the config's reference and alpha, unstable picks marked."""
     from omegaconf import OmegaConf
 
-    reference = str(OmegaConf.select(cfg, "report.reference", default="full"))  # a bare {storage, name} config works too
-    board = build_leaderboard(rows, reported=reported, reference=reference, alpha=float(OmegaConf.select(cfg, "report.alpha", default=0.05)))
+    reference = str(
+        OmegaConf.select(cfg, "report.reference", default="full")
+    )  # a bare {storage, name} config works too
+    board = build_leaderboard(
+        rows, reported=reported, reference=reference, alpha=float(OmegaConf.select(cfg, "report.alpha", default=0.05))
+    )
     mark_unstable(board, scores or {})
     return board
 

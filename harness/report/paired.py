@@ -11,11 +11,12 @@ None when there is nothing to compare with, ``{"self": True}`` for the reference
 ``PairedTest`` fields plus ``ref``, ``p_holm`` (Holm across the entries of the board) and
 ``verdict``.
 """
+
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from harness.report.stats import holm, paired_test, verdict
 
@@ -64,8 +65,13 @@ def compare(a: dict, b: dict) -> dict | None:
 def find_reference(entry: dict, board: list[dict], reference: str) -> dict | None:
     """The entry of choice ``reference`` with the same dataset and student, and the same teacher
     arch unless one side has no teacher (``none``: then the one reference entry, if unique)."""
-    same = [b for b in board if b["teacher_choice"] == reference and b["dataset"] == entry["dataset"]
-            and b["student_arch"] == entry["student_arch"]]
+    same = [
+        b
+        for b in board
+        if b["teacher_choice"] == reference
+        and b["dataset"] == entry["dataset"]
+        and b["student_arch"] == entry["student_arch"]
+    ]
     if _kind(reference) == NONE:
         return same[0] if same else None
     if entry["teacher_arch"] is None:
@@ -114,11 +120,24 @@ def single_checkpoint_rows(rows: Iterable[dict]) -> list[dict]:
     for r in rows:
         ckpts = r.get("teacher_checkpoints") or []
         if _kind(r.get("teacher_choice", "")) != NONE and len(ckpts) == 1 and ckpts[0].get("epoch") is not None:
-            key = (ckpts[0].get("trajectory"), int(ckpts[0]["epoch"]), r.get("student_arch"), r.get("seed"),
-                   r.get("temperature"), r.get("kd_weight"), r.get("ensemble_reduce"))
+            key = (
+                ckpts[0].get("trajectory"),
+                int(ckpts[0]["epoch"]),
+                r.get("student_arch"),
+                r.get("seed"),
+                r.get("temperature"),
+                r.get("kd_weight"),
+                r.get("ensemble_reduce"),
+            )
             if key in seen:
                 continue
             seen.add(key)
-            out.append({**r, "teacher_choice": f"epoch:{int(ckpts[0]['epoch'])}", "teacher_epoch": int(ckpts[0]["epoch"]),
-                        "trajectory": str(ckpts[0].get("trajectory"))})
+            out.append(
+                {
+                    **r,
+                    "teacher_choice": f"epoch:{int(ckpts[0]['epoch'])}",
+                    "teacher_epoch": int(ckpts[0]["epoch"]),
+                    "trajectory": str(ckpts[0].get("trajectory")),
+                }
+            )
     return out

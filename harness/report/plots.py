@@ -21,6 +21,7 @@
 Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot). A plot whose data is
 missing is skipped with a log line saying why.
 """
+
 from __future__ import annotations
 
 import io
@@ -76,6 +77,7 @@ def _interval(b: dict) -> tuple[float, float, float]:
 # ---------------------------------------------------------------------------------------------
 # forest plot
 
+
 def plot_forest(board: list[dict], out_dir: Path) -> list[Path]:
     """One forest plot per (dataset, teacher, student) with paired comparisons to the reference."""
     panels: dict[tuple, list[dict]] = defaultdict(list)
@@ -92,11 +94,27 @@ def plot_forest(board: list[dict], out_dir: Path) -> list[Path]:
         for y, b in enumerate(entries):
             c = b["vs_ref"]
             colour = VERDICT_COLOURS.get(c["verdict"], "0.35")
-            ax.errorbar(100 * c["diff_mean"], y, xerr=[[100 * (c["diff_mean"] - c["diff_ci_low"])], [100 * (c["diff_ci_high"] - c["diff_mean"])]],
-                        fmt="o", color=colour, capsize=3)
-            ax.annotate(f"p(Holm)={c['p_holm']:.2g}, n={c['n']}", (1.01, y), xycoords=("axes fraction", "data"), fontsize=7, va="center")
+            ax.errorbar(
+                100 * c["diff_mean"],
+                y,
+                xerr=[[100 * (c["diff_mean"] - c["diff_ci_low"])], [100 * (c["diff_ci_high"] - c["diff_mean"])]],
+                fmt="o",
+                color=colour,
+                capsize=3,
+            )
+            ax.annotate(
+                f"p(Holm)={c['p_holm']:.2g}, n={c['n']}",
+                (1.01, y),
+                xycoords=("axes fraction", "data"),
+                fontsize=7,
+                va="center",
+            )
         ax.axvline(0.0, color="k", linewidth=0.8)
-        ax.set_yticks(range(len(entries)), [f"{b['teacher_arch']}: " * bool(several and b["teacher_arch"]) + b["teacher_choice"] for b in entries], fontsize=8)
+        ax.set_yticks(
+            range(len(entries)),
+            [f"{b['teacher_arch']}: " * bool(several and b["teacher_arch"]) + b["teacher_choice"] for b in entries],
+            fontsize=8,
+        )
         ax.set_xlabel(f"paired difference to {entries[0]['vs_ref']['ref']} (pp, 95% CI)")
         ax.set_title(f"{key[0]}, student {key[1]} (green better, red worse, grey no detectable difference)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
@@ -107,6 +125,7 @@ def plot_forest(board: list[dict], out_dir: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 # accuracy of the student vs the teacher checkpoint's epoch
 
+
 def _epoch_of(b: dict) -> int:
     return int(b["teacher_choice"].split(":")[1])
 
@@ -115,8 +134,9 @@ def _epoch_panels(rows: list[dict], reported: str) -> tuple[dict[tuple, dict], d
     """Plan: the no-teacher baselines by (dataset, student), and the ``epoch:E`` entries by
     (dataset, teacher) then student, each list sorted by teacher epoch."""
     singles = single_checkpoint_rows(rows)
-    board = build_leaderboard(singles + [r for r in rows if _kind(r.get("teacher_choice", "")) == "none"],
-                              reported=reported, reference="-")
+    board = build_leaderboard(
+        singles + [r for r in rows if _kind(r.get("teacher_choice", "")) == "none"], reported=reported, reference="-"
+    )
     baselines = {(b["dataset"], b["student_arch"]): b for b in board if _kind(b["teacher_choice"]) == "none"}
     pairs: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for b in board:
@@ -147,7 +167,14 @@ def _draw_picks(ax, picks: dict[str, list[int]]) -> None:
         counts: dict[int, int] = defaultdict(int)
         for e in picks[sel]:
             counts[e] += 1
-        ax.scatter(list(counts), [i] * len(counts), s=[25 * c for c in counts.values()], marker="v", color=f"C{i + 2}", zorder=3)
+        ax.scatter(
+            list(counts),
+            [i] * len(counts),
+            s=[25 * c for c in counts.values()],
+            marker="v",
+            color=f"C{i + 2}",
+            zorder=3,
+        )
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_ylim(-0.7, max(len(names), 1) - 0.3)
     ax.set_ylabel("picks T*", fontsize=8)
@@ -165,8 +192,13 @@ def _draw_diff_band(ax, entries: list[dict], colour: str) -> None:
         return
     xs = [e for e, _ in pts]
     ax.plot(xs, [100 * c["diff_mean"] for _, c in pts], "o-", color=colour)
-    ax.fill_between(xs, [100 * (c["diff_mean"] if math.isnan(c["diff_ci_low"]) else c["diff_ci_low"]) for _, c in pts],
-                    [100 * (c["diff_mean"] if math.isnan(c["diff_ci_high"]) else c["diff_ci_high"]) for _, c in pts], color=colour, alpha=0.2)
+    ax.fill_between(
+        xs,
+        [100 * (c["diff_mean"] if math.isnan(c["diff_ci_low"]) else c["diff_ci_low"]) for _, c in pts],
+        [100 * (c["diff_mean"] if math.isnan(c["diff_ci_high"]) else c["diff_ci_high"]) for _, c in pts],
+        color=colour,
+        alpha=0.2,
+    )
     ax.axhline(0.0, color="k", linewidth=0.8)
     ax.set_ylabel(f"Δ vs epoch {_epoch_of(last)} (pp)")
 
@@ -176,7 +208,9 @@ def _draw_teachers(tax, curves: list[dict]) -> None:
     for j, m in enumerate(sorted(curves, key=lambda m: str(m.get("name")))):
         hist = [h for h in m.get("history", []) if h.get("val_acc") is not None]
         if hist:
-            tax.plot([h["epoch"] for h in hist], [100 * h["val_acc"] for h in hist], color=f"C{j}", linewidth=1, alpha=0.8)
+            tax.plot(
+                [h["epoch"] for h in hist], [100 * h["val_acc"] for h in hist], color=f"C{j}", linewidth=1, alpha=0.8
+            )
         ck = [c for c in m.get("checkpoints", []) if c.get("test_acc") is not None]
         if ck:
             tax.plot([c["epoch"] for c in ck], [100 * c["test_acc"] for c in ck], "s", color=f"C{j}", markersize=3)
@@ -197,18 +231,27 @@ def _picks_for(scores: dict[str, dict], dataset: str, t_arch: str) -> dict[str, 
     return picks
 
 
-def plot_accuracy_vs_teacher_epoch(rows: list[dict], manifests: list[dict], out_dir: Path, reported: str = "final",
-                                   scores: dict[str, dict] | None = None) -> list[Path]:
+def plot_accuracy_vs_teacher_epoch(
+    rows: list[dict],
+    manifests: list[dict],
+    out_dir: Path,
+    reported: str = "final",
+    scores: dict[str, dict] | None = None,
+) -> list[Path]:
     """One figure per (dataset, teacher); [] (logged) without single-checkpoint rows."""
     baselines, pairs = _epoch_panels(rows, reported)
     if not pairs:
-        logger.info("[plot] accuracy vs teacher epoch: skipped (no student results from single teacher checkpoints; sweep `epoch:E` or `every_checkpoint`)")
+        logger.info(
+            "[plot] accuracy vs teacher epoch: skipped (no student results from single teacher checkpoints; sweep `epoch:E` or `every_checkpoint`)"
+        )
         return []
     paths = []
     for (dataset, t_arch), students in sorted(pairs.items(), key=lambda kv: tuple(map(str, kv[0]))):
         fig, axes = _figure(4, 1, size=(7.5, 9.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 2, 2]})
         for i, (s_arch, entries) in enumerate(sorted(students.items())):
-            _draw_students(axes[0, 0], entries, baselines.get((dataset, s_arch)), f"C{i}", f"{s_arch} <- {t_arch} (mean, 95% CI)")
+            _draw_students(
+                axes[0, 0], entries, baselines.get((dataset, s_arch)), f"C{i}", f"{s_arch} <- {t_arch} (mean, 95% CI)"
+            )
             _draw_diff_band(axes[2, 0], entries, f"C{i}")
         _draw_picks(axes[1, 0], _picks_for(scores or {}, dataset, t_arch))
         axes[0, 0].set_ylabel("student test acc (%)")
@@ -223,6 +266,7 @@ def plot_accuracy_vs_teacher_epoch(rows: list[dict], manifests: list[dict], out_
 
 # ---------------------------------------------------------------------------------------------
 # information plane
+
 
 def information_plane_rows(store) -> tuple[list[dict], str | None]:
     """Rows (trajectory, epoch, estimator, i_x, i_y) from the scorer, or ([], why not)."""
@@ -253,8 +297,15 @@ def _plane_panel(ax, est: str, points: list[dict], picks: dict[tuple, int], norm
     """One selector's plane: trajectories joined in grey, checkpoints coloured by epoch, T* starred."""
     bad = degenerate_axes(points)
     if bad:
-        ax.text(0.5, 0.5, f"{est}: degenerate estimator\n" + "\n".join(bad) + "\n(not drawn)", ha="center", va="center",
-                transform=ax.transAxes, fontsize=8)
+        ax.text(
+            0.5,
+            0.5,
+            f"{est}: degenerate estimator\n" + "\n".join(bad) + "\n(not drawn)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=8,
+        )
     else:
         trajs: dict[str, list[dict]] = defaultdict(list)
         for r in points:
@@ -264,13 +315,46 @@ def _plane_panel(ax, est: str, points: list[dict], picks: dict[tuple, int], norm
             ax.plot([p["i_x"] for p in pts], [p["i_y"] for p in pts], color="0.7", linewidth=0.8, zorder=1)
             star = [p for p in pts if picks.get((name, est)) == p["epoch"]]
             if star:
-                ax.scatter([star[0]["i_x"]], [star[0]["i_y"]], marker="*", s=220, facecolor="none", edgecolor="red", linewidth=1.2, zorder=3)
-        se = [[v if isinstance(v, (int, float)) and v == v else 0.0 for v in (r.get("i_x_se"), r.get("i_y_se"))] for r in points]
-        ax.errorbar([r["i_x"] for r in points], [r["i_y"] for r in points], xerr=[s[0] for s in se], yerr=[s[1] for s in se],
-                    fmt="none", ecolor="0.55", elinewidth=0.8, capsize=2, zorder=1.5)  # ±1 SE from the scorer's replicates
-        ax.scatter([r["i_x"] for r in points], [r["i_y"] for r in points], c=[r["epoch"] for r in points], cmap=cmap, norm=norm, s=28, zorder=2)
+                ax.scatter(
+                    [star[0]["i_x"]],
+                    [star[0]["i_y"]],
+                    marker="*",
+                    s=220,
+                    facecolor="none",
+                    edgecolor="red",
+                    linewidth=1.2,
+                    zorder=3,
+                )
+        se = [
+            [v if isinstance(v, (int, float)) and v == v else 0.0 for v in (r.get("i_x_se"), r.get("i_y_se"))]
+            for r in points
+        ]
+        ax.errorbar(
+            [r["i_x"] for r in points],
+            [r["i_y"] for r in points],
+            xerr=[s[0] for s in se],
+            yerr=[s[1] for s in se],
+            fmt="none",
+            ecolor="0.55",
+            elinewidth=0.8,
+            capsize=2,
+            zorder=1.5,
+        )  # ±1 SE from the scorer's replicates
+        ax.scatter(
+            [r["i_x"] for r in points],
+            [r["i_y"] for r in points],
+            c=[r["epoch"] for r in points],
+            cmap=cmap,
+            norm=norm,
+            s=28,
+            zorder=2,
+        )
     first = points[0]
-    via = [f"{a}: {first[k]}" for a, k in (("X", "x_estimator"), ("Y", "y_estimator")) if first.get(k) and first.get(k) != est]
+    via = [
+        f"{a}: {first[k]}"
+        for a, k in (("X", "x_estimator"), ("Y", "y_estimator"))
+        if first.get(k) and first.get(k) != est
+    ]
     ax.set_title(est + (f" ({', '.join(via)})" if via else ""), fontsize=9)
     ax.set_xlabel("I(X;F) (nats)")
     ax.set_ylabel("I(Y;F) (nats)")
@@ -286,20 +370,30 @@ def plot_information_plane(rows: list[dict], out_dir: Path, scores: dict[str, di
     by_est: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_est[str(r["estimator"])].append(r)
-    picks = {(t, sel): int(p["epoch"]) for t, s in (scores or {}).items() for sel, p in (s.get("selected") or {}).items()
-             if isinstance(p, dict) and p.get("epoch") is not None}
+    picks = {
+        (t, sel): int(p["epoch"])
+        for t, s in (scores or {}).items()
+        for sel, p in (s.get("selected") or {}).items()
+        if isinstance(p, dict) and p.get("epoch") is not None
+    }
     ests = sorted(by_est)
     ncols = min(3, len(ests))
     nrows = (len(ests) + ncols - 1) // ncols
     fig, axes = _figure(nrows, ncols, size=(max(6.0, 4.4 * ncols), 3.8 * nrows + 0.6))
     epochs = [float(r["epoch"]) for r in rows]
-    norm, cmap = Normalize(min(epochs), max(epochs) if max(epochs) > min(epochs) else min(epochs) + 1), colormaps["viridis"]
+    norm, cmap = (
+        Normalize(min(epochs), max(epochs) if max(epochs) > min(epochs) else min(epochs) + 1),
+        colormaps["viridis"],
+    )
     for k, est in enumerate(ests):
         _plane_panel(axes[k // ncols, k % ncols], est, by_est[est], picks, norm, cmap)
     for k in range(len(ests), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label="teacher epoch", shrink=0.9)
-    fig.suptitle("Information plane of the teacher checkpoints (grey lines join one trajectory; red star: its pick T*)", fontsize=9)
+    fig.suptitle(
+        "Information plane of the teacher checkpoints (grey lines join one trajectory; red star: its pick T*)",
+        fontsize=9,
+    )
     return _save(fig, out_dir / "information_plane.png")
 
 
@@ -326,7 +420,11 @@ def _ensemble_panels(board: list[dict]) -> dict[tuple, list[dict]]:
             panels[(b["dataset"], b["teacher_arch"], b["student_arch"])].append(b)
     panels = {k: v for k, v in panels.items() if any(_kind(b["teacher_choice"]) in ENSEMBLE_KINDS for b in v)}
     for (dataset, _, s_arch), entries in panels.items():
-        entries += [b for b in board if _kind(b["teacher_choice"]) == "none" and b["dataset"] == dataset and b["student_arch"] == s_arch]
+        entries += [
+            b
+            for b in board
+            if _kind(b["teacher_choice"]) == "none" and b["dataset"] == dataset and b["student_arch"] == s_arch
+        ]
         entries.sort(key=lambda b: (_category(b["teacher_choice"]), -b["test_mean"]))
     return panels
 
@@ -356,8 +454,19 @@ def plot_ensemble_comparison(board: list[dict], out_dir: Path) -> Path | None:
         _seed_lines(ax, entries)
         for x, b in enumerate(entries):
             m, lo, hi = _interval(b)
-            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", markersize=7, capsize=4, color=CATEGORIES[_category(b["teacher_choice"])][1], zorder=2)
-            label = f"n={b['n']}" + ("" if b["teacher_test_acc"] is None else f"\nteacher {100 * b['teacher_test_acc']:.1f}%")
+            ax.errorbar(
+                [x],
+                [m],
+                yerr=[[m - lo], [hi - m]],
+                fmt="o",
+                markersize=7,
+                capsize=4,
+                color=CATEGORIES[_category(b["teacher_choice"])][1],
+                zorder=2,
+            )
+            label = f"n={b['n']}" + (
+                "" if b["teacher_test_acc"] is None else f"\nteacher {100 * b['teacher_test_acc']:.1f}%"
+            )
             ax.annotate(label, (x, hi), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(entries)), [b["teacher_choice"] for b in entries], rotation=20, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(entries) - 0.4)
@@ -367,8 +476,12 @@ def plot_ensemble_comparison(board: list[dict], out_dir: Path) -> Path | None:
         ax.margins(y=0.15)
     from matplotlib.lines import Line2D
 
-    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=c, label=l) for l, c, _ in CATEGORIES],
-               loc="outside lower center", ncol=len(CATEGORIES), fontsize=8)
+    fig.legend(
+        handles=[Line2D([], [], marker="o", linestyle="", color=c, label=l) for l, c, _ in CATEGORIES],
+        loc="outside lower center",
+        ncol=len(CATEGORIES),
+        fontsize=8,
+    )
     return _save(fig, out_dir / "ensemble_comparison.png")
 
 
@@ -400,11 +513,15 @@ def _cost_panel(ax, rows: list[dict], field: str, label: str, linthresh: float) 
         colour, marker = _cost_style(r["selector"])
         m, lo, hi = r["regret_pp"], r["regret_ci_low"], r["regret_ci_high"]
         err = None if math.isnan(lo) else [[m - lo], [hi - m]]
-        ax.errorbar([r[field]], [m], yerr=err, fmt=marker, color=colour, markersize=7 if marker == "*" else 5, capsize=3)
+        ax.errorbar(
+            [r[field]], [m], yerr=err, fmt=marker, color=colour, markersize=7 if marker == "*" else 5, capsize=3
+        )
         name = "brute force (oracle)" if r["selector"] == "oracle (val)" else r["selector"]
         group = same_x[round(float(r[field]), 6)]
         dy = 9 * ((len(group) - 1) / 2 - group.index(r))
-        ax.annotate(name, (r[field], m), xytext=(6, dy), textcoords="offset points", fontsize=7, color=colour, va="center")
+        ax.annotate(
+            name, (r[field], m), xytext=(6, dy), textcoords="offset points", fontsize=7, color=colour, va="center"
+        )
     proxies = sorted((r for r in placed if r["selector"].startswith("proxy")), key=lambda r: r[field])
     if len(proxies) > 1:
         ax.plot([r[field] for r in proxies], [r["regret_pp"] for r in proxies], "-", color="C1", alpha=0.5)
@@ -422,8 +539,11 @@ def plot_selector_cost(selectors: dict, out_dir: Path) -> list[Path]:
         fig, axes = _figure(1, 2, size=(12.0, 4.6))
         for ax, (field, label, linthresh) in zip(axes[0], COST_AXES):
             _cost_panel(ax, g["rows"], field, label, linthresh)
-        fig.suptitle(f"{key[0]}: {key[1]} -> {key[2]}: regret against compute per trajectory "
-                     f"({len(g['trajectories'])} trajectories; mean, 95% CI)", fontsize=9)
+        fig.suptitle(
+            f"{key[0]}: {key[1]} -> {key[2]}: regret against compute per trajectory "
+            f"({len(g['trajectories'])} trajectories; mean, 95% CI)",
+            fontsize=9,
+        )
         paths.append(_save(fig, out_dir / f"selector_cost-{_slug(key[0])}-{_slug(key[1])}-{_slug(key[2])}.png"))
     return paths
 
@@ -439,8 +559,14 @@ def make_plots(cfg: ExperimentConfig, reported: str = "final") -> list[Path]:
     return draw_plots(store, rows, scores, board_for(cfg, rows, scores, reported), reported)
 
 
-def draw_plots(store: Any, rows: list[dict], scores: dict[str, dict], board: list[dict], reported: str = "final",
-               selectors: dict | None = None) -> list[Path]:
+def draw_plots(
+    store: Any,
+    rows: list[dict],
+    scores: dict[str, dict],
+    board: list[dict],
+    reported: str = "final",
+    selectors: dict | None = None,
+) -> list[Path]:
     """The plots of ``make_plots`` from rows, scores, a board and (else computed) the selector
     evaluation the caller already has."""
     from harness.report.selectors import evaluate_selectors
@@ -452,7 +578,9 @@ def draw_plots(store: Any, rows: list[dict], scores: dict[str, dict], board: lis
     if not cost:
         logger.info("[plot] regret against compute: skipped (no trajectory has students for every checkpoint)")
     paths += cost
-    paths += plot_accuracy_vs_teacher_epoch(rows, [t.manifest() for t in store.trajectories()], out_dir, reported, scores)
+    paths += plot_accuracy_vs_teacher_epoch(
+        rows, [t.manifest() for t in store.trajectories()], out_dir, reported, scores
+    )
     plane, why = information_plane_rows(store)
     if plane:
         paths.append(plot_information_plane(plane, out_dir, scores))
@@ -462,7 +590,10 @@ def draw_plots(store: Any, rows: list[dict], scores: dict[str, dict], board: lis
     if p is not None:
         paths.append(p)
     else:
-        logger.info("[plot] ensemble comparison: skipped (%s)", "no student results" if not board else "no snapshot or ensemble teacher choices in the results")
+        logger.info(
+            "[plot] ensemble comparison: skipped (%s)",
+            "no student results" if not board else "no snapshot or ensemble teacher choices in the results",
+        )
     for p in paths:
         logger.info("[plot] wrote %s", p)
     return paths

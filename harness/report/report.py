@@ -7,6 +7,7 @@ next to the results (``<storage>/<name>/``):
     plots/*.png            forest plot, accuracy vs teacher epoch, information plane, ensembles
     leaderboard.html       all of the above in one self-contained page
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,8 +74,15 @@ def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = T
     _write(root / "selectors.csv", render_selectors(rep.selectors, "csv"))
     if plots:
         rep.plots = _plots(cfg, rep, reported)
-    page = report_page(rep.board, rep.claims, rep.selectors, rep.plots, title="ckd-harness report",
-                       experiment=str(cfg.name), config_hash=config_hash(cfg))
+    page = report_page(
+        rep.board,
+        rep.claims,
+        rep.selectors,
+        rep.plots,
+        title="ckd-harness report",
+        experiment=str(cfg.name),
+        config_hash=config_hash(cfg),
+    )
     _write(root / "leaderboard.html", page)
     logger.info("[report] written to %s: leaderboard.{md,csv,html}, claims.{md,csv}, selectors.{md,csv}", root)
     return rep
@@ -85,7 +93,9 @@ def _plots(cfg: ExperimentConfig, rep: Report, reported: str) -> list[Path]:
     from harness.store import CheckpointStore
 
     try:  # from the report's own rows, scores and board: nothing read or computed twice
-        return draw_plots(CheckpointStore(cfg.storage, cfg.name), rep.rows, rep.scores, rep.board, reported, rep.selectors)
+        return draw_plots(
+            CheckpointStore(cfg.storage, cfg.name), rep.rows, rep.scores, rep.board, reported, rep.selectors
+        )
     except Exception as e:  # a plot must not hide the tables
         logger.warning("[plot] skipped: %s: %s", type(e).__name__, e)
         return []

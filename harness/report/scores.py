@@ -1,4 +1,5 @@
 """The scores files as the report reads them: plain JSON, no scorer code needed."""
+
 from __future__ import annotations
 
 import json
@@ -28,4 +29,3 @@ def read_all_scores(store: Any) -> dict[str, dict]:
 
 # ---------------------------------------------------------------------------------------------
 # ground truth
-

@@ -22,6 +22,7 @@ students (the scores' ``proxy[selector].cost``), the last checkpoint nothing, an
 brute force: every checkpoint distilled fully, i.e. the runs behind the ground truth (a packed
 run counts its share of its pack's wall time). ``selector_plot.py`` plots regret against cost.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,8 +33,8 @@ from collections import defaultdict
 
 from harness.report.paired import single_checkpoint_rows
 from harness.report.scores import read_all_scores  # noqa: F401  (re-exported: harness.report.selectors.read_all_scores)
-from harness.report.tables import markdown_table, text_table
 from harness.report.stats import mean_interval, proportion_interval, spearman
+from harness.report.tables import markdown_table, text_table
 
 logger = logging.getLogger(__name__)
 MAX_SPLITS = 20  # split-half: all balanced splits up to this many, else this many random ones
@@ -92,6 +93,7 @@ def split_half(entries: dict[int, dict], seed: int = 0) -> float:
 # ---------------------------------------------------------------------------------------------
 # per trajectory
 
+
 def _scores_by_epoch(scores: dict, selector: str) -> dict[int, float]:
     out = {}
     for c in scores.get("checkpoints", []):
@@ -124,8 +126,19 @@ def selector_cost_s(scores: dict, selector: str) -> float | None:
 def _judge(gt: dict[int, float], oracle: int, pick: int, score: dict[int, float] | None) -> dict:
     rank = _rank(gt, pick)
     epochs = sorted(gt)
-    rho = spearman([score[e] for e in epochs], [gt[e] for e in epochs]) if score and set(epochs) <= set(score) else math.nan
-    return {"pick": pick, "rank": rank, "regret": gt[oracle] - gt[pick], "rho": rho, "hit1": rank <= 1, "hit3": rank <= 3}
+    rho = (
+        spearman([score[e] for e in epochs], [gt[e] for e in epochs])
+        if score and set(epochs) <= set(score)
+        else math.nan
+    )
+    return {
+        "pick": pick,
+        "rank": rank,
+        "regret": gt[oracle] - gt[pick],
+        "rho": rho,
+        "hit1": rank <= 1,
+        "hit3": rank <= 3,
+    }
 
 
 def _brute_force(entries: dict[int, dict]) -> tuple[int, float]:
@@ -145,15 +158,26 @@ def evaluate_trajectory(entries: dict[int, dict], scores: dict) -> dict:
         if not isinstance(picked, dict) or picked.get("epoch") is None or int(picked["epoch"]) not in gt:
             continue
         epochs_cost, seconds = selector_cost(scores, sel)
-        judged[sel] = {**_judge(gt, oracle, int(picked["epoch"]), _scores_by_epoch(scores, sel)),
-                       "cost_s": seconds, "student_epochs": epochs_cost, "degenerate": picked.get("degenerate"),
-                       "confidence": picked.get("confidence"), "unstable": picked.get("unstable")}
+        judged[sel] = {
+            **_judge(gt, oracle, int(picked["epoch"]), _scores_by_epoch(scores, sel)),
+            "cost_s": seconds,
+            "student_epochs": epochs_cost,
+            "degenerate": picked.get("degenerate"),
+            "confidence": picked.get("confidence"),
+            "unstable": picked.get("unstable"),
+        }
     student_epochs, wall = _brute_force(entries)
     judged[BASELINES[0]] = {**_judge(gt, oracle, max(gt), None), "cost_s": 0.0, "student_epochs": 0.0}
     judged[BASELINES[1]] = {**_judge(gt, oracle, oracle, None), "cost_s": wall, "student_epochs": float(student_epochs)}
-    return {"selectors": judged, "noise_ceiling": split_half(entries), "oracle": oracle, "epochs": sorted(gt),
-            "brute_force_student_epochs": student_epochs, "brute_force_wall_s": wall,
-            "seeds": min(b["n"] for b in entries.values())}
+    return {
+        "selectors": judged,
+        "noise_ceiling": split_half(entries),
+        "oracle": oracle,
+        "epochs": sorted(gt),
+        "brute_force_student_epochs": student_epochs,
+        "brute_force_wall_s": wall,
+        "seeds": min(b["n"] for b in entries.values()),
+    }
 
 
 def _complete(key: tuple, entries: dict[int, dict], scores: dict | None) -> str | None:
@@ -170,6 +194,7 @@ def _complete(key: tuple, entries: dict[int, dict], scores: dict | None) -> str 
 # ---------------------------------------------------------------------------------------------
 # over trajectories
 
+
 def _clip_rho(iv: tuple[float, float, float]) -> tuple[float, float, float]:
     """A correlation's t-interval clipped to [-1, 1] (NaN stays NaN)."""
     return iv[0], max(-1.0, iv[1]) if iv[1] == iv[1] else iv[1], min(1.0, iv[2]) if iv[2] == iv[2] else iv[2]
@@ -184,18 +209,28 @@ def _summary(selector: str, judged: list[dict], per_traj: list[dict]) -> dict:
     epochs = [j["student_epochs"] for j in judged if j.get("student_epochs") is not None]
     conf = [j["confidence"] for j in judged if j.get("confidence") is not None]
     return {
-        "selector": selector, "trajectories": n, "picks": "/".join(str(j["pick"]) for j in judged),
-        "ranks": "/".join(str(j["rank"]) for j in judged), "mean_rank": sum(j["rank"] for j in judged) / n,
-        "regret_pp": 100 * regret[0], "regret_ci_low": 100 * regret[1], "regret_ci_high": 100 * regret[2],
-        "rho": rho[0], "rho_ci_low": rho[1], "rho_ci_high": rho[2],
+        "selector": selector,
+        "trajectories": n,
+        "picks": "/".join(str(j["pick"]) for j in judged),
+        "ranks": "/".join(str(j["rank"]) for j in judged),
+        "mean_rank": sum(j["rank"] for j in judged) / n,
+        "regret_pp": 100 * regret[0],
+        "regret_ci_low": 100 * regret[1],
+        "regret_ci_high": 100 * regret[2],
+        "rho": rho[0],
+        "rho_ci_low": rho[1],
+        "rho_ci_high": rho[2],
         "rho_defined": sum(1 for j in judged if not math.isnan(j["rho"])),
-        "hit1": proportion_interval(sum(j["hit1"] for j in judged), n), "hit3": proportion_interval(sum(j["hit3"] for j in judged), n),
+        "hit1": proportion_interval(sum(j["hit1"] for j in judged), n),
+        "hit3": proportion_interval(sum(j["hit3"] for j in judged), n),
         "cost_s": sum(costs) / len(costs) if costs else None,
         "student_epochs": sum(epochs) / len(epochs) if epochs else None,
         "brute_force_student_epochs": sum(t["brute_force_student_epochs"] for t in per_traj) / len(per_traj),
         "brute_force_wall_s": sum(t["brute_force_wall_s"] for t in per_traj) / len(per_traj),
         "degenerate": sum(1 for j in judged if j.get("degenerate")),
-        "unstable": None if not any(j.get("unstable") is not None for j in judged) else sum(1 for j in judged if j.get("unstable")),
+        "unstable": None
+        if not any(j.get("unstable") is not None for j in judged)
+        else sum(1 for j in judged if j.get("unstable")),
         "confidence": sum(conf) / len(conf) if conf else None,
     }
 
@@ -210,8 +245,13 @@ def _group(per_traj: dict[tuple, dict]) -> dict:
         if judged:
             rows.append(_summary(sel, judged, trajs))
     ceiling = _clip_rho(mean_interval([t["noise_ceiling"] for t in trajs]))
-    return {"rows": rows, "noise_ceiling": ceiling, "trajectories": sorted(k[3] for k in per_traj),
-            "seeds_per_checkpoint": min(t["seeds"] for t in trajs), "epochs": trajs[0]["epochs"]}
+    return {
+        "rows": rows,
+        "noise_ceiling": ceiling,
+        "trajectories": sorted(k[3] for k in per_traj),
+        "seeds_per_checkpoint": min(t["seeds"] for t in trajs),
+        "epochs": trajs[0]["epochs"],
+    }
 
 
 def evaluate_selectors(rows: list[dict], scores: dict[str, dict], reported: str = "final") -> dict:
@@ -231,6 +271,7 @@ def evaluate_selectors(rows: list[dict], scores: dict[str, dict], reported: str 
 
 # ---------------------------------------------------------------------------------------------
 # rendering
+
 
 def _f(x: float | None, fmt: str = "{:.2f}") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
@@ -274,9 +315,11 @@ SELECTOR_COLUMNS = [  # (header, cell, numeric)
 def group_heading(key: tuple, g: dict) -> str:
     c = g["noise_ceiling"]
     e = g["epochs"]
-    return (f"{key[0]}: {key[1]} -> {key[2]}; {len(g['trajectories'])} trajector{'y' if len(g['trajectories']) == 1 else 'ies'}, "
-            f"checkpoints {e[0]}..{e[-1]} ({len(e)}), >= {g['seeds_per_checkpoint']} student seed(s) per checkpoint; "
-            f"noise ceiling (split-half Spearman rho of the ground truth) {_ci(c[0], c[1], c[2])}")
+    return (
+        f"{key[0]}: {key[1]} -> {key[2]}; {len(g['trajectories'])} trajector{'y' if len(g['trajectories']) == 1 else 'ies'}, "
+        f"checkpoints {e[0]}..{e[-1]} ({len(e)}), >= {g['seeds_per_checkpoint']} student seed(s) per checkpoint; "
+        f"noise ceiling (split-half Spearman rho of the ground truth) {_ci(c[0], c[1], c[2])}"
+    )
 
 
 SELECTOR_NOTE = (
@@ -288,7 +331,8 @@ SELECTOR_NOTE = (
     "intervals. Cost per trajectory in student-epochs and seconds: an MI selector trains no student (seconds: the "
     "scorer's, for its estimators); a proxy selector, its proxy students (successive halving); the oracle (val) is "
     "the brute force (every checkpoint's students, the ground truth's runs). Baselines: the last checkpoint "
-    "(= full) and the validation oracle.")
+    "(= full) and the validation oracle."
+)
 
 
 def _share(seconds: float | None, brute_force_s: float) -> str:
@@ -303,8 +347,14 @@ def selector_tables(result: dict) -> list[tuple[str, list[str], list[list[str]],
     out = []
     for key, g in result["groups"].items():
         headers = [h for h, _, _ in SELECTOR_COLUMNS]
-        out.append((group_heading(key, g), headers, [[f(r) for _, f, _ in SELECTOR_COLUMNS] for r in g["rows"]],
-                    {h for h, _, num in SELECTOR_COLUMNS if num}))
+        out.append(
+            (
+                group_heading(key, g),
+                headers,
+                [[f(r) for _, f, _ in SELECTOR_COLUMNS] for r in g["rows"]],
+                {h for h, _, num in SELECTOR_COLUMNS if num},
+            )
+        )
     return out
 
 
@@ -318,7 +368,9 @@ def render_selectors(result: dict, fmt: str = "markdown") -> str:
         table = markdown_table if fmt == "markdown" else text_table
         parts += [f"## {heading}" if fmt == "markdown" else heading, "", table(headers, rows, numeric.__contains__), ""]
     if not result["groups"]:
-        parts.append("No trajectory has student results for every saved checkpoint: sweep `every_checkpoint` to evaluate the selectors.")
+        parts.append(
+            "No trajectory has student results for every saved checkpoint: sweep `every_checkpoint` to evaluate the selectors."
+        )
     parts += [f"Left out: {why}" for why in result["skipped"]]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -329,13 +381,49 @@ def selectors_csv(result: dict) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    keys = ["selector", "trajectories", "picks", "ranks", "mean_rank", "regret_pp", "regret_ci_low", "regret_ci_high", "rho",
-            "rho_ci_low", "rho_ci_high", "rho_defined", "cost_s", "student_epochs", "brute_force_student_epochs", "brute_force_wall_s",
-            "degenerate", "unstable", "confidence"]
-    w.writerow(["dataset", "teacher_arch", "student_arch", *keys, "hit1", "hit1_ci_low", "hit1_ci_high", "hit3", "hit3_ci_low",
-                "hit3_ci_high", "noise_ceiling", "noise_ceiling_ci_low", "noise_ceiling_ci_high"])
+    keys = [
+        "selector",
+        "trajectories",
+        "picks",
+        "ranks",
+        "mean_rank",
+        "regret_pp",
+        "regret_ci_low",
+        "regret_ci_high",
+        "rho",
+        "rho_ci_low",
+        "rho_ci_high",
+        "rho_defined",
+        "cost_s",
+        "student_epochs",
+        "brute_force_student_epochs",
+        "brute_force_wall_s",
+        "degenerate",
+        "unstable",
+        "confidence",
+    ]
+    w.writerow(
+        [
+            "dataset",
+            "teacher_arch",
+            "student_arch",
+            *keys,
+            "hit1",
+            "hit1_ci_low",
+            "hit1_ci_high",
+            "hit3",
+            "hit3_ci_low",
+            "hit3_ci_high",
+            "noise_ceiling",
+            "noise_ceiling_ci_low",
+            "noise_ceiling_ci_high",
+        ]
+    )
     for key, g in result["groups"].items():
         for r in g["rows"]:
-            cells = [("n/a" if isinstance(r[k], float) and math.isnan(r[k]) else ("" if r[k] is None else r[k])) for k in keys]
+            cells = [
+                ("n/a" if isinstance(r[k], float) and math.isnan(r[k]) else ("" if r[k] is None else r[k]))
+                for k in keys
+            ]
             w.writerow([*key, *cells, *[f"{x:.4g}" for x in (*r["hit1"], *r["hit3"], *g["noise_ceiling"])]])
     return buf.getvalue()

@@ -18,11 +18,12 @@ Power (``statsmodels`` ``TTestPower``, the paired t-test as the approximation): 
 detectable effect at 80% power for an observed spread of differences and ``n``, and the number of
 pairs a given effect needs.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -54,13 +55,13 @@ class PairedTest:
 def describe_test(n: int) -> str:
     """The test used for ``n`` pairs, in words."""
     if n <= EXACT_MAX_N:
-        return f"exact paired permutation test (all 2^{n} = {2 ** n} sign flips)"
+        return f"exact paired permutation test (all 2^{n} = {2**n} sign flips)"
     return f"paired permutation test ({RESAMPLES} random sign flips, seed 0)"
 
 
 def min_exact_p(n: int) -> float:
     """The smallest two-sided p the exact sign-flip test can give with ``n`` pairs."""
-    return min(1.0, 2.0 / 2 ** n)
+    return min(1.0, 2.0 / 2**n)
 
 
 def _permutation_p(d: np.ndarray) -> float:
@@ -69,8 +70,13 @@ def _permutation_p(d: np.ndarray) -> float:
     if len(d) < 2 or np.all(np.abs(d) <= TIE_TOL):  # one pair: both sign flips are as extreme
         return 1.0
     res = stats.permutation_test(
-        (d,), np.mean, permutation_type="samples", vectorized=True, alternative="two-sided",
-        n_resamples=np.inf if len(d) <= EXACT_MAX_N else RESAMPLES, random_state=0,
+        (d,),
+        np.mean,
+        permutation_type="samples",
+        vectorized=True,
+        alternative="two-sided",
+        n_resamples=np.inf if len(d) <= EXACT_MAX_N else RESAMPLES,
+        random_state=0,
     )
     return float(min(1.0, res.pvalue))
 
@@ -95,9 +101,16 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
         raise ValueError("paired_test needs two equally long, non-empty sequences")
     low, high, sd = _t_interval(d, confidence)
     return PairedTest(
-        n=len(d), diff_mean=float(d.mean()), diff_ci_low=low, diff_ci_high=high, diff_sd=sd,
-        wins=int(np.sum(d > TIE_TOL)), ties=int(np.sum(np.abs(d) <= TIE_TOL)), losses=int(np.sum(d < -TIE_TOL)),
-        p_value=_permutation_p(d), test=describe_test(len(d)),
+        n=len(d),
+        diff_mean=float(d.mean()),
+        diff_ci_low=low,
+        diff_ci_high=high,
+        diff_sd=sd,
+        wins=int(np.sum(d > TIE_TOL)),
+        ties=int(np.sum(np.abs(d) <= TIE_TOL)),
+        losses=int(np.sum(d < -TIE_TOL)),
+        p_value=_permutation_p(d),
+        test=describe_test(len(d)),
     )
 
 

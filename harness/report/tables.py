@@ -1,11 +1,12 @@
 """Table renderers shared by the report's parts (leaderboard, claims, selectors, HTML page):
 fixed-width text, Markdown and HTML tables with numeric columns right-aligned, and the page
 skeleton of the self-contained HTML report."""
+
 from __future__ import annotations
 
 import html
 import textwrap
-from typing import Callable
+from collections.abc import Callable
 
 
 def wrap(text: str, width: int = 100) -> str:
@@ -25,8 +26,10 @@ def text_table(headers: list[str], rows: list[list[str]], numeric: Callable[[str
 def markdown_table(headers: list[str], rows: list[list[str]], numeric: Callable[[str], bool]) -> str:
     """A Markdown table, numeric columns right-aligned."""
     esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-    out = ["| " + " | ".join(esc(h) for h in headers) + " |",
-           "|" + "|".join("---:" if numeric(h) else "---" for h in headers) + "|"]
+    out = [
+        "| " + " | ".join(esc(h) for h in headers) + " |",
+        "|" + "|".join("---:" if numeric(h) else "---" for h in headers) + "|",
+    ]
     return "\n".join(out + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
 
 
@@ -48,11 +51,20 @@ def escape(text: object) -> str:
     return html.escape(str(text))
 
 
-def html_table(table_id: str, headers: list[str], rows: list[list[str]], numeric: Callable[[str], bool],
-               row_classes: list[str] | None = None) -> str:
+def html_table(
+    table_id: str,
+    headers: list[str],
+    rows: list[list[str]],
+    numeric: Callable[[str], bool],
+    row_classes: list[str] | None = None,
+) -> str:
     """A table with numeric columns right-aligned (``class="num"``)."""
     cls = lambda h: ' class="num"' if numeric(h) else ""  # noqa: E731
-    out = [f'<table id="{escape(table_id)}">', "<thead><tr>" + "".join(f"<th{cls(h)}>{escape(h)}</th>" for h in headers) + "</tr></thead>", "<tbody>"]
+    out = [
+        f'<table id="{escape(table_id)}">',
+        "<thead><tr>" + "".join(f"<th{cls(h)}>{escape(h)}</th>" for h in headers) + "</tr></thead>",
+        "<tbody>",
+    ]
     for i, r in enumerate(rows):
         rc = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         out.append(f"<tr{rc}>" + "".join(f"<td{cls(h)}>{escape(c)}</td>" for h, c in zip(headers, r)) + "</tr>")
@@ -61,6 +73,19 @@ def html_table(table_id: str, headers: list[str], rows: list[list[str]], numeric
 
 def page(heading: str, title: str, meta: str, body: list[str]) -> str:
     """A whole HTML page: inline style, no script, no external asset."""
-    return "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-                      f"<title>{escape(title)}</title>", f"<style>{STYLE}</style>", "</head><body>",
-                      f"<h1>{escape(heading)}</h1>", f'<p class="meta">{escape(meta)}</p>', *body, "</body></html>"]) + "\n"
+    return (
+        "\n".join(
+            [
+                "<!DOCTYPE html>",
+                '<html lang="en"><head><meta charset="utf-8">',
+                f"<title>{escape(title)}</title>",
+                f"<style>{STYLE}</style>",
+                "</head><body>",
+                f"<h1>{escape(heading)}</h1>",
+                f'<p class="meta">{escape(meta)}</p>',
+                *body,
+                "</body></html>",
+            ]
+        )
+        + "\n"
+    )

@@ -15,6 +15,7 @@ Modules, one concept each:
   checkpoints), ``scores_fresh`` (is a trajectory's scores file up to date?) and
   ``information_plane`` (table for the Fig. 4/7 plots).
 """
+
 from __future__ import annotations
 
 from . import accuracy, binning, ce_bound, kde, recon  # noqa: F401  (register the estimators)

@@ -8,10 +8,11 @@ lower bound in nats with Fano's inequality: for the prediction Y^ = argmax f(X),
 (data processing, then Fano), with H(Y) the plug-in label entropy of the scoring sample.
 The bound is loose: it assumes the errors are spread uniformly over the wrong classes.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -17,10 +17,12 @@ replicate values per key (``replicates.py``). The default is the delete-a-group 
 the scoring sample's folds (``ScoringData.folds``), calling ``score`` on all rows but one fold at a
 time; estimators that train something (``recon``) override it with seeds x folds.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -68,7 +70,7 @@ class ScoringData:
         """F, the number of folds (0 without folds)."""
         return 0 if self.folds is None else int(self.folds.max()) + 1
 
-    def without_fold(self, f: int) -> tuple["ScoringData", Tensor]:
+    def without_fold(self, f: int) -> tuple[ScoringData, Tensor]:
         """The sample without fold ``f`` (no folds, no training rows) and the kept row indices."""
         assert self.folds is not None
         keep = (self.folds != f).nonzero().flatten()
@@ -83,7 +85,7 @@ class CheckpointFeatures:
     logits: Tensor  # [N, num_classes]
     penultimate: Tensor  # [N, D]
 
-    def rows(self, index: Tensor) -> "CheckpointFeatures":
+    def rows(self, index: Tensor) -> CheckpointFeatures:
         """The same checkpoint's outputs on the rows ``index`` only."""
         return CheckpointFeatures(self.epoch, self.logits[index], self.penultimate[index])
 
@@ -125,7 +127,7 @@ class Estimator:
     fixed_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def from_config(cls, sc: Any) -> "Estimator":
+    def from_config(cls, sc: Any) -> Estimator:
         """Build from a ``ScoringConfig``; estimators with hyperparameters override this."""
         return cls()
 

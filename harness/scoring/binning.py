@@ -14,9 +14,10 @@ its own symbol, where they saturate at H(T) = log N and I(T;Y) = H(Y). The plug-
 biased upwards by about (#symbols - 1)(C - 1) / (2N) nats, so independent features give a
 small positive value rather than 0.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -68,7 +69,7 @@ class BinningEstimator(Estimator):
         self.bins = int(bins)
 
     @classmethod
-    def from_config(cls, sc) -> "BinningEstimator":
+    def from_config(cls, sc) -> BinningEstimator:
         return cls(bins=sc.binning_bins)
 
     def params(self) -> dict:
@@ -81,4 +82,6 @@ class BinningEstimator(Estimator):
         conv: ConvSource | None = None,
         device: torch.device | str = "cpu",
     ) -> list[dict[str, float]]:
-        return [{**binned_mutual_information(f.penultimate, data.y, self.bins), "bins": float(self.bins)} for f in features]
+        return [
+            {**binned_mutual_information(f.penultimate, data.y, self.bins), "bins": float(self.bins)} for f in features
+        ]

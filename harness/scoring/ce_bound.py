@@ -9,9 +9,10 @@ sample. The bound is tight for a calibrated classifier; an over-confident checkp
 training, val CE rising while accuracy stays flat) gets a lower value, and the bound can go
 negative when the CE exceeds H(Y) (true MI is never negative; the value is kept as is).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """Small entropy helpers shared by the estimators (all in nats)."""
+
 from __future__ import annotations
 
 import math

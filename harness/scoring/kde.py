@@ -31,10 +31,11 @@ independent of F; tested). All values depend on s2, written into the scores file
 torch.cdist in row blocks (O(N^2) time, O(block N) memory): a few thousand samples take well
 under a second on CPU.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -126,7 +127,7 @@ class KDEEstimator(Estimator):
         self.shuffles = int(shuffles)
 
     @classmethod
-    def from_config(cls, sc) -> "KDEEstimator":
+    def from_config(cls, sc) -> KDEEstimator:
         return cls(noise_var=sc.kde_noise_var, shuffles=sc.kde_shuffles)
 
     def params(self) -> dict:

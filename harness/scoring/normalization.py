@@ -11,10 +11,11 @@ selection treats it as the worst value.
 | rank   | (rank - 1) / (K - 1), ties share their mean rank        | all 0.5       |
 | none   | v                                                       | v             |
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from harness.registry import Registry
 
@@ -38,7 +39,10 @@ def minmax(values: Sequence[float]) -> list[float]:
         return [math.nan] * len(values)
     lo, hi = min(ok), max(ok)
     span = hi - lo
-    return [math.nan if _nan_if_missing(v) else (0.0 if span <= 1e-12 * max(1.0, abs(hi)) else (v - lo) / span) for v in values]
+    return [
+        math.nan if _nan_if_missing(v) else (0.0 if span <= 1e-12 * max(1.0, abs(hi)) else (v - lo) / span)
+        for v in values
+    ]
 
 
 @register_normalization("zscore")
@@ -48,7 +52,10 @@ def zscore(values: Sequence[float]) -> list[float]:
         return [math.nan] * len(values)
     mean = sum(ok) / len(ok)
     std = math.sqrt(sum((v - mean) ** 2 for v in ok) / len(ok))
-    return [math.nan if _nan_if_missing(v) else (0.0 if std <= 1e-12 * max(1.0, abs(mean)) else (v - mean) / std) for v in values]
+    return [
+        math.nan if _nan_if_missing(v) else (0.0 if std <= 1e-12 * max(1.0, abs(mean)) else (v - mean) / std)
+        for v in values
+    ]
 
 
 @register_normalization("rank")

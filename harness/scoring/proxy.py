@@ -38,13 +38,15 @@ val_acc: {epoch: [per seed]}, val_acc_mean, kept, student_epochs, seconds}], pic
 cost: {student_epochs, seconds, setup_s}, device, num_threads}``; a file whose hash (settings,
 checkpoints' sha256, data, student recipe) matches is reused instead of trained again.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,9 +82,16 @@ def proxy_settings(cfg: ExperimentConfig, selector: str) -> ProxySettings:
     """The settings of proxy selector ``selector`` under ``cfg``."""
     p = cfg.scoring.proxy
     epochs = max(1, round(int(p.epochs) * SELECTORS[selector].budget))
-    return ProxySettings(selector, str(p.student or cfg.student.archs[0]), epochs, int(p.rungs), int(p.reduction_factor),
-                         tuple(range(int(p.seed), int(p.seed) + int(p.seeds))), float(cfg.distill.temperature),
-                         float(cfg.distill.kd_weight))
+    return ProxySettings(
+        selector,
+        str(p.student or cfg.student.archs[0]),
+        epochs,
+        int(p.rungs),
+        int(p.reduction_factor),
+        tuple(range(int(p.seed), int(p.seed) + int(p.seeds))),
+        float(cfg.distill.temperature),
+        float(cfg.distill.kd_weight),
+    )
 
 
 def proxy_selectors(cfg: ExperimentConfig) -> list[str]:
@@ -111,7 +120,7 @@ def rung_sizes(n: int, rungs: int, reduction_factor: int) -> list[int]:
 
 def rung_epochs(settings: ProxySettings, n_rungs: int) -> list[int]:
     """Total epochs trained by the end of each rung: epochs x reduction_factor^i."""
-    return [settings.epochs * settings.reduction_factor ** i for i in range(n_rungs)]
+    return [settings.epochs * settings.reduction_factor**i for i in range(n_rungs)]
 
 
 def planned_cost(n: int, settings: ProxySettings) -> int:
@@ -125,12 +134,18 @@ def proxy_hash(cfg: ExperimentConfig, selector: str, checkpoints: Iterable[tuple
     """What fixes a proxy result: its settings, the checkpoints (sha256), the data and the student recipe."""
     from harness.teacher_logits import data_key
 
-    return config_hash({
-        "settings": proxy_settings(cfg, selector).to_json(), "checkpoints": [[int(e), str(h)] for e, h in checkpoints],
-        "data": data_key(cfg), "batch_size": cfg.student.batch_size or cfg.data.batch_size,
-        "optim": to_dict(cfg.student.optim), "reduce": str(cfg.distill.ensemble_reduce),
-        "bootstrap": int(cfg.scoring.proxy.bootstrap), "precision": str(cfg.precision),
-    })
+    return config_hash(
+        {
+            "settings": proxy_settings(cfg, selector).to_json(),
+            "checkpoints": [[int(e), str(h)] for e, h in checkpoints],
+            "data": data_key(cfg),
+            "batch_size": cfg.student.batch_size or cfg.data.batch_size,
+            "optim": to_dict(cfg.student.optim),
+            "reduce": str(cfg.distill.ensemble_reduce),
+            "bootstrap": int(cfg.scoring.proxy.bootstrap),
+            "precision": str(cfg.precision),
+        }
+    )
 
 
 def proxy_fresh(cfg: ExperimentConfig, scores: dict) -> bool:
@@ -180,8 +195,13 @@ def _members(ctx: _Context, candidates: list[int]) -> list[_Member]:
     from harness.teacher_choices import TeacherRef
 
     s = ctx.settings
-    return [_Member(e, {"seed": seed, "temperature": s.temperature, "kd_weight": s.kd_weight},
-                    (TeacherRef(ctx.trajectory, e),)) for e in candidates for seed in s.seeds]
+    return [
+        _Member(
+            e, {"seed": seed, "temperature": s.temperature, "kd_weight": s.kd_weight}, (TeacherRef(ctx.trajectory, e),)
+        )
+        for e in candidates
+        for seed in s.seeds
+    ]
 
 
 def _build(ctx: _Context, members: list[_Member], state: dict | None = None) -> _Pack:
@@ -190,8 +210,14 @@ def _build(ctx: _Context, members: list[_Member], state: dict | None = None) -> 
     from harness.packing import new_students
     from harness.student_batches import PackBatches
 
-    model, optimizer, scheduler = new_students(ctx.settings.student, [m.run["seed"] for m in members], ctx.splits,
-                                               ctx.cfg.student.optim, ctx.schedule_epochs, ctx.device)
+    model, optimizer, scheduler = new_students(
+        ctx.settings.student,
+        [m.run["seed"] for m in members],
+        ctx.splits,
+        ctx.cfg.student.optim,
+        ctx.schedule_epochs,
+        ctx.device,
+    )
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -218,8 +244,14 @@ def _train_epoch(ctx: _Context, pack: _Pack, epoch: int) -> None:
     from harness.training import epoch_seed
 
     torch.manual_seed(epoch_seed(pack.members[0].run["seed"], epoch))
-    train_packed_epoch(pack.model, pack.batches.epoch(epoch), pack.optimizer, pack.batches.loss,
-                       progress=f"[proxy {ctx.settings.selector}] {ctx.trajectory} epoch {epoch}", precision=ctx.cfg.precision)
+    train_packed_epoch(
+        pack.model,
+        pack.batches.epoch(epoch),
+        pack.optimizer,
+        pack.batches.loss,
+        progress=f"[proxy {ctx.settings.selector}] {ctx.trajectory} epoch {epoch}",
+        precision=ctx.cfg.precision,
+    )
     pack.scheduler.step()
 
 
@@ -262,9 +294,15 @@ def _rung(ctx: _Context, pack: _Pack, index: int, start: int, end: int, progress
     correct = _val_correct(ctx, pack).cpu().numpy()
     candidates = list(dict.fromkeys(m.epoch for m in pack.members))
     per_seed = {e: [float(correct[j].mean()) for j, m in enumerate(pack.members) if m.epoch == e] for e in candidates}
-    record = {"rung": index, "epochs": end, "candidates": candidates, "val_acc": {str(e): v for e, v in per_seed.items()},
-              "val_acc_mean": {str(e): sum(v) / len(v) for e, v in per_seed.items()},
-              "student_epochs": len(pack.members) * (end - start), "seconds": round(time.perf_counter() - began, 4)}
+    record = {
+        "rung": index,
+        "epochs": end,
+        "candidates": candidates,
+        "val_acc": {str(e): v for e, v in per_seed.items()},
+        "val_acc_mean": {str(e): sum(v) / len(v) for e, v in per_seed.items()},
+        "student_epochs": len(pack.members) * (end - start),
+        "seconds": round(time.perf_counter() - began, 4),
+    }
     return record, correct.reshape(len(candidates), len(ctx.settings.seeds), -1)
 
 
@@ -277,7 +315,9 @@ def successive_halving(ctx: _Context, candidates: list[int]) -> tuple[list[dict]
     total = planned_cost(len(candidates), s)
     rungs: list[dict] = []
     pack, start, correct = _build(ctx, _members(ctx, candidates)), 0, np.zeros((1, 1, 0))
-    with Progress(total, f"[proxy {s.selector}] {ctx.trajectory}", unit="student-epoch", log=logger, final_line=True) as progress:
+    with Progress(
+        total, f"[proxy {s.selector}] {ctx.trajectory}", unit="student-epoch", log=logger, final_line=True
+    ) as progress:
         for i, (size, end) in enumerate(zip(sizes, ends)):
             if i > 0:
                 alive = set(rungs[-1]["kept"])
@@ -286,9 +326,12 @@ def successive_halving(ctx: _Context, candidates: list[int]) -> tuple[list[dict]
             keep = sizes[i + 1] if i + 1 < len(sizes) else 1
             record["kept"] = sorted(_ranked({int(e): v for e, v in record["val_acc_mean"].items()})[:keep])
             rungs.append(record)
-            logger.info(f"[proxy {s.selector}] {ctx.trajectory} rung {i}: {len(record['candidates'])} candidates x "
-                        f"{len(s.seeds)} seed(s) at {end} epochs, val acc " + " ".join(
-                            f"e{e} {100 * v:.2f}%" for e, v in record["val_acc_mean"].items()) + f" -> keep {record['kept']}")
+            logger.info(
+                f"[proxy {s.selector}] {ctx.trajectory} rung {i}: {len(record['candidates'])} candidates x "
+                f"{len(s.seeds)} seed(s) at {end} epochs, val acc "
+                + " ".join(f"e{e} {100 * v:.2f}%" for e, v in record["val_acc_mean"].items())
+                + f" -> keep {record['kept']}"
+            )
             start = end
     return rungs, correct
 
@@ -307,18 +350,31 @@ def run_proxy(ctx: _Context, candidates: list[int], digest: str) -> dict:
     student_epochs = sum(r["student_epochs"] for r in rungs)
     seconds = round(time.perf_counter() - began + ctx.setup_s, 4)
     return {
-        "selector": s.selector, "settings": s.to_json(), "hash": digest, "candidates": list(candidates), "rungs": rungs,
-        "pick": int(pick), "confidence": {str(e): conf.get(str(e), 0.0) for e in candidates},
+        "selector": s.selector,
+        "settings": s.to_json(),
+        "hash": digest,
+        "candidates": list(candidates),
+        "rungs": rungs,
+        "pick": int(pick),
+        "confidence": {str(e): conf.get(str(e), 0.0) for e in candidates},
         "cost": {"student_epochs": student_epochs, "seconds": seconds, "setup_s": ctx.setup_s},
-        "device": str(ctx.device), "num_threads": torch.get_num_threads(),
+        "device": str(ctx.device),
+        "num_threads": torch.get_num_threads(),
     }
 
 
 # ----------------------------------------------------------------------------- per trajectory
 
 
-def _context(cfg: ExperimentConfig, store: Any, trajectory: str, candidates: list[int], settings: ProxySettings,
-             device: torch.device, shared: dict) -> _Context:
+def _context(
+    cfg: ExperimentConfig,
+    store: Any,
+    trajectory: str,
+    candidates: list[int],
+    settings: ProxySettings,
+    device: torch.device,
+    shared: dict,
+) -> _Context:
     """The context of one selector: the data and logit cache are loaded once per trajectory
     (``shared``), and the teacher logits of every candidate are made sure of (timed: set-up)."""
     from harness.experiment import load_splits
@@ -333,8 +389,16 @@ def _context(cfg: ExperimentConfig, store: Any, trajectory: str, candidates: lis
             shared["cache"].logits(TeacherRef(trajectory, e), "val")
         shared["setup_s"] = round(time.perf_counter() - began, 4)
     sizes = rung_sizes(len(candidates), settings.rungs, settings.reduction_factor)
-    return _Context(cfg, settings, trajectory, shared["splits"], shared["cache"], device,
-                    rung_epochs(settings, max(len(sizes), 1))[-1], shared["setup_s"])
+    return _Context(
+        cfg,
+        settings,
+        trajectory,
+        shared["splits"],
+        shared["cache"],
+        device,
+        rung_epochs(settings, max(len(sizes), 1))[-1],
+        shared["setup_s"],
+    )
 
 
 def _previous(store: Any, name: str) -> dict[str, dict]:
@@ -349,8 +413,9 @@ def _previous(store: Any, name: str) -> dict[str, dict]:
         return {}
 
 
-def proxy_results(cfg: ExperimentConfig, store: Any, trajectory: str, checkpoints: list[tuple[int, str]],
-                  device: torch.device) -> dict[str, dict]:
+def proxy_results(
+    cfg: ExperimentConfig, store: Any, trajectory: str, checkpoints: list[tuple[int, str]], device: torch.device
+) -> dict[str, dict]:
     """Every proxy selector the config asks for on one trajectory (``checkpoints``: (epoch,
     sha256) ascending): reused from the previous scores file when its hash matches, else trained."""
     previous, shared, out = _previous(store, trajectory), {}, {}
@@ -359,16 +424,20 @@ def proxy_results(cfg: ExperimentConfig, store: Any, trajectory: str, checkpoint
         digest = proxy_hash(cfg, selector, checkpoints)
         old = previous.get(selector)
         if isinstance(old, dict) and old.get("hash") == digest:
-            logger.info(f"[proxy {selector}] {trajectory}: settings and checkpoints unchanged; reusing pick e{old.get('pick')}")
+            logger.info(
+                f"[proxy {selector}] {trajectory}: settings and checkpoints unchanged; reusing pick e{old.get('pick')}"
+            )
             out[selector] = old
             continue
         settings = proxy_settings(cfg, selector)
         ctx = _context(cfg, store, trajectory, candidates, settings, device, shared)
         out[selector] = run_proxy(ctx, candidates, digest)
         c = out[selector]["cost"]
-        logger.info(f"[proxy {selector}] {trajectory}: pick e{out[selector]['pick']} "
-                    f"(p={out[selector]['confidence'][str(out[selector]['pick'])]:.2f}); "
-                    f"{c['student_epochs']} student-epochs, {c['seconds']:.1f}s")
+        logger.info(
+            f"[proxy {selector}] {trajectory}: pick e{out[selector]['pick']} "
+            f"(p={out[selector]['confidence'][str(out[selector]['pick'])]:.2f}); "
+            f"{c['student_epochs']} student-epochs, {c['seconds']:.1f}s"
+        )
     return out
 
 
@@ -396,5 +465,11 @@ def proxy_pick(result: dict) -> dict[str, Any]:
     conf = (result.get("confidence") or {}).get(str(pick))
     scores = checkpoint_scores(result, [pick])
     no_teacher = float((result.get("settings") or {}).get("kd_weight", 1.0)) == 0.0  # students never saw a checkpoint
-    return {"epoch": pick, "score": scores["score"][0], "degenerate": no_teacher, "fallback": None, "confidence": conf,
-            "unstable": None if conf is None else conf < UNSTABLE_BELOW}
+    return {
+        "epoch": pick,
+        "score": scores["score"][0],
+        "degenerate": no_teacher,
+        "fallback": None,
+        "confidence": conf,
+        "unstable": None if conf is None else conf < UNSTABLE_BELOW,
+    }

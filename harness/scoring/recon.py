@@ -58,13 +58,14 @@ checkpoints were scored with it, up to floating-point rounding (grouped and sing
 sum in different orders, and Adam's first, sign-like steps can amplify that to ~1e-4 relative in
 the loss). Tested both ways.
 """
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -159,8 +160,15 @@ class GroupedDecoder(nn.Module):
     ``[B, K*C_in, *S]``. With K = 1 this is exactly the paper's decoder (before its sigmoid).
     """
 
-    def __init__(self, k: int, feat_channels: int, out_channels: int, hidden: int, out_size: Sequence[int],
-                 align_corners: bool = True) -> None:
+    def __init__(
+        self,
+        k: int,
+        feat_channels: int,
+        out_channels: int,
+        hidden: int,
+        out_size: Sequence[int],
+        align_corners: bool = True,
+    ) -> None:
         super().__init__()
         self.k, self.feat_channels, self.out_channels, self.hidden = k, feat_channels, out_channels, hidden
         self.out_size = tuple(int(s) for s in out_size)
@@ -174,11 +182,11 @@ class GroupedDecoder(nn.Module):
         self.bn = norm(k * hidden)
         self.conv2 = conv(k * hidden, k * out_channels, 3, padding=1, groups=k)
 
-    def like(self, k: int) -> "GroupedDecoder":
+    def like(self, k: int) -> GroupedDecoder:
         """A fresh module of ``k`` decoders with this one's shape."""
         return GroupedDecoder(k, self.feat_channels, self.out_channels, self.hidden, self.out_size, self.align_corners)
 
-    def copy_into_every_group(self, single: "GroupedDecoder") -> None:
+    def copy_into_every_group(self, single: GroupedDecoder) -> None:
         """Give every decoder of this group the parameters of the one-decoder module ``single``."""
         with torch.no_grad():
             for mine, theirs in zip(self.state_dict().values(), single.state_dict().values()):
@@ -194,7 +202,9 @@ class GroupedDecoder(nn.Module):
         elif all(a <= b for a, b in zip(in_size, self.out_size)):
             hidden = self._upsample_then_conv1(feats)
         else:
-            hidden = self.conv1(F.interpolate(feats, size=self.out_size, mode=self.mode, align_corners=self.align_corners))
+            hidden = self.conv1(
+                F.interpolate(feats, size=self.out_size, mode=self.mode, align_corners=self.align_corners)
+            )
         return self.conv2(F.relu(self.bn(hidden)))
 
     def _upsample_then_conv1(self, feats: Tensor) -> Tensor:
@@ -212,7 +222,10 @@ class GroupedDecoder(nn.Module):
         w = self.conv1.weight.reshape(k, h, c, taps).permute(0, 3, 1, 2).reshape(k * taps * h, c, *([1] * dims))
         g = (F.conv1d if dims == 1 else F.conv2d)(feats, w, groups=k)  # [B, k*taps*h, *in]
         b = feats.shape[0]
-        mats = [_tap_matrices(n_in, n_out, self.align_corners, g.device, g.dtype) for n_in, n_out in zip(feats.shape[2:], self.out_size)]
+        mats = [
+            _tap_matrices(n_in, n_out, self.align_corners, g.device, g.dtype)
+            for n_in, n_out in zip(feats.shape[2:], self.out_size)
+        ]
         if dims == 1:
             out = torch.einsum("bkthj,tij->bkhi", g.reshape(b, k, 3, h, -1), mats[0])
         else:
@@ -236,7 +249,7 @@ class _Group:
         part = part.transpose(0, 1)
         return part.reshape(part.shape[0], -1, *part.shape[3:])
 
-    def keep_only(self, members: list[int]) -> "_Group":
+    def keep_only(self, members: list[int]) -> _Group:
         """A smaller group holding only ``members`` (a subset), with their parameters, BatchNorm
         statistics and Adam state, so stopped decoders cost nothing from now on."""
         old = self.decoder
@@ -255,7 +268,9 @@ class _Group:
         opt = torch.optim.Adam(new.parameters(), **self.optimizer.defaults)
         for p_new, p_old in zip(new.parameters(), old.parameters()):
             if p_old in self.optimizer.state:
-                opt.state[p_new] = {k: pick(v) if torch.is_tensor(v) else v for k, v in self.optimizer.state[p_old].items()}
+                opt.state[p_new] = {
+                    k: pick(v) if torch.is_tensor(v) else v for k, v in self.optimizer.state[p_old].items()
+                }
         return _Group(list(members), new, opt)
 
 
@@ -346,7 +361,13 @@ def train_decoders(
     folds = torch.zeros(len(eval_rows), dtype=torch.long) if eval_folds is None else eval_folds.long()
     chunk = max(1, min(k_total, _group_size(s, feat_channels, out_channels, out_size)))
     taps = 3 ** len(out_size)  # first conv at the features' resolution (GroupedDecoder._upsample_then_conv1)
-    step_macs = s.batch_size * taps * s.hidden_channels * (feat_channels * math.prod(in_size) + out_channels * math.prod(out_size)) * k_total
+    step_macs = (
+        s.batch_size
+        * taps
+        * s.hidden_channels
+        * (feat_channels * math.prod(in_size) + out_channels * math.prod(out_size))
+        * k_total
+    )
     runs = []
     with _cpu_threads(device, step_macs):
         for r in range(s.seeds):
@@ -379,7 +400,12 @@ def _stats(bce: Tensor, se: Tensor, n: Tensor, sx: Tensor, sxx: Tensor, keep: Te
     var = (sxx[keep].sum(0) / rows - mean * mean).clamp_min(0)
     alive = var > 1e-12
     ratio = var[alive] / mse_j[alive].clamp_min(1e-12)
-    return {"loss": loss, "neg_loss": -loss, "mse": float(mse_j.mean()), "i_x": float(0.5 * ratio.log().clamp_min(0).sum())}
+    return {
+        "loss": loss,
+        "neg_loss": -loss,
+        "mse": float(mse_j.mean()),
+        "i_x": float(0.5 * ratio.log().clamp_min(0).sum()),
+    }
 
 
 def _estimates(x_eval: Tensor, folds: Tensor, runs: list[_SeedResult], s: ReconSettings) -> list[Estimate]:
@@ -394,7 +420,10 @@ def _estimates(x_eval: Tensor, folds: Tensor, runs: list[_SeedResult], s: ReconS
             full = _stats(run.bce[k], run.se[k], n, sx, sxx, everything)
             per_seed.append(full)
             if n_folds > 1:
-                left = [_stats(run.bce[k], run.se[k], n, sx, sxx, everything != (torch.arange(n_folds) == f)) for f in range(n_folds)]
+                left = [
+                    _stats(run.bce[k], run.se[k], n, sx, sxx, everything != (torch.arange(n_folds) == f))
+                    for f in range(n_folds)
+                ]
                 for key, values in jackknife_replicates(full, left, reps).items():
                     reps[key].append(values)
             else:
@@ -459,7 +488,9 @@ class _EarlyStopping:
         return _SeedResult(self.best_bce, self.best_se, list(self.best_epoch), trained, converged)
 
 
-def _train_epoch(source: ConvSource, x01_dev: Tensor, groups: list[_Group], order: Tensor, batch_size: int, device: torch.device) -> None:
+def _train_epoch(
+    source: ConvSource, x01_dev: Tensor, groups: list[_Group], order: Tensor, batch_size: int, device: torch.device
+) -> None:
     """One pass over ``order`` in batches: every decoder takes one Adam step per batch."""
     d = x01_dev[0].numel()
     for g in groups:
@@ -479,8 +510,15 @@ def _train_epoch(source: ConvSource, x01_dev: Tensor, groups: list[_Group], orde
 
 @torch.no_grad()
 def _evaluate(
-    source: ConvSource, x01_dev: Tensor, groups: list[_Group], k_total: int, rows: Tensor, folds: Tensor, n_folds: int,
-    eval_batch: int, device: torch.device,
+    source: ConvSource,
+    x01_dev: Tensor,
+    groups: list[_Group],
+    k_total: int,
+    rows: Tensor,
+    folds: Tensor,
+    n_folds: int,
+    eval_batch: int,
+    device: torch.device,
 ) -> tuple[Tensor, Tensor]:
     """BCE sums per fold [K, F] and squared-error sums per fold and coordinate [K, F, d] on
     ``rows`` (fold ids ``folds``), every decoder on the same batches (zeros for stopped ones)."""
@@ -502,7 +540,13 @@ def _evaluate(
 
 
 def _fit(
-    source: ConvSource, x01: Tensor, groups: list[_Group], k_total: int, split: _Split, s: ReconSettings, replicate: int,
+    source: ConvSource,
+    x01: Tensor,
+    groups: list[_Group],
+    k_total: int,
+    split: _Split,
+    s: ReconSettings,
+    replicate: int,
     device: torch.device,
 ) -> _SeedResult:
     """The training loop of one decoder seed: all decoders on the same batches of the fit rows,
@@ -519,9 +563,13 @@ def _fit(
                 break
             epochs_run = epoch
             gen = torch.Generator().manual_seed((s.seed * 1_000_003 + replicate) * 100_003 + epoch)
-            _train_epoch(source, x01_dev, groups, split.fit[torch.randperm(len(split.fit), generator=gen)], s.batch_size, device)
+            _train_epoch(
+                source, x01_dev, groups, split.fit[torch.randperm(len(split.fit), generator=gen)], s.batch_size, device
+            )
             stop_bce, _ = _evaluate(source, x01_dev, groups, k_total, split.stop, no_folds, 1, eval_batch, device)
-            eval_bce, eval_se = _evaluate(source, x01_dev, groups, k_total, split.eval, split.eval_folds, split.n_folds, eval_batch, device)
+            eval_bce, eval_se = _evaluate(
+                source, x01_dev, groups, k_total, split.eval, split.eval_folds, split.n_folds, eval_batch, device
+            )
             stopping.update(epoch, [float(b) / (len(split.stop) * d) for b in stop_bce[:, 0]], eval_bce, eval_se)
             groups = stopping.still_training(groups)
             progress.set_postfix(f"{sum(len(g.members) for g in groups)} still training")
@@ -545,12 +593,18 @@ class ReconEstimator(Estimator):
         self.settings = settings or ReconSettings()
 
     @classmethod
-    def from_config(cls, sc) -> "ReconEstimator":
+    def from_config(cls, sc) -> ReconEstimator:
         r = sc.recon
         return cls(
             ReconSettings(
-                hidden_channels=r.hidden_channels, lr=r.lr, max_epochs=r.max_epochs, patience=r.patience,
-                batch_size=r.batch_size, holdout_fraction=r.holdout_fraction, seeds=r.seeds, seed=sc.seed,
+                hidden_channels=r.hidden_channels,
+                lr=r.lr,
+                max_epochs=r.max_epochs,
+                patience=r.patience,
+                batch_size=r.batch_size,
+                holdout_fraction=r.holdout_fraction,
+                seeds=r.seeds,
+                seed=sc.seed,
                 train_samples=r.train_samples,
             )
         )

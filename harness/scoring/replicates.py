@@ -26,10 +26,11 @@ on the reported value); normalize and combine the terms as the selection does
 (``selection.selector_scores``) and take the argmax (ties: earlier epoch). The fraction of draws
 in which checkpoint e wins is P(e is T*). A pick below 0.5 is *unstable*.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,7 +39,9 @@ from .normalization import normalize
 UNSTABLE_BELOW = 0.5
 
 
-def jackknife_replicates(full: Mapping[str, float], leave_out: Sequence[Mapping[str, float]], keys: Iterable[str]) -> dict[str, list[float]]:
+def jackknife_replicates(
+    full: Mapping[str, float], leave_out: Sequence[Mapping[str, float]], keys: Iterable[str]
+) -> dict[str, list[float]]:
     """Pseudo-values ``F * theta - (F - 1) * theta_(-f)`` per key, one per left-out fold."""
     f = len(leave_out)
     out = {}

@@ -50,15 +50,17 @@ Scores file (``schema_version`` 2)::
                    shared_pass, device, num_threads, proxy_s}   (of the latest run)
     written_at    ISO time
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +77,7 @@ from .base import (
     TensorConvSource,
     build_estimator,
 )
+from .replicates import standard_error
 from .selection import (
     SCORES_SCHEMA_VERSION,
     SELECTORS,
@@ -90,8 +93,6 @@ from .selection import (
     selector_scores,
 )
 
-from .replicates import standard_error
-
 logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- data
@@ -102,7 +103,9 @@ def _rows_of(split: Any, rows: Tensor) -> tuple[Tensor, Tensor]:
     if hasattr(split, "x") and hasattr(split, "y"):
         return split.x[rows.to(split.x.device)].cpu(), split.y[rows.to(split.y.device)].cpu()
     items = [split[int(i)] for i in rows]
-    return torch.stack([torch.as_tensor(a) for a, _ in items]).float(), torch.as_tensor([int(b) for _, b in items], dtype=torch.long)
+    return torch.stack([torch.as_tensor(a) for a, _ in items]).float(), torch.as_tensor(
+        [int(b) for _, b in items], dtype=torch.long
+    )
 
 
 def _draw(n_total: int, n: int, salt: str, seed: int) -> Tensor:
@@ -282,7 +285,9 @@ class _Plan:
         return sorted({e for es in self.todo.values() for e in es})
 
 
-def _plan(cfg: ExperimentConfig, store: CheckpointStore, trajectory: Trajectory | str, data: ScoringData | None) -> _Plan:
+def _plan(
+    cfg: ExperimentConfig, store: CheckpointStore, trajectory: Trajectory | str, data: ScoringData | None
+) -> _Plan:
     """Plan a run: which (checkpoint, estimator) results the previous scores file still holds."""
     traj = store.trajectory(trajectory) if isinstance(trajectory, str) else trajectory
     manifest = traj.manifest()
@@ -323,7 +328,9 @@ def _keep_conv(plan: _Plan, group: list[int], models: list[nn.Module], cache_mb:
     return per_ckpt * len(group) <= cache_mb * 2**20
 
 
-def _score_group(cfg: ExperimentConfig, plan: _Plan, group: list[int], device: torch.device, timings: dict[str, Any]) -> None:
+def _score_group(
+    cfg: ExperimentConfig, plan: _Plan, group: list[int], device: torch.device, timings: dict[str, Any]
+) -> None:
     """Load a group of checkpoints, run the shared pass, let every estimator score its part."""
     sc, data = cfg.scoring, plan.data
     t0 = time.perf_counter()
@@ -347,8 +354,14 @@ def _score_group(cfg: ExperimentConfig, plan: _Plan, group: list[int], device: t
             plan.reps[group[i]][name] = {k: [[float(v) for v in row] for row in r] for k, r in res.replicates.items()}
 
 
-def _conv_source(est: Estimator, data: ScoringData, cache: Tensor | None, models: list[nn.Module], sub: list[int],
-                 device: torch.device) -> Any:
+def _conv_source(
+    est: Estimator,
+    data: ScoringData,
+    cache: Tensor | None,
+    models: list[nn.Module],
+    sub: list[int],
+    device: torch.device,
+) -> Any:
     """The conv stages an estimator sees: rows ``conv_inputs(data)`` if it trains on the training
     rows, else the sample's only; from the cache, or recomputed batch by batch."""
     if not est.needs_conv:
@@ -396,9 +409,12 @@ def _finish_timings(
     timings["total_s"] = round(time.perf_counter() - began, 4)
     timings["per_checkpoint_s"] = round(timings["total_s"] / len(need), 4) if need else 0.0
     timings.update(
-        checkpoints_scored=len(need), checkpoints_reused=len(plan.epochs) - len(need), shared_pass=shared,
+        checkpoints_scored=len(need),
+        checkpoints_reused=len(plan.epochs) - len(need),
+        shared_pass=shared,
         estimator_checkpoints_scored={n: len(plan.todo[n]) for n in plan.estimators},
-        device=str(device), num_threads=torch.get_num_threads(),
+        device=str(device),
+        num_threads=torch.get_num_threads(),
     )
     return timings
 
@@ -446,16 +462,26 @@ def _log_selection(name: str, scores: dict, path: Path) -> None:
     _log_table(name, scores)
     flat = [s for s, v in scores["selected"].items() if v["degenerate"]]
     if flat:
-        logger.warning(f"[score] {name}: the scores of {', '.join(flat)} are equal for every checkpoint (saturated "
-                       "estimator): selected:<it> fails unless scoring.degenerate_fallback is set")
-    shaky = [s for s, v in scores["selected"].items() if v.get("unstable") and not (v["degenerate"] and not v.get("fallback"))]
+        logger.warning(
+            f"[score] {name}: the scores of {', '.join(flat)} are equal for every checkpoint (saturated "
+            "estimator): selected:<it> fails unless scoring.degenerate_fallback is set"
+        )
+    shaky = [
+        s
+        for s, v in scores["selected"].items()
+        if v.get("unstable") and not (v["degenerate"] and not v.get("fallback"))
+    ]
     if shaky:
-        logger.warning(f"[score] {name}: unstable picks (below 0.5 of the resamples of the replicates): {', '.join(shaky)}")
+        logger.warning(
+            f"[score] {name}: unstable picks (below 0.5 of the resamples of the replicates): {', '.join(shaky)}"
+        )
     ens = scores["selected_ensemble"]
     ens_txt = " ".join(f"K={k}:{v['epochs']}" for k, v in ens["by_k"].items())
     t = scores["timings"]
-    logger.info(f"[score] {name}: selected {pick_text(scores['selected'])}; ensembles ({ens['selector']}) {ens_txt or '-'}; "
-                f"{t['total_s']:.1f}s ({t['per_checkpoint_s']:.2f}s per checkpoint) -> {path}")
+    logger.info(
+        f"[score] {name}: selected {pick_text(scores['selected'])}; ensembles ({ens['selector']}) {ens_txt or '-'}; "
+        f"{t['total_s']:.1f}s ({t['per_checkpoint_s']:.2f}s per checkpoint) -> {path}"
+    )
 
 
 def score_trajectory(
@@ -525,8 +551,13 @@ def _checkpoint_rows(
     ]
 
 
-def _single_picks(sc, epochs: list[int], normalized: dict[str, dict[str, list[float]]], stability: dict[str, dict],
-                  proxy_picks: dict[str, dict] | None = None) -> dict[str, dict]:
+def _single_picks(
+    sc,
+    epochs: list[int],
+    normalized: dict[str, dict[str, list[float]]],
+    stability: dict[str, dict],
+    proxy_picks: dict[str, dict] | None = None,
+) -> dict[str, dict]:
     """The scores file's ``selected``: T* per MI selector (those in ``stability``), its score,
     whether all scores tie (``degenerate``; then the ``scoring.degenerate_fallback`` selector's pick,
     if configured and usable), its bootstrap ``confidence`` and whether that is below 0.5
@@ -536,14 +567,25 @@ def _single_picks(sc, epochs: list[int], normalized: dict[str, dict[str, list[fl
         norm = normalized[s]
         e = select_single(epochs, norm["score"])
         conf = stability[s]["confidence"][str(e)]
-        selected[s] = {"epoch": e, "score": norm["score"][epochs.index(e)], "degenerate": is_degenerate(norm["score"]),
-                       "fallback": None, "confidence": conf, "unstable": is_unstable(conf)}
+        selected[s] = {
+            "epoch": e,
+            "score": norm["score"][epochs.index(e)],
+            "degenerate": is_degenerate(norm["score"]),
+            "fallback": None,
+            "confidence": conf,
+            "unstable": is_unstable(conf),
+        }
     selected.update(proxy_picks or {})
     fb = sc.degenerate_fallback
     for s, pick in selected.items():
         if pick["degenerate"] and fb in selected and not selected[fb]["degenerate"]:
-            pick.update(epoch=selected[fb]["epoch"], fallback=fb, confidence=selected[fb]["confidence"],
-                        unstable=selected[fb]["unstable"], score=normalized[s]["score"][epochs.index(selected[fb]["epoch"])])
+            pick.update(
+                epoch=selected[fb]["epoch"],
+                fallback=fb,
+                confidence=selected[fb]["confidence"],
+                unstable=selected[fb]["unstable"],
+                score=normalized[s]["score"][epochs.index(selected[fb]["epoch"])],
+            )
     return selected
 
 
@@ -580,7 +622,9 @@ def _estimator_info(estimators: dict[str, Estimator], hashes: dict[str, str]) ->
     }
 
 
-def _proxies(cfg, store: CheckpointStore, plan: _Plan, device: torch.device, timings: dict[str, Any]) -> dict[str, dict]:
+def _proxies(
+    cfg, store: CheckpointStore, plan: _Plan, device: torch.device, timings: dict[str, Any]
+) -> dict[str, dict]:
     """The proxy selectors' results (``proxy.py``) for the plan's checkpoints; ``timings["proxy_s"]``."""
     from .proxy import proxy_results
 
@@ -600,13 +644,25 @@ def _selection(cfg, plan: _Plan, proxies: dict[str, dict]) -> tuple[dict, dict, 
     rows = [plan.raw[e] for e in epochs]
     selectors = available_selectors(plan.estimators)
     normalized = {s: selector_scores(rows, SELECTORS[s], sc.normalization, sc.x_weight, sc.y_weight) for s in selectors}
-    stability = selection_stability(epochs, rows, [plan.reps[e] for e in epochs], selectors, sc.normalization,
-                                    sc.x_weight, sc.y_weight, sc.bootstrap, sc.seed)
+    stability = selection_stability(
+        epochs,
+        rows,
+        [plan.reps[e] for e in epochs],
+        selectors,
+        sc.normalization,
+        sc.x_weight,
+        sc.y_weight,
+        sc.bootstrap,
+        sc.seed,
+    )
     for s in selectors:
         normalized[s].update({k: v for k, v in stability[s].items() if k.endswith("_se")})
     normalized.update({p: checkpoint_scores(r, epochs) for p, r in proxies.items()})
     picks = _single_picks(sc, epochs, normalized, stability, {p: proxy_pick(r) for p, r in proxies.items()})
-    confidence = {**{s: stability[s]["confidence"] for s in selectors}, **{p: r["confidence"] for p, r in proxies.items()}}
+    confidence = {
+        **{s: stability[s]["confidence"] for s in selectors},
+        **{p: r["confidence"] for p, r in proxies.items()},
+    }
     return normalized, picks, confidence, selectors + list(proxies)
 
 
@@ -621,14 +677,22 @@ def _assemble(cfg, name: str, plan: _Plan, proxies: dict[str, dict] | None = Non
     m = plan.manifest
     return {
         "schema_version": SCORES_SCHEMA_VERSION,
-        "trajectory": name, "arch": m.get("arch"), "dataset": m.get("dataset"), "seed": m.get("seed"), "epochs": total_epochs,
+        "trajectory": name,
+        "arch": m.get("arch"),
+        "dataset": m.get("dataset"),
+        "seed": m.get("seed"),
+        "epochs": total_epochs,
         "data": plan.data.info,
         "estimators": _estimator_info(plan.estimators, plan.hashes),
         "selectors": {s: SELECTORS[s].to_json() for s in selectors},
         "normalization": sc.normalization,
         "weights": {"x": sc.x_weight, "y": sc.y_weight},
-        "replicates": {"folds": plan.data.num_folds, "bootstrap": int(sc.bootstrap), "degenerate_fallback": sc.degenerate_fallback,
-                       "seeds": {n: _seeds_of(plan, n) for n in plan.estimators}},
+        "replicates": {
+            "folds": plan.data.num_folds,
+            "bootstrap": int(sc.bootstrap),
+            "degenerate_fallback": sc.degenerate_fallback,
+            "seeds": {n: _seeds_of(plan, n) for n in plan.estimators},
+        },
         "checkpoints": _checkpoint_rows(m, epochs, plan.raw, plan.reps, plan.hashes, normalized),
         "selected": picks,
         "selection_confidence": confidence,
@@ -738,7 +802,10 @@ def _expected_settings(cfg: ExperimentConfig, scores: dict) -> dict[str, tuple[A
         "num_samples": (info.get("num_samples"), min(sc.num_samples, int(info.get("val_size", -1)))),
         "folds": (info.get("folds"), sc.folds),
         "bootstrap": (scores.get("replicates", {}).get("bootstrap"), sc.bootstrap),
-        "degenerate_fallback": (scores.get("replicates", {}).get("degenerate_fallback", "missing"), sc.degenerate_fallback),
+        "degenerate_fallback": (
+            scores.get("replicates", {}).get("degenerate_fallback", "missing"),
+            sc.degenerate_fallback,
+        ),
         "normalization": (scores.get("normalization"), sc.normalization),
         "weights": ((weights.get("x"), weights.get("y")), (sc.x_weight, sc.y_weight)),
         "min_gap_fraction": (ens.get("min_gap_fraction"), sc.min_gap_fraction),
@@ -792,8 +859,16 @@ def _plane_row(scores: dict, name: str, sel_name: str, c: dict) -> dict[str, Any
     row: dict[str, Any] = {"trajectory": name, "epoch": c["epoch"], "estimator": sel_name}
     for axis, term in (("x", sel.x), ("y", sel.y)):
         if term is None:
-            row.update({f"{axis}_estimator": None, f"i_{axis}": None, f"{axis}_value": None, f"{axis}_norm": None,
-                        f"i_{axis}_se": None, f"{axis}_se": None})
+            row.update(
+                {
+                    f"{axis}_estimator": None,
+                    f"i_{axis}": None,
+                    f"{axis}_value": None,
+                    f"{axis}_norm": None,
+                    f"i_{axis}_se": None,
+                    f"{axis}_se": None,
+                }
+            )
             continue
         est, key = term
         plane_key = scores["estimators"][est][f"plane_{axis}_key"]

@@ -47,13 +47,15 @@ the table's order if that one is not available).
 ``read_selected`` / ``read_selected_ensemble`` resolve the teacher choices ``selected:<selector>``
 and ``selected_ensemble:K`` from ``<storage>/<experiment>/scores/<trajectory>.json``.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,17 +97,42 @@ class Selector:
 SELECTORS: dict[str, Selector] = {
     s.name: s
     for s in (
-        Selector("paper", ("recon", "neg_loss"), ("accuracy", "accuracy"), "paper Algorithm 1: -recon BCE + validation accuracy"),
+        Selector(
+            "paper",
+            ("recon", "neg_loss"),
+            ("accuracy", "accuracy"),
+            "paper Algorithm 1: -recon BCE + validation accuracy",
+        ),
         Selector("ce", ("recon", "neg_loss"), ("ce_bound", "i_y"), "-recon BCE + (H(Y) - CE)"),
-        Selector("kde", ("kde", "i_x"), ("kde", "i_y_corrected"), "KDE I(X;T) + KDE I(T;Y) minus its shuffled-label floor"),
+        Selector(
+            "kde", ("kde", "i_x"), ("kde", "i_y_corrected"), "KDE I(X;T) + KDE I(T;Y) minus its shuffled-label floor"
+        ),
         Selector("binning", ("binning", "i_x"), ("binning", "i_y"), "binned I(X;T) + binned I(T;Y)"),
         Selector("accuracy", None, ("accuracy", "accuracy"), "baseline: best validation accuracy"),
-        Selector("proxy_small", None, None, "student-aware: successive halving of proxy distillations, 1/2 the epochs",
-                 kind="proxy", budget=0.5),
-        Selector("proxy", None, None, "student-aware: successive halving of proxy distillations (scoring.proxy)",
-                 kind="proxy", budget=1.0),
-        Selector("proxy_large", None, None, "student-aware: successive halving of proxy distillations, 2x the epochs",
-                 kind="proxy", budget=2.0),
+        Selector(
+            "proxy_small",
+            None,
+            None,
+            "student-aware: successive halving of proxy distillations, 1/2 the epochs",
+            kind="proxy",
+            budget=0.5,
+        ),
+        Selector(
+            "proxy",
+            None,
+            None,
+            "student-aware: successive halving of proxy distillations (scoring.proxy)",
+            kind="proxy",
+            budget=1.0,
+        ),
+        Selector(
+            "proxy_large",
+            None,
+            None,
+            "student-aware: successive halving of proxy distillations, 2x the epochs",
+            kind="proxy",
+            budget=2.0,
+        ),
     )
 }
 PROXY_SELECTORS = [name for name, s in SELECTORS.items() if s.kind == "proxy"]
@@ -179,7 +206,9 @@ def _term_arrays(
     point = np.array([r.get(est, {}).get(key, math.nan) for r in raw], dtype=np.float64)
     cells = [rep.get(est, {}).get(key) for rep in reps]
     shape = next((np.shape(c) for c in cells if c is not None and np.ndim(c) == 2), (1, 1))
-    arr = np.stack([np.asarray(c, dtype=np.float64) if c is not None and np.shape(c) == shape else np.zeros(shape) for c in cells])
+    arr = np.stack(
+        [np.asarray(c, dtype=np.float64) if c is not None and np.shape(c) == shape else np.zeros(shape) for c in cells]
+    )
     return point, np.nan_to_num(arr)
 
 
@@ -277,8 +306,7 @@ def read_scores(store: Any, trajectory_name: str) -> dict:
     path = scores_path(store, trajectory_name)
     if not path.is_file():
         raise ScoresError(
-            f"no MI scores for trajectory {trajectory_name}: {path} does not exist; "
-            "run `ckd score CONFIG` first"
+            f"no MI scores for trajectory {trajectory_name}: {path} does not exist; run `ckd score CONFIG` first"
         )
     try:
         scores = json.loads(path.read_text())
