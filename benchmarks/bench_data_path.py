@@ -86,7 +86,7 @@ def run_loader(split: Any, path: str, args: argparse.Namespace, device: torch.de
     """Seconds per epoch of just producing the batches on ``device``."""
 
     def epoch(e: int) -> None:
-        for x, y in loader_for(split, path, args.batch_size, e, device):
+        for x, _ in loader_for(split, path, args.batch_size, e, device):
             x.sum()  # touch the batch (forces the copy of the DataLoader path)
 
     first_batches(loader_for(split, path, args.batch_size, 0, device), WARMUP_BATCHES)

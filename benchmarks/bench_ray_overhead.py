@@ -69,9 +69,10 @@ def overhead(args: argparse.Namespace, overrides: list[str]) -> dict:
             flush=True,
         )
     if "ray" in results and "local" in results:
-        r, l = results["ray"]["first"]["wall_s"], results["local"]["first"]["wall_s"]
-        results["ray_over_local"] = {"seconds": round(r - l, 1), "ratio": round(r / l, 3) if l else None}
-        print(f"Ray vs in-process: {r - l:+.1f}s ({r / l:.2f}x)", flush=True)
+        ray_s, local_s = results["ray"]["first"]["wall_s"], results["local"]["first"]["wall_s"]
+        ratio = round(ray_s / local_s, 3) if local_s else None
+        results["ray_over_local"] = {"seconds": round(ray_s - local_s, 1), "ratio": ratio}
+        print(f"Ray vs in-process: {ray_s - local_s:+.1f}s ({ray_s / local_s:.2f}x)", flush=True)
     out = root / "bench_ray_overhead.json"
     out.write_text(
         json.dumps(
@@ -86,7 +87,7 @@ def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from harness.config import load_config
+    from harness.config_loading import load_config
     from harness.distill import distill_student
     from harness.teachers import train_trajectory
 
@@ -119,7 +120,7 @@ def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
         t_secs = [h["seconds"] for h in manifest["history"]]
         s_secs: list[float] = []
         began = time.perf_counter()
-        row = distill_student(cfg, on_epoch=lambda m, s: s_secs.append(m["seconds"]))
+        row = distill_student(cfg, on_epoch=lambda m, s, secs=s_secs: secs.append(m["seconds"]))
         student_wall = time.perf_counter() - began
         out[device] = {
             "teacher_s_per_epoch": round(statistics.median(t_secs[1:] or t_secs), 4),

@@ -103,7 +103,7 @@ def grid_overrides(storage: Path, runs: int) -> list[str]:
 
 
 def time_planning(sizes: list[int]) -> dict:
-    from harness.config import load_config
+    from harness.config_loading import load_config
 
     try:
         from harness.sweep import plan, sweep_runs

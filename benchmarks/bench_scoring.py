@@ -31,11 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.config import load_config  # noqa: E402
+from harness.config_loading import load_config  # noqa: E402
 from harness.data import make_loader  # noqa: E402
 from harness.experiment import load_splits, open_store, set_threads  # noqa: E402
 from harness.models import create_model  # noqa: E402
-from harness.scoring import build_scoring_data, score_trajectory  # noqa: E402
+from harness.scoring.runner import score_trajectory  # noqa: E402
+from harness.scoring.sample import build_scoring_data  # noqa: E402
+from harness.scoring.scores_file import scores_path  # noqa: E402
 from harness.store import trajectory_name  # noqa: E402
 from harness.teachers import train_trajectory  # noqa: E402
 from harness.training import make_optimizer, resolve_device, train_epoch  # noqa: E402
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[bench] one training epoch of {arch}: {one_epoch:.3f}s", flush=True)
 
     data = build_scoring_data(cfg)
-    path = store.scores_dir / f"{name}.json"
+    path = scores_path(store, name)
     runs: dict[str, list[dict]] = {"shared": [], "one_at_a_time": []}
     for r in range(args.repeats):
         order = ["shared", "one_at_a_time"] if r % 2 == 0 else ["one_at_a_time", "shared"]

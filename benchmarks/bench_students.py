@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.config import load_config  # noqa: E402
+from harness.config_loading import load_config  # noqa: E402
 from harness.data import derive_seed  # noqa: E402
 from harness.experiment import load_splits, open_store  # noqa: E402
 from harness.kd import FrozenTeacher  # noqa: E402
@@ -65,9 +65,11 @@ def mlp_flops(model: torch.nn.Module) -> int:
 
 
 class _Member:
+    """A pack member (``student_batches.Learner``) without a teacher: uniform soft targets, the
+    KD term is computed all the same."""
+
     def __init__(self, seed: int) -> None:
-        self.run = {"seed": seed, "temperature": 4.0, "kd_weight": 0.5, "student_arch": STUDENT}
-        self.refs = ()  # uniform soft targets: the KD term is computed, no teacher needed
+        self.seed, self.temperature, self.kd_weight, self.teachers = seed, 4.0, 0.5, ()
 
 
 def bench_pack(cfg, splits, size: int, epochs: int) -> dict:
@@ -76,7 +78,7 @@ def bench_pack(cfg, splits, size: int, epochs: int) -> dict:
     members = [_Member(i) for i in range(size)]
     models = []
     for m in members:
-        seed_everything(derive_seed("student-init", STUDENT, m.run["seed"]))
+        seed_everything(derive_seed("student-init", STUDENT, m.seed))
         models.append(create_model(STUDENT, num_classes=splits.num_classes, input_shape=splits.input_shape))
     model = PackedModel(models)
     optimizer = make_optimizer(model, cfg.student.optim, fused=True)
@@ -140,29 +142,22 @@ def trained_teachers(cfg, k: int) -> list[TeacherRef]:
 
 def bench_setup(cfg, ref: TeacherRef) -> dict:
     """Set-up of a student pack of one (cache miss, then hit) vs one training epoch of it."""
-    from harness.distill import RunResolver, _build_pack, _pack_epoch
+    from harness.distill import _epoch, _start
+    from harness.runs import Run, RunResolver
 
     for path in (open_store(cfg).cache_dir / "logits").glob("*"):
         path.unlink()
-    run = {
-        **{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")},
-        "teacher_choice": "full",
-        "seed": 0,
-        "temperature": 4.0,
-        "kd_weight": 0.5,
-        "teacher_seed": 0,
-    }
-    resolver = RunResolver(cfg)
-    resolved = resolver.resolve(run)
+    run = {"teacher_choice": "full", "seed": 0, "temperature": 4.0, "kd_weight": 0.5, "teacher_seed": 0}
+    resolved = RunResolver(cfg).resolve(Run.from_dict(cfg, run))
     times = {}
     for label in ("setup_miss_s", "setup_hit_s"):
         t0 = time.perf_counter()
-        pack = _build_pack(cfg, {resolver.run_id(resolved): resolved})
+        job = _start(cfg, [resolved])
         times[label] = time.perf_counter() - t0
     epochs = []
     for epoch in (1, 2, 3):
         t0 = time.perf_counter()
-        _pack_epoch(pack, epoch)
+        _epoch(job, epoch)
         epochs.append(time.perf_counter() - t0)
     times["epoch_s"] = statistics.median(epochs[1:])
     return times
@@ -287,9 +282,8 @@ def print_table(r: dict) -> None:
             f"-> {e['sequential_s'] / e['batched_s']:.2f}x"
         )
     c = r["cache"]
-    print(
-        f"teacher logits, train+val+test: miss {c['miss_s']:.3f}s, hit {c['hit_s']:.4f}s -> {c['miss_s'] / c['hit_s']:.0f}x"
-    )
+    speedup = c["miss_s"] / c["hit_s"]
+    print(f"teacher logits, train+val+test: miss {c['miss_s']:.3f}s, hit {c['hit_s']:.4f}s -> {speedup:.0f}x")
 
 
 if __name__ == "__main__":

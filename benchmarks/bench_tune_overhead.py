@@ -92,14 +92,19 @@ def bare(n: int, storage: Path) -> float:
 def harness(n: int, storage: Path) -> float:
     from harness.cluster import sweep
     from harness.cluster.connection import ClusterSession
-    from harness.config import load_config
+    from harness.config_loading import load_config
 
     cfg = load_config(
         ROOT / "configs" / "quickstart.yaml",
         [f"storage={storage}", "tracking.mode=disabled", "cluster.progress_interval_s=30", "sweep.pack_size=1"],
     )  # a trial per run
     session = ClusterSession(cfg)
-    runs = runs_for(n)
+    try:
+        from harness.runs import Run
+
+        runs = [Run(**r) for r in runs_for(n)]
+    except ImportError:  # an older checkout: runs were dicts
+        runs = runs_for(n)
     size = int(getattr(cfg.sweep, "trials_per_experiment", 0) or n)
     began = time.perf_counter()
     for k in range(0, n, size):  # as run_sweep slices a grid into Tune experiments

@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.config import load_config  # noqa: E402
+from harness.config_loading import load_config  # noqa: E402
 from harness.distill import distill_student  # noqa: E402
 from harness.models import create_model  # noqa: E402
 from harness.teachers import train_trajectory  # noqa: E402
@@ -56,7 +56,7 @@ def pipeline_times(device: str, epochs: int, storage: Path, arch: str) -> dict:
         "device_used": manifest["device"],
     }
     try:
-        from harness.scoring import run_scoring
+        from harness.scoring.runner import run_scoring
     except ImportError:
         return out
     began = time.perf_counter()

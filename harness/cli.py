@@ -5,7 +5,7 @@
     ckd score       CONFIG [key=value ...]   score every checkpoint, select teachers (scorer actor)
     ckd sweep       CONFIG [key=value ...]   Ray Tune sweep of teacher choices x T x kd_weight x seeds
     ckd distill     CONFIG [key=value ...]   train one student (teacher_choice=..., temperature=...)
-    ckd leaderboard CONFIG [key=value ...]   print + write the report (leaderboard.{md,csv,html}, claims, selectors, plots)
+    ckd leaderboard CONFIG [key=value ...]   print + write the report (leaderboard, claims, selectors, plots, html)
     ckd claims      CONFIG [key=value ...]   the paper's three claims, checked on the results
     ckd plot        CONFIG [key=value ...]   write the plots under <storage>/<name>/plots/
     ckd list        [models|datasets|choices|estimators|selectors]
@@ -22,10 +22,14 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from harness import pipeline
 from harness.cluster.errors import ClusterError
-from harness.config import ConfigError, DistillConfig, ExperimentConfig, load_config
+from harness.config import ConfigError, DistillConfig, ExperimentConfig
+from harness.config_loading import load_config
 from harness.experiment import preflight
 from harness.logs import console_logging, file_log
 from harness.progress import MODES
@@ -55,41 +59,39 @@ def expand_shorthand(overrides: list[str]) -> list[str]:
     return out
 
 
-def _stage(name: str, prints: bool = False) -> Callable:
-    """The ``harness.pipeline`` stage ``name``; ``prints``: its returned table goes to stdout (the
-    result; the log goes to stderr)."""
+@dataclass(frozen=True)
+class Verb:
+    """A verb: the ``harness.pipeline`` stage it calls, its help, and whether its returned table is
+    printed to stdout (the result; the log goes to stderr)."""
 
-    def call(cfg: ExperimentConfig) -> None:
-        from harness import pipeline
-
-        result = getattr(pipeline, name)(cfg)
-        if prints:
-            print(result, flush=True)
-
-    return call
+    stage: Callable[[ExperimentConfig], Any]
+    help: str
+    prints: bool = False
 
 
-VERBS: dict[str, tuple[Callable, str]] = {  # verb -> (stage, help)
-    "run": (
-        _stage("run_pipeline", prints=True),
-        "teachers -> score -> sweep -> leaderboard, end to end (skips done work)",
+VERBS: dict[str, Verb] = {
+    "run": Verb(
+        pipeline.run_pipeline, "teachers -> score -> sweep -> leaderboard, end to end (skips done work)", prints=True
     ),
-    "teachers": (_stage("teachers"), "train every (teacher arch x seed) trajectory in Ray actors, saving checkpoints"),
-    "score": (
-        _stage("score"),
-        "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers",
+    "teachers": Verb(
+        pipeline.teachers, "train every (teacher arch x seed) trajectory in Ray actors, saving checkpoints"
     ),
-    "sweep": (_stage("sweep"), "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds"),
-    "distill": (_stage("distill"), "distill one student from distill.teacher_choice; append a result row"),
-    "leaderboard": (
-        _stage("leaderboard", prints=True),
+    "score": Verb(
+        pipeline.score, "estimate MI for every checkpoint in a scorer actor; select single and ensemble teachers"
+    ),
+    "sweep": Verb(pipeline.sweep, "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds"),
+    "distill": Verb(pipeline.distill, "distill one student from distill.teacher_choice; append a result row"),
+    "leaderboard": Verb(
+        pipeline.leaderboard,
         "print the leaderboard; write the report: leaderboard.{md,csv,html}, claims, selectors, plots",
+        prints=True,
     ),
-    "claims": (
-        _stage("claims", prints=True),
+    "claims": Verb(
+        pipeline.claims,
         "check the paper's three claims on the results (paired, with verdicts); write claims.{md,csv}",
+        prints=True,
     ),
-    "plot": (_stage("plot"), "write plots: accuracy vs teacher epoch, information plane, ensembles"),
+    "plot": Verb(pipeline.plot, "write plots: accuracy vs teacher epoch, information plane, ensembles"),
 }
 LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")
 LISTS = ("models", "datasets", "choices", "estimators", "selectors")
@@ -127,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="verb", required=True)
-    for verb, (_, help_text) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text, parents=[common])
+    for verb, v in VERBS.items():
+        p = sub.add_parser(verb, help=v.help, description=v.help, parents=[common])
         p.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.epochs=10 data.batch_size=64")
         if verb in LOCAL_VERBS:
@@ -177,8 +179,11 @@ def run_verb(args: argparse.Namespace) -> None:
         return
     preflight(cfg, needs_data=args.verb in LOCAL_VERBS)  # before the log file: a refused config writes nothing
     log_file = Path(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"
+    verb = VERBS[args.verb]
     with file_log(log_file, level=logging.DEBUG if args.verbose else logging.INFO):
-        VERBS[args.verb][0](cfg)
+        result = verb.stage(cfg)
+        if verb.prints:
+            print(result, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

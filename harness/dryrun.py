@@ -9,8 +9,14 @@ ids, so their "done" status is reported as unknown rather than guessed.
 
 from __future__ import annotations
 
+import copy
+import os
+import tempfile
+
 from harness.config import ExperimentConfig
 from harness.experiment import open_store, trajectory_specs
+from harness.runs import Run
+from harness.sweep import pack_sizes, plan, sweep_runs
 from harness.teachers import checkpoint_epochs
 
 STAGES = {"teachers": ("teachers",), "score": ("score",), "sweep": ("sweep",), "run": ("teachers", "score", "sweep")}
@@ -53,7 +59,7 @@ def _teachers(cfg: ExperimentConfig) -> str:
 
 
 def _score(cfg: ExperimentConfig) -> str:
-    from harness.scoring import scores_fresh
+    from harness.scoring.freshness import scores_fresh
 
     names = [s.name for s in trajectory_specs(cfg)]
     fresh = [n for n in names if scores_fresh(cfg, n)]
@@ -82,12 +88,10 @@ def _proxies(cfg: ExperimentConfig) -> str:
 
 
 def _sweep(cfg: ExperimentConfig) -> str:
-    from harness.sweep import plan, sweep_runs
-
     runs = sweep_runs(cfg)
     try:
         planned = plan(cfg, runs)
-        done: int | None = sum(p["done"] for p in planned)
+        done: int | None = sum(p.done for p in planned)
     except (ValueError, RuntimeError) as e:  # teachers or scores not there yet
         done, why = None, str(e).splitlines()[0]
     todo = len(runs) - (done or 0)
@@ -104,14 +108,8 @@ def _sweep(cfg: ExperimentConfig) -> str:
     )
 
 
-def _packs(cfg: ExperimentConfig, runs: list[dict]) -> str:
+def _packs(cfg: ExperimentConfig, runs: list[Run]) -> str:
     """How the students would pack into trials (``sweep.pack_size``) on a local cluster."""
-    import copy
-    import os
-    import tempfile
-
-    from harness.sweep import pack_sizes
-
     slots = max(1, int((cfg.cluster.num_cpus or os.cpu_count() or 1) / max(cfg.cluster.trial.cpus, 1e-9)))
     scratch = copy.deepcopy(cfg)  # the model size needs the data's shape: any data cache goes to a temp folder
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ConfigError, ExperimentConfig, device_data_setting
+from harness.config import ConfigError, ExperimentConfig
+from harness.config_validation import device_data_setting
 from harness.cpu_share import fair_threads
 from harness.data import DataSplits, TensorSplit, build_splits, dataset_options, to_device_images, use_device_images
 from harness.store import CheckpointStore, trajectory_name

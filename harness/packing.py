@@ -10,8 +10,9 @@ member follows the path it would follow alone, up to floating-point rounding of 
 kernels. BatchNorm works: its running statistics are stacked buffers updated in place per member.
 
 ``train_packed_epoch`` and ``predict_packed`` are the epoch loop and the evaluation of a pack;
-what a member learns from (its batches, labels, soft targets) is the caller's
-(``harness/distill.py``). A pack of one member is the same code path, not a second one.
+building, training and shrinking packs of students is ``harness/student_pack.py``'s, and what
+a member learns from (its batches, labels, soft targets) ``harness/student_batches.py``'s.
+A pack of one member is the same code path, not a second one.
 """
 
 from __future__ import annotations
@@ -91,24 +92,6 @@ class PackedModel:
     def member_state_dict(self, i: int) -> dict[str, Tensor]:
         """Member ``i`` as an ordinary ``state_dict`` (loads into the architecture's module)."""
         return {k: v[i].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
-
-
-def new_students(
-    arch: str, seeds: Sequence[int], splits, optim_cfg, epochs: int, device: torch.device
-) -> tuple[PackedModel, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """A pack of fresh ``arch`` students, one per seed, with its (fused) SGD and LR schedule over
-    ``epochs``. Each member's init depends on its own seed only, as when it is trained alone."""
-    from harness.data import derive_seed
-    from harness.models import create_model
-    from harness.training import make_optimizer, make_scheduler, seed_everything
-
-    models = []
-    for seed in seeds:
-        seed_everything(derive_seed("student-init", arch, seed))
-        models.append(create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device))
-    model = PackedModel(models)
-    optimizer = make_optimizer(model, optim_cfg, fused=True)
-    return model, optimizer, make_scheduler(optimizer, optim_cfg, epochs)
 
 
 def parameter_count(model: nn.Module) -> int:

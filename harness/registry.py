@@ -1,7 +1,7 @@
 """One small decorator registry (models, datasets, teacher choices, MI estimators), and name checks.
 
 ``known_names(kind)`` answers "which names are registered for this kind?" by importing the
-package that registers them on first use, so that ``config.py`` checks names before any compute
+package that registers them on first use, so that ``config_validation.py`` checks names before any compute
 without importing a stage package itself (no import circle). Unknown names get a did-you-mean.
 """
 

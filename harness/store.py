@@ -29,7 +29,6 @@ from harness.fileio import (
     remove_stale_temps,
     safe_torch_load,
     sha256_bytes,
-    sha256_file,
 )
 from harness.results import ResultsTable
 
@@ -37,17 +36,7 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 RESUME = "resume.pt"
 LOCK = ".lock"
-__all__ = [
-    "CheckpointStore",
-    "StoreError",
-    "Trajectory",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "safe_slug",
-    "sha256_bytes",
-    "sha256_file",
-    "trajectory_name",
-]
+__all__ = ["CheckpointStore", "StoreError", "Trajectory", "safe_slug", "torch_bytes", "trajectory_name"]
 
 
 class StoreError(RuntimeError):

@@ -14,7 +14,8 @@ temperature. Two paths:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -22,27 +23,49 @@ from torch import Tensor
 from harness.config import ExperimentConfig
 from harness.data import DataSplits, TensorSplit, epoch_order, make_loader
 from harness.kd import FrozenTeacher, ensemble_probs, kd_loss_members
+from harness.teacher_choices import TeacherRef
 from harness.teacher_logits import LogitCache
 
 Batch = tuple[Tensor, Tensor, Tensor]  # x [N, B, ...], labels [N, B], soft targets [N, B, C]
+
+
+class Learner(Protocol):
+    """What one pack member learns from: its seed (init, data order), its teacher checkpoints
+    (none: labels alone), the temperature and the weight of the KD term."""
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def teachers(self) -> tuple[TeacherRef, ...]: ...
+
+    @property
+    def temperature(self) -> float: ...
+
+    @property
+    def kd_weight(self) -> float: ...
 
 
 class PackBatches:
     """``epoch(e)`` yields the pack's batches; ``loss(logits, labels, soft)`` the members' KD losses."""
 
     def __init__(
-        self, cfg: ExperimentConfig, splits: DataSplits, members: list, cache: LogitCache, device: torch.device
+        self,
+        cfg: ExperimentConfig,
+        splits: DataSplits,
+        members: Sequence[Learner],
+        cache: LogitCache,
+        device: torch.device,
     ) -> None:
         self.cfg, self.splits, self.cache, self.device = cfg, splits, cache, device
         self.batch_size = cfg.student.batch_size or cfg.data.batch_size
         self.reduce = cfg.distill.ensemble_reduce
-        runs = [m.run for m in members]
-        self.seeds = list(dict.fromkeys(int(r["seed"]) for r in runs))
-        self.group = torch.tensor([self.seeds.index(int(r["seed"])) for r in runs], device=device)
-        self.temperature = torch.tensor([float(r["temperature"]) for r in runs], device=device)
-        self.kd_weight = torch.tensor([float(r["kd_weight"]) for r in runs], device=device)
+        self.seeds = list(dict.fromkeys(int(m.seed) for m in members))
+        self.group = torch.tensor([self.seeds.index(int(m.seed)) for m in members], device=device)
+        self.temperature = torch.tensor([float(m.temperature) for m in members], device=device)
+        self.kd_weight = torch.tensor([float(m.kd_weight) for m in members], device=device)
         # a member with kd_weight 0 learns from labels alone: no teacher to run for it
-        self.refs = [m.refs if float(m.run["kd_weight"]) != 0.0 else () for m in members]
+        self.refs = [tuple(m.teachers) if float(m.kd_weight) != 0.0 else () for m in members]
         self.cached = not splits.augmented and isinstance(splits.train, TensorSplit)
         if self.cached:
             self.tables, self.table_of = self._soft_tables()

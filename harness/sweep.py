@@ -10,20 +10,37 @@ process. ``harness/cluster/sweep.py`` runs the same grid as a Ray Tune experimen
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import itertools
-import json
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from harness.config import ConfigError, ExperimentConfig, config_hash, pack_size_setting, to_dict
-from harness.distill import NOT_IN_RUN_ID, RunResolver, distill_pack
-from harness.experiment import open_store
+import torch
+
+from harness.config import ConfigError, ExperimentConfig, config_hash, to_dict
+from harness.config_validation import pack_size_setting
+from harness.distill import distill_pack
+from harness.experiment import load_splits, open_store
+from harness.models import create_model
+from harness.packing import auto_pack_size, parameter_count
 from harness.progress import Progress
+from harness.runs import NOT_IN_RUN_ID, Run, RunResolver, teacher_seed_for
 from harness.store import CheckpointStore, trajectory_name
+from harness.teacher_choices import choice_of
 from harness.teachers import checkpoint_epochs
+from harness.training import resolve_device
 
 logger = logging.getLogger(__name__)
-RUN_KEYS = ("teacher_arch", "teacher_seed", "student_arch", "teacher_choice", "temperature", "kd_weight", "seed")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A grid run, its run id and whether the results hold its row already."""
+
+    run: Run
+    run_id: str
+    done: bool
 
 
 def expand_teacher_choices(cfg: ExperimentConfig, teacher_arch: str) -> list[str]:
@@ -47,101 +64,54 @@ def expand_teacher_choices(cfg: ExperimentConfig, teacher_arch: str) -> list[str
     return list(dict.fromkeys(out))  # dedupe, keep order
 
 
-def teacher_seed_for(cfg: ExperimentConfig, seed_index: int) -> int:
-    seeds = list(cfg.teacher.seeds)
-    if cfg.sweep.teacher_seeds == "paired":
-        return int(seeds[seed_index % len(seeds)])
-    return int(cfg.distill.teacher_seed if cfg.distill.teacher_seed is not None else seeds[0])
-
-
-def sweep_runs(cfg: ExperimentConfig) -> list[dict]:
-    """Every run of the grid, as flat dicts of ``RUN_KEYS`` (stable order, no duplicates)."""
+def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
+    """Every run of the grid (stable order, no duplicates)."""
     teacher_archs = list(cfg.sweep.teacher_archs) or list(cfg.teacher.archs)
     student_archs = list(cfg.sweep.student_archs) or list(cfg.student.archs)
-    runs: list[dict] = []
-    seen: set[str] = set()
+    runs: list[Run] = []
+    seen: set[Run] = set()
     for ta, sa in itertools.product(teacher_archs, student_archs):
         for choice in expand_teacher_choices(cfg, ta):
             hps = (
                 [(float(cfg.sweep.temperature[0]), 0.0)]
-                if choice == "none"
+                if choice_of(choice).is_none
                 else list(
                     itertools.product(
                         [float(t) for t in cfg.sweep.temperature], [float(w) for w in cfg.sweep.kd_weight]
                     )
                 )
             )
-            for (T, w), (i, seed) in itertools.product(hps, enumerate(cfg.sweep.seeds)):
-                run = {
-                    "teacher_arch": ta,
-                    "teacher_seed": teacher_seed_for(cfg, i),
-                    "student_arch": sa,
-                    "teacher_choice": choice,
-                    "temperature": T,
-                    "kd_weight": w,
-                    "seed": int(seed),
-                }
-                if choice == "none":  # no teacher: arch and teacher seed do not matter
-                    run["teacher_arch"], run["teacher_seed"] = teacher_archs[0], teacher_seed_for(cfg, 0)
-                key = json.dumps(run, sort_keys=True)
-                if key not in seen:
-                    seen.add(key)
+            for (T, w), i in itertools.product(hps, range(len(cfg.sweep.seeds))):
+                run = Run.in_grid(cfg, ta, sa, choice, T, w, i)
+                if choice_of(choice).is_none:  # no teacher: arch and teacher seed do not matter
+                    run = dataclasses.replace(run, teacher_arch=teacher_archs[0], teacher_seed=teacher_seed_for(cfg, 0))
+                if run not in seen:
+                    seen.add(run)
                     runs.append(run)
     return runs
 
 
-def apply_run(cfg: ExperimentConfig, run: dict) -> ExperimentConfig:
-    """A copy of ``cfg`` whose ``distill`` section describes ``run`` (missing keys: the config's)."""
-    out = copy.deepcopy(cfg)
-    for key, value in run_fields(cfg, run).items():
-        if key != "ensemble_reduce":
-            out.distill[key] = value
-    return out
-
-
-def run_fields(cfg: ExperimentConfig, run: dict, seeds: list[int] | None = None) -> dict:
-    """The ``distill`` keys of a grid run (what ``apply_run`` sets), without copying the config."""
-    d = cfg.distill
-    fields = {
-        "teacher_choice": str(run["teacher_choice"]),
-        "teacher_arch": run.get("teacher_arch") or d.teacher_arch,
-        "student_arch": run.get("student_arch") or d.student_arch,
-        "seed": int(run.get("seed", d.seed)),
-        "temperature": float(run.get("temperature", d.temperature)),
-        "kd_weight": float(run.get("kd_weight", d.kd_weight)),
-        "ensemble_reduce": d.ensemble_reduce,
-    }
-    if run.get("teacher_seed") is not None:
-        fields["teacher_seed"] = int(run["teacher_seed"])
-    else:
-        seeds = [int(x) for x in cfg.sweep.seeds] if seeds is None else seeds
-        fields["teacher_seed"] = teacher_seed_for(cfg, seeds.index(fields["seed"]) if fields["seed"] in seeds else 0)
-    return fields
-
-
-def plan(cfg: ExperimentConfig, runs: list[dict] | None = None) -> list[dict]:
+def plan(cfg: ExperimentConfig, runs: Sequence[Run] | None = None) -> list[PlannedRun]:
     """Resolve every run against the store (fails early, naming the run, if a teacher choice
-    cannot be resolved) -> ``[{run, run_id, done}]``. Linear in the runs: no config copies,
-    each trajectory's choices resolved once, done runs found by a set lookup."""
+    cannot be resolved). Linear in the runs: no config copies, each trajectory's choices
+    resolved once, done runs found by a set lookup."""
     runs = sweep_runs(cfg) if runs is None else runs
     resolver = RunResolver(cfg)
     done_ids = resolver.store.results.ids()
-    seeds = [int(x) for x in cfg.sweep.seeds]
     out = []
     for run in runs:
         try:
-            resolved = resolver.resolve(run_fields(cfg, run, seeds))
+            rid = resolver.resolve(run).run_id
         except (ValueError, RuntimeError) as e:  # StoreError/ScoresError: teachers or scores missing
             raise type(e)(
-                f"sweep run {run['teacher_choice']} (teacher {run['teacher_arch']} s{run['teacher_seed']}, "
-                f"student {run['student_arch']} s{run['seed']}): {e}"
+                f"sweep run {run.teacher_choice} (teacher {run.teacher_arch} s{run.teacher_seed}, "
+                f"student {run.student_arch} s{run.seed}): {e}"
             ) from None
-        rid = resolver.run_id(resolved)
-        out.append({"run": run, "run_id": rid, "done": rid in done_ids})
+        out.append(PlannedRun(run, rid, rid in done_ids))
     return out
 
 
-def grid_name(cfg: ExperimentConfig, runs: list[dict], pins: list | None = None) -> str:
+def grid_name(cfg: ExperimentConfig, runs: Sequence[Run], pins: list | None = None) -> str:
     """Tune experiment name: ``sweep.name`` or ``sweep-<hash of the grid and the recipe>``.
     ``pins`` are part of it: the run ids (they pin the resolved teacher checkpoints), or, for runs
     released before their teachers exist, the scoring config; so a grid whose teachers or scores
@@ -150,7 +120,7 @@ def grid_name(cfg: ExperimentConfig, runs: list[dict], pins: list | None = None)
         return str(cfg.sweep.name)
     data = {k: v for k, v in to_dict(cfg.data).items() if k not in NOT_IN_RUN_ID}
     recipe = {
-        "runs": runs,
+        "runs": [r.to_dict() for r in runs],
         "student": to_dict(cfg.student),
         "data": data,
         "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
@@ -162,20 +132,14 @@ def grid_name(cfg: ExperimentConfig, runs: list[dict], pins: list | None = None)
     return f"sweep-{config_hash(recipe)[:10]}"
 
 
-def rows_of(store: CheckpointStore, planned: list[dict]) -> list[dict]:
+def rows_of(store: CheckpointStore, planned: Sequence[PlannedRun]) -> list[dict]:
     """The result rows of the planned runs that have finished."""
-    ids = {p["run_id"] for p in planned}
+    ids = {p.run_id for p in planned}
     return [r for r in store.read_results() if r.get("run_id") in ids]
 
 
 def student_parameters(cfg: ExperimentConfig, arch: str) -> int:
     """Parameters of one student of ``arch`` on this data set (built on the meta device: no memory)."""
-    import torch
-
-    from harness.experiment import load_splits
-    from harness.models import create_model
-    from harness.packing import parameter_count
-
     splits = load_splits(cfg)
     with torch.device("meta"):
         return parameter_count(create_model(arch, num_classes=splits.num_classes, input_shape=splits.input_shape))
@@ -184,10 +148,6 @@ def student_parameters(cfg: ExperimentConfig, arch: str) -> int:
 def pack_size(cfg: ExperimentConfig, arch: str, runs: int, slots: int, device: str = "cpu") -> int:
     """Members per pack: ``sweep.pack_size``, or for ``auto`` what the model size and device allow,
     spread over ``slots`` concurrent trials; 1 with a scheduler or a searcher (they steer single runs)."""
-    import torch
-
-    from harness.packing import auto_pack_size
-
     size = pack_size_setting(cfg.sweep)
     if size is not None:
         return size
@@ -196,23 +156,23 @@ def pack_size(cfg: ExperimentConfig, arch: str, runs: int, slots: int, device: s
     return auto_pack_size(student_parameters(cfg, arch), torch.device(device), runs, slots)
 
 
-def pack_sizes(cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu") -> dict[str, int]:
+def pack_sizes(cfg: ExperimentConfig, runs: Sequence[Run], slots: int = 1, device: str = "cpu") -> dict[str, int]:
     """Members per pack for each student architecture of ``runs``."""
     counts: dict[str, int] = {}
     for run in runs:
-        counts[run["student_arch"]] = counts.get(run["student_arch"], 0) + 1
+        counts[run.student_arch] = counts.get(run.student_arch, 0) + 1
     return {arch: pack_size(cfg, arch, n, slots, device) for arch, n in counts.items()}
 
 
 def make_packs(
-    cfg: ExperimentConfig, runs: list[dict], slots: int = 1, device: str = "cpu", sizes: dict[str, int] | None = None
-) -> list[list[dict]]:
+    cfg: ExperimentConfig, runs: Sequence[Run], slots: int = 1, device: str = "cpu", sizes: dict[str, int] | None = None
+) -> list[list[Run]]:
     """``runs`` cut into packs: runs of one student architecture, in grid order, ``pack_size`` each
     (``sizes``: per architecture, when the caller computed them already, e.g. once per sweep)."""
     sizes = sizes or pack_sizes(cfg, runs, slots, device)
-    by_arch: dict[str, list[dict]] = {}
+    by_arch: dict[str, list[Run]] = {}
     for run in runs:
-        by_arch.setdefault(run["student_arch"], []).append(run)
+        by_arch.setdefault(run.student_arch, []).append(run)
     return [group[i : i + sizes[arch]] for arch, group in by_arch.items() for i in range(0, len(group), sizes[arch])]
 
 
@@ -223,39 +183,38 @@ def run_sweep(cfg: ExperimentConfig) -> list[dict]:
     if cfg.sweep.scheduler != "none":
         logger.info("[sweep] note: sweep.scheduler is ignored without Ray (every run trains to the end)")
     planned = plan(cfg)
-    todo = [p["run"] for p in planned if not p["done"]]
-    packs = make_packs(cfg, todo, slots=1, device=str(_device(cfg))) if todo else []
+    todo = [p.run for p in planned if not p.done]
+    packs = make_packs(cfg, todo, slots=1, device=str(resolve_device(cfg.device))) if todo else []
     logger.info(
         f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process, in {len(packs)} pack(s)"
     )
     with Progress(len(todo), "[sweep]", "run", log=logger, final_line=True) as progress:
         for i, pack in enumerate(packs, 1):
-            logger.info(f"[sweep] pack {i}/{len(packs)}: {describe_pack(pack)}")
-            distill_pack(cfg, [run_fields(cfg, run) for run in pack])
+            logger.info(f"[sweep] pack {i}/{len(packs)}: {describe_pack([r.to_dict() for r in pack])}")
+            distill_pack(cfg, pack)
             progress.update(len(pack))
-    open_store(cfg).compact_results()
-    return rows_of(open_store(cfg), planned)
+    return rows_of(open_store(cfg), planned)  # results.{jsonl,csv}: compacted by the verb (harness.pipeline)
 
 
-def trial_runs(config: dict) -> list[dict]:
-    """The runs of a Tune trial's config: ``{"runs": [...]}`` (a pack) or ``{"run": {...}}`` (searchers)."""
+def trial_runs(config: Mapping) -> list[dict]:
+    """The run entries (``Run.to_dict``) of a Tune trial's config: ``{"runs": [...]}`` (a pack) or
+    ``{"run": {...}}`` (searchers, whose entries may lack keys: ``Run.from_dict`` fills them)."""
     return list(config["runs"]) if "runs" in config else [dict(config.get("run", {}))]
 
 
-def describe_pack(runs: list[dict], limit: int = 4) -> str:
-    """One line naming a pack's runs (the first ``limit``): ``mlp_small<-full T=4.0 w=0.5 s0, none s1``."""
+def describe_pack(runs: Sequence[Mapping], limit: int = 4) -> str:
+    """One line naming a pack's runs (trial config entries, the first ``limit``):
+    ``mlp_small<-full T=4.0 w=0.5 s0, none s1``."""
 
-    def one(r: dict) -> str:
-        hp = "" if r.get("teacher_choice") == "none" else f" T={r.get('temperature')} w={r.get('kd_weight')}"
+    def one(r: Mapping) -> str:
+        hp = (
+            ""
+            if choice_of(str(r.get("teacher_choice"))).is_none
+            else f" T={r.get('temperature')} w={r.get('kd_weight')}"
+        )
         return f"{r.get('teacher_choice')}{hp} s{r.get('seed')}"
 
     shown = ", ".join(one(r) for r in runs[:limit]) + (
         f", ... (+{len(runs) - limit} more)" if len(runs) > limit else ""
     )
     return f"{runs[0].get('student_arch')}<-{shown}"
-
-
-def _device(cfg: ExperimentConfig):
-    from harness.training import resolve_device
-
-    return resolve_device(cfg.device)

@@ -13,17 +13,17 @@ offline runs of an experiment sit next to its checkpoints:
 ``sync_command(cfg)`` prints the ``wandb sync`` line that uploads them.
 
 Runs of the harness:
-- sweep trials: ``log_student_run(cfg, name, config, history)``, one run per trial written in one
-  go when it ends (the Tune callback ``harness.cluster.sweep_tracking.StudentRuns`` calls it on
-  the driver: no per-trial W&B actors), grouped by experiment, tagged per trial (see below);
+- students: ``log_student_run(cfg, name, config, history)``, one run per sweep trial written in
+  one go when it ends (on Ray the Tune callback ``harness.cluster.sweep_tracking.StudentRuns``
+  calls it on the driver: no per-trial W&B actors); ``log_student_row(cfg, row)`` for a student
+  trained in this process; grouped by experiment, tagged per trial (see below);
 - teachers: ``log_trajectory(cfg, manifest)``, one run per trajectory (job_type ``teacher``):
   the per-epoch curve from ``manifest['history']`` plus the metrics of every saved checkpoint;
-- scores: ``log_scores(cfg, scores, trajectory)``, the score table of one trajectory;
-- leaderboard: ``log_leaderboard(cfg, board)``, the leaderboard as a table.
-The three ``log_*`` functions are idempotent: a marker under ``wandb_dir/.logged/`` remembers a
+- scores and the report: ``harness.tracking_tables`` (``log_scores``, ``log_leaderboard``).
+Runs other than sweep trials are idempotent: a marker under ``wandb_dir/.logged/`` remembers a
 fingerprint of what was logged, so re-running a stage does not create duplicate W&B runs
 (``force=True`` logs again). Tracking never stops the pipeline: a W&B error is logged and the
-function returns None.
+function returns None. ``harness.pipeline`` calls these once per stage, whichever side ran it.
 
 Per-trial tags: (1) the values of ``tag_keys`` looked up in the trial's config (default
 ``teacher_choice``; a key matches at the top level, as a dotted path, or as the last component of
@@ -250,9 +250,33 @@ def log_student_run(
 
     def body(wandb, run) -> None:
         for step, metrics in enumerate(history, 1):
-            run.log({k: v for k, v in metrics.items() if _scalar(v)}, step=int(metrics.get("epoch", step)))
+            run.log({k: v for k, v in metrics.items() if is_scalar(v)}, step=int(metrics.get("epoch", step)))
 
-    return _logged_run(cfg, f"student-{name}", None, body, init, force=True, remember=False)
+    return logged_run(cfg, f"student-{name}", None, body, init, force=True, remember=False)
+
+
+def student_curve(row: dict) -> list[dict]:
+    """A result row's per-epoch accuracies as the steps of its W&B run."""
+    pairs = zip(row.get("val_acc_per_epoch") or [], row.get("test_acc_per_epoch") or [])
+    return [{"epoch": e + 1, "val_acc": v, "test_acc": t} for e, (v, t) in enumerate(pairs)]
+
+
+def log_student_row(cfg: ExperimentConfig, row: dict) -> Path | None:
+    """A student trained in this process (``ckd sweep --local``, ``ckd run --local``, ``ckd distill``)
+    as one W&B run named by its run id, like a sweep trial's (``log_student_run``): its row's
+    scalars as the config, its curve as the steps. Logged once per run id (a re-run logs nothing)."""
+    if not enabled(cfg):
+        return None
+    run_id = str(row.get("run_id"))
+    config = {k: v for k, v in row.items() if is_scalar(v)}
+    init = {"name": run_id, "config": config, "job_type": "student", "tags": trial_tags(config)}
+    curve = student_curve(row)
+
+    def body(wandb, run) -> None:
+        for metrics in curve:
+            run.log(metrics, step=metrics["epoch"])
+
+    return logged_run(cfg, f"student-{run_id}", run_id, body, init, force=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +307,7 @@ def _mark_logged(cfg: ExperimentConfig, key: str, fingerprint: str, run_dir: Pat
     os.replace(tmp, path)
 
 
-def _scalar(v: Any) -> bool:
+def is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float, str, bool)) or v is None
 
 
@@ -294,7 +318,7 @@ def _run_dir(run) -> Path | None:
         return None
 
 
-def _logged_run(
+def logged_run(
     cfg: ExperimentConfig,
     key: str,
     fingerprint_of: Any,
@@ -397,206 +421,7 @@ def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -
         "ckpts": [c.get("sha256") for c in ckpts],
     }
     init = {"job_type": "teacher", "name": name, "tags": tags, "config": config}
-    return _logged_run(cfg, f"trajectory-{name}", fingerprint, body, init, force)
-
-
-def score_rows(scores: Any) -> list[dict]:
-    """Flat per-checkpoint rows from a scores file, whatever its nesting: a list of dicts, or the
-    first list of dicts found under ``checkpoints``/``rows``/``scores``/any key (nested dicts
-    become dotted columns; lists become JSON strings)."""
-    from harness.results import flatten_row  # here: results.py imports torch (fileio), tracking must not
-
-    def find(obj: Any) -> list[dict] | None:
-        if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
-            return obj
-        if isinstance(obj, dict):
-            for k in ("checkpoints", "rows", "scores", *obj.keys()):
-                if k in obj:
-                    found = find(obj[k])
-                    if found is not None:
-                        return found
-        return None
-
-    rows = find(scores) or []
-    return [flatten_row(r) for r in rows]
-
-
-def _table(wandb, rows: list[dict]):
-    """A ``wandb.Table`` of dict rows (union of keys as columns). W&B types each column, so a
-    column that mixes numbers with text is stored as text."""
-    columns: list[str] = []
-    for r in rows:
-        columns += [k for k in r if k not in columns]
-    as_text = set()
-    for c in columns:
-        kinds = {isinstance(r[c], (int, float)) and not isinstance(r[c], bool) for r in rows if r.get(c) is not None}
-        if len(kinds) > 1:
-            as_text.add(c)
-
-    def cell(c: str, v: Any) -> Any:
-        if v is None:
-            return None
-        if c in as_text or not _scalar(v):
-            return v if isinstance(v, str) else json.dumps(v, default=str)
-        return v
-
-    data = [[cell(c, r.get(c)) for c in columns] for r in rows]
-    return wandb.Table(columns=columns, data=data, allow_mixed_types=True)
-
-
-def log_scores(cfg: ExperimentConfig, scores: dict, trajectory: str, force: bool = False) -> Path | None:
-    """The score table of one trajectory (one row per checkpoint) as a W&B run with a
-    ``wandb.Table``; top-level scalars of ``scores`` (and small dicts such as selections) go
-    into the run config."""
-    if not enabled(cfg):
-        return None
-    rows = score_rows(scores)
-    config = (
-        {
-            k: v
-            for k, v in scores.items()
-            if _scalar(v) or (isinstance(v, dict) and len(json.dumps(v, default=str)) < 4000)
-        }
-        if isinstance(scores, dict)
-        else {}
-    )
-
-    def body(wandb, run) -> None:
-        if rows:
-            run.log({"scores": _table(wandb, rows)})
-        run.summary["num_checkpoints"] = len(rows)
-        selected = scores.get("selected") if isinstance(scores, dict) else None
-        if isinstance(selected, dict):  # the scorer's picks, e.g. {"recon+accuracy": {"epoch": 160, ...}}
-            run.summary.update(
-                {f"selected/{k}": v["epoch"] for k, v in selected.items() if isinstance(v, dict) and "epoch" in v}
-            )
-
-    init = {
-        "job_type": "scores",
-        "name": f"scores-{trajectory}",
-        "tags": ["scores", trajectory[:MAX_TAG_LEN]],
-        "config": {"trajectory": trajectory, **config},
-    }
-    return _logged_run(cfg, f"scores-{trajectory}", scores, body, init, force)
-
-
-LEADERBOARD_TABLE_KEYS = (
-    "dataset",
-    "teacher_arch",
-    "student_arch",
-    "teacher_choice",
-    "test_mean",
-    "test_std",
-    "n",
-    "delta_vs_none",
-    "teacher_test_acc",
-    "temperature",
-    "kd_weight",
-    "ensemble_reduce",
-    "val_mean",
-    "val_std",
-    "teacher_epochs",
-    "reported_epoch",
-    "unstable",
-)
-PAIRED_TABLE_KEYS = (
-    "ref",
-    "diff_mean",
-    "diff_ci_low",
-    "diff_ci_high",
-    "wins",
-    "ties",
-    "losses",
-    "p_value",
-    "p_holm",
-    "verdict",
-)
-
-
-def leaderboard_table_rows(board: list[dict]) -> list[dict]:
-    """The leaderboard as flat rows for a W&B Table: accuracies and paired differences in
-    percent (points); the reference row has no paired values."""
-    pct = {"test_mean", "test_std", "delta_vs_none", "teacher_test_acc", "val_mean", "val_std"}
-    out = []
-    for b in board:
-        row = {
-            k: (None if b.get(k) is None else 100 * b[k])
-            if k in pct
-            else (b.get(k) if _scalar(b.get(k)) else str(b.get(k)))
-            for k in LEADERBOARD_TABLE_KEYS
-        }
-        c = b.get("vs_ref") or {}
-        for k in PAIRED_TABLE_KEYS:
-            v = c.get(k)
-            row[k] = (
-                b.get("reference")
-                if k == "ref"
-                else (None if c.get("self") or v is None else (100 * v if k.startswith("diff") else v))
-            )
-        out.append(row)
-    return out
-
-
-def claims_table_rows(claims: list[dict]) -> list[dict]:
-    pct = ("choice_acc", "ref_acc", "choice_teacher_acc", "ref_teacher_acc", "diff_mean", "diff_ci_low", "diff_ci_high")
-    return [
-        {k: (None if v is None else 100 * v) if k in pct else v for k, v in c.items() if _scalar(v)} for c in claims
-    ]
-
-
-def selector_table_rows(selectors: dict) -> list[dict]:
-    out = []
-    for (dataset, teacher, student), g in (selectors or {}).get("groups", {}).items():
-        for r in g["rows"]:
-            out.append(
-                {
-                    "dataset": dataset,
-                    "teacher_arch": teacher,
-                    "student_arch": student,
-                    "noise_ceiling": g["noise_ceiling"][0],
-                    **{k: v for k, v in r.items() if _scalar(v)},
-                    "hit1": r["hit1"][0],
-                    "hit3": r["hit3"][0],
-                }
-            )
-    return out
-
-
-def log_leaderboard(
-    cfg: ExperimentConfig,
-    board: list[dict],
-    force: bool = False,
-    claims: list[dict] | None = None,
-    selectors: dict | None = None,
-    plots: Sequence[Path] = (),
-) -> Path | None:
-    """The report in a run of its own (job_type ``leaderboard``): the leaderboard, the claims and
-    the selector evaluation as ``wandb.Table``s (percent), the plots as ``wandb.Image``s."""
-    if not enabled(cfg) or not board:
-        return None
-    tables = {
-        "leaderboard": leaderboard_table_rows(board),
-        "claims": claims_table_rows(claims or []),
-        "selectors": selector_table_rows(selectors or {}),
-    }
-    images = [Path(p) for p in plots if Path(p).is_file()]
-
-    def body(wandb, run) -> None:
-        from harness.report.leaderboard import policy_note
-
-        run.log({k: _table(wandb, v) for k, v in tables.items() if v})
-        if images:
-            run.log({f"plots/{p.stem}": wandb.Image(str(p), caption=p.name) for p in images})
-        run.summary["selection_policy"] = policy_note(board)
-
-    init = {
-        "job_type": "leaderboard",
-        "name": f"leaderboard-{cfg.name}",
-        "tags": ["leaderboard"],
-        "notes": "student test accuracy and paired differences in percent",
-    }
-    fingerprint = {**tables, "plots": [hashlib.sha256(p.read_bytes()).hexdigest() for p in images]}
-    return _logged_run(cfg, "leaderboard", fingerprint, body, init, force)
+    return logged_run(cfg, f"trajectory-{name}", fingerprint, body, init, force)
 
 
 def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:
@@ -610,25 +435,3 @@ def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:
             sync_command(cfg).split("   #")[0],
         )
     return runs
-
-
-__all__ = [
-    "FAST_SETTINGS",
-    "MODES",
-    "claims_table_rows",
-    "enabled",
-    "init_kwargs",
-    "leaderboard_table_rows",
-    "log_leaderboard",
-    "log_scores",
-    "log_student_run",
-    "selector_table_rows",
-    "log_trajectory",
-    "offline_run_dirs",
-    "report_offline_runs",
-    "score_rows",
-    "sync_command",
-    "tracking_mode",
-    "trial_tags",
-    "wandb_dir",
-]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.store import CheckpointStore, atomic_write_json
+from harness.fileio import atomic_write_json
+from harness.store import CheckpointStore
 
 ARCH, DATA, STUDENT = "cnn1d_small", "mnist1d", "mlp_small"
 
@@ -70,16 +71,16 @@ def planted_rows(
     seed_fx = rng.normal(0, 0.005, n_seeds)
     last = max(epoch_effects)
     rows = []
+
+    def acc(effect: float, s: int) -> float:
+        return float(0.70 + effect + seed_fx[s] + rng.normal(0, 0.001))
+
     for s in range(n_seeds):
         ts = s % n_traj
-
-        def acc(effect: float) -> float:
-            return float(0.70 + effect + seed_fx[s] + rng.normal(0, 0.001))
-
         for e, fx in epoch_effects.items():
-            rows.append(result_row(f"epoch:{e}", s, ts, [(traj(ts), e)], acc(fx), teacher_acc=0.9 + e / 1000))
-        rows.append(result_row("full", s, ts, [(traj(ts), last)], acc(epoch_effects[last])))
-        rows.append(result_row("none", s, None, [], acc(-0.03)))
+            rows.append(result_row(f"epoch:{e}", s, ts, [(traj(ts), e)], acc(fx, s), teacher_acc=0.9 + e / 1000))
+        rows.append(result_row("full", s, ts, [(traj(ts), last)], acc(epoch_effects[last], s)))
+        rows.append(result_row("none", s, None, [], acc(-0.03, s)))
         for choice, fx in other_effects.items():
             kind, _, arg = choice.partition(":")
             if kind == "snapshot":
@@ -89,7 +90,7 @@ def planted_rows(
             else:  # selected:<sel>
                 ckpts = [(traj(ts), (picks or {}).get(arg, last))]
             rows.append(
-                result_row(choice, s, ts, ckpts, acc(fx), teacher_acc=0.985 if kind == "full_ensemble" else 0.97)
+                result_row(choice, s, ts, ckpts, acc(fx, s), teacher_acc=0.985 if kind == "full_ensemble" else 0.97)
             )
     return rows
 

@@ -8,8 +8,8 @@ import io
 import pytest
 
 from harness.cli import main
-from harness.report import build_leaderboard, check_claims
-from harness.report.claims import paper_figure, paper_figures
+from harness.report.board import build_leaderboard
+from harness.report.claims import check_claims, paper_figure, paper_figures
 from harness.store import CheckpointStore
 from tests.helpers import QUICKSTART
 from tests.synthetic_results import fill_store, planted_rows
@@ -80,7 +80,7 @@ def test_ckd_claims_reads_the_store_prints_and_writes(tmp_path, capsys):
 
 def test_benchmark_configs_validate_and_hold_every_claim():
     """benchmarks/paper_claims/*.yaml: valid, paired, every checkpoint, both ensembles, T*, 5+ trajectories."""
-    from harness.config import load_config
+    from harness.config_loading import load_config
 
     paths = sorted((QUICKSTART.parents[1] / "benchmarks" / "paper_claims").glob("*.yaml"))
     assert [p.name for p in paths] == [

@@ -22,18 +22,21 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
+from harness.config import Scheduler, TrackingMode
+from harness.config_loading import load_config
+from harness.experiment import open_store
+from harness.scoring.freshness import scores_fresh
+from harness.sweep import sweep_runs
+from tests.helpers import QUICKSTART, LogLines, tiny_overrides
+from tests.helpers import wait_for as _wait_for
 
+ray = pytest.importorskip("ray")
+# harness.cluster imports ray, so these imports must follow the skip guard above (hence E402).
 from harness.cluster.connection import ClusterInfo, ClusterSession, actor_resources, connect  # noqa: E402
 from harness.cluster.errors import ClusterError  # noqa: E402
 from harness.cluster.scoring import Scorer  # noqa: E402
-from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
+from harness.cluster.sweep import run_sweep  # noqa: E402
 from harness.cluster.teachers import TrajectoryRunner  # noqa: E402
-from harness.config import Scheduler, TrackingMode, load_config  # noqa: E402
-from harness.experiment import open_store  # noqa: E402
-from harness.scoring import scores_fresh  # noqa: E402
-from tests.helpers import QUICKSTART, LogLines, tiny_overrides  # noqa: E402
-from tests.helpers import wait_for as _wait_for
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -224,6 +227,7 @@ def swept(trained):
 
 
 def _csv_rows(store):
+    store.compact_results()  # what the verb does after the sweep (harness.pipeline)
     with open(store.results_csv) as f:
         return list(csv.DictReader(f))
 
@@ -232,7 +236,7 @@ def test_sweep_writes_one_row_per_trial_with_tune_identity(swept):
     cfg = swept["session"].cfg
     store = open_store(cfg)
     runs = sweep_runs(cfg)
-    choices = [r["teacher_choice"] for r in runs]
+    choices = [r.teacher_choice for r in runs]
     assert "every_checkpoint" not in choices and {"epoch:10", "epoch:20", "epoch:30"} <= set(choices)
     assert len(runs) == 2 * (1 + 3 + 1 + 1 + 1)
     rows = _csv_rows(store)

@@ -13,23 +13,25 @@ import time
 
 import pytest
 
-ray = pytest.importorskip("ray")
+from harness.config_loading import load_config
+from harness.experiment import open_store
+from harness.sweep import sweep_runs
+from tests.helpers import (
+    QUICKSTART,
+    tiny_overrides,
+    wait_for,
+)
 
+ray = pytest.importorskip("ray")
+# ray and harness.cluster (which imports ray) must follow the skip guard above (hence E402).
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from harness.cluster import connection  # noqa: E402
 from harness.cluster.connection import ClusterSession, check_shared_storage, cluster_info  # noqa: E402
 from harness.cluster.errors import StorageNotSharedError  # noqa: E402
 from harness.cluster.scoring import Scorer  # noqa: E402
-from harness.cluster.sweep import run_sweep, sweep_runs  # noqa: E402
+from harness.cluster.sweep import run_sweep  # noqa: E402
 from harness.cluster.teachers import TrajectoryRunner  # noqa: E402
-from harness.config import load_config  # noqa: E402
-from harness.experiment import open_store  # noqa: E402
-from tests.helpers import (
-    QUICKSTART,
-    tiny_overrides,
-    wait_for,
-)
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError
+from harness.config_loading import load_config
+from harness.registry import known_names
+from harness.teacher_choices import describe_teacher_choices
 from tests.helpers import QUICKSTART
 
 
@@ -89,13 +92,12 @@ def test_list_sorts_naturally_and_explains_choices(capsys):
     assert resnets == ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
     assert main(["list", "choices"]) == 0
     out = capsys.readouterr().out
-    for syntax, example in (
-        ("fraction:F", "fraction:0.5"),
-        ("snapshot:[a,b,...]", "snapshot:[0.5,1.0]"),
-        ("selected:<selector>", "selected:paper"),
-        ("every_checkpoint", "every_checkpoint"),
-    ):
+    described = describe_teacher_choices()  # every choice, each with its syntax and example
+    syntaxes = {s for s, _, _ in described}
+    assert {"fraction:F", "snapshot:[a,b,...]", "selected:<selector>", "every_checkpoint"} <= syntaxes
+    for syntax, example, _ in described:
         assert any(syntax in line and f"e.g. {example}" in line for line in out.splitlines()), (syntax, out)
+    assert f"selectors for selected:<selector>: {', '.join(known_names('selector'))}" in out
     assert "selectors for selected:<selector>: accuracy, binning, ce, kde, paper" in out
 
 

@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from harness.cli import main
-from harness.config import ConfigError, ExperimentConfig, load_config
+from harness.config import ConfigError, ExperimentConfig
+from harness.config_loading import load_config
 from harness.registry import known_names
+from harness.teacher_choices import describe_teacher_choices
 from tests.helpers import QUICKSTART
 
 
@@ -84,8 +86,10 @@ def test_a_refused_config_writes_nothing_through_the_cli(tmp_path_factory, pairs
 
 
 def _valid_choice() -> st.SearchStrategy[str]:
+    kinds = known_names("teacher choice")
+    examples = [example for syntax, example, _ in describe_teacher_choices() if syntax.partition(":")[0] in kinds]
     return st.one_of(
-        st.sampled_from(["none", "full", "full_ensemble:2", "selected_ensemble:2"]),
+        st.sampled_from(examples),  # every registered choice's documented example
         st.integers(1, 80).map(lambda e: f"epoch:{e}"),
         st.floats(0.01, 1.0).map(lambda f: f"fraction:{f:.2f}"),
         st.sampled_from(known_names("selector")).map(lambda s: f"selected:{s}"),

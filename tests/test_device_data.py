@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from harness import precision as prec
 from harness.cli import main
-from harness.config import DEVICE_DATA_MODES, PRECISIONS, ConfigError, load_config
+from harness.config import DEVICE_DATA_MODES, PRECISIONS, ConfigError
+from harness.config_loading import load_config
 from harness.data import DEVICE_DATA_MODES as DATA_MODES
 from harness.data import (
     DataSplits,

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.config import load_config
-from harness.fileio import atomic_write_bytes
-from harness.store import CheckpointStore, StoreError, sha256_file, torch_bytes
+from harness.config_loading import load_config
+from harness.fileio import atomic_write_bytes, sha256_file
+from harness.store import CheckpointStore, StoreError, torch_bytes
 from harness.teachers import train_trajectory
 from tests.helpers import QUICKSTART, tiny_overrides, wait_for
 
@@ -178,7 +178,8 @@ def test_student_state_of_another_run_is_refused(finished):
 
 def _kill_mid_append(path: Path, text: str) -> None:
     """A process that writes ``text`` to ``path`` and is SIGKILLed before finishing the line."""
-    code = f"import os, signal\nf = open({str(path)!r}, 'a')\nf.write({text!r})\nf.flush()\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    lines = ["import os, signal", f"f = open({str(path)!r}, 'a')", f"f.write({text!r})", "f.flush()"]
+    code = "\n".join([*lines, "os.kill(os.getpid(), signal.SIGKILL)", ""])
     assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
 
 
@@ -218,7 +219,7 @@ def test_row_files_are_created_once_and_unreadable_ones_are_moved_aside(tmp_path
 
 TRAIN = """
 import os, time
-from harness.config import load_config
+from harness.config_loading import load_config
 from harness.logs import setup_logging
 from harness.teachers import train_trajectory
 setup_logging()

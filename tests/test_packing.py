@@ -11,14 +11,16 @@ import copy
 import pytest
 import torch
 
-from harness.config import load_config
+from harness.config_loading import load_config
 from harness.data import make_loader
-from harness.distill import RunResolver, distill_pack, distill_student
+from harness.distill import distill_pack, distill_student
 from harness.experiment import load_splits, open_store
 from harness.kd import FrozenTeacher, kd_loss, kd_loss_members
 from harness.models import create_model
 from harness.packing import PackedModel, auto_pack_size
+from harness.runs import ResultRow, Run, RunResolver
 from harness.student_batches import PackBatches
+from harness.sweep import make_packs, plan, sweep_runs
 from harness.teacher_choices import TeacherRef
 from harness.teacher_logits import LogitCache
 from harness.teachers import train_trajectory
@@ -41,7 +43,7 @@ def taught(tmp_path_factory):
 
 
 def _run(cfg, run):
-    return {**{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")}, **run}
+    return Run.from_dict(cfg, run)
 
 
 def _final_state(cfg, runs):
@@ -97,6 +99,39 @@ def test_pack_rows_are_one_per_member_and_a_rerun_skips_them(taught, logs):
     cfg.distill.teacher_choice, cfg.distill.seed = "full", 0  # RUNS[0] alone: found, not trained
     cfg.distill.temperature, cfg.distill.kd_weight, cfg.distill.teacher_seed = 4.0, 0.5, 0
     assert distill_student(cfg)["run_id"] == rows[0]["run_id"]
+
+
+GOLDEN_RUN_IDS = {  # computed by the code before typed runs (harness/runs.py): stored rows stay found
+    ("none", 0, 0.0): "93bbc2c5c9c5b209",
+    ("full", 1, 0.9): "9ca801daeee8d3eb",
+    ("snapshot:[0.5,1.0]", 0, 0.5): "9453acc957ae6d6d",
+    ("full_ensemble:2", 1, 0.5): "90528c6887529a00",
+    ("epoch:2", 0, 0.9): "fc6e7e79533657f9",
+}
+
+
+def test_run_ids_are_those_of_stored_rows(taught):
+    cfg = copy.deepcopy(taught)
+    cfg.sweep.teacher_choices = ["none", "full", "snapshot:[0.5,1.0]", "full_ensemble:2", "epoch:2"]
+    cfg.sweep.seeds, cfg.sweep.temperature, cfg.sweep.kd_weight = [0, 1], [4.0], [0.5, 0.9]
+    ids = {(p.run.teacher_choice, p.run.seed, p.run.kd_weight): p.run_id for p in plan(cfg)}
+    assert {k: ids[k] for k in GOLDEN_RUN_IDS} == GOLDEN_RUN_IDS
+    assert RunResolver(cfg).resolve(Run.from_distill(cfg)).run_id == "c74a43ab73987a23"  # full s0 T=4 w=0.5
+
+
+def test_result_rows_read_back_as_typed_rows(taught, tmp_path):
+    cfg = copy.deepcopy(taught)
+    cfg.storage, cfg.student.epochs = str(tmp_path / "rows"), 1
+    _with_teachers(cfg, taught)
+    rows = distill_pack(cfg, [_run(cfg, r) for r in RUNS[:2]], row_fields={"trial_id": "t1"})
+    for row in rows:
+        typed = ResultRow.from_dict(row)
+        assert typed.to_dict() == row and list(typed.to_dict()) == list(row)  # same keys, order and values
+        assert typed.extra == {"trial_id": "t1"} and set(typed.teacher_metrics) == {
+            f"teacher_{s}_{m}" for s in ("val", "test") for m in ("acc", "loss", "confidence")
+        }
+    stored = {r["run_id"]: r for r in open_store(cfg).read_results()}
+    assert all(ResultRow.from_dict(stored[r["run_id"]]).to_dict() == stored[r["run_id"]] for r in rows)
 
 
 def test_resume_continues_a_pack_and_refuses_another_packs_state(taught, tmp_path):
@@ -166,11 +201,7 @@ def test_teachers_per_batch_give_the_cached_soft_targets(taught):
     """The per-batch path (augmented data) and the cached path see the same batches and targets."""
     splits = load_splits(taught)
     resolver = RunResolver(taught)
-    members = []
-    for r in RUNS:
-        run = resolver.resolve(_run(taught, r))
-        refs = tuple(TeacherRef(c["trajectory"], c["epoch"]) for c in run["teacher_checkpoints"])
-        members.append(type("M", (), {"run": run, "refs": refs})())
+    members = [resolver.resolve(_run(taught, r)) for r in RUNS]  # a resolved run is what a member learns from
     cache = LogitCache(taught, open_store(taught), splits, torch.device("cpu"))
     cached = PackBatches(taught, splits, members, cache, torch.device("cpu"))
     per_batch = PackBatches(
@@ -241,7 +272,7 @@ def test_a_pack_learns_from_teachers_per_batch_on_augmented_device_images(tmp_pa
     for seed in (0, 1):
         train_trajectory(cfg, "resnet8", seed)
     runs = [
-        {**{k: cfg.distill[k] for k in ("teacher_arch", "student_arch", "ensemble_reduce")}, **r}
+        Run.from_dict(cfg, r)
         for r in (
             {"teacher_choice": "snapshot:[1,2]", "seed": 0, "temperature": 4.0, "kd_weight": 0.5, "teacher_seed": 0},
             {"teacher_choice": "full", "seed": 1, "temperature": 2.0, "kd_weight": 0.9, "teacher_seed": 1},
@@ -271,18 +302,16 @@ def test_pack_size_errors_name_the_key(tmp_path, overrides, message):
 
 
 def test_packs_follow_the_grid_per_student_architecture(tmp_path):
-    from harness.sweep import make_packs, sweep_runs
-
     cfg = load_config(
         QUICKSTART, tiny_overrides(tmp_path, **{"sweep.student_archs": "[mlp_small,mlp_tiny]", "sweep.pack_size": 4})
     )
     runs = sweep_runs(cfg)
     packs = make_packs(cfg, runs)
-    assert all(len({r["student_arch"] for r in p}) == 1 for p in packs)
+    assert all(len({r.student_arch for r in p}) == 1 for p in packs)
     for arch in ("mlp_small", "mlp_tiny"):
-        sizes = [len(p) for p in packs if p[0]["student_arch"] == arch]
-        n = sum(r["student_arch"] == arch for r in runs)
+        sizes = [len(p) for p in packs if p[0].student_arch == arch]
+        n = sum(r.student_arch == arch for r in runs)
         assert sizes == [4] * (n // 4) + ([n % 4] if n % 4 else [])
-    assert [r for p in packs for r in p] == sorted(runs, key=lambda r: r["student_arch"] != runs[0]["student_arch"])
+    assert [r for p in packs for r in p] == sorted(runs, key=lambda r: r.student_arch != runs[0].student_arch)
     asha = load_config(QUICKSTART, tiny_overrides(tmp_path, **{"sweep.scheduler": "asha"}))
     assert all(len(p) == 1 for p in make_packs(asha, sweep_runs(asha)))  # auto is 1 with a scheduler

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.config import load_config
-from harness.store import CheckpointStore, sha256_file
+from harness.config_loading import load_config
+from harness.fileio import sha256_file
+from harness.store import CheckpointStore
 from harness.teachers import train_trajectory
 from tests.helpers import QUICKSTART, tiny_overrides
 

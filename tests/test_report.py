@@ -12,8 +12,13 @@ import types
 import pytest
 from omegaconf import OmegaConf
 
-from harness.report import build_leaderboard, make_plots, render, write_leaderboard
-from harness.store import CheckpointStore, atomic_write_json
+from harness.config import ExperimentConfig
+from harness.fileio import atomic_write_json
+from harness.report.board import build_leaderboard
+from harness.report.leaderboard import render
+from harness.report.plots import make_plots
+from harness.report.report import write_report
+from harness.store import CheckpointStore
 
 TRAJ0, TRAJ1 = "cnn1d_small-mnist1d-s0", "cnn1d_small-mnist1d-s1"
 
@@ -180,16 +185,19 @@ def test_empty_results_give_a_clear_message(tmp_path, caplog):
     for fmt in ("text", "markdown", "html"):
         assert "No student results yet" in render([], fmt)
     assert render([], "csv").startswith("dataset,teacher_arch")
-    cfg = OmegaConf.create({"storage": str(tmp_path), "name": "exp"})
-    text = write_leaderboard(cfg)
+    text = write_report(experiment(tmp_path), plots=False).text
     assert "No student results yet" in text and "ckd sweep" in text
     assert not (tmp_path / "exp" / "leaderboard.md").exists()
     assert [m for m in caplog.messages if m.startswith("[report]")] == [
-        f"[report] no results in {CheckpointStore(tmp_path, 'exp').results_jsonl}; leaderboard not written"
+        "[report] no student results yet; nothing written"
     ]
 
 
-def test_write_leaderboard_reads_the_store_and_writes_three_files(tmp_path, rows, caplog):
+def experiment(storage) -> ExperimentConfig:
+    return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), {"storage": str(storage), "name": "exp"})
+
+
+def test_write_report_reads_the_store_and_writes_the_leaderboard_files(tmp_path, rows, caplog):
     caplog.set_level(logging.INFO, logger="harness")
     store = CheckpointStore(tmp_path, "exp")
     for r in rows:
@@ -197,15 +205,20 @@ def test_write_leaderboard_reads_the_store_and_writes_three_files(tmp_path, rows
     store.append_result(
         {**row("full", 9, 0.5, 0.5), "run_id": "broken", "final_test_acc": None}
     )  # unfinished: left out
-    text = write_leaderboard(OmegaConf.create({"storage": str(tmp_path), "name": "exp"}))
+    text = write_report(experiment(tmp_path), plots=False).text
     assert "72.00 ± 2.00" in text and "1 result row(s) without the reported metrics" in " ".join(text.split())
     board = build_leaderboard(store.read_results())
     assert text == render(board, "text")
     for ext, fmt in (("md", "markdown"), ("csv", "csv")):  # the files are exactly the renderings
         assert (store.root / f"leaderboard.{ext}").read_bytes() == render(board, fmt).encode("utf-8")
     page = (store.root / "leaderboard.html").read_text()  # the same table (the page also carries the date)
-    assert '<table id="leaderboard">' in page and page.count("<tr") == 5 and "72.00 ± 2.00" in page
-    assert f"[report] leaderboard written to {store.root}/leaderboard.{{md,csv,html}}" in caplog.messages
+    table = page[page.index('<table id="leaderboard">') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr") == 5 and "72.00 ± 2.00" in table
+    assert (
+        f"[report] written to {store.root}: leaderboard.{{md,csv,html}}, claims.{{md,csv}}, selectors.{{md,csv}}"
+        in caplog.messages
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +301,9 @@ def test_information_plane_plot_from_scorer_rows(plot_store, monkeypatch):
             for k, est in enumerate(("kde", "recon"))
         ] + [{"trajectory": TRAJ0, "epoch": 5, "estimator": "accuracy", "i_x": None, "i_y": 0.3}]
 
-    monkeypatch.setitem(sys.modules, "harness.scoring", types.SimpleNamespace(information_plane=information_plane))
+    monkeypatch.setitem(
+        sys.modules, "harness.scoring.plane", types.SimpleNamespace(information_plane=information_plane)
+    )
     paths = make_plots(OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"}))
     plane = plot_store.root / "plots" / "information_plane.png"
     assert plane in paths and plane.read_bytes()[:4] == b"\x89PNG" and calls == [plot_store.root]

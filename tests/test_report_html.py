@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_config
-from harness.report import write_report
+from harness.config_loading import load_config
+from harness.report.report import write_report
 from harness.store import CheckpointStore
 from tests.helpers import QUICKSTART
 from tests.synthetic_results import fill_store, planted_rows, traj, write_scores
@@ -24,7 +24,8 @@ from tests.synthetic_results import fill_store, planted_rows, traj, write_scores
 EPOCHS = {10: -0.02, 20: 0.0, 30: 0.0, 40: 0.012, 50: 0.0, 60: 0.0, 70: 0.0, 80: 0.0}
 PROBE = """<script>
 window.addEventListener("load", () => {
-  const imgs = [...document.images], b = document.body, rows = id => document.querySelectorAll(`#${id} tbody tr`).length;
+  const imgs = [...document.images], b = document.body;
+  const rows = id => document.querySelectorAll(`#${id} tbody tr`).length;
   b.setAttribute("data-images", imgs.length);
   b.setAttribute("data-rendered", imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length);
   b.setAttribute("data-leaderboard-rows", rows("leaderboard"));

@@ -36,11 +36,12 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from harness.scoring import ESTIMATORS, CheckpointFeatures, ScoringData, TensorConvSource, build_estimator
+from harness.scoring import CheckpointFeatures, ScoringData, TensorConvSource, build_estimator, list_estimators
 from harness.scoring.accuracy import fano_lower_bound
 from harness.scoring.binning import binned_mutual_information
 from harness.scoring.kde import kde_mutual_information
-from harness.scoring.recon import GroupedDecoder, ReconSettings, stop_split, to_unit_interval, train_decoders
+from harness.scoring.recon_decoder import GroupedDecoder, to_unit_interval
+from harness.scoring.recon_training import ReconSettings, stop_split, train_decoders
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -67,12 +68,9 @@ def binary_channel(mu: float, n: int, seed: int) -> tuple[torch.Tensor, torch.Te
     return f[:, None], y
 
 
-def test_registry_lists_all_estimators() -> None:
-    assert set(ESTIMATORS.names()) == {"accuracy", "binning", "ce_bound", "kde", "recon"}
-    for name in ESTIMATORS.names():
-        cls = ESTIMATORS.get(name)
-        assert cls.name == name and cls.description
-        assert cls.x_key or cls.y_key
+def test_registry_holds_the_estimators_tested_here() -> None:
+    # every registered estimator (names, keys, a tiny known case): tests/test_registries.py
+    assert set(list_estimators()) >= {"accuracy", "binning", "ce_bound", "kde", "recon"}
 
 
 # ----------------------------------------------------------------------------- kde

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError
+from harness.config_loading import load_config
 from harness.distill import distill_student
 from harness.experiment import load_splits, open_store
-from harness.scoring import read_scores, read_selected, read_selected_ensemble, score_trajectory, scores_fresh
+from harness.scoring.freshness import scores_fresh
 from harness.scoring.proxy import (
     pick_confidence,
     planned_cost,
@@ -21,7 +22,9 @@ from harness.scoring.proxy import (
     rung_epochs,
     rung_sizes,
 )
-from harness.scoring.selection import ScoresError
+from harness.scoring.runner import score_trajectory
+from harness.scoring.scores_file import ScoresError, read_scores
+from harness.scoring.selection import read_selected, read_selected_ensemble
 from harness.teachers import train_trajectory
 from tests.helpers import QUICKSTART, tiny_overrides
 

@@ -11,7 +11,7 @@ import torch
 
 from harness.scoring import CheckpointFeatures, ScoringData, build_estimator
 from harness.scoring.replicates import jackknife_replicates, standard_error
-from harness.scoring.runner import assign_folds
+from harness.scoring.sample import assign_folds
 from harness.scoring.selection import is_unstable, selection_stability
 
 

@@ -11,19 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError
+from harness.config_loading import load_config
 from harness.experiment import open_store
-from harness.scoring import (
-    ScoresError,
-    ScoringError,
-    information_plane,
-    read_selected,
-    read_selected_ensemble,
-    run_scoring,
-    runner,
-    score_trajectory,
-    scores_fresh,
-)
+from harness.scoring import ScoringError, features
+from harness.scoring.freshness import scores_fresh
+from harness.scoring.plane import information_plane
+from harness.scoring.runner import run_scoring, score_trajectory
+from harness.scoring.scores_file import ScoresError
+from harness.scoring.selection import read_selected, read_selected_ensemble
 from harness.teacher_choices import ResolveContext, TeacherRef, resolve_teacher_choice
 from harness.teachers import train_trajectory
 
@@ -253,12 +249,12 @@ def test_shared_pass_equals_one_checkpoint_at_a_time(storage: Path) -> None:
 def test_conv_stages_recomputed_when_they_do_not_fit_the_cache(storage: Path, monkeypatch) -> None:
     recomputing: list[int] = []
 
-    class CountingSource(runner.ModelConvSource):
+    class CountingSource(features.ModelConvSource):
         def __init__(self, models, x, device) -> None:
             super().__init__(models, x, device)
             recomputing.append(self.num_checkpoints)
 
-    monkeypatch.setattr(runner, "ModelConvSource", CountingSource)
+    monkeypatch.setattr(features, "ModelConvSource", CountingSource)
     cfg = load_config(QUICKSTART, overrides(storage))
     store = open_store(cfg)
     score_trajectory(cfg, store, TRAJ)
@@ -369,7 +365,7 @@ def test_config_validation(tmp_path: Path, key: str, value: object, message: str
 
 def test_scoring_sample_is_a_fixed_subset_of_the_validation_split(tmp_path: Path) -> None:
     from harness.experiment import load_splits
-    from harness.scoring import build_scoring_data
+    from harness.scoring.sample import build_scoring_data
 
     cfg = load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.num_samples": 50}))
     data = build_scoring_data(cfg)
@@ -411,7 +407,7 @@ def test_degenerate_selector_fails_unless_a_fallback_is_configured(storage: Path
 
 def test_scoring_sample_folds_and_training_rows(tmp_path: Path) -> None:
     from harness.experiment import load_splits
-    from harness.scoring import build_scoring_data
+    from harness.scoring.sample import build_scoring_data
 
     cfg = load_config(QUICKSTART, overrides(tmp_path / "runs"))
     data = build_scoring_data(cfg)

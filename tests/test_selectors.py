@@ -10,9 +10,10 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from harness.report.leaderboard import board_for
-from harness.report.plots import plot_selector_cost
-from harness.report.selectors import evaluate_selectors, read_all_scores, render_selectors
+from harness.report.board import board_for
+from harness.report.selector_plot import plot_selector_cost
+from harness.report.selectors import evaluate_selectors, render_selectors
+from harness.scoring.scores_file import read_all_scores
 from harness.store import CheckpointStore
 from tests.synthetic_results import result_row, traj, write_scores
 
@@ -113,7 +114,7 @@ def test_leaderboard_marks_unstable_picks_only_when_flagged(tmp_path):
     }
     assert board["selected:mid"]["unstable"] is True and board["selected:good"]["unstable"] is False
     assert board["selected:other"]["unstable"] is None  # the scores carry no flag for it: nothing shown
-    from harness.report import render
+    from harness.report.leaderboard import render
 
     text = render(list(board.values()), "text")
     assert "selected:mid [unstable]" in text and "selected:good [unstable]" not in text

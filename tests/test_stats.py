@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.report import build_leaderboard
+from harness.report.board import build_leaderboard
 from harness.report.stats import (
     BETTER,
     NO_DIFF,

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from harness.config import ConfigError, load_config
-from harness.sweep import apply_run, expand_teacher_choices, grid_name, plan, sweep_runs
+from harness.config import ConfigError
+from harness.config_loading import load_config
+from harness.runs import Run, teacher_seed_for
+from harness.sweep import expand_teacher_choices, grid_name, plan, sweep_runs
 from tests.helpers import QUICKSTART, tiny_overrides
 
 
@@ -43,19 +45,19 @@ def test_grid_spans_choices_hyperparameters_archs_and_paired_seeds(tmp_path):
     runs = sweep_runs(cfg)
     # none: not repeated over T x kd_weight; full: 2 x 2 grid; x 2 students x 3 seeds
     assert len(runs) == 2 * 3 * (1 + 4)
-    assert len({tuple(sorted(r.items())) for r in runs}) == len(runs)
-    full = [r for r in runs if r["teacher_choice"] == "full"]
-    assert {(r["seed"], r["teacher_seed"]) for r in full} == {(0, 0), (1, 1), (2, 0)}  # paired, wrapping
-    assert {r["student_arch"] for r in runs} == {"mlp_small", "mlp_tiny"}
-    none = [r for r in runs if r["teacher_choice"] == "none"]
-    assert all(r["kd_weight"] == 0.0 for r in none)
+    assert len(set(runs)) == len(runs)
+    full = [r for r in runs if r.teacher_choice == "full"]
+    assert {(r.seed, r.teacher_seed) for r in full} == {(0, 0), (1, 1), (2, 0)}  # paired, wrapping
+    assert {r.student_arch for r in runs} == {"mlp_small", "mlp_tiny"}
+    none = [r for r in runs if r.teacher_choice == "none"]
+    assert all(r.kd_weight == 0.0 for r in none)
     first = _cfg(tmp_path, **{"sweep.teacher_seeds": "first", "teacher.seeds": "[3,4]"})
-    assert {r["teacher_seed"] for r in sweep_runs(first)} == {3}
+    assert {r.teacher_seed for r in sweep_runs(first)} == {3}
 
 
-def test_apply_run_sets_the_distill_section(tmp_path):
-    cfg = _cfg(tmp_path)
-    run = {
+def test_runs_round_trip_through_trial_configs_and_fill_open_keys(tmp_path):
+    cfg = _cfg(tmp_path, **{"sweep.seeds": "[0,1,2]", "teacher.seeds": "[0,1]"})
+    entry = {
         "teacher_arch": "cnn1d_small",
         "teacher_seed": 1,
         "student_arch": "mlp_tiny",
@@ -64,16 +66,16 @@ def test_apply_run_sets_the_distill_section(tmp_path):
         "kd_weight": 0.9,
         "seed": 5,
     }
-    d = apply_run(cfg, run).distill
-    assert (d.teacher_choice, d.teacher_seed, d.student_arch, d.temperature, d.kd_weight, d.seed) == (
-        "fraction:0.5",
-        1,
-        "mlp_tiny",
-        2.0,
-        0.9,
-        5,
-    )
-    assert cfg.distill.teacher_choice == "full"  # the original is untouched
+    run = Run.from_dict(cfg, entry)
+    assert run.to_dict() == entry and list(run.to_dict()) == list(Run.keys())
+    assert all(Run.from_dict(cfg, r.to_dict()) == r for r in sweep_runs(cfg))
+    searcher = Run.from_dict(cfg, {"teacher_choice": "full", "seed": 1})  # a searcher's entry: no teacher seed
+    assert (searcher.teacher_seed, searcher.teacher_arch, searcher.student_arch) == (1, "cnn1d_small", "mlp_small")
+    assert (searcher.temperature, searcher.kd_weight) == (cfg.distill.temperature, cfg.distill.kd_weight)
+    alone = Run.from_distill(cfg)  # ckd distill: the distill section, open teacher seed of seed index 0
+    assert (alone.teacher_choice, alone.seed, alone.teacher_seed) == ("full", 0, teacher_seed_for(cfg, 0))
+    cfg.distill.teacher_seed, cfg.distill.seed = 1, 2
+    assert (Run.from_distill(cfg).teacher_seed, Run.from_distill(cfg).seed) == (1, 2)
 
 
 def test_grid_name_is_stable_and_changes_with_the_grid(tmp_path):

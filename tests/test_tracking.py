@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from harness import tracking
+from harness import tracking, tracking_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,12 +69,13 @@ def test_disabled_is_a_no_op_that_imports_nothing_heavy(tmp_path):
     code = f"""
 import sys
 from omegaconf import OmegaConf
-from harness import tracking
-cfg = OmegaConf.create({{"name": "exp", "storage": {str(tmp_path / "runs")!r}, "tracking": {{"mode": "disabled", "project": "p", "entity": None}}}})
+from harness import tracking, tracking_tables
+tracking_cfg = {{"mode": "disabled", "project": "p", "entity": None}}
+cfg = OmegaConf.create({{"name": "exp", "storage": {str(tmp_path / "runs")!r}, "tracking": tracking_cfg}})
 assert tracking.log_student_run(cfg, "t", {{"teacher_choice": "none"}}, [{{"epoch": 1}}]) is None
 assert tracking.log_trajectory(cfg, {{"name": "t", "history": [{{"epoch": 1, "val_acc": 0.5}}]}}) is None
-assert tracking.log_scores(cfg, {{"checkpoints": [{{"epoch": 1}}]}}, "t") is None
-assert tracking.log_leaderboard(cfg, [{{"teacher_choice": "none"}}]) is None
+assert tracking_tables.log_scores(cfg, {{"checkpoints": [{{"epoch": 1}}]}}, "t") is None
+assert tracking_tables.log_leaderboard(cfg, [{{"teacher_choice": "none"}}]) is None
 assert tracking.offline_run_dirs(cfg) == [] and tracking.sync_command(cfg) is None
 heavy = [m for m in ("wandb", "ray", "torch", "matplotlib") if m in sys.modules]
 assert not heavy, heavy
@@ -203,7 +204,7 @@ def test_offline_smoke_writes_run_folders_without_network(tmp_path, monkeypatch,
 
     assert tracking.log_trajectory(cfg, manifest()) is None  # logged already: no duplicate run
     scores = {"trajectory": "t", "checkpoints": [{"epoch": 2, "kde": {"i_x": 1.5}}, {"epoch": 4, "kde": {"i_x": 2.0}}]}
-    scores_run = tracking.log_scores(cfg, scores, "cnn1d_small-mnist1d-s0")
+    scores_run = tracking_tables.log_scores(cfg, scores, "cnn1d_small-mnist1d-s0")
     table = json.loads(next(scores_run.glob("files/media/table/scores_*.table.json")).read_text())
     assert table["columns"] == ["epoch", "kde.i_x"] and table["data"] == [[2, 1.5], [4, 2.0]]  # nested keys flattened
     board = [
@@ -219,12 +220,62 @@ def test_offline_smoke_writes_run_folders_without_network(tmp_path, monkeypatch,
             "seeds": [0],
         }
     ]
-    board_run = tracking.log_leaderboard(cfg, board)
+    board_run = tracking_tables.log_leaderboard(cfg, board)
     table = json.loads(next(board_run.glob("files/media/table/leaderboard_*.table.json")).read_text())
     row = dict(zip(table["columns"], table["data"][0]))
     assert row["test_mean"] == pytest.approx(70.0) and row["teacher_choice"] == "none"  # accuracies in percent
-    assert tracking.log_leaderboard(cfg, board) is None  # logged already
+    assert tracking_tables.log_leaderboard(cfg, board) is None  # logged already
     assert len(tracking.offline_run_dirs(cfg)) == 3
     assert tracking.sync_command(cfg).startswith(f"wandb sync {tracking.wandb_dir(cfg)}/offline-run-*")
     assert tracking.report_offline_runs(cfg) == tracking.offline_run_dirs(cfg)
     assert f"[tracking] 3 W&B offline run(s) in {tracking.wandb_dir(cfg)}; upload with:" in caplog.text
+
+
+def test_local_students_get_their_wandb_runs_once(tmp_path, monkeypatch):
+    """``ckd run --local`` and ``ckd distill``: one W&B offline run per student trained in this
+    process (as on Ray, where the Tune callback writes them); a re-run logs no student again."""
+    from harness.cli import main
+    from harness.config_loading import load_config
+    from harness.experiment import open_store
+    from tests.helpers import QUICKSTART, tiny_overrides
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # any attempt to reach a server would fail
+    written: list[str] = []  # the keys of the runs W&B wrote (teachers, students)
+    real = tracking.logged_run
+
+    def spy(cfg, key, *args, **kwargs):
+        run_dir = real(cfg, key, *args, **kwargs)
+        if run_dir is not None:
+            written.append(key)
+        return run_dir
+
+    monkeypatch.setattr(tracking, "logged_run", spy)
+    overrides = tiny_overrides(
+        tmp_path / "runs",
+        **{
+            "teacher.seeds": "[0]",
+            "sweep.seeds": "[0]",
+            "sweep.teacher_choices": '["none","full"]',
+            "scoring.estimators": "[accuracy]",
+            "tracking.mode": "offline",
+        },
+    )
+    assert main(["run", str(QUICKSTART), "--local", *overrides]) == 0
+    cfg = load_config(QUICKSTART, overrides)
+    rows = open_store(cfg).read_results()
+    assert len(rows) == 2
+    assert sorted(written) == sorted(["trajectory-cnn1d_small-mnist1d-s0", *(f"student-{r['run_id']}" for r in rows)])
+    runs = tracking.offline_run_dirs(cfg)
+    assert all(
+        json.loads(tracking.wandb_dir(cfg).joinpath(".logged", f"{k}.json").read_text())["run_dir"] for k in written
+    )
+    assert {str(p) for p in runs} >= {
+        json.loads(tracking.wandb_dir(cfg).joinpath(".logged", f"{k}.json").read_text())["run_dir"] for k in written
+    }
+    written.clear()
+    assert main(["sweep", str(QUICKSTART), "--local", *overrides]) == 0  # all trained already: nothing new
+    assert written == []
+    assert main(["distill", str(QUICKSTART), *overrides, "teacher_choice=full", "seed=7"]) == 0
+    new = [r for r in open_store(cfg).read_results() if r["run_id"] not in {x["run_id"] for x in rows}]
+    assert len(new) == 1 and written == [f"student-{new[0]['run_id']}"]

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="$1"; shift
-read -r name root < <(.venv/bin/python -c "import sys; from pathlib import Path; from harness.config import load_config
+read -r name root < <(.venv/bin/python -c "import sys; from pathlib import Path; from harness.config_loading import load_config
 c = load_config(sys.argv[1], sys.argv[2:]); print(c.name, Path(c.storage) / c.name)" "$config" "$@")
 out="benchmarks/results/paper_claims/$name"
 mkdir -p "$out"

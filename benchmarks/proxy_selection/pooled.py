@@ -16,8 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness.report.selectors import evaluate_trajectory, ground_truth, read_all_scores  # noqa: E402
+from harness.report.selectors import evaluate_trajectory, ground_truth  # noqa: E402
 from harness.report.stats import mean_interval  # noqa: E402
+from harness.scoring.scores_file import read_all_scores  # noqa: E402
 from harness.store import CheckpointStore  # noqa: E402
 
 EXPERIMENTS = ("paper-claims-mnist1d", "paper-claims-mnist1d-wide")

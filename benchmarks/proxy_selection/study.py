@@ -29,10 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness.config import load_config  # noqa: E402
+from harness.config_loading import load_config  # noqa: E402
 from harness.experiment import open_store, set_threads  # noqa: E402
 from harness.report.stats import mean_interval, spearman  # noqa: E402
 from harness.scoring.proxy import checkpoint_scores, proxy_results  # noqa: E402
+from harness.scoring.scores_file import checkpoints, picks, scores_path  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "proxy_selection" / "study.yaml"
 SETTINGS = {  # name: scoring.proxy overrides (rungs 3, reduction factor 2 throughout)
@@ -102,15 +103,15 @@ def baselines(gt: dict[str, dict[int, float]], store) -> list[dict]:
     """The MI selectors' and the last checkpoint's validation regret on the same trajectories."""
     out = []
     for traj, truth in sorted(gt.items()):
-        scores = json.loads((store.scores_dir / f"{traj}.json").read_text())
-        for sel, picked in scores["selected"].items():
-            if not picked.get("degenerate"):
-                score = {c["epoch"]: c["normalized"][sel]["score"] for c in scores["checkpoints"]}
+        scores = json.loads(scores_path(store, traj).read_text())
+        for sel, picked in picks(scores).items():
+            if not picked.degenerate:
+                score = {c.epoch: c.normalized[sel]["score"] for c in checkpoints(scores)}
                 out.append(
                     {
                         "setting": f"MI: {sel}",
                         "trajectory": traj,
-                        **judge(truth, int(picked["epoch"]), score),
+                        **judge(truth, picked.epoch, score),
                         "student_epochs": 0,
                         "seconds": None,
                     }

@@ -201,7 +201,8 @@ def actor_resources(cfg: ExperimentConfig, kind: str, info: ClusterInfo) -> dict
     if gpus > 0 and info.num_gpus == 0:
         if not info._gpu_note_done:
             logger.info(
-                f"[cluster] the cluster has no GPUs: cluster.{kind}.gpus={gpus:g} (and any other gpus) run as gpus=0 on CPU"
+                f"[cluster] the cluster has no GPUs: cluster.{kind}.gpus={gpus:g} (and any other gpus) "
+                "run as gpus=0 on CPU"
             )
             info._gpu_note_done = True
         gpus = 0.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-from harness import tracking
 from harness.cluster.connection import ClusterSession
 from harness.cluster.scoring import Scorer, run_scoring
 from harness.cluster.sweep import run_sweep
@@ -19,13 +18,11 @@ from harness.config import ExperimentConfig
 
 
 def train_teachers(session: ClusterSession, scorer: Scorer | None = None, status=None) -> dict[str, dict]:
-    """Every trajectory in actors; each finished one is logged to W&B and handed to ``scorer``.
-    ``status`` (a ``TeachersStatus``): told to hold new students while a trajectory or the scorer
-    waits for a slot."""
+    """Every trajectory in actors; each finished one is handed to ``scorer`` (W&B: the stage's
+    tracking hook in ``harness.pipeline``). ``status`` (a ``TeachersStatus``): told to hold new
+    students while a trajectory or the scorer waits for a slot."""
 
     def on_finished(name: str, manifest: dict) -> None:
-        if tracking.enabled(session.cfg):
-            tracking.log_trajectory(session.cfg, manifest)
         if scorer is not None:
             scorer.submit(name)
 
@@ -97,7 +94,7 @@ def _run_overlapped(cfg: ExperimentConfig) -> dict[str, float]:
     status, errors = TeachersStatus(), []
     t0 = time.perf_counter()
     with ClusterSession(cfg) as session:
-        session.info  # connect (and check storage) once, in this thread
+        _ = session.info  # connect (and check storage) once, in this thread
         scorer = Scorer(session)
 
         def teachers_then_scores() -> None:

@@ -21,7 +21,7 @@ from ray.tune.search import Searcher
 
 from harness.config import ExperimentConfig
 from harness.experiment import open_store
-from harness.store import trajectory_name
+from harness.teacher_choices import choice_of
 
 logger = logging.getLogger(__name__)
 RECHECK_S = 1.0  # how often the store is asked again about one unfinished trajectory
@@ -58,13 +58,11 @@ class Readiness:
 
     def needs(self, run: dict) -> tuple[tuple[str, ...], bool]:
         """(trajectories the run's teacher choice resolves into, whether it needs their scores)."""
-        kind, _, arg = str(run["teacher_choice"]).partition(":")
-        if kind == "none":
+        choice = choice_of(str(run["teacher_choice"]))
+        if choice.is_none:
             return (), False
-        seed, arch = int(run["teacher_seed"]), run["teacher_arch"]
-        seeds = [seed] + [s for s in self.seeds if s != seed]
-        chosen = seeds[: int(arg)] if kind == "full_ensemble" else [seed]
-        return tuple(trajectory_name(arch, self.cfg.data.name, s) for s in chosen), kind.startswith("selected")
+        names = choice.trajectories(run["teacher_arch"], self.cfg.data.name, int(run["teacher_seed"]), self.seeds)
+        return names, choice.needs_scores
 
     def _check(self, what: str, name: str, fresh: bool = False) -> bool:
         key = (what, name)
@@ -76,7 +74,7 @@ class Readiness:
         if what == "finished":
             ok = self.store.trajectory(name).is_finished()
         else:
-            from harness.scoring import scores_fresh
+            from harness.scoring.freshness import scores_fresh
 
             ok = scores_fresh(self.cfg, name)
         if ok:

@@ -1,7 +1,7 @@
 """The scorer actor (the Ray side of ``harness/scoring``): holds the scoring sample once and
 scores trajectories as they finish.
 
-``ScorerActor`` builds ``harness.scoring.build_scoring_data(cfg)`` (the fixed validation sample)
+``ScorerActor`` builds ``harness.scoring.sample.build_scoring_data(cfg)`` (the fixed validation sample)
 once, then ``score(name)`` calls the core ``score_trajectory`` with it: per trajectory one shared
 pass over all its checkpoints, estimators, normalization, selection, and an atomic write of
 ``scores/<trajectory>.json``. Calls queue on the actor, so under ``ckd run`` the driver submits
@@ -10,9 +10,9 @@ each trajectory the moment it finishes and scoring overlaps the training of the 
 ``Scorer`` is the driver side: it starts an actor on the first trajectory that needs scoring
 (a trajectory whose scores file is already fresh is not sent) and up to ``cluster.scorers``
 actors while every running one is busy, sends each trajectory to the least-loaded actor,
-collects results as they come, logs the score table to W&B, and frees the actors' resources
-when closed. Scores sit on the critical path of ``selected*`` students, so on a cluster that
-finishes many trajectories at once one actor would serialize them.
+collects results as they come, and frees the actors' resources when closed (the pipeline logs
+the score tables to W&B). Scores sit on the critical path of ``selected*`` students, so on a
+cluster that finishes many trajectories at once one actor would serialize them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ScorerActor:
     def __init__(self, cfg: dict, cpus: float) -> None:
         import torch
 
-        from harness.scoring import build_scoring_data
+        from harness.scoring.sample import build_scoring_data
 
         self.cfg = config_from_dict(cfg)
         self.cfg.threads = torch_threads(cpus)
@@ -49,7 +49,7 @@ class ScorerActor:
             )
 
     def score(self, name: str) -> dict:
-        from harness.scoring import score_trajectory
+        from harness.scoring.runner import score_trajectory
 
         with file_log(self.log_path):
             return score_trajectory(self.cfg, self.store, name, self.data)
@@ -97,12 +97,11 @@ class Scorer:
     def submit(self, name: str, force: bool = False) -> None:
         if name in self.results or name in self.refs.values() or name in self.deferred:
             return
-        from harness.scoring import scores_fresh
+        from harness.scoring.freshness import scores_fresh
 
         if not force and scores_fresh(self.cfg, name):
             logger.info(f"[score] {name}: scores are up to date; skipping")
             self.results[name] = {"skipped": True}
-            self._track(name)
             return
         if self.actor is None and not self.ready():
             self.deferred.append(name)
@@ -158,7 +157,8 @@ class Scorer:
             lambda e: ClusterError(
                 f"scoring {name}: the scorer actor died and the cluster.max_actor_restarts="
                 f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}). Give it more "
-                f"memory/CPUs (cluster.scorer.*) or raise the restarts, then re-run `ckd score`. Log: {logs_dir(self.cfg) / 'scorer.log'}"
+                f"memory/CPUs (cluster.scorer.*) or raise the restarts, then re-run `ckd score`. "
+                f"Log: {logs_dir(self.cfg) / 'scorer.log'}"
             ),
         )
         if error is not None:
@@ -178,19 +178,6 @@ class Scorer:
             f"[score] {name}: selected {picks or '-'}; ensembles {ens or '-'} "
             f"({summary.get('timings', {}).get('total_s', 0):.1f}s)"
         )
-        self._track(name)
-
-    def _track(self, name: str) -> None:
-        from harness import tracking
-
-        if not tracking.enabled(self.cfg):
-            return
-        from harness.scoring import read_scores
-
-        try:
-            tracking.log_scores(self.cfg, read_scores(open_store(self.cfg), name), name)
-        except Exception as e:  # tracking never stops the pipeline
-            logger.info(f"[tracking] scores of {name} not logged: {e}")
 
     def wait(self) -> dict[str, dict]:
         """Block until every submitted trajectory is scored; raise if any failed."""
@@ -225,7 +212,8 @@ def run_scoring(session: ClusterSession) -> dict[str, dict]:
                 logger.info(f"[score] {t.name}: not finished; skipping (run `ckd teachers CONFIG` to finish it)")
             elif t.manifest().get("dataset") not in (None, cfg.data.name):
                 logger.info(
-                    f"[score] {t.name}: trained on {t.manifest().get('dataset')}, not data.name={cfg.data.name}; skipping"
+                    f"[score] {t.name}: trained on {t.manifest().get('dataset')}, "
+                    f"not data.name={cfg.data.name}; skipping"
                 )
             else:
                 todo.append(t.name)

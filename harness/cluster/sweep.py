@@ -7,10 +7,10 @@ hyperopt (when installed); ``sweep.scheduler``: none or ASHA on ``val_acc``.
 
 Trainable (``distill_trial``): the core ``distill_pack`` with an ``on_epoch`` hook that calls
 ``tune.report(metrics)`` (the members' means) every epoch and saves the pack's state to
-``student_state.pt`` in the trial's folder every ``sweep.checkpoint_every`` epochs, and ``resume=`` that state, so a trial
-retried by ``FailureConfig(max_failures)`` or restored after a driver crash continues where it
-stopped (Tune checkpoints are not used: ``num_to_keep`` forces an O(trials) experiment snapshot
-every few checkpoints of every trial). Hyperparameters are
+``student_state.pt`` in the trial's folder every ``sweep.checkpoint_every`` epochs, and
+``resume=`` that state, so a trial retried by ``FailureConfig(max_failures)`` or restored after a
+driver crash continues where it stopped (Tune checkpoints are not used: ``num_to_keep`` forces
+an O(trials) experiment snapshot every few checkpoints of every trial). Hyperparameters are
 ranked on ``val_acc`` (``TuneConfig(metric="val_acc", mode="max")``); test accuracy is only
 reported. ``distill_pack`` writes one result row per member (deduplicated by run id), with the
 trial's Tune identity (trial id, name, experiment dir). Each trial logs to ``distill.log`` in its trial folder.
@@ -22,6 +22,7 @@ of the grid, under ``<storage>/<name>/tune/``).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -32,19 +33,20 @@ from pathlib import Path
 from harness.cluster.connection import ClusterSession, torch_threads
 from harness.cluster.errors import SweepError
 from harness.config import ConfigError, ExperimentConfig, to_dict
+from harness.distill import distill_pack
 from harness.experiment import open_store
 from harness.fileio import UnsafeFileError, atomic_write_bytes, safe_torch_load
 from harness.logs import file_log
+from harness.runs import Run
 from harness.store import StoreError
 from harness.sweep import (
-    RUN_KEYS,
+    PlannedRun,
     describe_pack,
     grid_name,
     make_packs,
     pack_sizes,
     plan,
     rows_of,
-    run_fields,
     sweep_runs,
     trial_runs,
 )
@@ -89,13 +91,9 @@ def trial_storage_dir(ctx) -> Path:
 
 def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
     """Tune function trainable: distill the pack of ``config``, report every epoch."""
-    import copy
-
     import ray
     import torch
     from ray import tune
-
-    from harness.distill import distill_pack
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "checkpoint created" line per epoch
     runs = trial_runs(config)
@@ -120,7 +118,7 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
         }
         rows = distill_pack(
             rcfg,
-            [run_fields(cfg, r) for r in runs],
+            [Run.from_dict(cfg, r) for r in runs],
             on_epoch=reporter.on_epoch,
             resume=_load_trial_state(trial_dir, ctx.get_trial_name()),
             row_fields=fields,
@@ -234,22 +232,23 @@ def trial_slots(session: ClusterSession) -> tuple[int, str]:
     return max(1, int(slots)), "cuda" if res["num_gpus"] > 0 else "cpu"
 
 
-def param_space(cfg: ExperimentConfig, runs: list[dict], sizes: dict[str, int] | None = None) -> dict:
-    """``sizes``: members per pack and student arch (``pack_sizes``); default: a pack of one."""
+def param_space(cfg: ExperimentConfig, runs: list[Run], sizes: dict[str, int] | None = None) -> dict:
+    """The trials' configs, made of ``Run.to_dict`` entries. ``sizes``: members per pack and
+    student arch (``pack_sizes``); default: a pack of one."""
     from ray import tune
 
     if cfg.sweep.search == "grid":
-        packs = make_packs(cfg, runs, sizes=sizes or {r["student_arch"]: 1 for r in runs})
+        packs = make_packs(cfg, runs, sizes=sizes or {r.student_arch: 1 for r in runs})
         if len(packs) < len(runs):
             logger.info(
                 f"[sweep] {len(runs)} runs in {len(packs)} packs (sweep.pack_size={cfg.sweep.pack_size}: "
                 f"up to {max(len(p) for p in packs)} students per trial)"
             )
-        return {"runs": tune.grid_search(packs)}
+        return {"runs": tune.grid_search([[r.to_dict() for r in pack] for pack in packs])}
     if cfg.sweep.search == "random":
-        return {"run": tune.choice(runs)}
+        return {"run": tune.choice([r.to_dict() for r in runs])}
     # model-based searchers want flat categorical dimensions; the teacher seed follows the policy
-    dims = {k: sorted({r[k] for r in runs}, key=str) for k in RUN_KEYS if k != "teacher_seed"}
+    dims = {k: sorted({getattr(r, k) for r in runs}, key=str) for k in Run.keys() if k != "teacher_seed"}
     return {"run": {k: tune.choice(v) for k, v in dims.items()}}
 
 
@@ -265,7 +264,7 @@ def _trainable(session: ClusterSession, function: Callable = None):
 
 def build_tuner(
     session: ClusterSession,
-    runs: list[dict],
+    runs: list[Run],
     pins: list | None = None,
     function: Callable | None = None,
     searcher=None,
@@ -351,11 +350,13 @@ def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
     # runs released before they can be resolved: the scoring config pins what selected:* will pick
     sizes = pack_sizes(cfg, runs, *trial_slots(session))
     tuner, path = build_tuner(
-        session, runs, ["overlap", to_dict(cfg.scoring)], searcher=ReadyRuns(cfg, runs, status, pack_sizes=sizes)
+        session,
+        runs,
+        ["overlap", to_dict(cfg.scoring)],
+        searcher=ReadyRuns(cfg, [r.to_dict() for r in runs], status, pack_sizes=sizes),
     )
     errors = _fit(tuner, path)
-    store = open_store(cfg)
-    store.compact_results()
+    store = open_store(cfg)  # results.{jsonl,csv}: compacted by the verb (harness.pipeline)
     _raise_for_errors(cfg, errors)
     status.done.wait()
     return _check_rows(cfg, store, plan(cfg, runs), path) if not status.failed else store.read_results()
@@ -367,27 +368,26 @@ def run_sweep(session: ClusterSession) -> list[dict]:
     runs = sweep_runs(cfg)
     planned = plan(cfg, runs) if cfg.sweep.search == "grid" else []
     store = open_store(cfg)
-    if planned and all(p["done"] for p in planned) and cfg.sweep.num_samples == 1:
+    if planned and all(p.done for p in planned) and cfg.sweep.num_samples == 1:
         logger.info(f"[sweep] all {len(planned)} runs of the grid have results in {store.root}; nothing to run")
         return rows_of(store, planned)
     if planned:
-        todo = sum(not p["done"] for p in planned)
+        todo = sum(not p.done for p in planned)
         logger.info(f"[sweep] {len(planned)} runs in the grid, {todo} to train, {len(planned) - todo} done already")
     else:
         logger.info(f"[sweep] {cfg.sweep.search} search: {cfg.sweep.num_samples} trials over {len(runs)} grid points")
     errors, path = [], None
     # members per pack, once for the grid (it reads the data's shape), not once per Tune experiment
-    sizes = pack_sizes(cfg, [p["run"] for p in planned], *trial_slots(session)) if planned else None
+    sizes = pack_sizes(cfg, [p.run for p in planned], *trial_slots(session)) if planned else None
     for label, part in _slices(cfg, planned, runs):
         tuner, path = build_tuner(
             session,
-            [p["run"] for p in part] if planned else runs,
-            [p["run_id"] for p in part] or None,
+            [p.run for p in part] if planned else runs,
+            [p.run_id for p in part] or None,
             part=label,
             sizes=sizes,
         )
         errors += _fit(tuner, path)
-    store.compact_results()
     _raise_for_errors(cfg, errors)
     return _check_rows(cfg, store, planned, path) if planned else store.read_results()
 
@@ -404,7 +404,7 @@ def _fit(tuner, path: Path) -> list:
     return errors
 
 
-def _slices(cfg: ExperimentConfig, planned: list[dict], runs: list[dict]) -> list[tuple[str, list[dict]]]:
+def _slices(cfg: ExperimentConfig, planned: list[PlannedRun], runs: list[Run]) -> list[tuple[str, list[PlannedRun]]]:
     """The grid cut into Tune experiments of ``sweep.trials_per_experiment`` runs (a fixed cut, so a
     re-run restores the same parts); parts whose runs are all done are left out. The Tune driver
     keeps every trial of an experiment in memory (~80 KB each), so slices bound its memory."""
@@ -412,7 +412,7 @@ def _slices(cfg: ExperimentConfig, planned: list[dict], runs: list[dict]) -> lis
     if not planned or not size or len(planned) <= size:
         return [("", planned)]
     parts = [planned[i : i + size] for i in range(0, len(planned), size)]
-    out = [(f"-part{k:03d}", part) for k, part in enumerate(parts) if not all(p["done"] for p in part)]
+    out = [(f"-part{k:03d}", part) for k, part in enumerate(parts) if not all(p.done for p in part)]
     logger.info(f"[sweep] {len(parts)} Tune experiments of up to {size} runs ({len(out)} with runs to train)")
     return out
 
@@ -431,10 +431,10 @@ def _raise_for_errors(cfg: ExperimentConfig, errors: list) -> None:
     )
 
 
-def _check_rows(cfg: ExperimentConfig, store, planned: list[dict], path: Path) -> list[dict]:
+def _check_rows(cfg: ExperimentConfig, store, planned: list[PlannedRun], path: Path) -> list[dict]:
     """The planned runs' rows; a run without a row is an error unless a scheduler stopped it."""
     rows = rows_of(store, planned)
-    missing = len({p["run_id"] for p in planned}) - len(rows)
+    missing = len({p.run_id for p in planned}) - len(rows)
     if missing and cfg.sweep.scheduler == "none":
         raise SweepError(
             f"{missing} planned runs have no result row in {store.root} although no trial "

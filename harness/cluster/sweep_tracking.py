@@ -13,8 +13,8 @@ from ray import tune
 
 from harness import tracking
 from harness.config import ExperimentConfig
-from harness.distill import RunResolver
-from harness.sweep import run_fields, trial_runs
+from harness.runs import Run, RunResolver
+from harness.sweep import trial_runs
 
 
 class StudentRuns(tune.Callback):
@@ -44,21 +44,13 @@ class StudentRuns(tune.Callback):
             return
         for i, run in enumerate(runs):  # a pack: one W&B run per member, its curves from its result row
             row = self._row(run)
-            curve = (
-                []
-                if row is None
-                else [
-                    {"epoch": e + 1, "val_acc": v, "test_acc": t}
-                    for e, (v, t) in enumerate(zip(row["val_acc_per_epoch"], row["test_acc_per_epoch"]))
-                ]
-            )
+            curve = [] if row is None else tracking.student_curve(row)
             tracking.log_student_run(self.cfg, f"{trial}-m{i}", run, curve, failed=failed or row is None)
 
     def _row(self, run: dict) -> dict | None:
         if self.resolver is None:
             self.resolver = RunResolver(self.cfg)
-        resolved = self.resolver.resolve(run_fields(self.cfg, run))
-        return self.resolver.store.results.find(self.resolver.run_id(resolved))
+        return self.resolver.store.results.find(self.resolver.resolve(Run.from_dict(self.cfg, run)).run_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._write(trial, failed=False)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cache import atomic_write, atomic_write_json, sha256_file
+from harness.fileio import atomic_write, atomic_write_json, sha256_file
+
 from .catalog import register_dataset
 from .splits import DataSplits, TensorSplit, carve_val, preserve_global_rng
 

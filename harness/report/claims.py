@@ -29,6 +29,7 @@ from pathlib import Path
 from harness.report.paired import compare
 from harness.report.stats import holm
 from harness.report.tables import markdown_table, text_table
+from harness.teacher_choices import choice_of, epoch_choice
 
 logger = logging.getLogger(__name__)
 FIGURES = Path(__file__).with_name("paper_figures.json")
@@ -47,10 +48,6 @@ def paper_figures() -> dict:
     return json.loads(FIGURES.read_text())
 
 
-def _kind(choice: str) -> str:
-    return str(choice).split(":", 1)[0]
-
-
 def _epochs(entry: dict) -> list[int]:
     return list(entry.get("checkpoint_epochs") or [])
 
@@ -59,15 +56,17 @@ def _halfway(entries: dict[str, dict], full: dict) -> dict | None:
     if "fraction:0.5" in entries:
         return entries["fraction:0.5"]
     final = max(_epochs(full), default=None)
-    return None if final is None else entries.get(f"epoch:{final // 2}")
+    return None if final is None else entries.get(epoch_choice(final // 2))
 
 
 def _best_intermediate(entries: dict[str, dict], full: dict) -> dict | None:
     final = max(_epochs(full), default=None)
     inter = [
-        b for c, b in entries.items() if _kind(c) == "epoch" and final is not None and int(c.split(":")[1]) < final
+        b
+        for c, b in entries.items()
+        if choice_of(c).epoch is not None and final is not None and choice_of(c).epoch < final
     ]
-    return max(inter, key=lambda b: (b["val_mean"], -int(b["teacher_choice"].split(":")[1]))) if inter else None
+    return max(inter, key=lambda b: (b["val_mean"], -choice_of(b["teacher_choice"]).epoch)) if inter else None
 
 
 def _snapshots(entries: dict[str, dict]) -> list[tuple[dict, dict]]:
@@ -75,7 +74,7 @@ def _snapshots(entries: dict[str, dict]) -> list[tuple[dict, dict]]:
     out = []
     for c, b in sorted(entries.items()):
         ref = entries.get(f"full_ensemble:{b.get('members')}")
-        if _kind(c) == "snapshot" and ref is not None:
+        if choice_of(c).kind == "snapshot" and ref is not None:
             out.append((b, ref))
     return out
 
@@ -110,7 +109,10 @@ def paper_figure(cid: str, dataset: str, teacher: str, student: str) -> str:
     if cid == "2":
         return _pair_figure(f["table2"], dataset, teacher, student, "snapshot", "full_ensemble")
     m = f["table3"]["mean_over_pairs"]
-    return f"{m['selected'] - m['full']:+.2f} pp ({m['selected']:.2f} vs {m['full']:.2f}, mean of 4 CIFAR-100 pairs, {f['table3']['table']})"
+    return (
+        f"{m['selected'] - m['full']:+.2f} pp ({m['selected']:.2f} vs {m['full']:.2f}, "
+        f"mean of 4 CIFAR-100 pairs, {f['table3']['table']})"
+    )
 
 
 def _pair_figure(t: dict, dataset: str, teacher: str, student: str, key: str, ref: str) -> str:
@@ -122,7 +124,8 @@ def _pair_figure(t: dict, dataset: str, teacher: str, student: str, key: str, re
         )
     diffs = [p[key] - p[ref] for p in t["pairs"]]
     return (
-        f"{sum(diffs) / len(diffs):+.2f} pp (mean of {len(diffs)} CIFAR-100 pairs, range {min(diffs):+.2f}..{max(diffs):+.2f}, "
+        f"{sum(diffs) / len(diffs):+.2f} pp (mean of {len(diffs)} CIFAR-100 pairs, "
+        f"range {min(diffs):+.2f}..{max(diffs):+.2f}, "
         f"{t['table']})"
     )
 
@@ -206,7 +209,8 @@ CLAIMS_NOTE = (
     "Holm-corrected across the rows of this table. Verdict: reproduced = significantly better as the paper claims, "
     "contradicted = significantly worse, inconclusive = no detectable difference. Paper figures: "
     "harness/report/paper_figures.json (CIFAR-100; the same pair when this experiment is one, else the mean of the "
-    "paper's pairs). Best intermediate: the epoch whose students have the best mean validation accuracy, reported on test."
+    "paper's pairs). Best intermediate: the epoch whose students have the best mean validation accuracy, "
+    "reported on test."
 )
 
 

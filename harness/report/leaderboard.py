@@ -1,15 +1,8 @@
-"""Leaderboard: result rows -> one line per (dataset, teacher, student, teacher choice).
+"""Leaderboard rendering: a board (``harness.report.board``) as text, Markdown, CSV or HTML.
 
-Selection policy (DESIGN.md section 4): inside each group the hyperparameters
-(temperature, kd_weight, ensemble_reduce) are chosen by the mean *validation* accuracy over
-seeds; the test accuracy of that setting is only reported. Only settings that ran the most
-seeds in their group compete, so a setting with one lucky seed cannot beat one with five.
-The reported epoch is the student's final epoch by default (``reported="final"``) or the epoch
-of its best validation accuracy (``reported="best_val"``); validation and test accuracy are
-always taken at the same epoch.
-
-A board is a plain ``list[dict]`` (accuracies as fractions in [0, 1]); ``render`` turns it into
-text, Markdown, CSV or HTML, and ``write_leaderboard`` writes the files next to the results.
+Every rendering carries the policy note (how the hyperparameters were chosen, what the paired
+columns mean, the power of the comparison); ``harness.report.report.write_report`` writes the
+files next to the results.
 """
 
 from __future__ import annotations
@@ -19,232 +12,23 @@ import html
 import io
 import logging
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+import statistics
+from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-from harness.config import ExperimentConfig
-from harness.report.paired import add_paired_stats, pair_values
-from harness.report.scores import read_all_scores
+from harness.report.board import REPORTED
+from harness.report.paired import PAIRED_COLUMNS
 from harness.report.stats import min_detectable_effect, min_exact_p, pairs_needed
 from harness.report.tables import html_table, markdown_table, page, text_table, wrap
+from harness.teacher_choices import choice_of
 
-REPORTED = {
-    # reported: (validation key used for selection, test key that is reported, words)
-    "final": ("final_val_acc", "final_test_acc", "the student's final epoch"),
-    "best_val": ("best_val_acc", "test_acc_at_best_val", "the student's best-validation epoch"),
-}
 FORMATS = ("text", "markdown", "csv", "html")
 NA = "n/a"
 EMPTY_MESSAGE = "No student results yet: run `ckd sweep CONFIG` (or `ckd run CONFIG`) to fill {where}."
-HPARAMS = ("temperature", "kd_weight", "ensemble_reduce")
-ENSEMBLE_KINDS = ("snapshot", "full_ensemble", "selected_ensemble")
 
 logger = logging.getLogger(__name__)
-
-# (dataset, teacher_arch, student_arch, teacher_choice) -> (T, kd_weight, reduce) -> rows
-_Groups = dict[tuple, dict[tuple, list[dict]]]
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
-
-
-def _std(xs: list[float]) -> float | None:
-    """Sample standard deviation (n - 1); None for a single value (shown as n/a)."""
-    if len(xs) < 2:
-        return None
-    m = _mean(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
-def _choice_kind(choice: str) -> str:
-    return str(choice).split(":", 1)[0]
-
-
-def _short(trajectory: str) -> str:
-    """``cnn1d_small-mnist1d-s2`` -> ``s2`` (the seed part of a trajectory name)."""
-    return str(trajectory).rsplit("-", 1)[-1]
-
-
-def _teacher_epochs(rows: list[dict]) -> str:
-    """The teacher checkpoints the choice resolved to, per run, compactly: ``80`` when every run
-    used the same epochs of its own trajectory (``full`` over paired teacher seeds), ``40+80`` for
-    a snapshot, ``80+80`` for an ensemble of two trajectories, ``s0:20 s1:40 s2:20`` when the
-    epochs differ between trajectories (e.g. ``selected:paper``)."""
-    per_run: dict[str, str] = {}
-    for r in rows:
-        ckpts = r.get("teacher_checkpoints") or []
-        if not ckpts:
-            continue
-        epochs = sorted((c.get("epoch") for c in ckpts), key=lambda e: (e is None, e))
-        trajs = sorted({str(c.get("trajectory")) for c in ckpts})
-        per_run[trajs[0] if len(trajs) == 1 else "+".join(trajs)] = "+".join(str(e) for e in epochs)
-    labels = sorted(set(per_run.values()))
-    if len(labels) <= 1:
-        return labels[0] if labels else ""
-    if all("+" not in t for t in per_run):
-        return " ".join(f"{_short(t)}:{e}" for t, e in sorted(per_run.items()))
-    return ", ".join(labels)
-
-
-def _members(rows: list[dict]) -> int:
-    """The most teacher checkpoints any run of the entry learned from (1: a single teacher)."""
-    return max((len(r.get("teacher_checkpoints") or []) for r in rows), default=0)
-
-
-def _group_rows(rows: Iterable[dict], val_key: str, test_key: str) -> tuple[_Groups, int]:
-    """Plan: sort the rows into groups (one per leaderboard line) and, inside each, settings
-    (one per hyperparameter tuple); also count the rows left out for missing metrics."""
-    groups: _Groups = defaultdict(lambda: defaultdict(list))
-    skipped = 0
-    for r in rows:
-        if _num(r.get(val_key)) is None or _num(r.get(test_key)) is None:
-            skipped += 1
-            continue
-        choice = str(r.get("teacher_choice", "?"))
-        is_none = _choice_kind(choice) == "none"
-        gkey = (
-            str(r.get("dataset", "?")),
-            None if is_none else r.get("teacher_arch"),
-            str(r.get("student_arch", "?")),
-            choice,
-        )
-        hkey = (None, None, None) if is_none else tuple(r.get(h) for h in HPARAMS)
-        groups[gkey][hkey].append(r)
-    return groups, skipped
-
-
-def _choose_setting(settings: dict[tuple, list[dict]], val_key: str) -> tuple[tuple, list[dict]]:
-    """The hyperparameter setting of one group with the best mean validation accuracy, among
-    the settings that ran the most seeds; ties go to the smaller T, then kd_weight."""
-    most = max(len(v) for v in settings.values())
-    candidates = {h: v for h, v in settings.items() if len(v) == most}
-
-    def rank(item: tuple[tuple, list[dict]]) -> tuple:
-        h, v = item
-        return (
-            -_mean([float(r[val_key]) for r in v]),
-            tuple((x is None, x if isinstance(x, (int, float)) else str(x)) for x in h),
-        )
-
-    return sorted(candidates.items(), key=rank)[0]
-
-
-def _present(chosen: list[dict], key: str) -> list[float]:
-    """The numeric values of ``key`` in the rows (missing and NaN left out)."""
-    return [v for v in (_num(r.get(key)) for r in chosen) if v is not None]
-
-
-def _seed_key(seed: Any) -> tuple:
-    """Sort key for seeds: numbers first (by value), then anything else (by text)."""
-    return (not isinstance(seed, (int, float)), seed if isinstance(seed, (int, float)) else str(seed))
-
-
-def _reported_epoch(reported: str, epochs: list[int], best_epochs: list[float]) -> str:
-    """The reported epoch in words: ``final (10)`` or ``best val (mean 5.5)``."""
-    if reported == "final":
-        return f"final ({'/'.join(map(str, epochs))})" if epochs else "final"
-    return f"best val (mean {_mean(best_epochs):.1f})" if best_epochs else "best val"
-
-
-def _entry(gkey: tuple, settings: dict[tuple, list[dict]], reported: str, skipped: int) -> dict:
-    """Compute one leaderboard line from the settings of its group (see ``build_leaderboard``)."""
-    val_key, test_key, _ = REPORTED[reported]
-    dataset, t_arch, s_arch, choice = gkey
-    (t, w, red), chosen = _choose_setting(settings, val_key)
-    tests = [float(r[test_key]) for r in chosen]
-    vals = [float(r[val_key]) for r in chosen]
-    t_test, t_val = _present(chosen, "teacher_test_acc"), _present(chosen, "teacher_val_acc")
-    best_epochs = _present(chosen, "best_val_epoch")
-    epochs = sorted({int(r["epochs"]) for r in chosen if _num(r.get("epochs")) is not None})
-    return {
-        "dataset": dataset,
-        "teacher_arch": t_arch,
-        "student_arch": s_arch,
-        "teacher_choice": choice,
-        "test_mean": _mean(tests),
-        "test_std": _std(tests),
-        "n": len(chosen),
-        "seeds": sorted({r.get("seed") for r in chosen}, key=_seed_key),
-        "val_mean": _mean(vals),
-        "val_std": _std(vals),
-        "teacher_test_acc": _mean(t_test) if t_test else None,
-        "teacher_val_acc": _mean(t_val) if t_val else None,
-        "temperature": t,
-        "kd_weight": w,
-        "ensemble_reduce": red,
-        "settings_tried": len(settings),
-        "teacher_epochs": _teacher_epochs(chosen),
-        "epochs": epochs[0] if len(epochs) == 1 else (epochs or None),
-        "reported": reported,
-        "reported_epoch": _reported_epoch(reported, epochs, best_epochs),
-        "best_val_epoch_mean": _mean(best_epochs) if best_epochs else None,
-        "skipped_rows": skipped,
-        "members": _members(chosen),
-        "checkpoint_epochs": sorted(
-            {
-                int(c["epoch"])
-                for r in chosen
-                for c in (r.get("teacher_checkpoints") or [])
-                if c.get("epoch") is not None
-            }
-        ),
-        "trajectories": sorted(
-            {str(c.get("trajectory")) for r in chosen for c in (r.get("teacher_checkpoints") or [])}
-        ),
-        "pairs": pair_values(chosen, test_key),
-    }
-
-
-def _record_deltas_and_sort(board: list[dict]) -> None:
-    """Record: add ``delta_vs_none`` (against the no-teacher line of the same dataset and
-    student, None without one) and sort by dataset, student, then test accuracy (best first)."""
-    baseline = {
-        (b["dataset"], b["student_arch"]): b["test_mean"] for b in board if _choice_kind(b["teacher_choice"]) == "none"
-    }
-    for b in board:
-        base = baseline.get((b["dataset"], b["student_arch"]))
-        b["delta_vs_none"] = None if base is None else b["test_mean"] - base
-    board.sort(
-        key=lambda b: (b["dataset"], b["student_arch"], -b["test_mean"], str(b["teacher_arch"]), b["teacher_choice"])
-    )
-
-
-def build_leaderboard(
-    rows: Iterable[dict], reported: str = "final", reference: str = "full", alpha: float = 0.05
-) -> list[dict]:
-    """Aggregate result rows (``CheckpointStore.read_results()``) into leaderboard entries.
-
-    Each entry: dataset, teacher_arch, student_arch, teacher_choice; ``test_mean``/``test_std``
-    (student test accuracy over seeds at the reported epoch, std None when n == 1), ``n``,
-    ``seeds``, ``val_mean``/``val_std`` (the selection criterion), ``teacher_test_acc`` /
-    ``teacher_val_acc`` (mean accuracy of the resolved teacher or ensemble; None for ``none``),
-    the chosen ``temperature``/``kd_weight``/``ensemble_reduce`` (None for ``none``),
-    ``settings_tried``, ``teacher_epochs``, ``epochs``, ``reported_epoch`` (words),
-    ``best_val_epoch_mean``, ``delta_vs_none``, ``reported``, ``members`` (checkpoints per run),
-    ``trajectories``, ``pairs`` ({(seed, teacher seed): test acc}) and the paired comparisons
-    ``vs_ref`` (against ``reference``) and ``vs_none`` (``harness.report.paired``). Sorted by
-    dataset, student, then mean test accuracy (best first).
-    """
-    if reported not in REPORTED:
-        raise ValueError(f"reported={reported!r}: choose one of {', '.join(REPORTED)}")
-    val_key, test_key, _ = REPORTED[reported]
-    groups, skipped = _group_rows(rows, val_key, test_key)
-    board = [_entry(gkey, settings, reported, skipped) for gkey, settings in groups.items()]
-    _record_deltas_and_sort(board)
-    add_paired_stats(board, reference, alpha)
-    return board
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,11 +62,11 @@ def _is_ensemble(b: dict) -> bool:
 
 
 def _hp(b: dict, key: str) -> str:
-    return "-" if _choice_kind(b["teacher_choice"]) == "none" else _plain(b[key])
+    return "-" if choice_of(b["teacher_choice"]).is_none else _plain(b[key])
 
 
 def _choice_cell(b: dict) -> str:
-    return b["teacher_choice"] + (" [unstable]" if b.get("unstable") else "")
+    return choice_of(b["teacher_choice"]).label + (" [unstable]" if b.get("unstable") else "")
 
 
 def _diff_cell(c: dict | None) -> str:
@@ -341,21 +125,6 @@ def is_numeric_header(header: str) -> bool:
     return header in NUMERIC_HEADERS or header.startswith("Δ")
 
 
-# the paired columns of the CSV, named as the issue asks, in percentage points
-PAIRED_CSV = (
-    "ref",
-    "diff_mean",
-    "diff_ci_low",
-    "diff_ci_high",
-    "wins",
-    "ties",
-    "losses",
-    "p_value",
-    "p_holm",
-    "verdict",
-)
-
-
 def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
     """One paired CSV cell: ``-`` on the reference row (except ``ref``), n/a without pairs."""
     if key == "ref":
@@ -369,6 +138,10 @@ def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
     if key in ("p_value", "p_holm"):
         return NA if math.isnan(c[key]) else f"{c[key]:.6g}"
     return c[key]
+
+
+def _paired_cell(side: str, key: str, reference: str, b: dict) -> Any:
+    return _paired_csv(b.get(side), key, reference)
 
 
 def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
@@ -385,8 +158,8 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
         ("n", lambda b: b["n"]),
         ("seeds", lambda b: " ".join(map(str, b["seeds"]))),
     ]
-    paired = [(k, (lambda k: lambda b: _paired_csv(b.get("vs_ref"), k, ref))(k)) for k in PAIRED_CSV]
-    vs_none = [(f"none_{k}", (lambda k: lambda b: _paired_csv(b.get("vs_none"), k, "none"))(k)) for k in PAIRED_CSV[1:]]
+    paired = [(k, partial(_paired_cell, "vs_ref", k, ref)) for k in PAIRED_COLUMNS]
+    vs_none = [(f"none_{k}", partial(_paired_cell, "vs_none", k, "none")) for k in PAIRED_COLUMNS[1:]]
     rest: list[tuple[str, Callable[[dict], Any]]] = [
         ("delta_vs_none_pct", lambda b: _pct(b["delta_vs_none"], 4)),
         ("teacher_test_acc_pct", lambda b: _pct(b["teacher_test_acc"], 4)),
@@ -413,19 +186,21 @@ def power_note(board: list[dict]) -> str:
     ]
     if not tests:
         return "No paired comparison has two or more pairs: no power statement possible."
-    import statistics
-
     sd = statistics.median(c["diff_sd"] for c in tests)
     n = int(statistics.median(c["n"] for c in tests))
     alpha = board[0].get("alpha", 0.05)
     mde, need = min_detectable_effect(sd, n, alpha), pairs_needed(0.003, sd, alpha)
     note = (
-        f"Power: the paired differences vs {_ref_name(board)} spread by {100 * sd:.2f} pp (median sd); with n = {n} pairs "
+        f"Power: the paired differences vs {_ref_name(board)} spread by {100 * sd:.2f} pp (median sd); "
+        f"with n = {n} pairs "
         f"the minimum detectable effect at 80% power (alpha {alpha:g}, two-sided paired t) is {_pct(mde)} pp; "
         f"detecting 0.3 pp would need about {need} seeds (pairs)."
     )
     if min_exact_p(n) >= alpha:
-        note += f" With n = {n} the exact test's smallest possible p is {min_exact_p(n):.3g}: no verdict but 'no detectable difference' is possible."
+        note += (
+            f" With n = {n} the exact test's smallest possible p is {min_exact_p(n):.3g}: "
+            "no verdict but 'no detectable difference' is possible."
+        )
     return note
 
 
@@ -449,7 +224,10 @@ def policy_note(board: list[dict]) -> str:
         f"Seeds per row: {', '.join(map(str, seeds)) or '-'}."
     )
     if any(b.get("unstable") for b in board):
-        note += " [unstable]: the scorer's pick for at least one trajectory is the argmax in fewer than half of the resamples."
+        note += (
+            " [unstable]: the scorer's pick for at least one trajectory is the argmax in fewer than half "
+            "of the resamples."
+        )
     if skipped:
         note += f" {skipped} result row(s) without the reported metrics were left out."
     return note
@@ -528,61 +306,9 @@ def render(board: list[dict], fmt: str = "text", where: str = "results.jsonl") -
         if fmt == "markdown":
             return f"# Leaderboard\n\n{msg}\n"
         if fmt == "html":
-            return f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Leaderboard</title></head><body>\n<p>{html.escape(msg)}</p>\n</body></html>\n'
+            return (
+                '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Leaderboard</title></head><body>\n'
+                f"<p>{html.escape(msg)}</p>\n</body></html>\n"
+            )
         return msg + "\n"
     return _RENDERERS[fmt](board)
-
-
-def leaderboard_paths(root: Path) -> dict[str, Path]:
-    return {"markdown": root / "leaderboard.md", "csv": root / "leaderboard.csv", "html": root / "leaderboard.html"}
-
-
-def mark_unstable(board: list[dict], scores: dict[str, dict]) -> None:
-    """``unstable`` on ``selected:<selector>`` entries: True when the scorer flagged the pick of
-    any of the entry's trajectories, False when it was checked and none was, None (shown as
-    nothing) when the scores carry no such flag."""
-    for b in board:
-        kind, _, selector = b["teacher_choice"].partition(":")
-        if kind != "selected":
-            continue
-        flags = [
-            ((scores.get(t) or {}).get("selected") or {}).get(selector, {}).get("unstable")
-            for t in b.get("trajectories", [])
-        ]
-        flags = [f for f in flags if f is not None]
-        b["unstable"] = any(flags) if flags else None
-
-
-def board_for(
-    cfg: ExperimentConfig, rows: list[dict], scores: dict[str, dict] | None = None, reported: str = "final"
-) -> list[dict]:
-    """The leaderboard of ``rows`` with the config's reference and alpha, unstable picks marked."""
-    from omegaconf import OmegaConf
-
-    reference = str(
-        OmegaConf.select(cfg, "report.reference", default="full")
-    )  # a bare {storage, name} config works too
-    board = build_leaderboard(
-        rows, reported=reported, reference=reference, alpha=float(OmegaConf.select(cfg, "report.alpha", default=0.05))
-    )
-    mark_unstable(board, scores or {})
-    return board
-
-
-def write_leaderboard(cfg: ExperimentConfig, reported: str = "final") -> str:
-    """Read the experiment's results, write ``leaderboard.{md,csv}`` (atomically) next to them
-    and a leaderboard-only ``leaderboard.html`` (``harness.report.report.write_report`` writes
-    the full HTML report), and return the text table. With no results nothing is written and the
-    returned text says how to produce them."""
-    from harness.store import CheckpointStore, atomic_write_bytes
-
-    store = CheckpointStore(cfg.storage, cfg.name)
-    board = board_for(cfg, store.read_results(), read_all_scores(store), reported)
-    text = render(board, "text", where=str(store.results_jsonl))
-    if not board:
-        logger.info("[report] no results in %s; leaderboard not written", store.results_jsonl)
-        return text
-    for fmt, path in leaderboard_paths(store.root).items():
-        atomic_write_bytes(path, render(board, fmt).encode("utf-8"))
-    logger.info("[report] leaderboard written to %s/leaderboard.{md,csv,html}", store.root)
-    return text

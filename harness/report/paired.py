@@ -19,13 +19,23 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from harness.report.stats import holm, paired_test, verdict
+from harness.teacher_choices import choice_of, epoch_choice
 
-NONE = "none"
+NONE = "none"  # the no-teacher choice: every entry is also compared with it (``vs_none``)
 Pairs = dict[tuple, float]
-
-
-def _kind(choice: str) -> str:
-    return str(choice).split(":", 1)[0]
+# the fields of one paired comparison as the report's tables show them (leaderboard CSV, W&B table)
+PAIRED_COLUMNS = (
+    "ref",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "wins",
+    "ties",
+    "losses",
+    "p_value",
+    "p_holm",
+    "verdict",
+)
 
 
 def pair_values(rows: Iterable[dict], key: str) -> Pairs:
@@ -48,7 +58,7 @@ def _by_seed(pairs: Pairs) -> Pairs:
 def matched(a: dict, b: dict) -> tuple[list[tuple], list[float], list[float]]:
     """(keys, values of a, values of b) on the pairs both entries share (sorted keys)."""
     pa, pb = a.get("pairs") or {}, b.get("pairs") or {}
-    if NONE in (_kind(a["teacher_choice"]), _kind(b["teacher_choice"])):
+    if choice_of(a["teacher_choice"]).is_none or choice_of(b["teacher_choice"]).is_none:
         pa, pb = _by_seed(pa), _by_seed(pb)
     keys = sorted(set(pa) & set(pb), key=lambda k: tuple(str(x) for x in k))
     return keys, [pa[k] for k in keys], [pb[k] for k in keys]
@@ -72,7 +82,7 @@ def find_reference(entry: dict, board: list[dict], reference: str) -> dict | Non
         and b["dataset"] == entry["dataset"]
         and b["student_arch"] == entry["student_arch"]
     ]
-    if _kind(reference) == NONE:
+    if choice_of(reference).is_none:
         return same[0] if same else None
     if entry["teacher_arch"] is None:
         return same[0] if len(same) == 1 else None
@@ -119,7 +129,7 @@ def single_checkpoint_rows(rows: Iterable[dict]) -> list[dict]:
     out, seen = [], set()
     for r in rows:
         ckpts = r.get("teacher_checkpoints") or []
-        if _kind(r.get("teacher_choice", "")) != NONE and len(ckpts) == 1 and ckpts[0].get("epoch") is not None:
+        if not choice_of(r.get("teacher_choice", "")).is_none and len(ckpts) == 1 and ckpts[0].get("epoch") is not None:
             key = (
                 ckpts[0].get("trajectory"),
                 int(ckpts[0]["epoch"]),
@@ -135,7 +145,7 @@ def single_checkpoint_rows(rows: Iterable[dict]) -> list[dict]:
             out.append(
                 {
                     **r,
-                    "teacher_choice": f"epoch:{int(ckpts[0]['epoch'])}",
+                    "teacher_choice": epoch_choice(ckpts[0]["epoch"]),
                     "teacher_epoch": int(ckpts[0]["epoch"]),
                     "trajectory": str(ckpts[0].get("trajectory")),
                 }

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import ExperimentConfig, config_hash
+from harness.report.board import board_for
 from harness.report.claims import check_claims, render_claims
-from harness.report.leaderboard import board_for, render
-from harness.report.selectors import evaluate_selectors, read_all_scores, render_selectors
+from harness.report.leaderboard import render
+from harness.report.selectors import evaluate_selectors, render_selectors
+from harness.scoring.scores_file import read_all_scores
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,16 @@ def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
 
 
 def _write(path: Path, text: str) -> None:
-    from harness.store import atomic_write_bytes
+    from harness.fileio import atomic_write_bytes  # here: fileio imports torch, the report tables need not
 
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_claims(root: Path, claims: list[dict]) -> None:
+    """``claims.{md,csv}`` under ``root``: the one writer of the claims files (``write_report``
+    and ``ckd claims``)."""
+    _write(root / "claims.md", render_claims(claims, "markdown"))
+    _write(root / "claims.csv", render_claims(claims, "csv"))
 
 
 def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = True) -> Report:
@@ -68,8 +77,7 @@ def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = T
         return rep
     _write(root / "leaderboard.md", render(rep.board, "markdown"))
     _write(root / "leaderboard.csv", render(rep.board, "csv"))
-    _write(root / "claims.md", render_claims(rep.claims, "markdown"))
-    _write(root / "claims.csv", render_claims(rep.claims, "csv"))
+    write_claims(root, rep.claims)
     _write(root / "selectors.md", render_selectors(rep.selectors, "markdown"))
     _write(root / "selectors.csv", render_selectors(rep.selectors, "csv"))
     if plots:

@@ -31,10 +31,19 @@ import math
 import random
 from collections import defaultdict
 
+from harness.report.board import build_leaderboard
 from harness.report.paired import single_checkpoint_rows
-from harness.report.scores import read_all_scores  # noqa: F401  (re-exported: harness.report.selectors.read_all_scores)
 from harness.report.stats import mean_interval, proportion_interval, spearman
 from harness.report.tables import markdown_table, text_table
+from harness.scoring.scores_file import (
+    checkpoint_epochs,
+    picks,
+    proxy_entries,
+    scoring_timings,
+    selector_estimators,
+    selector_score_by_epoch,
+)
+from harness.teacher_choices import choice_of
 
 logger = logging.getLogger(__name__)
 MAX_SPLITS = 20  # split-half: all balanced splits up to this many, else this many random ones
@@ -45,15 +54,13 @@ def ground_truth(rows: list[dict], reported: str = "final") -> dict[tuple, dict[
     """``{(dataset, teacher_arch, student_arch, trajectory): {epoch: entry}}`` from every run
     that learned from one checkpoint; an entry has ``test_mean``, ``val_mean``, ``n`` and
     ``pairs`` (per student seed), hyperparameters chosen by validation as on the leaderboard."""
-    from harness.report.leaderboard import build_leaderboard
-
     by_traj: dict[tuple, list[dict]] = defaultdict(list)
     for r in single_checkpoint_rows(rows):
         by_traj[(r.get("dataset"), r.get("teacher_arch"), r.get("student_arch"), r["trajectory"])].append(r)
     out: dict[tuple, dict[int, dict]] = {}
     for key, trows in by_traj.items():
         board = build_leaderboard(trows, reported=reported, reference="-", alpha=0.05)
-        out[key] = {int(b["teacher_choice"].split(":")[1]): b for b in board}
+        out[key] = {choice_of(b["teacher_choice"]).epoch: b for b in board}
         for b in board:
             b["rows"] = [r for r in trows if r["teacher_choice"] == b["teacher_choice"]]
     return out
@@ -94,19 +101,10 @@ def split_half(entries: dict[int, dict], seed: int = 0) -> float:
 # per trajectory
 
 
-def _scores_by_epoch(scores: dict, selector: str) -> dict[int, float]:
-    out = {}
-    for c in scores.get("checkpoints", []):
-        v = ((c.get("normalized") or {}).get(selector) or {}).get("score")
-        if v is not None:
-            out[int(c["epoch"])] = float(v)
-    return out
-
-
 def selector_cost(scores: dict, selector: str) -> tuple[float | None, float | None]:
     """(student-epochs, seconds) one trajectory's pick cost: a proxy selector's recorded cost, an
     MI selector's scorer seconds (``selector_cost_s``) and no student-epochs."""
-    proxy = ((scores.get("proxy") or {}).get(selector) or {}).get("cost")
+    proxy = (proxy_entries(scores).get(selector) or {}).get("cost")
     if isinstance(proxy, dict):
         return float(proxy.get("student_epochs") or 0.0), proxy.get("seconds")
     return 0.0, selector_cost_s(scores, selector)
@@ -115,8 +113,8 @@ def selector_cost(scores: dict, selector: str) -> tuple[float | None, float | No
 def selector_cost_s(scores: dict, selector: str) -> float | None:
     """Scorer seconds of one trajectory for the estimators a selector needs (plus the shared
     feature pass and loading); the whole scoring time when the split is not recorded."""
-    t = scores.get("timings") or {}
-    ests = ((scores.get("selectors") or {}).get(selector) or {}).get("estimators")
+    t = scoring_timings(scores)
+    ests = selector_estimators(scores, selector)
     per = t.get("estimators_s")
     if ests and isinstance(per, dict) and all(e in per for e in ests):
         return float(sum(per[e] for e in ests) + (t.get("features_s") or 0.0) + (t.get("load_s") or 0.0))
@@ -154,17 +152,17 @@ def evaluate_trajectory(entries: dict[int, dict], scores: dict) -> dict:
     gt = {e: b["test_mean"] for e, b in entries.items()}
     oracle = _oracle(entries)
     judged: dict[str, dict] = {}
-    for sel, picked in sorted((scores.get("selected") or {}).items()):
-        if not isinstance(picked, dict) or picked.get("epoch") is None or int(picked["epoch"]) not in gt:
+    for sel, picked in sorted(picks(scores).items()):
+        if picked.epoch is None or picked.epoch not in gt:
             continue
         epochs_cost, seconds = selector_cost(scores, sel)
         judged[sel] = {
-            **_judge(gt, oracle, int(picked["epoch"]), _scores_by_epoch(scores, sel)),
+            **_judge(gt, oracle, picked.epoch, selector_score_by_epoch(scores, sel)),
             "cost_s": seconds,
             "student_epochs": epochs_cost,
-            "degenerate": picked.get("degenerate"),
-            "confidence": picked.get("confidence"),
-            "unstable": picked.get("unstable"),
+            "degenerate": picked.degenerate,
+            "confidence": picked.confidence,
+            "unstable": picked.unstable,
         }
     student_epochs, wall = _brute_force(entries)
     judged[BASELINES[0]] = {**_judge(gt, oracle, max(gt), None), "cost_s": 0.0, "student_epochs": 0.0}
@@ -184,7 +182,7 @@ def _complete(key: tuple, entries: dict[int, dict], scores: dict | None) -> str 
     """Why a trajectory cannot be evaluated (None when it can)."""
     if scores is None:
         return f"{key[3]}: no scores (run `ckd score`)"
-    saved = {int(c["epoch"]) for c in scores.get("checkpoints", [])}
+    saved = set(checkpoint_epochs(scores))
     missing = sorted(saved - set(entries))
     if not saved or missing:
         return f"{key[3]} -> {key[2]}: no student results for epoch(s) {missing or 'any'} (sweep `every_checkpoint`)"
@@ -314,9 +312,9 @@ SELECTOR_COLUMNS = [  # (header, cell, numeric)
 
 def group_heading(key: tuple, g: dict) -> str:
     c = g["noise_ceiling"]
-    e = g["epochs"]
+    e, n = g["epochs"], len(g["trajectories"])
     return (
-        f"{key[0]}: {key[1]} -> {key[2]}; {len(g['trajectories'])} trajector{'y' if len(g['trajectories']) == 1 else 'ies'}, "
+        f"{key[0]}: {key[1]} -> {key[2]}; {n} trajector{'y' if n == 1 else 'ies'}, "
         f"checkpoints {e[0]}..{e[-1]} ({len(e)}), >= {g['seeds_per_checkpoint']} student seed(s) per checkpoint; "
         f"noise ceiling (split-half Spearman rho of the ground truth) {_ci(c[0], c[1], c[2])}"
     )
@@ -369,7 +367,8 @@ def render_selectors(result: dict, fmt: str = "markdown") -> str:
         parts += [f"## {heading}" if fmt == "markdown" else heading, "", table(headers, rows, numeric.__contains__), ""]
     if not result["groups"]:
         parts.append(
-            "No trajectory has student results for every saved checkpoint: sweep `every_checkpoint` to evaluate the selectors."
+            "No trajectory has student results for every saved checkpoint: "
+            "sweep `every_checkpoint` to evaluate the selectors."
         )
     parts += [f"Left out: {why}" for why in result["skipped"]]
     return "\n".join(parts).rstrip() + "\n"

@@ -23,7 +23,7 @@ last one, by mean validation accuracy over the proxy seeds (ties: the earlier ep
   ``scoring.proxy.seed``, +1, ...), so candidates differ by their teacher only. The seeds lie
   apart from the sweep's student seeds, so the selector evaluation does not credit the proxy with
   the very students of its ground truth.
-- **One pack.** All students of a rung train as one pack (``harness/packing.py``) on soft targets
+- **One pack.** All students of a rung train as one pack (``harness/student_pack.py``) on soft targets
   from the teacher-logit cache (``teacher_logits.py``). Between rungs the pack shrinks: each
   survivor keeps its weights, momentum and place in the schedule, so a member ends where the same
   student trained alone for as many epochs ends. Only the training split (soft targets) and the
@@ -53,9 +53,15 @@ import torch
 from torch import Tensor
 
 from harness.config import ExperimentConfig, config_hash, to_dict
+from harness.data import DataSplits
+from harness.experiment import load_splits
 from harness.progress import Progress
+from harness.student_pack import StudentPack, build_pack, evaluate, shrink, train_epoch
+from harness.teacher_choices import TeacherRef, choice_of
+from harness.teacher_logits import LogitCache, data_key
 
 from .replicates import UNSTABLE_BELOW, argmax_earliest, fold_weights, summarize_draws
+from .scores_file import ScoresError, checkpoint_shas, has_scores, proxy_entries, read_scores
 from .selection import PROXY_SELECTORS, SELECTORS, TIE_DECIMALS
 
 logger = logging.getLogger(__name__)
@@ -101,9 +107,9 @@ def proxy_selectors(cfg: ExperimentConfig) -> list[str]:
     sc = cfg.scoring
     asked = set(sc.proxy.selectors) | {sc.ensemble_selector, sc.degenerate_fallback}
     for choice in [cfg.distill.teacher_choice, *cfg.sweep.teacher_choices, cfg.report.reference]:
-        kind, _, arg = str(choice).partition(":")
-        if kind == "selected":
-            asked.add(arg)
+        selector = choice_of(str(choice)).selector
+        if selector is not None:
+            asked.add(selector)
     return [name for name in PROXY_SELECTORS if name in asked]
 
 
@@ -132,8 +138,6 @@ def planned_cost(n: int, settings: ProxySettings) -> int:
 
 def proxy_hash(cfg: ExperimentConfig, selector: str, checkpoints: Iterable[tuple[int, str]]) -> str:
     """What fixes a proxy result: its settings, the checkpoints (sha256), the data and the student recipe."""
-    from harness.teacher_logits import data_key
-
     return config_hash(
         {
             "settings": proxy_settings(cfg, selector).to_json(),
@@ -150,30 +154,23 @@ def proxy_hash(cfg: ExperimentConfig, selector: str, checkpoints: Iterable[tuple
 
 def proxy_fresh(cfg: ExperimentConfig, scores: dict) -> bool:
     """Does a scores file hold every proxy selector the config asks for, with matching settings?"""
-    checkpoints = [(c["epoch"], c.get("sha256")) for c in scores.get("checkpoints", [])]
-    held = scores.get("proxy") or {}
+    checkpoints = list(checkpoint_shas(scores).items())
+    held = proxy_entries(scores)
     return all((held.get(s) or {}).get("hash") == proxy_hash(cfg, s, checkpoints) for s in proxy_selectors(cfg))
 
 
 # ----------------------------------------------------------------------------- the pack
 
 
-@dataclass
-class _Member:
-    """One proxy student: its candidate checkpoint and what ``PackBatches`` reads (run, refs)."""
+@dataclass(frozen=True)
+class _Candidate:
+    """One proxy student (a ``Learner`` of the pack): its candidate checkpoint and proxy seed."""
 
     epoch: int
-    run: dict
-    refs: tuple
-
-
-@dataclass
-class _Pack:
-    members: list[_Member]
-    model: Any  # PackedModel
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    batches: Any  # PackBatches
+    seed: int
+    temperature: float
+    kd_weight: float
+    teachers: tuple[TeacherRef, ...]
 
 
 @dataclass
@@ -183,85 +180,32 @@ class _Context:
     cfg: ExperimentConfig
     settings: ProxySettings
     trajectory: str
-    splits: Any  # DataSplits on ``device``
-    cache: Any  # LogitCache
+    splits: DataSplits  # on ``device``
+    cache: LogitCache
     device: torch.device
     schedule_epochs: int
     setup_s: float = 0.0  # data and teacher logits, charged in full to every selector (as if it ran alone)
 
 
-def _members(ctx: _Context, candidates: list[int]) -> list[_Member]:
+def _members(ctx: _Context, candidates: list[int]) -> list[_Candidate]:
     """Candidate-major: every candidate with every proxy seed."""
-    from harness.teacher_choices import TeacherRef
-
     s = ctx.settings
     return [
-        _Member(
-            e, {"seed": seed, "temperature": s.temperature, "kd_weight": s.kd_weight}, (TeacherRef(ctx.trajectory, e),)
-        )
+        _Candidate(e, seed, s.temperature, s.kd_weight, (TeacherRef(ctx.trajectory, e),))
         for e in candidates
         for seed in s.seeds
     ]
 
 
-def _build(ctx: _Context, members: list[_Member], state: dict | None = None) -> _Pack:
-    """A pack of ``members``: fresh students (each initialized from its seed alone, as when trained
-    alone) or, with ``state``, the given weights, momentum and schedule position."""
-    from harness.packing import new_students
-    from harness.student_batches import PackBatches
-
-    model, optimizer, scheduler = new_students(
-        ctx.settings.student,
-        [m.run["seed"] for m in members],
-        ctx.splits,
-        ctx.cfg.student.optim,
-        ctx.schedule_epochs,
-        ctx.device,
-    )
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    return _Pack(members, model, optimizer, scheduler, PackBatches(ctx.cfg, ctx.splits, members, ctx.cache, ctx.device))
+def _build(ctx: _Context, members: list[_Candidate]) -> StudentPack:
+    """A pack of fresh proxy students (each initialized from its seed alone, as when trained alone)
+    whose LR schedule spans the last rung."""
+    return build_pack(ctx.cfg, ctx.settings.student, members, ctx.splits, ctx.cache, ctx.device, ctx.schedule_epochs)
 
 
-def _shrink(ctx: _Context, pack: _Pack, keep: list[int]) -> _Pack:
-    """The pack's members ``keep`` only (rows of every stacked tensor: weights, buffers, momentum)."""
-    index = torch.tensor(keep, dtype=torch.long)
-
-    def take(v: Any) -> Any:
-        return v[index.to(v.device)] if isinstance(v, Tensor) and v.dim() > 0 else v
-
-    weights = {part: {k: take(v) for k, v in tensors.items()} for part, tensors in pack.model.state_dict().items()}
-    opt = pack.optimizer.state_dict()
-    opt = {**opt, "state": {i: {k: take(v) for k, v in st.items()} for i, st in opt["state"].items()}}
-    state = {"model": weights, "optimizer": opt, "scheduler": pack.scheduler.state_dict()}
-    return _build(ctx, [pack.members[i] for i in keep], state)
-
-
-def _train_epoch(ctx: _Context, pack: _Pack, epoch: int) -> None:
-    from harness.packing import train_packed_epoch
-    from harness.training import epoch_seed
-
-    torch.manual_seed(epoch_seed(pack.members[0].run["seed"], epoch))
-    train_packed_epoch(
-        pack.model,
-        pack.batches.epoch(epoch),
-        pack.optimizer,
-        pack.batches.loss,
-        progress=f"[proxy {ctx.settings.selector}] {ctx.trajectory} epoch {epoch}",
-        precision=ctx.cfg.precision,
-    )
-    pack.scheduler.step()
-
-
-def _val_correct(ctx: _Context, pack: _Pack) -> Tensor:
+def _val_correct(pack: StudentPack) -> Tensor:
     """``[members, n_val]``: which validation rows each member classifies right (CPU bool)."""
-    from harness.data import make_loader
-    from harness.packing import predict_packed
-
-    loader = make_loader(ctx.splits.val, ctx.cfg.data.eval_batch_size, shuffle=False, device=ctx.device)
-    logits, y = predict_packed(pack.model, loader, ctx.device, precision=ctx.cfg.precision)
+    logits, y = evaluate(pack, "val")
     return logits.argmax(-1) == y[None]
 
 
@@ -284,14 +228,16 @@ def pick_confidence(correct: np.ndarray, epochs: list[int], draws: int, seed: in
     return summarize_draws(argmax_earliest(acc, TIE_DECIMALS), epochs)
 
 
-def _rung(ctx: _Context, pack: _Pack, index: int, start: int, end: int, progress: Progress) -> tuple[dict, np.ndarray]:
+def _rung(
+    ctx: _Context, pack: StudentPack, index: int, start: int, end: int, progress: Progress
+) -> tuple[dict, np.ndarray]:
     """Train the pack from epoch ``start`` to ``end`` and judge it on validation: the rung's record
     and its right/wrong array ``[candidates, seeds, n_val]``."""
     began = time.perf_counter()
     for epoch in range(start + 1, end + 1):
-        _train_epoch(ctx, pack, epoch)
+        train_epoch(pack, epoch, f"[proxy {ctx.settings.selector}] {ctx.trajectory}")
         progress.update(len(pack.members))
-    correct = _val_correct(ctx, pack).cpu().numpy()
+    correct = _val_correct(pack).cpu().numpy()
     candidates = list(dict.fromkeys(m.epoch for m in pack.members))
     per_seed = {e: [float(correct[j].mean()) for j, m in enumerate(pack.members) if m.epoch == e] for e in candidates}
     record = {
@@ -318,10 +264,10 @@ def successive_halving(ctx: _Context, candidates: list[int]) -> tuple[list[dict]
     with Progress(
         total, f"[proxy {s.selector}] {ctx.trajectory}", unit="student-epoch", log=logger, final_line=True
     ) as progress:
-        for i, (size, end) in enumerate(zip(sizes, ends)):
+        for i, end in enumerate(ends):
             if i > 0:
                 alive = set(rungs[-1]["kept"])
-                pack = _shrink(ctx, pack, [j for j, m in enumerate(pack.members) if m.epoch in alive])
+                pack = shrink(pack, [j for j, m in enumerate(pack.members) if m.epoch in alive])
             record, correct = _rung(ctx, pack, i, start, end, progress)
             keep = sizes[i + 1] if i + 1 < len(sizes) else 1
             record["kept"] = sorted(_ranked({int(e): v for e, v in record["val_acc_mean"].items()})[:keep])
@@ -377,10 +323,6 @@ def _context(
 ) -> _Context:
     """The context of one selector: the data and logit cache are loaded once per trajectory
     (``shared``), and the teacher logits of every candidate are made sure of (timed: set-up)."""
-    from harness.experiment import load_splits
-    from harness.teacher_choices import TeacherRef
-    from harness.teacher_logits import LogitCache
-
     if "splits" not in shared:
         began = time.perf_counter()
         shared["splits"] = load_splits(cfg, device)
@@ -403,12 +345,10 @@ def _context(
 
 def _previous(store: Any, name: str) -> dict[str, dict]:
     """The proxy results of the trajectory's previous scores file ({} without one)."""
-    from .selection import ScoresError, read_scores, scores_path
-
-    if not scores_path(store, name).is_file():
+    if not has_scores(store, name):
         return {}
     try:
-        return dict(read_scores(store, name).get("proxy") or {})
+        return proxy_entries(read_scores(store, name))
     except (ScoresError, AttributeError, TypeError):
         return {}
 

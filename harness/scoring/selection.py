@@ -12,7 +12,8 @@ A selector is computed only when all its estimators are in ``scoring.estimators`
 |------------|--------------------|---------------------|---------------------------------------------|
 | paper      | recon.neg_loss     | accuracy.accuracy   | the paper's Algorithm 1                     |
 | ce         | recon.neg_loss     | ce_bound.i_y        | Algorithm 1 with I(Y;F) >= H(Y) - CE        |
-| kde        | kde.i_x            | kde.i_y_corrected   | KDE (Kolchinsky-Tracey) estimates of both; I(Y;F) minus its shuffled-label floor |
+| kde        | kde.i_x            | kde.i_y_corrected   | KDE estimates of both; I(Y;F) minus its     |
+|            |                    |                     | shuffled-label floor (Kolchinsky-Tracey)    |
 | binning    | binning.i_x        | binning.i_y         | binned estimates of both                    |
 | accuracy   | -                  | accuracy.accuracy   | baseline: best validation accuracy          |
 
@@ -45,26 +46,22 @@ used is the ``scoring.ensemble_selector``'s (default ``paper``; the first comput
 the table's order if that one is not available).
 
 ``read_selected`` / ``read_selected_ensemble`` resolve the teacher choices ``selected:<selector>``
-and ``selected_ensemble:K`` from ``<storage>/<experiment>/scores/<trajectory>.json``.
+and ``selected_ensemble:K`` from the trajectory's scores file (``scores_file.py``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.store import StoreError
-
 from .normalization import normalize
 from .replicates import UNSTABLE_BELOW, argmax_earliest, fold_weights, normalize_rows, resampled_term, summarize_draws
+from .scores_file import ScoresError, checkpoint_shas, checkpoints, ensemble_picks, picks, read_scores
 
-SCORES_SCHEMA_VERSION = 2  # 2: error bars, replicates, selection_confidence, recon on training rows
 TIE_DECIMALS = 9
 
 
@@ -136,10 +133,6 @@ SELECTORS: dict[str, Selector] = {
     )
 }
 PROXY_SELECTORS = [name for name, s in SELECTORS.items() if s.kind == "proxy"]
-
-
-class ScoresError(StoreError, ValueError):
-    """Scores are missing, stale or lack the requested selector; the message says what to run."""
 
 
 def list_selectors() -> list[str]:
@@ -294,30 +287,7 @@ def select_ensemble(epochs: Sequence[int], scores: Sequence[float], k: int, min_
         gap = gap / 2 if gap > 1 else 0.0  # distinct epochs are >= 1 apart, so 0 always works
 
 
-# ----------------------------------------------------------------------------- scores file
-
-
-def scores_path(store: Any, trajectory_name: str) -> Path:
-    return Path(store.scores_dir) / f"{trajectory_name}.json"
-
-
-def read_scores(store: Any, trajectory_name: str) -> dict:
-    """The scores file of one trajectory; ``ScoresError`` if scoring has not run."""
-    path = scores_path(store, trajectory_name)
-    if not path.is_file():
-        raise ScoresError(
-            f"no MI scores for trajectory {trajectory_name}: {path} does not exist; run `ckd score CONFIG` first"
-        )
-    try:
-        scores = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ScoresError(f"scores file {path} is corrupt ({e}); delete it and run `ckd score CONFIG` first") from None
-    if scores.get("schema_version") != SCORES_SCHEMA_VERSION:
-        raise ScoresError(
-            f"scores file {path} has schema {scores.get('schema_version')}, expected {SCORES_SCHEMA_VERSION}; "
-            "run `ckd score CONFIG` first"
-        )
-    return scores
+# ----------------------------------------------------------------------------- teacher choices
 
 
 def _check_fresh(store: Any, trajectory_name: str, scores: dict) -> None:
@@ -326,7 +296,7 @@ def _check_fresh(store: Any, trajectory_name: str, scores: dict) -> None:
     if not traj.exists():
         return  # resolution of the teacher itself will say that the trajectory is missing
     on_disk = {c["epoch"]: c.get("sha256") for c in traj.checkpoints()}
-    scored = {c["epoch"]: c.get("sha256") for c in scores["checkpoints"]}
+    scored = checkpoint_shas(scores)
     if on_disk != scored:
         changed = sorted(e for e in set(on_disk) | set(scored) if on_disk.get(e) != scored.get(e))
         raise ScoresError(
@@ -336,7 +306,7 @@ def _check_fresh(store: Any, trajectory_name: str, scores: dict) -> None:
 
 
 def _require_selector(scores: dict, trajectory_name: str, selector: str) -> None:
-    if selector in scores.get("selected", {}):
+    if selector in picks(scores):
         return
     if selector not in SELECTORS:
         raise ScoresError(f"unknown selector {selector!r}; known: {', '.join(list_selectors())}")
@@ -356,8 +326,7 @@ def _require_selector(scores: dict, trajectory_name: str, selector: str) -> None
 
 def _require_usable(scores: dict, trajectory_name: str, selector: str) -> None:
     """A degenerate selector (same score for every checkpoint) cannot select, unless it has a fallback."""
-    pick = scores["selected"][selector]
-    if pick.get("degenerate") and not pick.get("fallback"):
+    if not picks(scores)[selector].usable:
         raise ScoresError(
             f"selector {selector!r} is degenerate for trajectory {trajectory_name}: its score is the same for "
             "every checkpoint (a saturated estimator), so it cannot select a teacher; choose another selector, or "
@@ -374,7 +343,7 @@ def read_selected(store: Any, trajectory_name: str, selector: str) -> int:
     _require_selector(scores, trajectory_name, selector)
     _require_usable(scores, trajectory_name, selector)
     _check_fresh(store, trajectory_name, scores)
-    return int(scores["selected"][selector]["epoch"])
+    return int(picks(scores)[selector].epoch)
 
 
 def read_selected_ensemble(store: Any, trajectory_name: str, k: int, selector: str | None = None) -> list[int]:
@@ -389,17 +358,19 @@ def read_selected_ensemble(store: Any, trajectory_name: str, k: int, selector: s
     if selector is None:
         raise ScoresError(f"no selector was computed for trajectory {trajectory_name}; run `ckd score CONFIG` first")
     _require_selector(scores, trajectory_name, selector)
-    if scores["selected"][selector].get("degenerate"):
+    if picks(scores)[selector].degenerate:
         raise ScoresError(
             f"selector {selector!r} is degenerate for trajectory {trajectory_name} (same score for every checkpoint), "
-            "so it cannot rank ensemble members; set scoring.ensemble_selector to another selector and run `ckd score CONFIG` first"
+            "so it cannot rank ensemble members; set scoring.ensemble_selector to another selector and "
+            "run `ckd score CONFIG` first"
         )
     _check_fresh(store, trajectory_name, scores)
-    stored = ens["by_k"].get(str(k))
+    stored = ensemble_picks(scores).get(int(k))
     if stored is not None and selector == ens["selector"]:
-        return [int(e) for e in stored["epochs"]]
-    epochs = [c["epoch"] for c in scores["checkpoints"]]
-    values = [c["normalized"][selector]["score"] for c in scores["checkpoints"]]
+        return [int(e) for e in stored]
+    scored = checkpoints(scores)
+    epochs = [c.epoch for c in scored]
+    values = [c.normalized[selector]["score"] for c in scored]
     try:
         members, _ = select_ensemble(epochs, values, k, ens["min_gap_epochs"])
     except ValueError as e:
