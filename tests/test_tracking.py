@@ -7,6 +7,7 @@ import logging
 import pickle
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -116,6 +117,17 @@ def test_trial_tags_from_config_keys_and_wandb_key():
     assert tracking.trial_tags({"a": 1}, tag_keys=("distill.teacher_choice",)) == []
 
 
+def wandb_records(run_dir: Path, expected: tuple[bytes, ...], timeout_s: float = 60.0) -> bytes:
+    """W&B's own record log of a run. Its service process may still be flushing it after
+    ``run.finish()`` returns on a loaded machine, so wait (bounded) until ``expected`` is in it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = next(run_dir.glob("run-*.wandb")).read_bytes()
+        if all(e in records for e in expected) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
+
+
 def test_a_student_run_is_written_in_one_go_with_its_tags_and_curve(tmp_path, monkeypatch):
     """One W&B offline run per trial: config, per-epoch steps, tags (teacher choice + the trial
     config's wandb.tags), written by the driver when the trial ends; nothing when disabled."""
@@ -132,13 +144,11 @@ def test_a_student_run_is_written_in_one_go_with_its_tags_and_curve(tmp_path, mo
     assert run_dir is not None and tracking.wandb_dir(cfg) in run_dir.parents
     again = tracking.log_student_run(cfg, "full-T4-s1", {"teacher_choice": "epoch:20"}, history[:1], failed=True)
     assert again is not None and again != run_dir  # every trial is its own run
-    records = next(run_dir.glob("run-*.wandb")).read_bytes()  # W&B's own record log of the run
+    records = wandb_records(run_dir, (b"full-T4-s0", b"student", b"sweep", b"temperature", b"val_acc", b"0.53"))
     for expected in (b"full-T4-s0", b"student", b"sweep", b"temperature", b"val_acc", b"0.53"):
         assert expected in records, expected
-    assert (
-        b"epoch:20" in next(again.glob("run-*.wandb")).read_bytes()
-        and b"failed" in next(again.glob("run-*.wandb")).read_bytes()
-    )
+    again_records = wandb_records(again, (b"epoch:20", b"failed"))
+    assert b"epoch:20" in again_records and b"failed" in again_records
     assert tracking.trial_tags({"teacher_choice": "full", "wandb": {"tags": ["sweep"]}}, base=["x"]) == [
         "x",
         "full",
