@@ -17,6 +17,7 @@ log more or less verbose; every verb also logs to ``<storage>/<name>/logs/<verb>
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import time
@@ -210,11 +211,50 @@ def run_and_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    except OSError as e:  # disk full, file too large, name too long, permissions: one line naming the file
+        if args.debug:
+            traceback.print_exc()
+        print(f"ckd {args.verb}: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"ckd {args.verb}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
         return 130
     logger.info(f"ckd {args.verb}: done in {time.perf_counter() - began:.1f}s")
     return 0
+
+
+# errno -> (what happened, what to do); ``{f}`` is the file. Writes are atomic, so a failed write
+# leaves the previous file (or none), never half of one.
+OS_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device holding {f}", "free some space or choose another storage=..."),
+    errno.EDQUOT: ("disk quota exceeded writing {f}", "free some space or choose another storage=..."),
+    errno.EFBIG: (
+        "{f} would exceed the largest file allowed here (the file-size limit, `ulimit -f`, or the file system's)",
+        "raise the limit or choose another storage=...",
+    ),
+    errno.ENAMETOOLONG: (
+        "the path {f} is too long for the file system (a name over 255 bytes, or the whole path over its limit)",
+        "choose a shorter name=..., sweep.name=... or storage=...",
+    ),
+    errno.EACCES: ("permission denied on {f}", "fix its permissions or choose another storage=..."),
+    errno.EPERM: ("operation not permitted on {f}", "fix its permissions or choose another storage=..."),
+    errno.EROFS: ("{f} is on a read-only file system", "choose a writable storage=..."),
+    errno.ELOOP: ("{f} is a symbolic link (or a loop of them) where a file belongs", "remove the link"),
+    errno.EMFILE: ("too many open files (opening {f})", "raise `ulimit -n` or lower threads/workers"),
+    errno.EIO: ("input/output error on {f}", "check the disk (or network file system) holding it"),
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an ``OSError``: what happened to which file and what to do; then re-run
+    (finished work is kept)."""
+    f = str(e.filename) if e.filename is not None else "a file (run with --debug to see which)"
+    if e.errno in OS_ERRORS:
+        what, fix = OS_ERRORS[e.errno]
+        what = what.format(f=f)
+    else:
+        what, fix = f"{f}: {e.strerror or str(e) or type(e).__name__}", "check it"
+    return f"{what}; {fix}, then re-run (finished work is kept)"
 
 
 if __name__ == "__main__":

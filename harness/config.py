@@ -3,7 +3,9 @@
 Every stage reads one ``ExperimentConfig``. ``harness.config_loading.load_config`` merges the YAML
 file and ``key=value`` overrides onto this schema, so unknown keys and wrong types fail at once
 with the key named; ``harness.config_validation.validate`` then checks values (ranges, known
-names) before any compute is spent. ``config_hash`` tells whether stored work matches a config.
+names) before any compute is spent. Every int and float field here needs a documented range in
+``harness/config_bounds.py`` (``BOUNDS``): validation walks these dataclasses and refuses a
+numeric field without one. ``config_hash`` tells whether stored work matches a config.
 """
 
 from __future__ import annotations

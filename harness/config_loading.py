@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(
                 "config key 'name': missing; set `name: <experiment>` in the file or name=... on the command line"
             )
+        expand_home(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_omegaconf_message(e)) from None
     validate(cfg)
     return cfg  # type: ignore[return-value]
+
+
+PATH_KEYS = ("storage", "data.root")  # config keys that hold paths on this machine
+
+
+def expand_home(cfg: DictConfig) -> None:
+    """``~`` / ``~user`` at the start of a path key is the home folder, as in a shell, for every
+    consumer (done once, here; without it ``storage=~/x`` was a literal ``./~/x``)."""
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str) and value.startswith("~"):
+            OmegaConf.update(cfg, key, os.path.expanduser(value))
 
 
 def _merge(layers: list[Any], overrides: list[str]) -> DictConfig:

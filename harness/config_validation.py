@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import DEVICE_DATA_MODES, DEVICE_PATTERN, PRECISIONS, ConfigError, is_safe_name
+from harness.config_bounds import MAX_PACK, MAX_THREADS, check_bounds
 from harness.registry import did_you_mean, known_names, parse_name, unknown_name_message
 
 
@@ -34,9 +35,16 @@ def _check_names(values: Any, key: str, kind: str, known: list[str] | None = Non
 
 
 def validate(cfg: Any) -> None:
-    """Check what the schema's types cannot: ranges, known names, consistency (before compute)."""
+    """Check what the schema's types cannot: ranges, known names, consistency (before compute).
+    Every number is finite (checked first) and within ``harness/config_bounds.py``'s bounds (last,
+    so the specific messages below come first)."""
     _check_slug(cfg.name, "name")
-    _check(cfg.threads >= 0, "threads", "must be >= 0 (0: torch's default)")
+    check_bounds(cfg, finite_only=True)
+    _check(
+        0 <= cfg.threads <= MAX_THREADS,
+        "threads",
+        f"{cfg.threads} is out of range; must be in [0, {MAX_THREADS}] (0: torch's default; a fixed cap)",
+    )
     _check(
         DEVICE_PATTERN.fullmatch(str(cfg.device)) is not None,
         "device",
@@ -54,6 +62,7 @@ def validate(cfg: Any) -> None:
     _validate_cluster(cfg.cluster)
     _validate_scoring(cfg.scoring)
     _validate_report(cfg.report)
+    check_bounds(cfg)
 
 
 def _validate_data(d: Any) -> None:
@@ -171,7 +180,11 @@ def pack_size_setting(s: Any) -> int | None:
     text = str(s.pack_size).strip()
     if text == "auto":
         return None
-    _check(text.isdigit() and int(text) >= 1, "sweep.pack_size", f"must be a positive integer or auto, got {text!r}")
+    _check(
+        text.isdigit() and 1 <= int(text) <= MAX_PACK,
+        "sweep.pack_size",
+        f"must be a positive integer or auto (at most {MAX_PACK}), got {text!r}",
+    )
     return int(text)
 
 
@@ -201,7 +214,8 @@ def _validate_cluster(c: Any) -> None:
     _check(c.progress_interval_s > 0, "cluster.progress_interval_s", "must be positive")
     for r in ("trajectory", "trial", "scorer"):
         res = c[r]
-        _check(res.cpus >= 0 and res.gpus >= 0, f"cluster.{r}", "resources must be >= 0")
+        _check(res.cpus >= 0, f"cluster.{r}.cpus", "must be >= 0")
+        _check(res.gpus >= 0, f"cluster.{r}.gpus", "must be >= 0")
         _check(res.cpus > 0 or res.gpus > 0, f"cluster.{r}", "needs some cpus or gpus")
         _check(
             res.gpus <= 1 or float(res.gpus).is_integer(),
@@ -218,7 +232,8 @@ def _validate_scoring(sc: Any) -> None:
     _check(sc.num_samples > 1, "scoring.num_samples", "must be > 1")
     _check(sc.batch_size > 0, "scoring.batch_size", "must be positive")
     _check_known(sc.normalization, "scoring.normalization", known_names("normalization"), "normalization")
-    _check(sc.x_weight >= 0 and sc.y_weight >= 0, "scoring.x_weight/y_weight", "must be >= 0")
+    _check(sc.x_weight >= 0, "scoring.x_weight", "must be >= 0")
+    _check(sc.y_weight >= 0, "scoring.y_weight", "must be >= 0")
     _check(sc.x_weight + sc.y_weight > 0, "scoring.x_weight/y_weight", "must not both be 0")
     _check(all(k >= 2 for k in sc.ensemble_sizes), "scoring.ensemble_sizes", "sizes must be >= 2")
     _check_known(sc.ensemble_selector, "scoring.ensemble_selector", known_names("selector"), "selector")
@@ -255,12 +270,16 @@ def _validate_proxy(p: Any) -> None:
     _check(len(set(p.selectors)) == len(p.selectors), "scoring.proxy.selectors", "has duplicates")
     if p.student is not None:
         _check_known(p.student, "scoring.proxy.student", known_names("model"), "model")
-    _check(p.epochs >= 1, "scoring.proxy.epochs", f"must be >= 1 (epochs of the first rung), got {p.epochs}")
+    _check(
+        1 <= p.epochs <= 10_000,
+        "scoring.proxy.epochs",
+        f"must lie in [1, 10000] (epochs of the first rung), got {p.epochs}",
+    )
     _check(1 <= p.rungs <= 20, "scoring.proxy.rungs", f"must lie in [1, 20], got {p.rungs}")
     _check(
-        p.reduction_factor >= 2,
+        2 <= p.reduction_factor <= 100,
         "scoring.proxy.reduction_factor",
-        f"must be >= 2 (keep 1/reduction_factor per rung), got {p.reduction_factor}",
+        f"must lie in [2, 100] (keep 1/reduction_factor per rung), got {p.reduction_factor}",
     )
     _check(
         p.epochs * p.reduction_factor ** (p.rungs - 1) <= 10_000,

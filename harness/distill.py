@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from harness.config import ExperimentConfig
 from harness.experiment import load_splits, open_store, set_threads
+from harness.leases import train_leased
 from harness.runs import ResolvedRun, ResultRow, Run, RunResolver
 from harness.store import StoreError
 from harness.student_pack import StudentPack, build_pack, evaluate, load_pack_state, pack_state, train_epoch
@@ -32,10 +33,13 @@ OnEpoch = Callable[[dict, dict], None]
 
 @dataclass
 class Member:
-    """One student of a pack: its resolved run, its teacher's metrics and its metrics history."""
+    """One student of a pack: its resolved run, its teacher's metrics, what its row was computed
+    from (``inputs``: the teachers' checkpoint sha256 from their manifests, the data key) and its
+    metrics history."""
 
     run: ResolvedRun
     teacher_metrics: dict[str, float]
+    inputs: dict
     history: list[dict] = field(default_factory=list)
 
 
@@ -74,6 +78,7 @@ def distill_pack(
     on_epoch: OnEpoch | None = None,
     resume: dict | None = None,
     row_fields: dict | None = None,
+    wait: bool = True,
 ) -> list[dict]:
     """Train the students of ``runs`` as one pack; record and return their result rows, in the
     order of ``runs``.
@@ -81,7 +86,9 @@ def distill_pack(
     ``on_epoch(metrics, state)`` is called after every epoch with the members' mean metrics and a
     resumable ``state``; passing such a state back as ``resume`` continues from it. Runs whose id
     has a row already are not trained again (an O(1) lookup). ``row_fields`` are added to every
-    row (e.g. the Tune trial's identity).
+    row (e.g. the Tune trial's identity). Each run trains under its lease (``harness/leases.py``):
+    runs another process is training are skipped, then waited for (``wait=False``: left out, their
+    row is None), and trained here only if that process died without recording them.
     """
     began = time.perf_counter()
     resolver = RunResolver(cfg)
@@ -91,15 +98,19 @@ def distill_pack(
     for rid in (r for r, row in rows.items() if row is not None):
         logger.info(f"[distill] run {rid} has a result already; skipping")
     if todo:
-        job = _start(cfg, list(todo.values()))
-        if resume is not None:
-            _resume(job, resume)
-        for epoch in range(len(job.members[0].history) + 1, cfg.student.epochs + 1):
-            metrics = _epoch(job, epoch)
-            if on_epoch is not None:
-                on_epoch(metrics, job.state())
-        rows.update(_record(job, time.perf_counter() - began, row_fields or {}, resolver.store))
-    return [rows[r.run_id] for r in resolved]
+
+        def train(fresh: list[ResolvedRun]) -> dict[str, dict]:
+            job = _start(cfg, fresh)
+            if resume is not None:
+                _resume(job, resume)
+            for epoch in range(len(job.members[0].history) + 1, cfg.student.epochs + 1):
+                metrics = _epoch(job, epoch)
+                if on_epoch is not None:
+                    on_epoch(metrics, job.state())
+            return _record(job, time.perf_counter() - began, row_fields or {}, resolver.store)
+
+        rows.update(train_leased(resolver.store, todo, train, wait))
+    return [rows.get(r.run_id) for r in resolved]
 
 
 def _start(cfg: ExperimentConfig, runs: list[ResolvedRun]) -> Distillation:
@@ -115,9 +126,15 @@ def _start(cfg: ExperimentConfig, runs: list[ResolvedRun]) -> Distillation:
     for r in runs:
         if r.teachers not in metrics:
             metrics[r.teachers] = cache.teacher_metrics(list(r.teachers), cfg.distill.ensemble_reduce)
-    members = [Member(r, metrics[r.teachers]) for r in runs]
+    members = [Member(r, metrics[r.teachers], _inputs(cache, r)) for r in runs]
     pack = build_pack(cfg, archs.pop(), runs, splits, cache, device, cfg.student.epochs)
     return Distillation(pack, members)
+
+
+def _inputs(cache: LogitCache, run: ResolvedRun) -> dict:
+    """What a run's row is computed from: each teacher checkpoint's sha256 (the manifest's, which
+    the checkpoint and its cached logits are verified against before use) and the data key."""
+    return {"teachers": [cache.sha256(t) for t in run.teachers], "data": cache.key}
 
 
 def _resume(job: Distillation, state: dict) -> None:
@@ -167,7 +184,8 @@ def _epoch(job: Distillation, epoch: int) -> dict:
 
 
 def _record(job: Distillation, wall_time_s: float, fields: dict, store) -> dict[str, dict]:
-    """Write each member's result row (``harness/runs.py``'s ``ResultRow``); rows by run id."""
+    """Write each member's result row (``harness/runs.py``'s ``ResultRow``), each verified by
+    reading it back (``ResultsTable.append``); the stored rows by run id."""
     out = {}
     for m in job.members:
         row = ResultRow.of(
@@ -179,11 +197,15 @@ def _record(job: Distillation, wall_time_s: float, fields: dict, store) -> dict[
             len(job.members),
             str(job.pack.device),
             fields,
+            m.inputs,
         ).to_dict()
-        store.append_result(row)
-        logger.info(
-            f"[{m.run.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
-            f"row {m.run.run_id} recorded in {store.results.rows_dir}"
-        )
+        if store.append_result(row):  # True only once the row file is written and read back
+            logger.info(
+                f"[{m.run.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "
+                f"row {m.run.run_id} recorded in {store.results.rows_dir}"
+            )
+        else:  # another process recorded this run meanwhile: its row is the one that counts
+            row = store.results.find(m.run.run_id) or row
+            logger.info(f"[{m.run.tag}] run {m.run.run_id} was recorded meanwhile by another process; kept its row")
         out[m.run.run_id] = row
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -144,6 +145,23 @@ def check_storage(cfg: ExperimentConfig) -> None:
             f"config key 'storage': {existing} is full ({free / 2**20:.1f} MiB free, at least "
             f"{MIN_FREE_BYTES // 2**20} MiB needed); free some space or choose another storage"
         )
+    check_name_lengths(cfg, existing)
+
+
+def check_name_lengths(cfg: ExperimentConfig, folder: Path) -> None:
+    """``name`` and ``sweep.name`` become folder names: each must fit the file system's name limit
+    (255 bytes on most), checked before any compute rather than failing at the first write."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for key, value in (("name", cfg.name), ("sweep.name", cfg.sweep.name)):
+        size = len(os.fsencode(str(value))) if value else 0
+        if size > limit:
+            raise ConfigError(
+                f"config key {key!r}: {size} bytes long, but the file system of {folder} allows "
+                f"folder names of at most {limit}; choose a shorter {key}"
+            )
 
 
 def on_remote_cluster(cfg: ExperimentConfig) -> bool:

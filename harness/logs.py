@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.fileio import open_regular
 from harness.progress import bars_active
 
 ROOT = "harness"
@@ -74,12 +76,46 @@ def setup_logging(verbosity: int = 0, stream=None) -> logging.Logger:
     return log
 
 
+class LogFileHandler(logging.StreamHandler):
+    """Appends records to a log file in the store, opened with ``open_regular``: a symlink, FIFO,
+    device or hard link planted as the log is refused (``StoredFileError``), never followed or
+    appended to. A failed write (disk full) is one warning on stderr, then the file is left alone."""
+
+    def __init__(self, path: Path) -> None:
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "log file", single_link=True)
+        super().__init__(os.fdopen(fd, "a", encoding="utf-8"))
+        self.path = path
+        self.broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.broken:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if self.broken or not isinstance(error, OSError):
+            return super().handleError(record)
+        self.broken = True
+        print(
+            f"warning: cannot write log file {self.path} ({error.strerror or error}); "
+            "it gets no more lines from this process",
+            file=sys.stderr,
+        )
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except OSError:
+            pass  # a full disk: the warning was given when the write failed
+        super().close()
+
+
 @contextlib.contextmanager
 def file_log(path: Path, level: int = logging.DEBUG) -> Iterator[Path]:
     """Also write every ``harness`` log record to ``path`` (appended) while the block runs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = LogFileHandler(path)
     handler.setFormatter(logging.Formatter(FILE_FORMAT))
     handler.setLevel(level)
     log = logging.getLogger(ROOT)

@@ -1,20 +1,33 @@
-"""The results table: one row per finished student run, written in O(1), compacted for reading.
+"""The results table: one verified row file per finished student run, the truth; flat views of them.
 
 Layout under ``<storage>/<name>/``::
 
-    results/rows/<run_id>.json   one file per finished run, created once, atomically: the truth
-    results.jsonl, results.csv   compacted views of every row (``compact``: ``ckd leaderboard``,
-                                 the end of a sweep, ``ckd distill``); results.jsonl of older
-                                 stores counts as rows too
-    results.rejected.jsonl       lines of results.jsonl that could not be read (torn, not objects)
-    results/rejected/            row files that could not be read
+    results/rows/<run_id>.json   one file per finished run, created once, atomically, read back
+                                 before it counts as recorded: the truth
+    results.jsonl, results.csv   views rebuilt by ``compact`` from the valid row files only
+                                 (``ckd leaderboard``, the end of a sweep, ``ckd distill``); never
+                                 read back, so an edit to them is overwritten, never kept
+    results/rejected/<reason>/   row files set aside (``REASONS``), each moved once, counted by the report
+    results/rows.verified.json   which row files ``compact`` verified (size, mtime, inode): the
+                                 done-lookup (``ids``) reads only the others; never decides what counts
+    results.rejected.jsonl       lines of an older store's results.jsonl that were no valid row
 
-Rows are immutable once written (a trial's Tune identity goes in when the row is created).
+A row file counts only if it is valid (``check_row_file``): a regular file of at most 1 MiB
+(read without following a link or blocking on a FIFO), one JSON object, its run id equal to its
+file name (so a copy under another name is not a second row, and each run has one row), of the
+row schema with values in range (``harness/row_schema.py``) and, when it records a ``digest``
+(rows written since digests), matching it (``row_digest``: so a torn or hand-edited row is caught
+even where its values stay in range). Readers skip anything else and say how many; ``compact``
+and a writer that finds one under its own name move it aside. The digest is no signature: whoever
+can write the store can recompute it; a row without one (written before digests) counts through
+the other checks.
+
 Finishing a run costs the same with 0 or 100,000 rows present: a temp file in ``rows/`` is
 hard-linked to ``<run_id>.json`` (fails if it exists, so a retried run is never duplicated) and
 no shared file is rewritten, which is also what makes it safe on NFS-like shared storage.
-Reading all rows is O(n) and happens at report time. Nothing unreadable is dropped silently:
-readers skip it with a warning naming how many; ``compact`` moves it aside.
+Reading all rows (the report, the sweep's done-lookup) is O(n) small-file reads. A store from
+before row files (a results.jsonl and no ``rows/``) is read as it is, and migrated into row files
+(each line checked like a row file) by its first write or compaction.
 """
 
 from __future__ import annotations
@@ -25,33 +38,89 @@ import io
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.fileio import atomic_create, atomic_write_bytes, exclusive_lock, remove_stale_temps
+from harness.fileio import (
+    ROW_MAX_BYTES,
+    VIEW_MAX_BYTES,
+    StoredFileError,
+    atomic_create,
+    atomic_write_bytes,
+    exclusive_lock,
+    open_regular,
+    read_json_object,
+    read_regular_bytes,
+    read_regular_text,
+    remove_stale_temps,
+)
+from harness.row_schema import DIGEST_KEY, RANGE, SCHEMA, row_digest, row_problem
 
 logger = logging.getLogger(__name__)
+UNREADABLE, MISNAMED, DIGEST = "unreadable", "misnamed", "digest"
+LEGACY_LINES = "line"  # lines of an older store's results.jsonl, in results.rejected.jsonl
+REASONS = {  # why a row was set aside -> the report's words (after a count)
+    UNREADABLE: "unreadable (torn, not one JSON object, a link, a FIFO, too large)",
+    MISNAMED: "not named by its run id (a copy under another name)",
+    SCHEMA: "with a key missing or of the wrong type",
+    RANGE: "with a value out of range (an accuracy outside [0, 1], epochs < 1, not finite)",
+    DIGEST: "that do not match their digest (changed after they were written)",
+    LEGACY_LINES: "line(s) of an older results.jsonl that were no valid row (in results.rejected.jsonl)",
+}
+
+
+class RowError(ValueError):
+    """A row that cannot be recorded (not a valid row, or not read back as written); the message
+    names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A row file (or an older store's line) that is no valid row: where, why (``REASONS``), what."""
+
+    path: Path
+    reason: str
+    detail: str
+
+
+@dataclass
+class RowScan:
+    """Every valid row (in the order they were recorded) and what was found that is no valid row."""
+
+    rows: list[dict] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)
+    signatures: dict[str, str] = field(default_factory=dict)  # file name -> _signature, of the valid rows
 
 
 def row_json(row: dict) -> str:
     return json.dumps(row, sort_keys=True, default=str)
 
 
-def parse_rows(text: str) -> tuple[list[dict], list[str]]:
-    """``(rows, unreadable lines)`` of a JSON-lines text; a row must be a JSON object."""
-    rows, bad = [], []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            rows.append(value)
-        else:
-            bad.append(line)
-    return rows, bad
+def check_row(row: Any, name: str) -> tuple[str, str] | None:
+    """None if ``row`` is a valid row stored under the run id ``name``, else ``(reason, detail)``."""
+    if not isinstance(row, dict):
+        return UNREADABLE, f"holds a JSON {type(row).__name__}, not an object"
+    if problem := row_problem(row):
+        return problem
+    if DIGEST_KEY in row and row[DIGEST_KEY] != row_digest(row):
+        return DIGEST, "does not match its digest (changed after it was written)"
+    if row["run_id"] != name:
+        return MISNAMED, f"records run {row['run_id']!r}, not {name!r}"
+    return None
+
+
+def check_row_file(path: Path) -> dict | SetAside:
+    """The row stored at ``path`` if it is a valid row file (see the module doc), else why not.
+    A missing file raises ``FileNotFoundError``; nothing here blocks or follows a link."""
+    try:
+        row = read_json_object(path, ROW_MAX_BYTES, "result row file")
+    except FileNotFoundError:
+        raise
+    except (StoredFileError, OSError) as e:
+        return SetAside(path, UNREADABLE, str(e).split(";")[0])
+    problem = check_row(row, path.name[:-5])
+    return row if problem is None else SetAside(path, *problem)
 
 
 class ResultsTable:
@@ -62,118 +131,253 @@ class ResultsTable:
         self.rows_dir = root / "results" / "rows"
         self.jsonl, self.csv = root / "results.jsonl", root / "results.csv"
         self.rejected_jsonl, self.rejected_dir = root / "results.rejected.jsonl", root / "results" / "rejected"
+        self.lock_path = root / ".results.lock"
+        self.verified_path = root / "results" / "rows.verified.json"  # the done-lookup's index (``ids``)
+
+    def row_path(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
+            raise RowError(f"run id {run_id!r} cannot name a row file in {self.rows_dir}")
+        return self.rows_dir / f"{run_id}.json"
 
     # ------------------------------------------------------------------ write: O(1)
     def append(self, row: dict) -> bool:
-        """Create the row's file; False (nothing written) if that run already has a row."""
-        run_id = str(row["run_id"])
-        path = self.rows_dir / f"{run_id}.json"
-        if path.exists() or (not self.rows_dir.is_dir() and run_id in self._compacted_ids()):
-            return False  # (an older store's results.jsonl counts until `compact` gives each row a file)
-        return atomic_create(path, (row_json(row) + "\n").encode())  # a concurrent duplicate fails here
+        """Record ``row`` durably: True once its file is written and read back as written; False
+        when a valid row of that run is stored already (kept: a retried run never gets a second
+        row). Whatever else sits under its name (torn, planted, a FIFO) is set aside first."""
+        run_id = str(row.get("run_id"))
+        if problem := check_row(json.loads(row_json(row)), run_id):
+            raise RowError(f"the row of run {run_id} is not a valid result row ({problem[1]}); it was not recorded")
+        if self._legacy():
+            with exclusive_lock(self.lock_path):
+                self._migrate_locked()
+        path, data = self.row_path(run_id), (row_json(row) + "\n").encode()
+        for _ in range(3):
+            if atomic_create(path, data):
+                return self._verify_written(path, data)
+            try:
+                found = check_row_file(path)
+            except FileNotFoundError:
+                continue  # set aside meanwhile by another process: try again
+            if isinstance(found, dict):
+                return False
+            self._set_aside([found])
+        raise RowError(f"could not record run {run_id}: {path} kept being taken by files that are no valid row")
+
+    def _verify_written(self, path: Path, data: bytes) -> bool:
+        """Read the new row file back: it counts as recorded only if it holds what was written."""
+        try:
+            back = read_regular_bytes(path, ROW_MAX_BYTES, "result row file")
+        except (StoredFileError, OSError) as e:
+            back = f"{type(e).__name__}: {e}".encode()
+        if back != data:
+            raise RowError(
+                f"row file {path} does not read back as written ({back[:60]!r}...): the storage lost or "
+                "changed it; check the disk and the storage's permissions, then re-run to train that run again"
+            )
+        return True
 
     # ------------------------------------------------------------------ read
     def find(self, run_id: str) -> dict | None:
-        """The row of ``run_id`` or None: one file read (or the compacted view's index)."""
-        path = self.rows_dir / f"{run_id}.json"
-        if path.is_file():
-            rows, _ = parse_rows(path.read_text())
-            return rows[0] if rows else None
-        if not self.rows_dir.is_dir() and run_id in self._compacted_ids():  # an older store, not compacted yet
-            return next((r for r in self._jsonl_rows()[0] if r.get("run_id") == run_id), None)
-        return None
+        """The valid row of ``run_id`` or None: one file read (an older store: its results.jsonl)."""
+        if self._legacy():
+            return next((r for r in self._legacy_scan().rows if r["run_id"] == run_id), None)
+        try:
+            found = check_row_file(self.row_path(run_id))
+        except (FileNotFoundError, RowError):
+            return None
+        return found if isinstance(found, dict) else None
 
     def ids(self) -> set[str]:
-        """Run ids that have a row (a directory listing plus the compacted view's ids)."""
-        names = {p.name[:-5] for p in self._row_files()}
-        return names | self._compacted_ids()
+        """Run ids that have a valid row: the done-lookup of a sweep, cheap for 10^5 rows. A row
+        file that the last compaction verified and that has not changed since (same size, mtime
+        and inode: one ``lstat``) is not read again; any other file is read and checked."""
+        if self._legacy():
+            return {r["run_id"] for r in self._legacy_scan().rows}
+        verified, out = self._verified(), set()
+        for path, signature in self._row_files():
+            if verified.get(path.name) == signature:
+                out.add(path.name[:-5])
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if isinstance(found := check_row_file(path), dict):
+                    out.add(found["run_id"])
+        return out
+
+    def _verified(self) -> dict[str, str]:
+        """The row files the last compaction verified (name -> ``_signature``); {} if unreadable."""
+        try:
+            index = json.loads(read_regular_text(self.verified_path, VIEW_MAX_BYTES, "verified rows index"))
+        except FileNotFoundError:
+            return {}
+        except (StoredFileError, OSError, ValueError) as e:
+            logger.warning(f"[store] {str(e)[:300]}; every row file is read instead")
+            return {}
+        return index if isinstance(index, dict) else {}
 
     def read(self) -> list[dict]:
-        """Every readable row, each run once: the compacted view, then newer row files."""
-        rows, bad_lines = self._jsonl_rows()
-        seen = {r.get("run_id") for r in rows}
-        fresh, bad_files = self._file_rows(exclude=seen)
-        if bad_lines or bad_files:
+        """Every valid row, each run once, in the order they were recorded; says what it skipped."""
+        scan = self.scan()
+        if scan.set_aside:
+            where = self.jsonl if self._legacy() else self.rows_dir
             logger.warning(
-                f"[store] skipped {len(bad_lines)} unreadable line(s) of {self.jsonl} and "
-                f"{len(bad_files)} unreadable row file(s); `ckd leaderboard` moves them aside"
+                f"[store] skipped {len(scan.set_aside)} stored row(s) in {where} that are no valid row "
+                f"({summary(scan.set_aside)}); `ckd leaderboard` sets them aside"
             )
-        return rows + fresh
+        return scan.rows
+
+    def scan(self) -> RowScan:
+        """Check every row file (see the module doc); nothing is moved."""
+        if self._legacy():
+            return self._legacy_scan()
+        scan = RowScan()
+        for path, signature in self._row_files():
+            try:
+                found = check_row_file(path)
+            except FileNotFoundError:
+                continue  # set aside meanwhile by a compaction
+            if isinstance(found, dict):
+                scan.rows.append(found)
+                scan.signatures[path.name] = signature
+            else:
+                scan.set_aside.append(found)
+        return scan
+
+    def set_aside_counts(self, scan: RowScan | None = None) -> dict[str, int]:
+        """How many rows were set aside, by reason (``REASONS``; ``LEGACY_LINES``: lines of an
+        older results.jsonl): those in ``results/rejected/`` plus those of ``scan`` still in place."""
+        counts: dict[str, int] = {}
+        for item in (scan or RowScan()).set_aside:
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+        if self.rejected_dir.is_dir() and not self.rejected_dir.is_symlink():
+            for entry in os.scandir(self.rejected_dir):
+                reason = entry.name if entry.name in REASONS and entry.is_dir(follow_symlinks=False) else UNREADABLE
+                n = sum(1 for _ in os.scandir(entry.path)) if reason == entry.name else 1
+                counts[reason] = counts.get(reason, 0) + n
+        if os.path.lexists(self.rejected_jsonl):
+            try:
+                lines = read_regular_bytes(self.rejected_jsonl, VIEW_MAX_BYTES, "rejected rows file").count(b"\n")
+            except (StoredFileError, OSError) as e:
+                logger.warning(f"[store] {e}")
+                lines = 0
+            if lines:
+                counts[LEGACY_LINES] = lines
+        return counts
 
     # ------------------------------------------------------------------ compaction: O(n)
     def compact(self) -> int:
-        """Rewrite results.jsonl + results.csv from every row (under the results lock), moving
-        unreadable lines/files aside; returns the number of rows."""
-        with exclusive_lock(self.root / ".results.lock"):
+        """Rebuild results.jsonl + results.csv from the valid row files (under the results lock),
+        moving the others aside; returns the number of rows."""
+        with exclusive_lock(self.lock_path):
             remove_stale_temps(self.root)
             remove_stale_temps(self.rows_dir)
-            rows, bad_lines = self._jsonl_rows()
-            fresh, bad_files = self._file_rows(exclude={r.get("run_id") for r in rows})
-            self._move_aside(bad_lines, bad_files)
-            self._give_files(rows)
-            rows += fresh
-            if rows or self.jsonl.exists():
-                atomic_write_bytes(self.jsonl, "".join(row_json(r) + "\n" for r in rows).encode())
-                atomic_write_bytes(self.csv, rows_csv(rows).encode())
-        return len(rows)
+            self._migrate_locked()
+            scan = self.scan()
+            self._set_aside(scan.set_aside)
+            if scan.rows or os.path.lexists(self.jsonl):
+                atomic_write_bytes(self.jsonl, "".join(row_json(r) + "\n" for r in scan.rows).encode())
+                atomic_write_bytes(self.csv, rows_csv(scan.rows).encode())
+            if scan.signatures or os.path.lexists(self.verified_path):
+                atomic_write_bytes(self.verified_path, json.dumps(scan.signatures).encode())
+        return len(scan.rows)
 
-    def _give_files(self, rows: list[dict]) -> None:
-        """Every row of results.jsonl gets its own file (older stores), so appends stay O(1)."""
-        for r in rows:
-            if r.get("run_id") is not None and not (self.rows_dir / f"{r['run_id']}.json").exists():
-                self.append(r)
-
-    def _move_aside(self, bad_lines: list[str], bad_files: list[Path]) -> None:
-        if bad_lines:
-            with open(self.rejected_jsonl, "a") as f:
-                f.write("".join(line + "\n" for line in bad_lines))
-                f.flush()
-                os.fsync(f.fileno())
-        for p in bad_files:
-            self.rejected_dir.mkdir(parents=True, exist_ok=True)
-            os.replace(p, self.rejected_dir / p.name)
-        if bad_lines or bad_files:
+    def _set_aside(self, items: list[SetAside]) -> None:
+        """Move each file to ``results/rejected/<reason>/`` (a new name if that one is taken)."""
+        moved = []
+        for item in items:
+            folder = self.rejected_dir / item.reason
+            folder.mkdir(parents=True, exist_ok=True)
+            target, k = folder / item.path.name, 0
+            while os.path.lexists(target):
+                k += 1
+                target = folder / f"{item.path.name}.{k}"
+            try:
+                os.rename(item.path, target)
+            except FileNotFoundError:
+                continue  # moved meanwhile by another process
+            logger.info(f"[store] row file {item.path.name} set aside to {target}: {item.detail}")
+            moved.append(item)
+        if moved:
             logger.warning(
-                f"[store] moved {len(bad_lines)} unreadable line(s) of {self.jsonl} (torn by a crash "
-                f"or not a JSON object) to {self.rejected_jsonl} and {len(bad_files)} unreadable row "
-                f"file(s) to {self.rejected_dir}"
+                f"[store] set aside {len(moved)} row file(s) that are no valid row ({summary(moved)}) "
+                f"in {self.rejected_dir}; they are not counted"
             )
 
+    # ------------------------------------------------------------------ a store from before row files
+    def _legacy(self) -> bool:
+        """A results.jsonl and no rows folder: a store from before row files, not migrated yet."""
+        if self.rows_dir.is_symlink():
+            raise RowError(f"{self.rows_dir} is a symbolic link, not a folder; move it away and re-run")
+        return not self.rows_dir.is_dir() and os.path.lexists(self.jsonl)
+
+    def _legacy_scan(self) -> RowScan:
+        """The valid rows of an older store's results.jsonl (each run once: its first line)."""
+        scan, seen = RowScan(), set()
+        text = read_regular_text(self.jsonl, VIEW_MAX_BYTES, "results view")
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                row = None
+            problem = check_row(row, str(row.get("run_id")) if isinstance(row, dict) else "")
+            if problem is not None:
+                scan.set_aside.append(SetAside(self.jsonl, problem[0], line))  # (detail: the line itself)
+            elif row["run_id"] not in seen:
+                seen.add(row["run_id"])
+                scan.rows.append(row)
+        return scan
+
+    def _migrate_locked(self) -> None:
+        """Give every valid row of an older store's results.jsonl its row file and move the other
+        lines to results.rejected.jsonl (once: the rows folder then exists). Under the lock."""
+        if not self._legacy():
+            return
+        scan = self._legacy_scan()
+        for row in scan.rows:
+            atomic_create(self.row_path(row["run_id"]), (row_json(row) + "\n").encode())
+        if scan.set_aside:
+            lines = "".join(item.detail + "\n" for item in scan.set_aside).encode()
+            fd = open_regular(self.rejected_jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "rejected rows file")
+            try:
+                os.write(fd, lines)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
+        logger.warning(
+            f"[store] gave the {len(scan.rows)} row(s) of {self.jsonl} (a store from before row files) "
+            f"their row files in {self.rows_dir}; {len(scan.set_aside)} line(s) that were no valid row "
+            f"({summary(scan.set_aside)}) moved to {self.rejected_jsonl}"
+        )
+
     # ------------------------------------------------------------------ helpers
-    def _row_files(self) -> list[Path]:
+    def _row_files(self) -> list[tuple[Path, str]]:
+        """The row files with their ``_signature``, oldest first (by modification time, then
+        name): the order they were recorded in."""
         if not self.rows_dir.is_dir():
             return []
         with os.scandir(self.rows_dir) as it:
-            return [Path(e.path) for e in it if e.name.endswith(".json") and not e.name.startswith(".")]
-
-    def _file_rows(self, exclude: set) -> tuple[list[dict], list[Path]]:
-        files = sorted(self._row_files(), key=lambda p: (_mtime(p), p.name))
-        rows, bad = [], []
-        for p in files:
-            if p.name[:-5] in exclude:
-                continue
-            parsed, _ = parse_rows(p.read_text()) if p.exists() else ([], [])
-            if parsed:
-                rows.append(parsed[0])
-            else:
-                bad.append(p)
-        return rows, bad
-
-    def _jsonl_rows(self) -> tuple[list[dict], list[str]]:
-        if not self.jsonl.is_file():
-            return [], []
-        return parse_rows(self.jsonl.read_text())
-
-    def _compacted_ids(self) -> set[str]:
-        """Run ids in results.jsonl (read only for stores not compacted into row files yet, and
-        once per plan)."""
-        return {str(r.get("run_id")) for r in self._jsonl_rows()[0]}
+            entries = [(e.stat(follow_symlinks=False), e.name, e.path) for e in it if _is_row_name(e.name)]
+        entries.sort(key=lambda e: (e[0].st_mtime_ns, e[1]))
+        return [(Path(p), _signature(st)) for st, _, p in entries]
 
 
-def _mtime(path: Path) -> float:
-    with contextlib.suppress(OSError):
-        return path.stat().st_mtime_ns
-    return -1.0
+def _signature(st: os.stat_result) -> str:
+    """What changes when a file is rewritten, replaced or is no regular file: type, size, mtime, inode."""
+    return f"{st.st_mode:o} {st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def _is_row_name(name: str) -> bool:
+    return name.endswith(".json") and not name.startswith(".")
+
+
+def summary(items: list[SetAside]) -> str:
+    """``2 misnamed, 1 range``: how many of each reason."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.reason] = counts.get(item.reason, 0) + 1
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
 
 
 def rows_csv(rows: list[dict]) -> str:

@@ -8,7 +8,9 @@ A run has three shapes on its way through the harness, each a frozen record buil
   leaves open is derived by ``teacher_seed_for`` alone.
 * ``ResolvedRun``: the run with its teacher checkpoints (``RunResolver.resolve``), the ensemble
   reduction and its run id (a hash of the data, the student recipe and what the run learns from).
-* ``ResultRow``: what a finished run records; ``to_dict()`` is the row file's object.
+* ``ResultRow``: what a finished run records; ``to_dict()`` is the row file's object, which
+  records what the run was computed from (``inputs``: its teachers' checkpoint sha256 and the data
+  key) and ends with its ``digest`` (``harness/row_schema.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from harness.config import ExperimentConfig, config_hash, to_dict
 from harness.experiment import open_store
+from harness.row_schema import DIGEST_KEY, INPUTS_KEY, row_digest
 from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
 
 NOT_IN_RUN_ID = ("device_data",)  # how data reach the device, not what a run is (keeps stored run ids valid)
@@ -197,8 +200,19 @@ class RunResolver:
         resolve to the same checkpoint: each choice gets its own leaderboard row."""
         teachers = self.refs(run.teacher_arch, run.teacher_seed, run.teacher_choice)
         resolved = ResolvedRun(run, teachers, self.cfg.distill.ensemble_reduce, run_id="")
-        recorded = resolved.fields()
-        return replace(resolved, run_id=config_hash({**self.static, "run": {k: recorded[k] for k in RUN_ID_KEYS}}))
+        return replace(resolved, run_id=self.run_id_of(resolved.fields()))
+
+    def run_id_of(self, recorded: Mapping[str, Any]) -> str:
+        """The run id of a run's fields (``ResolvedRun.fields``, or a result row, which records
+        them) under this config: a row whose own run id differs was not trained by this config's
+        recipe (another config's run, or planted), so this config's report does not count it."""
+        return config_hash({**self.static, "run": {k: recorded.get(k) for k in RUN_ID_KEYS}})
+
+    def counted(self, rows: Sequence[dict]) -> tuple[list[dict], int]:
+        """The rows this config's recipe trained (their run fields hash to their own run id,
+        ``run_id_of``), and how many others: what the report and the plots count."""
+        kept = [r for r in rows if self.run_id_of(r) == r["run_id"]]
+        return kept, len(rows) - len(kept)
 
 
 ROW_SUMMARY_KEYS = (
@@ -218,7 +232,10 @@ ROW_SUMMARY_KEYS = (
 @dataclass(frozen=True)
 class ResultRow:
     """A finished run's result: its run (``ResolvedRun.fields``), teacher metrics, final and
-    best-on-validation accuracies, per-epoch curves; ``extra``: e.g. the Tune trial's identity."""
+    best-on-validation accuracies, per-epoch curves; ``extra``: e.g. the Tune trial's identity;
+    ``inputs``: the sha256 of each teacher checkpoint (``teacher_checkpoints`` order, from the
+    verified manifests) and the data key. ``harness/row_schema.py`` states the keys, types and
+    ranges a stored row must have to count, and its ``digest``."""
 
     run_id: str
     experiment: str
@@ -237,6 +254,7 @@ class ResultRow:
     pack_size: int
     device: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -249,9 +267,11 @@ class ResultRow:
         pack_size: int,
         device: str,
         extra: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> ResultRow:
         """The row of a run trained for ``history`` (one metrics dict per epoch); the best
-        epoch is the one of the highest validation accuracy (ties: the earlier)."""
+        epoch is the one of the highest validation accuracy (ties: the earlier). ``inputs``:
+        ``{"teachers": [checkpoint sha256, ...], "data": data key}``."""
         best = max(history, key=lambda m: (m["val_acc"], -m["epoch"]))
         return cls(
             resolved.run_id,
@@ -271,16 +291,18 @@ class ResultRow:
             pack_size,
             device,
             dict(extra or {}),
+            dict(inputs or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The row file's object (key order and values as recorded since row files exist)."""
+        """The row file's object (key order and values as recorded since row files exist), then
+        ``inputs`` (when known) and, last, the ``digest`` of all the rest (``row_digest``)."""
         summary = {k: getattr(self, k) for k in ROW_SUMMARY_KEYS}
         summary["val_acc_per_epoch"], summary["test_acc_per_epoch"] = (
             list(self.val_acc_per_epoch),
             list(self.test_acc_per_epoch),
         )
-        return {
+        row = {
             "run_id": self.run_id,
             "experiment": self.experiment,
             "dataset": self.dataset,
@@ -289,14 +311,19 @@ class ResultRow:
             **self.teacher_metrics,
             **summary,
             **self.extra,
+            **({INPUTS_KEY: dict(self.inputs)} if self.inputs else {}),
         }
+        row.pop(DIGEST_KEY, None)
+        row[DIGEST_KEY] = row_digest(row)
+        return row
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> ResultRow:
-        """A row read back (``to_dict``'s inverse); ``teacher_*`` metrics and unknown keys are kept."""
+        """A row read back (``to_dict``'s inverse; its ``digest`` is recomputed by ``to_dict``);
+        ``teacher_*`` metrics and unknown keys are kept."""
         run_keys = ("teacher_choice", "teacher_arch", "teacher_seed", "teacher_checkpoints", "student_arch", "seed")
         run_keys += ("temperature", "kd_weight", "ensemble_reduce")
-        known = {"run_id", "experiment", "dataset", "epochs", *run_keys, *ROW_SUMMARY_KEYS}
+        known = {"run_id", "experiment", "dataset", "epochs", *run_keys, *ROW_SUMMARY_KEYS, INPUTS_KEY, DIGEST_KEY}
         rest = {k: v for k, v in row.items() if k not in known}
         return cls(
             str(row["run_id"]),
@@ -309,4 +336,5 @@ class ResultRow:
             val_acc_per_epoch=tuple(row.get("val_acc_per_epoch") or ()),
             test_acc_per_epoch=tuple(row.get("test_acc_per_epoch") or ()),
             extra={k: v for k, v in rest.items() if not k.startswith("teacher_")},
+            inputs=dict(row.get(INPUTS_KEY) or {}),
         )

@@ -13,7 +13,6 @@ Layout (DESIGN.md section 4)::
 from __future__ import annotations
 
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,14 @@ import torch
 
 from harness.config import is_safe_name
 from harness.fileio import (
+    JSON_MAX_BYTES,
+    StoredFileError,
     UnsafeFileError,
     atomic_write_bytes,
     atomic_write_json,
     exclusive_lock,
+    read_json_object,
+    read_regular_bytes,
     remove_stale_temps,
     safe_torch_load,
     sha256_bytes,
@@ -63,6 +66,26 @@ def trajectory_name(arch: str, dataset: str, seed: int) -> str:
     return f"{arch}-{dataset}-s{seed}"
 
 
+CHECKPOINT_MAX_BYTES = 16 * 2**30  # one checkpoint file: far above any model this harness trains
+
+
+def _check_manifest_shape(path: Path, manifest: dict, fix: str) -> dict:
+    """``manifest`` if its checkpoint list has the shape this module writes (each entry: an int
+    epoch, a safe file name inside the folder, a sha256); a ``StoreError`` naming it otherwise."""
+    entries = manifest.get("checkpoints", [])
+    ok = isinstance(entries, list) and all(
+        isinstance(c, dict)
+        and isinstance(c.get("epoch"), int)
+        and isinstance(c.get("file"), str)
+        and is_safe_name(c["file"])
+        and isinstance(c.get("sha256"), str)
+        for c in entries
+    )
+    if not ok:
+        raise StoreError(f"manifest {path} is not shaped like a manifest of this harness (its checkpoints); {fix}")
+    return manifest
+
+
 class Trajectory:
     """One teacher run (arch x dataset x seed) and its checkpoints on disk."""
 
@@ -82,12 +105,12 @@ class Trajectory:
             raise StoreError(
                 f"trajectory {self.name} has no manifest at {self.manifest_path}; run `ckd teachers` first"
             )
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as e:
-            raise StoreError(
-                f"manifest {self.manifest_path} is corrupt ({e}); delete the trajectory folder to retrain it"
-            ) from None
+        fix = f"delete the trajectory folder {self.dir} to retrain it"
+        try:  # a regular file of bounded size only (no symlink, FIFO, device), UTF-8 JSON object
+            manifest = read_json_object(self.manifest_path, JSON_MAX_BYTES, "manifest", fix)
+        except StoredFileError as e:
+            raise StoreError(str(e)) from None
+        return _check_manifest_shape(self.manifest_path, manifest, fix)
 
     def write_manifest(self, manifest: dict) -> None:
         atomic_write_json(self.manifest_path, manifest)
@@ -130,7 +153,10 @@ class Trajectory:
         path = self.dir / entries[epoch]["file"]
         if not path.is_file():
             raise StoreError(f"checkpoint file {path} is missing; delete {self.dir} to retrain the trajectory")
-        data = path.read_bytes()
+        try:
+            data = read_regular_bytes(path, CHECKPOINT_MAX_BYTES, "checkpoint")
+        except StoredFileError as e:
+            raise StoreError(str(e)) from None
         if sha256_bytes(data) != entries[epoch]["sha256"]:
             raise StoreError(
                 f"checkpoint {path} does not match its sha256 in the manifest (corrupt or changed); "
@@ -168,8 +194,9 @@ class Trajectory:
         if not self.resume_path.is_file():
             return None
         try:
-            return safe_torch_load(self.resume_path, map_location=map_location, what=f"resume state {self.resume_path}")
-        except UnsafeFileError as e:
+            data = read_regular_bytes(self.resume_path, CHECKPOINT_MAX_BYTES, "resume state")
+            return safe_torch_load(data, map_location=map_location, what=f"resume state {self.resume_path}")
+        except (UnsafeFileError, StoredFileError) as e:
             raise StoreError(str(e)) from None
         except Exception as e:  # a torn or corrupt resume file: restart the trajectory, say so
             logger.warning(f"[store] {self.resume_path} is unreadable ({e}); restarting {self.name} from epoch 0")
@@ -232,13 +259,14 @@ class CheckpointStore:
         return self.results.rejected_jsonl
 
     def read_results(self) -> list[dict]:
-        """Every readable result row (see ``ResultsTable.read``)."""
+        """Every valid result row (see ``ResultsTable.read``)."""
         return self.results.read()
 
     def append_result(self, row: dict) -> bool:
-        """Record a finished run's row in O(1); False if that run has a row already."""
+        """Record a finished run's row in O(1), verified by reading it back; False if that run has
+        a valid row already (see ``ResultsTable.append``)."""
         return self.results.append(row)
 
     def compact_results(self) -> int:
-        """Rewrite results.jsonl / results.csv from every row; returns the number of rows."""
+        """Rebuild results.jsonl / results.csv from the valid row files; returns the number of rows."""
         return self.results.compact()

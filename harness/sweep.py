@@ -184,14 +184,22 @@ def run_sweep(cfg: ExperimentConfig) -> list[dict]:
         logger.info("[sweep] note: sweep.scheduler is ignored without Ray (every run trains to the end)")
     planned = plan(cfg)
     todo = [p.run for p in planned if not p.done]
-    packs = make_packs(cfg, todo, slots=1, device=str(resolve_device(cfg.device))) if todo else []
+    sizes = pack_sizes(cfg, todo, slots=1, device=str(resolve_device(cfg.device))) if todo else {}
+    packs = make_packs(cfg, todo, sizes=sizes) if todo else []
     logger.info(
         f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process, in {len(packs)} pack(s)"
     )
+    skipped: list[Run] = []  # runs another process is training (their lease is held): waited for at the end
     with Progress(len(todo), "[sweep]", "run", log=logger, final_line=True) as progress:
         for i, pack in enumerate(packs, 1):
             logger.info(f"[sweep] pack {i}/{len(packs)}: {describe_pack([r.to_dict() for r in pack])}")
-            distill_pack(cfg, pack)
+            rows = distill_pack(cfg, pack, wait=False)
+            skipped += [run for run, row in zip(pack, rows) if row is None]
+            progress.update(len(pack) - sum(row is None for row in rows))
+        if skipped:
+            logger.info(f"[sweep] waiting for {len(skipped)} run(s) that another process is training")
+        for pack in make_packs(cfg, skipped, sizes=sizes) if skipped else []:
+            distill_pack(cfg, pack)  # their row, or trained here if that process died without one
             progress.update(len(pack))
     return rows_of(open_store(cfg), planned)  # results.{jsonl,csv}: compacted by the verb (harness.pipeline)
 

@@ -303,13 +303,13 @@ def _resolve_full_ensemble(k: int, ctx: ResolveContext) -> list[TeacherRef]:
 
 
 def _resolve_selected(selector: str, ctx: ResolveContext) -> list[TeacherRef]:
-    from harness.scoring.selection import read_selected
+    from harness.scoring.teacher_picks import read_selected
 
     return [TeacherRef(ctx.trajectory, read_selected(ctx.store, ctx.trajectory, selector))]
 
 
 def _resolve_selected_ensemble(k: int, ctx: ResolveContext) -> list[TeacherRef]:
-    from harness.scoring.selection import read_selected_ensemble
+    from harness.scoring.teacher_picks import read_selected_ensemble
 
     return [TeacherRef(ctx.trajectory, e) for e in read_selected_ensemble(ctx.store, ctx.trajectory, k)]
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ExperimentConfig
+from harness.tracking_online import find_online_blocker
 
 MODES = ("disabled", "offline", "online")
 _STRICTNESS = {"online": 0, "offline": 1, "disabled": 2, "dryrun": 1}
@@ -82,50 +83,40 @@ def tracking_mode(cfg: ExperimentConfig) -> str:
     if mode == "online":
         reason = online_blocker()
         if reason is not None:
-            if reason not in _WARNED:
-                _WARNED.add(reason)
-                logger.warning(
-                    f"[tracking] tracking.mode=online but {reason}; logging offline instead "
-                    f"(upload later with `wandb sync`)"
-                )
+            _warn_offline(reason)
             return "offline"
     return mode
 
 
 _WARNED: set[str] = set()
 _ONLINE_CHECKS: dict[str, str | None] = {}
-ONLINE_PROBE_TIMEOUT_S = 5.0
+ONLINE_PROBE_TIMEOUT_S = 10.0  # total: connect, TLS, request and the response's status line (issue 18: <= 15 s)
+ONLINE_INIT_TIMEOUT_S = 15.0  # wandb.init's own wait in online mode (W&B's default is 90 s)
 
 
 def online_blocker() -> str | None:
-    """Why W&B cannot go online from here (no API key, server unreachable), or None. Checked once
-    per process with a bounded wait, so an offline cluster never waits on W&B's own retries."""
+    """Why W&B cannot go online from here (no API key, server unreachable or not answering), or
+    None. Checked once per process with a bounded total wait, so an offline cluster, or a server
+    that accepts connections and never answers, never waits on W&B's own retries."""
     base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     if base not in _ONLINE_CHECKS:
-        _ONLINE_CHECKS[base] = _find_online_blocker(base)
+        _ONLINE_CHECKS[base] = find_online_blocker(base, ONLINE_PROBE_TIMEOUT_S)
     return _ONLINE_CHECKS[base]
 
 
-def _find_online_blocker(base: str) -> str | None:
-    import netrc
-    import socket
-    from urllib.parse import urlparse
+def give_up_online(reason: str) -> None:
+    """Log offline for the rest of this process (W&B failed online: ``reason``); warns once."""
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    _ONLINE_CHECKS[base] = reason
+    _warn_offline(reason)
 
-    url = urlparse(base)
-    host, port = url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
-    key = os.environ.get("WANDB_API_KEY")
-    if not key:
-        try:
-            key = (netrc.netrc().authenticators(host) or (None, None, None))[2]
-        except (OSError, netrc.NetrcParseError):
-            key = None
-    if not key:
-        return f"no W&B API key is set for {host} (run `wandb login` or set WANDB_API_KEY)"
-    try:
-        socket.create_connection((host, port), timeout=ONLINE_PROBE_TIMEOUT_S).close()
-    except OSError as e:
-        return f"the W&B server {host}:{port} cannot be reached ({e.strerror or e})"
-    return None
+
+def _warn_offline(reason: str) -> None:
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        logger.warning(
+            f"[tracking] tracking.mode=online but {reason}; logging offline instead (upload later with `wandb sync`)"
+        )
 
 
 def enabled(cfg: ExperimentConfig) -> bool:
@@ -170,6 +161,8 @@ def init_kwargs(cfg: ExperimentConfig, **extra: Any) -> dict:
         "mode": tracking_mode(cfg),
         "settings": dict(FAST_SETTINGS),
     }
+    if kw["mode"] == "online":  # a server that stalls after the probe: give up in seconds, not 90
+        kw["settings"]["init_timeout"] = ONLINE_INIT_TIMEOUT_S
     entity = getattr(cfg.tracking, "entity", None)
     if entity:
         kw["entity"] = str(entity)
@@ -333,12 +326,29 @@ def logged_run(
     fp = _fingerprint(fingerprint_of)
     if not force and _logged_already(cfg, key, fp):
         return None
+    mode = tracking_mode(cfg)
+    run = _log_once(cfg, key, body, init)
+    if run is None and mode == "online" and tracking_mode(cfg) == "offline":
+        run = _log_once(cfg, key, body, init)  # W&B failed online: this run again, offline
+    if run is None:
+        return None
+    run_dir = _run_dir(run)
+    if remember:
+        _mark_logged(cfg, key, fp, run_dir)
+    return run_dir
+
+
+def _log_once(cfg: ExperimentConfig, key: str, body: Callable[[Any, Any], None], init: dict) -> Any:
+    """One W&B run: init, ``body``, finish; the run, or None when W&B failed (logged, never raised).
+    A failure online makes the rest of the process log offline (``give_up_online``)."""
     run = None
+    mode = tracking_mode(cfg)
     try:
         wandb = _import_wandb()
         run = wandb.init(**init_kwargs(cfg, reinit="create_new", **init))
         body(wandb, run)
         run.finish()
+        return run
     except Exception as e:  # tracking must never stop the pipeline
         logger.info("[tracking] W&B logging of %s failed (%s: %s); continuing without it", key, type(e).__name__, e)
         if run is not None:
@@ -346,11 +356,10 @@ def logged_run(
                 run.finish(exit_code=1)
             except Exception:
                 pass
+        if mode == "online":
+            detail = str(e).strip()[:200]
+            give_up_online(f"W&B failed online ({type(e).__name__}{': ' + detail if detail else ''})")
         return None
-    run_dir = _run_dir(run)
-    if remember:
-        _mark_logged(cfg, key, fp, run_dir)
-    return run_dir
 
 
 def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -> Path | None:

@@ -61,3 +61,36 @@ class LogLines(logging.Handler):
 
     def __exit__(self, *exc) -> None:
         logging.getLogger("harness").removeHandler(self)
+
+
+def valid_row(run_id: str, **values: object) -> dict:
+    """A result row of the schema a stored row must have (harness/row_schema.py), for tests of
+    the results table (its run id is not a config's: reports count rows by their honest id)."""
+    return {
+        "run_id": run_id,
+        "experiment": "exp",
+        "dataset": "mnist1d",
+        "teacher_choice": "full",
+        "teacher_arch": "cnn1d_small",
+        "teacher_seed": 0,
+        "teacher_checkpoints": [{"trajectory": "cnn1d_small-mnist1d-s0", "epoch": 4}],
+        "student_arch": "mlp_small",
+        "seed": 0,
+        "temperature": 4.0,
+        "kd_weight": 0.5,
+        "ensemble_reduce": "probs",
+        "epochs": 2,
+        "teacher_val_acc": 0.9,
+        "teacher_test_acc": 0.9,
+        "final_val_acc": 0.5,
+        "final_test_acc": 0.5,
+        "best_val_acc": 0.6,
+        "best_val_epoch": 1,
+        "test_acc_at_best_val": 0.55,
+        "val_acc_per_epoch": [0.6, 0.5],
+        "test_acc_per_epoch": [0.55, 0.5],
+        "wall_time_s": 1.0,
+        "pack_size": 1,
+        "device": "cpu",
+        **values,
+    }

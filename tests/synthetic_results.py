@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.fileio import atomic_write_json
+from harness.config_loading import load_config
+from harness.runs import RunResolver
+from harness.scoring.scores_file import SCORES_SCHEMA_VERSION
+from harness.scoring.scores_file import write_scores as sealed_scores
 from harness.store import CheckpointStore
+from tests.helpers import QUICKSTART
 
 ARCH, DATA, STUDENT = "cnn1d_small", "mnist1d", "mlp_small"
 
@@ -105,10 +109,12 @@ def write_scores(
     selectors: dict | None = None,
 ) -> None:
     """A scores file with the keys the report reads (``selected``, ``checkpoints[].normalized``,
-    ``selectors``, ``timings``)."""
-    atomic_write_json(
-        store.scores_dir / f"{name}.json",
+    ``selectors``, ``timings``), of the current schema and sealed with its digest."""
+    sealed_scores(
+        store,
+        name,
         {
+            "schema_version": SCORES_SCHEMA_VERSION,
             "trajectory": name,
             "arch": ARCH,
             "dataset": DATA,
@@ -122,6 +128,10 @@ def write_scores(
     )
 
 
-def fill_store(store: CheckpointStore, rows: list[dict]) -> None:
+def fill_store(store: CheckpointStore, rows: list[dict], overrides: tuple[str, ...] = ()) -> None:
+    """Record ``rows`` with the run ids configs/quickstart.yaml (+ ``overrides``) gives their run
+    fields: the rows its report counts (harness.report.report.rows_of_config)."""
+    cfg = load_config(QUICKSTART, [f"storage={store.storage}", *overrides])
+    resolver = RunResolver(cfg)
     for r in rows:
-        store.append_result(r)
+        store.append_result({**r, "run_id": resolver.run_id_of(r)})

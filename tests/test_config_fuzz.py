@@ -52,6 +52,14 @@ NASTY = [
     "snapshot:[0.5]",
     "selected:nope",
     "[none,full,bogus:1]",
+    ".inf",  # out of range (issue 18): non-finite, huge, or huge in a list
+    "-.inf",
+    ".nan",
+    "1e308",
+    "1000000000000",
+    "[.inf]",
+    "[1e308]",
+    "[1000000000000]",
 ]
 override = st.tuples(
     st.sampled_from(KEYS),

@@ -19,7 +19,7 @@ from harness.config_loading import load_config
 from harness.fileio import atomic_write_bytes, sha256_file
 from harness.store import CheckpointStore, StoreError, torch_bytes
 from harness.teachers import train_trajectory
-from tests.helpers import QUICKSTART, tiny_overrides, wait_for
+from tests.helpers import QUICKSTART, tiny_overrides, valid_row, wait_for
 
 TRAJ = "cnn1d_small-mnist1d-s0"
 
@@ -187,31 +187,32 @@ def test_torn_and_non_object_lines_are_moved_never_lost(tmp_path, logs):
     """An older store's results.jsonl torn by a crash: its rows survive, bad lines move aside."""
     store = CheckpointStore(tmp_path, "exp")
     store.root.mkdir(parents=True)
-    store.results_jsonl.write_text('{"run_id": "a", "x": 1}\n')
+    store.results_jsonl.write_text(json.dumps(valid_row("a")) + "\n")
     _kill_mid_append(store.results_jsonl, '{"run_id": "b", "x"')
     with open(store.results_jsonl, "a") as f:
         f.write("\n[1, 2]\n")  # valid JSON, not an object
-    assert store.append_result({"run_id": "c", "x": 3})  # its own file: never glued to the torn line
-    assert [r["run_id"] for r in store.read_results()] == ["a", "c"]
-    assert "skipped 2 unreadable line(s)" in logs.text  # the reader says so; a read moves nothing
-    assert store.compact_results() == 2
+    assert [r["run_id"] for r in store.read_results()] == ["a"]  # read as it is: nothing moved
+    assert "skipped 2 stored row(s)" in logs.text
+    assert store.append_result(valid_row("c"))  # the first write gives "a" its row file, then writes "c"
     assert store.results_rejected.read_text().splitlines() == ['{"run_id": "b", "x"', "[1, 2]"]
-    assert "moved 2 unreadable line(s)" in logs.text
+    assert [r["run_id"] for r in store.read_results()] == ["a", "c"]
+    assert store.compact_results() == 2
     assert [r["run_id"] for r in store.read_results()] == ["a", "c"]
     assert store.results_csv.read_text().count("\n") == 3  # header + 2 rows
-    assert store.results.find("a") == {"run_id": "a", "x": 1}  # "a" got a row file of its own
-    assert not store.append_result({"run_id": "a", "x": 9})  # so it is never written twice
+    assert store.results.find("a") == valid_row("a")  # "a" got a row file of its own
+    assert not store.append_result(valid_row("a", final_test_acc=0.9))  # so it is never written twice
 
 
 def test_row_files_are_created_once_and_unreadable_ones_are_moved_aside(tmp_path, logs):
     store = CheckpointStore(tmp_path, "exp")
-    assert store.append_result({"run_id": "r1", "acc": 0.5})
-    assert not store.append_result({"run_id": "r1", "acc": 0.9})  # a retried run is never duplicated
-    assert store.results.find("r1")["acc"] == 0.5 and store.results.ids() == {"r1"}
+    assert store.append_result(valid_row("r1"))
+    assert not store.append_result(valid_row("r1", final_test_acc=0.9))  # a retried run is never duplicated
+    assert store.results.find("r1")["final_test_acc"] == 0.5 and store.results.ids() == {"r1"}
     (store.results.rows_dir / "r2.json").write_text("[not, an, object]\n")
-    assert [r["run_id"] for r in store.read_results()] == ["r1"] and "1 unreadable row file(s)" in logs.text
+    assert [r["run_id"] for r in store.read_results()] == ["r1"] and "1 unreadable" in logs.text
     store.compact_results()
-    assert (store.results.rejected_dir / "r2.json").is_file() and not (store.results.rows_dir / "r2.json").exists()
+    rejected = store.results.rejected_dir / "unreadable" / "r2.json"
+    assert rejected.is_file() and not (store.results.rows_dir / "r2.json").exists()
     assert [r["run_id"] for r in store.read_results()] == ["r1"]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import json
 import logging
 import math
 import sys
@@ -18,6 +20,7 @@ from harness.report.board import build_leaderboard
 from harness.report.leaderboard import render
 from harness.report.plots import make_plots
 from harness.report.report import write_report
+from harness.runs import RunResolver
 from harness.store import CheckpointStore
 
 TRAJ0, TRAJ1 = "cnn1d_small-mnist1d-s0", "cnn1d_small-mnist1d-s1"
@@ -41,8 +44,8 @@ def row(
     """A result row shaped like harness.distill's."""
     none = choice == "none"
     ckpts = [] if none else (ckpts or [(TRAJ0, 10)])
-    return {
-        "run_id": f"{choice}-{seed}-{T}-{w}-{student}",
+    r = {
+        "run_id": "",
         "experiment": "exp",
         "dataset": "mnist1d",
         "teacher_choice": choice,
@@ -66,6 +69,12 @@ def row(
         "wall_time_s": 1.0,
         "device": "cpu",
     }
+    return {**r, "run_id": _resolver().run_id_of(r)}  # the id `experiment`'s report counts
+
+
+@functools.cache
+def _resolver() -> RunResolver:
+    return RunResolver(experiment("."))
 
 
 def by_choice(board: list[dict]) -> dict[str, dict]:
@@ -202,13 +211,12 @@ def test_write_report_reads_the_store_and_writes_the_leaderboard_files(tmp_path,
     store = CheckpointStore(tmp_path, "exp")
     for r in rows:
         store.append_result(r)
-    store.append_result(
-        {**row("full", 9, 0.5, 0.5), "run_id": "broken", "final_test_acc": None}
-    )  # unfinished: left out
+    broken = {**row("full", 9, 0.5, 0.5), "final_test_acc": None}  # no result: set aside, counted
+    (store.results.rows_dir / f"{broken['run_id']}.json").write_text(json.dumps(broken))
     text = write_report(experiment(tmp_path), plots=False).text
-    assert "72.00 ± 2.00" in text and "1 result row(s) without the reported metrics" in " ".join(text.split())
     board = build_leaderboard(store.read_results())
-    assert text == render(board, "text")
+    note = f"Not counted: 1 with a key missing or of the wrong type (set aside in {store.results.rejected_dir}).\n"
+    assert "72.00 ± 2.00" in text and text == render(board, "text") + note
     for ext, fmt in (("md", "markdown"), ("csv", "csv")):  # the files are exactly the renderings
         assert (store.root / f"leaderboard.{ext}").read_bytes() == render(board, fmt).encode("utf-8")
     page = (store.root / "leaderboard.html").read_text()  # the same table (the page also carries the date)
@@ -274,8 +282,7 @@ def plot_store(tmp_path, rows) -> CheckpointStore:
 
 def test_plots_write_pngs_and_skip_missing_information_plane(plot_store, caplog):
     caplog.set_level(logging.INFO, logger="harness")
-    cfg = OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"})
-    paths = make_plots(cfg)
+    paths = make_plots(experiment(plot_store.root.parent))  # (the rows `experiment`'s report counts)
     names = sorted(p.name for p in paths)
     assert names == [
         "acc_vs_teacher_epoch-cnn1d_small-mnist1d.png",
@@ -304,17 +311,30 @@ def test_information_plane_plot_from_scorer_rows(plot_store, monkeypatch):
     monkeypatch.setitem(
         sys.modules, "harness.scoring.plane", types.SimpleNamespace(information_plane=information_plane)
     )
-    paths = make_plots(OmegaConf.create({"storage": str(plot_store.root.parent), "name": "exp"}))
+    paths = make_plots(experiment(plot_store.root.parent))
     plane = plot_store.root / "plots" / "information_plane.png"
     assert plane in paths and plane.read_bytes()[:4] == b"\x89PNG" and calls == [plot_store.root]
 
 
 def test_plots_with_an_empty_store_skip_everything(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="harness")
-    assert make_plots(OmegaConf.create({"storage": str(tmp_path), "name": "exp"})) == []
+    assert make_plots(experiment(tmp_path)) == []
     assert sum("skipped" in line for line in caplog.messages) == 4
     plot_records = [r for r in caplog.records if r.getMessage().startswith("[plot]")]
     assert len(plot_records) == 4 and {(r.name, r.levelno) for r in plot_records} == {
         ("harness.report.plots", logging.INFO)
     }
     assert not (tmp_path / "exp" / "plots").exists()
+
+
+def test_plots_count_the_rows_the_report_counts(plot_store, monkeypatch, caplog):
+    """`ckd plot` leaves out what the report leaves out: rows of another config (and invalid rows)."""
+    caplog.set_level(logging.INFO, logger="harness")
+    planted = {**row("full", 8, 0.99, 0.99), "run_id": "0123456789abcdef"}  # valid, but no run of `experiment`
+    plot_store.append_result(planted)
+    drawn = []
+    monkeypatch.setattr("harness.report.plots.draw_plots", lambda store, rows, *a: drawn.append(rows) or [])
+    make_plots(experiment(plot_store.root.parent))
+    counted = write_report(experiment(plot_store.root.parent), plots=False).rows
+    assert drawn == [counted] and planted["run_id"] not in {r["run_id"] for r in counted}
+    assert "[plot] left out 1 row(s) of another config (as the report does)" in caplog.messages

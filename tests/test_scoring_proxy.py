@@ -24,7 +24,7 @@ from harness.scoring.proxy import (
 )
 from harness.scoring.runner import score_trajectory
 from harness.scoring.scores_file import ScoresError, read_scores
-from harness.scoring.selection import read_selected, read_selected_ensemble
+from harness.scoring.teacher_picks import read_selected, read_selected_ensemble
 from harness.teachers import train_trajectory
 from tests.helpers import QUICKSTART, tiny_overrides
 

@@ -18,8 +18,8 @@ from harness.scoring import ScoringError, features
 from harness.scoring.freshness import scores_fresh
 from harness.scoring.plane import information_plane
 from harness.scoring.runner import run_scoring, score_trajectory
-from harness.scoring.scores_file import ScoresError
-from harness.scoring.selection import read_selected, read_selected_ensemble
+from harness.scoring.scores_file import ScoresError, write_scores
+from harness.scoring.teacher_picks import read_selected, read_selected_ensemble
 from harness.teacher_choices import ResolveContext, TeacherRef, resolve_teacher_choice
 from harness.teachers import train_trajectory
 
@@ -183,7 +183,7 @@ def test_stale_scores_are_refused_and_rescored(storage: Path) -> None:
     path = store.scores_dir / f"{TRAJ}.json"
     scores = json.loads(path.read_text())
     scores["checkpoints"][2]["sha256"] = "0" * 64  # as if epoch 3 had been retrained since
-    path.write_text(json.dumps(scores))
+    write_scores(store, TRAJ, scores)  # an honest file (digest sealed) of older checkpoints
     with pytest.raises(ScoresError, match=r"stale .*\[3\].*run `ckd score CONFIG` first"):
         read_selected(store, TRAJ, "paper")
     run_scoring(cfg)

@@ -31,12 +31,11 @@ from harness.scoring.scores_file import (
 from harness.scoring.selection import (
     available_selectors,
     is_degenerate,
-    read_selected,
-    read_selected_ensemble,
     select_ensemble,
     select_single,
     selector_scores,
 )
+from harness.scoring.teacher_picks import read_selected, read_selected_ensemble
 from harness.store import CheckpointStore, StoreError
 
 
@@ -124,7 +123,7 @@ def test_readers_say_to_run_scoring_first(tmp_path) -> None:
         assert "t-s0" in str(info.value)
     store.scores_dir.mkdir(parents=True)
     (store.scores_dir / "t-s0.json").write_text("{not json")
-    with pytest.raises(ScoresError, match="corrupt"):
+    with pytest.raises(ScoresError, match="not valid JSON"):
         read_selected(store, "t-s0", "paper")
     (store.scores_dir / "t-s0.json").write_text(json.dumps({"schema_version": 0}))
     with pytest.raises(ScoresError, match="schema"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 
 import pytest
@@ -13,7 +12,8 @@ from omegaconf import OmegaConf
 from harness.report.board import board_for
 from harness.report.selector_plot import plot_selector_cost
 from harness.report.selectors import evaluate_selectors, render_selectors
-from harness.scoring.scores_file import read_all_scores
+from harness.scoring.scores_file import read_all_scores, read_scores
+from harness.scoring.scores_file import write_scores as seal_scores
 from harness.store import CheckpointStore
 from tests.synthetic_results import result_row, traj, write_scores
 
@@ -138,10 +138,9 @@ def test_every_row_costs_student_epochs_and_seconds_and_regret_is_plotted_agains
             TIMINGS,
             SELECTORS,
         )
-        path = store.scores_dir / f"{traj(t)}.json"
-        doc = json.loads(path.read_text())
+        doc = read_scores(store, traj(t))
         doc["proxy"] = {"proxy": {"pick": 30, "cost": {"student_epochs": 64, "seconds": 4.0, "setup_s": 1.0}}}
-        path.write_text(json.dumps(doc))
+        seal_scores(store, traj(t), doc)  # the scorer's own writer: a sealed file
     packed = [{**r, "pack_size": 4} for r in rows()]  # a packed row holds its pack's wall time: 1/4 is its share
     result = evaluate_selectors(packed, read_all_scores(store))
     r = by_selector(result)

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from harness.cluster.errors import ClusterError, StorageNotSharedError
 from harness.config import ExperimentConfig
+from harness.fileio import ROW_MAX_BYTES, StoredFileError, read_regular_text
 
 logger = logging.getLogger(__name__)
 KINDS = ("trajectory", "trial", "scorer")
@@ -240,10 +241,13 @@ def _probe_storage(path: str, token: str, answer: str) -> dict:
 
     node = ray.get_runtime_context().get_node_id()
     out: dict[str, Any] = {"node_id": node, "ok": False}
-    try:
-        seen = Path(path).read_text()
+    try:  # a regular file only: a FIFO or a link planted under the probe's name cannot hang the node
+        seen = read_regular_text(path, ROW_MAX_BYTES, "storage probe")
     except OSError as e:
         out["why"] = f"cannot read {path}: {e.strerror or e}"
+        return out
+    except StoredFileError as e:
+        out["why"] = str(e)
         return out
     if seen != token:
         out["why"] = f"{path} exists there but holds another token (a different folder with the same path)"

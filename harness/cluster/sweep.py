@@ -14,6 +14,9 @@ an O(trials) experiment snapshot every few checkpoints of every trial). Hyperpar
 ranked on ``val_acc`` (``TuneConfig(metric="val_acc", mode="max")``); test accuracy is only
 reported. ``distill_pack`` writes one result row per member (deduplicated by run id), with the
 trial's Tune identity (trial id, name, experiment dir). Each trial logs to ``distill.log`` in its trial folder.
+Each run trains under its lease (``harness/leases.py``): a trial whose runs another sweep (or
+``ckd run``) on the same experiment is training waits for them and reports their rows, so two
+sweeps at once never train one student twice.
 
 Idempotence: a grid whose every run is already in the results file is not started at all; an
 interrupted one is continued with ``Tuner.restore`` (the Tune experiment is named after a hash

@@ -184,11 +184,17 @@ def plot_ensemble_comparison(board: list[dict], out_dir: Path) -> Path | None:
 
 
 def make_plots(cfg: ExperimentConfig, reported: str = "final") -> list[Path]:
-    """Write every plot whose data exists under ``<storage>/<name>/plots/``; return the paths."""
-    from harness.store import CheckpointStore  # imports torch
+    """Write every plot whose data exists under ``<storage>/<name>/plots/``; return the paths.
+    Plots the rows the report counts (valid row files of this config's runs:
+    ``RunResolver.counted``, the filter of ``report.rows_of_config``)."""
+    from harness.runs import RunResolver  # imports torch
+    from harness.store import CheckpointStore
 
     store = CheckpointStore(cfg.storage, cfg.name)
-    rows, scores = store.read_results(), read_all_scores(store)
+    rows, foreign = RunResolver(cfg).counted(store.read_results())
+    if foreign:
+        logger.info("[plot] left out %d row(s) of another config (as the report does)", foreign)
+    scores = read_all_scores(store)
     return draw_plots(store, rows, scores, board_for(cfg, rows, scores, reported), reported)
 
 

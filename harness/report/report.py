@@ -19,6 +19,7 @@ from harness.report.board import board_for
 from harness.report.claims import check_claims, render_claims
 from harness.report.leaderboard import render
 from harness.report.selectors import evaluate_selectors, render_selectors
+from harness.results import REASONS
 from harness.scoring.scores_file import read_all_scores
 
 logger = logging.getLogger(__name__)
@@ -34,21 +35,52 @@ class Report:
     plots: list[Path] = field(default_factory=list)
     text: str = ""
     rows: list[dict] = field(default_factory=list, repr=False)  # the inputs, for the plots
+    set_aside: dict[str, int] = field(default_factory=dict)  # rows not counted, by reason (results.REASONS)
     scores: dict[str, dict] = field(default_factory=dict, repr=False)
 
 
 def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
-    """Compute the leaderboard, the claims and the selector evaluation (nothing written)."""
+    """Compute the leaderboard, the claims and the selector evaluation (nothing written) from
+    the valid row files of this config's runs (``rows_of_config``); when rows were left out, the
+    text ends with one line saying how many and why."""
     from harness.store import CheckpointStore
 
     store = CheckpointStore(cfg.storage, cfg.name)
-    rows, scores = store.read_results(), read_all_scores(store)
+    scan = store.results.scan()
+    rows, foreign = rows_of_config(cfg, scan.rows)
+    scores = read_all_scores(store)
     board = board_for(cfg, rows, scores, reported)
-    rep = Report(board=board, text=render(board, "text", where=str(store.results_jsonl)), rows=rows, scores=scores)
+    set_aside = store.results.set_aside_counts(scan)
+    text = render(board, "text", where=str(store.results_jsonl))
+    if note := not_counted_note(set_aside, foreign, store.results.rejected_dir):
+        logger.warning(f"[report] {note}")
+        text += note + "\n"
+    rep = Report(board=board, text=text, rows=rows, scores=scores, set_aside={**set_aside, "other_config": foreign})
     if board:
         rep.claims = check_claims(board, float(cfg.report.alpha))
         rep.selectors = evaluate_selectors(rows, scores, reported)
     return rep
+
+
+def rows_of_config(cfg: ExperimentConfig, rows: list[dict]) -> tuple[list[dict], int]:
+    """The rows this config's recipe trained, and how many others: a row counts if its recorded
+    run fields hash (``RunResolver.run_id_of``) to its own run id under ``cfg``. That keeps every
+    honest row of this config (any teacher choice, T, weight or seed: its sweeps and its ``ckd
+    distill`` runs) and leaves out rows of another recipe stored under the same name and rows
+    planted with an invented run id."""
+    from harness.runs import RunResolver  # here: runs imports torch, the report tables need not
+
+    return RunResolver(cfg).counted(rows)  # (also what ``ckd plot`` counts: plots.make_plots)
+
+
+def not_counted_note(set_aside: dict[str, int], foreign: int, rejected_dir: Path) -> str:
+    """One line: how many rows the report did not count and why ('' when none)."""
+    parts = [f"{n} {REASONS[reason]}" for reason, n in sorted(set_aside.items())]
+    if parts:
+        parts[-1] += f" (set aside in {rejected_dir})"
+    if foreign:
+        parts.append(f"{foreign} of another config (run fields that do not hash to their run id under this config)")
+    return f"Not counted: {'; '.join(parts)}." if parts else ""
 
 
 def _write(path: Path, text: str) -> None:

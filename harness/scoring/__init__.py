@@ -9,8 +9,9 @@ one concept each:
   ``binning``: the estimators (formulas in each module's docstring);
 - ``normalization``: per-trajectory normalization of a term over the checkpoints;
 - ``selection``: selectors (``paper``, ``ce``, ``kde``, ``binning``, ``accuracy``; ``proxy*``), the single
-  pick T* (Algorithm 1), the K-checkpoint ensemble pick, and ``read_selected`` /
-  ``read_selected_ensemble`` behind the teacher choices ``selected:<selector>`` / ``selected_ensemble:K``;
+  pick T* (Algorithm 1), the K-checkpoint ensemble pick;
+- ``teacher_picks``: ``read_selected`` / ``read_selected_ensemble`` behind the teacher choices
+  ``selected:<selector>`` / ``selected_ensemble:K``, from a scores file whose picks are verified;
 - ``proxy``: the student-aware selectors (``proxy``, ``proxy_small``, ``proxy_large``): short
   distillations from every checkpoint, successive halving, pick by validation accuracy;
 - ``scores_file``: the scores file (path, schema, read, write, accessors);

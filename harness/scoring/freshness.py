@@ -14,12 +14,14 @@ from harness.store import Trajectory
 
 from .base import build_estimator
 from .scores_file import checkpoint_shas, checkpoints, picks, read_scores
+from .teacher_picks import pick_problem
 
 
 def scores_fresh(cfg: ExperimentConfig, name: str) -> bool:
     """True when ``scores/<name>.json`` already matches the trajectory's checkpoints and the
     config's estimators, scoring sample and selection settings, so it need not be scored again.
-    Any doubt (missing file or keys, other schema) answers False; ``score_trajectory`` then
+    Any doubt (missing file or keys, other schema, no or a wrong digest, a pick that does not follow
+    from the recorded values) answers False; ``score_trajectory`` then
     decides exactly, per (checkpoint, estimator)."""
     try:
         from harness.experiment import open_store
@@ -30,7 +32,8 @@ def scores_fresh(cfg: ExperimentConfig, name: str) -> bool:
         scores = read_scores(store, name)
         traj = store.trajectory(name)
         return (
-            _checkpoints_match(traj, scores)
+            pick_problem(scores) is None
+            and _checkpoints_match(traj, scores)
             and _estimators_match(cfg.scoring, scores)
             and not any(found != expected for found, expected in _expected_settings(cfg, scores).values())
             and _ensemble_selector_matches(cfg.scoring, scores)

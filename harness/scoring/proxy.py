@@ -62,7 +62,8 @@ from harness.teacher_logits import LogitCache, data_key
 
 from .replicates import UNSTABLE_BELOW, argmax_earliest, fold_weights, summarize_draws
 from .scores_file import ScoresError, checkpoint_shas, has_scores, proxy_entries, read_scores
-from .selection import PROXY_SELECTORS, SELECTORS, TIE_DECIMALS
+from .selection import PROXY_SELECTORS, SELECTORS, TIE_DECIMALS, rank_by_mean
+from .teacher_picks import pick_problem
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def _val_correct(pack: StudentPack) -> Tensor:
 
 def _ranked(means: dict[int, float]) -> list[int]:
     """Candidates by mean validation accuracy, best first (ties: the earlier epoch)."""
-    return sorted(means, key=lambda e: (-round(means[e], TIE_DECIMALS), e))
+    return rank_by_mean(means)  # one rule, also what teacher_picks checks a stored pick against
 
 
 def pick_confidence(correct: np.ndarray, epochs: list[int], draws: int, seed: int) -> dict[str, float]:
@@ -344,13 +345,14 @@ def _context(
 
 
 def _previous(store: Any, name: str) -> dict[str, dict]:
-    """The proxy results of the trajectory's previous scores file ({} without one)."""
+    """The proxy results of the trajectory's previous scores file ({} without a verified one)."""
     if not has_scores(store, name):
         return {}
     try:
-        return proxy_entries(read_scores(store, name))
+        scores = read_scores(store, name)
     except (ScoresError, AttributeError, TypeError):
         return {}
+    return {} if pick_problem(scores) else proxy_entries(scores)  # a forged pick is trained again, not reused
 
 
 def proxy_results(

@@ -32,6 +32,15 @@ Scores file (``schema_version`` 2)::
                    checkpoints_scored, checkpoints_reused, estimator_checkpoints_scored: {name: n},
                    shared_pass, device, num_threads, proxy_s}   (of the latest run)
     written_at    ISO time
+    digest        sha256 of the file's canonical JSON without this field (``scores_digest``)
+
+**Trust.** The file records the sha256 of its inputs (every checkpoint's) and of itself
+(``digest``). ``read_scores`` refuses, with one line naming the file and saying to re-run
+``ckd score``, a file that is not a regular UTF-8 JSON object of bounded size, of another schema,
+without a digest (written before digests, or edited) or whose digest does not match (edited
+after it was written); the picks are then checked against the recorded values
+(``teacher_picks.pick_problem``). A file edited together with a recomputed digest is caught only where
+the edit contradicts the recorded values; values forged consistently are not detected.
 
 Readers of many files (the report, plots) take them as they are (``read_all_scores``: a file
 that does not parse is left out), so the accessors are lenient: a missing or malformed part
@@ -40,6 +49,7 @@ reads as empty.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -47,12 +57,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.fileio import atomic_write_json
+from harness.fileio import JSON_MAX_BYTES, StoredFileError, atomic_write_json, read_json_object
 from harness.store import StoreError
 
 logger = logging.getLogger(__name__)
 
 SCORES_SCHEMA_VERSION = 2  # 2: error bars, replicates, selection_confidence, recon on training rows
+DIGEST_KEY = "digest"  # sha256 of the file without this field
 
 
 class ScoresError(StoreError, ValueError):
@@ -86,37 +97,54 @@ def read_scores(store: Any, trajectory_name: str) -> dict:
         raise ScoresError(
             f"no MI scores for trajectory {trajectory_name}: {path} does not exist; run `ckd score CONFIG` first"
         )
-    try:
-        scores = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ScoresError(f"scores file {path} is corrupt ({e}); delete it and run `ckd score CONFIG` first") from None
+    try:  # a regular UTF-8 JSON object of bounded size only (no symlink, FIFO, device)
+        scores = read_json_object(path, JSON_MAX_BYTES, "scores file", "delete it and run `ckd score CONFIG` first")
+    except StoredFileError as e:
+        raise ScoresError(str(e)) from None
     if scores.get("schema_version") != SCORES_SCHEMA_VERSION:
         raise ScoresError(
             f"scores file {path} has schema {scores.get('schema_version')}, expected {SCORES_SCHEMA_VERSION}; "
             "run `ckd score CONFIG` first"
         )
+    if DIGEST_KEY not in scores:
+        raise ScoresError(
+            f"scores file {path} records no digest (written before digests, or edited), so it is not trusted; "
+            "re-run `ckd score CONFIG` to rescore it"
+        )
+    if scores[DIGEST_KEY] != scores_digest(scores):
+        raise ScoresError(
+            f"scores file {path} does not match its digest (changed after it was written), so it is not trusted; "
+            "re-run `ckd score CONFIG` to rescore it"
+        )
     return scores
 
 
+def scores_digest(scores: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of ``scores`` without its digest."""
+    body = {k: v for k, v in scores.items() if k != DIGEST_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
 def write_scores(store: Any, trajectory_name: str, scores: dict) -> Path:
-    """Write (atomically: temp file + rename) the scores file of one trajectory; returns its path."""
+    """Write (atomically: temp file + rename) the scores file of one trajectory, sealed with its
+    digest (also set in ``scores``: over the values as JSON reads them back); returns its path."""
     path = scores_path(store, trajectory_name)
-    atomic_write_json(path, scores)
+    body = json.loads(json.dumps({k: v for k, v in scores.items() if k != DIGEST_KEY}, default=str))
+    scores[DIGEST_KEY] = body[DIGEST_KEY] = scores_digest(body)
+    atomic_write_json(path, body)
     return path
 
 
 def read_all_scores(store: Any) -> dict[str, dict]:
-    """``{trajectory: scores}`` for every scores file that parses as a JSON object ({} without
-    any), unchecked: the report evaluates what is there and leaves a half-written file out."""
+    """``{trajectory: scores}`` for every scores file that passes ``read_scores``'s checks (a
+    regular JSON object of this schema that matches its digest; {} without any): the report
+    evaluates those and leaves out, with one log line each, what it cannot trust."""
     out: dict[str, dict] = {}
     for name in scored_trajectories(store):
         try:
-            scores = json.loads(scores_path(store, name).read_text())
-        except (OSError, ValueError) as e:  # a half-written file: evaluate the rest
-            logger.info("[report] scores of %s left out: %s", name, e)
-            continue
-        if isinstance(scores, dict):
-            out[name] = scores
+            out[name] = read_scores(store, name)
+        except (OSError, ValueError, ScoresError) as e:  # half-written, refused or unsealed: evaluate the rest
+            logger.warning("[report] scores of %s left out: %s", name, e)
     return out
 
 

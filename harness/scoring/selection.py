@@ -45,8 +45,9 @@ until they do (the gap used is recorded). The members are returned in epoch orde
 used is the ``scoring.ensemble_selector``'s (default ``paper``; the first computed selector in
 the table's order if that one is not available).
 
-``read_selected`` / ``read_selected_ensemble`` resolve the teacher choices ``selected:<selector>``
-and ``selected_ensemble:K`` from the trajectory's scores file (``scores_file.py``).
+``picks.read_selected`` / ``picks.read_selected_ensemble`` resolve the teacher choices
+``selected:<selector>`` and ``selected_ensemble:K`` from the trajectory's scores file, after
+checking that its picks follow from its recorded values by the rules above.
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ import numpy as np
 
 from .normalization import normalize
 from .replicates import UNSTABLE_BELOW, argmax_earliest, fold_weights, normalize_rows, resampled_term, summarize_draws
-from .scores_file import ScoresError, checkpoint_shas, checkpoints, ensemble_picks, picks, read_scores
 
 TIE_DECIMALS = 9
 
@@ -287,92 +287,7 @@ def select_ensemble(epochs: Sequence[int], scores: Sequence[float], k: int, min_
         gap = gap / 2 if gap > 1 else 0.0  # distinct epochs are >= 1 apart, so 0 always works
 
 
-# ----------------------------------------------------------------------------- teacher choices
-
-
-def _check_fresh(store: Any, trajectory_name: str, scores: dict) -> None:
-    """Scores must describe the checkpoints now on disk (same epochs, same sha256)."""
-    traj = store.trajectory(trajectory_name)
-    if not traj.exists():
-        return  # resolution of the teacher itself will say that the trajectory is missing
-    on_disk = {c["epoch"]: c.get("sha256") for c in traj.checkpoints()}
-    scored = checkpoint_shas(scores)
-    if on_disk != scored:
-        changed = sorted(e for e in set(on_disk) | set(scored) if on_disk.get(e) != scored.get(e))
-        raise ScoresError(
-            f"MI scores of trajectory {trajectory_name} are stale (checkpoints changed at epochs {changed}); "
-            "run `ckd score CONFIG` first"
-        )
-
-
-def _require_selector(scores: dict, trajectory_name: str, selector: str) -> None:
-    if selector in picks(scores):
-        return
-    if selector not in SELECTORS:
-        raise ScoresError(f"unknown selector {selector!r}; known: {', '.join(list_selectors())}")
-    if SELECTORS[selector].kind == "proxy":
-        raise ScoresError(
-            f"selector {selector!r} was not computed for trajectory {trajectory_name}: it trains proxy students, so it "
-            f"runs only when asked; add it to scoring.proxy.selectors (or name selected:{selector} in "
-            "sweep.teacher_choices) and run `ckd score CONFIG` first"
-        )
-    needs = SELECTORS[selector].estimators
-    raise ScoresError(
-        f"selector {selector!r} was not computed for trajectory {trajectory_name}: it needs the estimators "
-        f"{needs}, but the scores hold {sorted(scores.get('estimators', {}))}; add them to scoring.estimators "
-        "and run `ckd score CONFIG` first"
-    )
-
-
-def _require_usable(scores: dict, trajectory_name: str, selector: str) -> None:
-    """A degenerate selector (same score for every checkpoint) cannot select, unless it has a fallback."""
-    if not picks(scores)[selector].usable:
-        raise ScoresError(
-            f"selector {selector!r} is degenerate for trajectory {trajectory_name}: its score is the same for "
-            "every checkpoint (a saturated estimator), so it cannot select a teacher; choose another selector, or "
-            "set scoring.degenerate_fallback=<selector> (e.g. accuracy) and run `ckd score CONFIG` first"
-        )
-
-
-def read_selected(store: Any, trajectory_name: str, selector: str) -> int:
-    """Epoch T* chosen by ``selector`` for the trajectory (teacher choice ``selected:<selector>``).
-
-    A degenerate selector raises ``ScoresError`` unless a fallback was configured when scoring
-    (its pick is then the fallback selector's); an unstable pick resolves (it is only flagged)."""
-    scores = read_scores(store, trajectory_name)
-    _require_selector(scores, trajectory_name, selector)
-    _require_usable(scores, trajectory_name, selector)
-    _check_fresh(store, trajectory_name, scores)
-    return int(picks(scores)[selector].epoch)
-
-
-def read_selected_ensemble(store: Any, trajectory_name: str, k: int, selector: str | None = None) -> list[int]:
-    """Epochs of the K-checkpoint ensemble (teacher choice ``selected_ensemble:K``).
-
-    Uses the pick stored for K when there is one, else runs the same greedy rule on the stored
-    normalized scores (so any K up to the number of checkpoints works without rescoring).
-    """
-    scores = read_scores(store, trajectory_name)
-    ens = scores["selected_ensemble"]
-    selector = selector or ens["selector"]
-    if selector is None:
-        raise ScoresError(f"no selector was computed for trajectory {trajectory_name}; run `ckd score CONFIG` first")
-    _require_selector(scores, trajectory_name, selector)
-    if picks(scores)[selector].degenerate:
-        raise ScoresError(
-            f"selector {selector!r} is degenerate for trajectory {trajectory_name} (same score for every checkpoint), "
-            "so it cannot rank ensemble members; set scoring.ensemble_selector to another selector and "
-            "run `ckd score CONFIG` first"
-        )
-    _check_fresh(store, trajectory_name, scores)
-    stored = ensemble_picks(scores).get(int(k))
-    if stored is not None and selector == ens["selector"]:
-        return [int(e) for e in stored]
-    scored = checkpoints(scores)
-    epochs = [c.epoch for c in scored]
-    values = [c.normalized[selector]["score"] for c in scored]
-    try:
-        members, _ = select_ensemble(epochs, values, k, ens["min_gap_epochs"])
-    except ValueError as e:
-        raise ScoresError(f"selected_ensemble:{k} for trajectory {trajectory_name}: {e}") from None
-    return members
+def rank_by_mean(means: dict[int, float]) -> list[int]:
+    """Candidates (epochs) by mean validation accuracy, best first; ties (to 9 decimals) go to the
+    earlier epoch: how a proxy selector keeps candidates and picks T* from its last rung."""
+    return sorted(means, key=lambda e: (-round(means[e], TIE_DECIMALS), e))
