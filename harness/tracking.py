@@ -286,9 +286,12 @@ def _marker(cfg: ExperimentConfig, key: str) -> Path:
 
 
 def _logged_already(cfg: ExperimentConfig, key: str, fingerprint: str) -> bool:
+    from harness.fileio import ROW_MAX_BYTES, read_regular_text  # fileio imports torch: not at import time
+
     try:
-        return json.loads(_marker(cfg, key).read_text()).get("fingerprint") == fingerprint
-    except (OSError, ValueError):
+        marker = read_regular_text(_marker(cfg, key), ROW_MAX_BYTES, "W&B marker")  # no FIFO or link followed
+        return json.loads(marker).get("fingerprint") == fingerprint
+    except (OSError, ValueError, AttributeError):
         return False
 
 

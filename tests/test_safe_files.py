@@ -325,3 +325,19 @@ def test_a_log_file_on_a_full_disk_warns_once_and_the_run_goes_on(small_tmpfs, c
             logging.getLogger("harness.test").info(f"line {n} " + "x" * 8192)
     err = capsys.readouterr().err
     assert err.count(f"cannot write log file {log} (No space left on device)") == 1 and "Traceback" not in err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["fifo", "devzero"])
+def test_an_endless_data_cache_or_trial_state_is_never_read(tmp_path, how):
+    """The MNIST-1D cache's metadata regenerates; a Tune trial's state is refused naming it."""
+    from harness.data.mnist1d import read_cache
+
+    meta = tmp_path / "cache" / "meta.json"
+    _plant_endless(meta, how)
+    assert read_cache(tmp_path / "cache" / "x.npz", meta, {"n": 1}) is None  # the caller regenerates
+    sweep = pytest.importorskip("harness.cluster.sweep")  # needs Ray
+    state = tmp_path / "trial" / sweep.STATE_FILE
+    _plant_endless(state, how)
+    with pytest.raises(StoreError, match="trial state"):
+        sweep.read_trial_state(state)

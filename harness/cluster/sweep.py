@@ -38,10 +38,10 @@ from harness.cluster.errors import SweepError
 from harness.config import ConfigError, ExperimentConfig, to_dict
 from harness.distill import distill_pack
 from harness.experiment import open_store
-from harness.fileio import UnsafeFileError, atomic_write_bytes, safe_torch_load
+from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
 from harness.logs import file_log
 from harness.runs import Run
-from harness.store import StoreError
+from harness.store import CHECKPOINT_MAX_BYTES, StoreError
 from harness.sweep import (
     PlannedRun,
     describe_pack,
@@ -140,10 +140,12 @@ def _load_trial_state(trial_dir: Path, name: str) -> dict | None:
 
 
 def read_trial_state(path: Path) -> dict:
-    """A trial's saved student state, through the safe loader (a planted pickle is refused)."""
+    """A trial's saved student state: a regular file of bounded size (no symlink, FIFO or device),
+    through the safe loader (a planted pickle is refused)."""
     try:
-        return safe_torch_load(path, what=f"trial state {path}")
-    except UnsafeFileError as e:
+        data = read_regular_bytes(path, CHECKPOINT_MAX_BYTES, "trial state")
+        return safe_torch_load(data, what=f"trial state {path}")
+    except (UnsafeFileError, StoredFileError) as e:
         raise StoreError(str(e)) from None
 
 

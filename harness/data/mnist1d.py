@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.fileio import atomic_write, atomic_write_json, sha256_file
+from harness.fileio import JSON_MAX_BYTES, atomic_write, atomic_write_json, read_regular_text, sha256_file
 
 from .catalog import register_dataset
 from .splits import DataSplits, TensorSplit, carve_val, preserve_global_rng
@@ -82,7 +82,7 @@ def read_cache(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
     """``(x, y, meta)`` from a cache whose key, sha256 and shapes all match, else None."""
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(read_regular_text(meta_path, JSON_MAX_BYTES, "data cache metadata"))
         if meta.get("key") == key and meta.get("sha256") == sha256_file(npz_path):
             with np.load(npz_path) as f:
                 x, y = f["x"], f["y"]
