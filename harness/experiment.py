@@ -146,6 +146,27 @@ def check_storage(cfg: ExperimentConfig) -> None:
             f"{MIN_FREE_BYTES // 2**20} MiB needed); free some space or choose another storage"
         )
     check_name_lengths(cfg, existing)
+    for folder in (root / str(cfg.name), root / "cache"):
+        check_no_links_out(folder)
+
+
+def check_no_links_out(folder: Path) -> None:
+    """No folder link below ``folder`` (or ``folder`` itself) may lead outside it: files the
+    harness creates there (logs, rows, set-aside files, checkpoints) would land outside storage.
+    Links inside it (W&B's ``latest-run``) are fine. Checked when a verb starts."""
+    if not os.path.lexists(folder):
+        return
+    inside = folder.resolve() if not folder.is_symlink() else None
+    if inside is None:
+        raise ConfigError(f"{folder} is a symbolic link; remove it (rm {folder}) or choose another storage/name")
+    for dirpath, dirnames, _ in os.walk(folder, followlinks=False):
+        for name in dirnames:
+            path = Path(dirpath) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                raise ConfigError(
+                    f"{path} is a link to {os.readlink(path)}, outside {folder}: files written there would "
+                    f"leave storage; remove it (rm {path}) and re-run"
+                )
 
 
 def check_name_lengths(cfg: ExperimentConfig, folder: Path) -> None:

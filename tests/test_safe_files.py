@@ -89,6 +89,33 @@ def test_planted_lock_or_log_is_refused_and_its_target_untouched(tmp_path, outsi
     assert outside.read_bytes() == PRECIOUS  # never truncated, overwritten or appended to
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("planted", "verb"), [("logs", "leaderboard"), ("results/rejected", "leaderboard"), ("", "teachers")]
+)
+def test_a_folder_linked_out_of_storage_is_refused_before_anything_is_written(tmp_path, outside, capsys, planted, verb):
+    """A planted folder link (``logs -> /elsewhere``, or the experiment folder itself) would make
+    new files land outside storage: the verb refuses it in one line and writes nothing there."""
+    storage = tmp_path / "runs"
+    link = storage / "quickstart" / planted if planted else storage / "quickstart"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside.parent, target_is_directory=True)
+    args = _teachers(storage) if verb == "teachers" else [verb, str(QUICKSTART), f"storage={storage}"]
+    assert main(args) == 2
+    err = _one_line(capsys)
+    assert str(link) in err and f"rm {link}" in err
+    assert sorted(p.name for p in outside.parent.iterdir()) == ["precious.txt"]  # nothing written out there
+
+
+def test_links_inside_the_experiment_folder_are_fine(tmp_path):
+    """W&B's ``latest-run`` link points inside the experiment folder: not refused."""
+    cfg = load_config(QUICKSTART, [f"storage={tmp_path / 'runs'}"])
+    wandb = tmp_path / "runs" / "quickstart" / "wandb"
+    (wandb / "run-1").mkdir(parents=True)
+    (wandb / "latest-run").symlink_to(wandb / "run-1", target_is_directory=True)
+    experiment.check_storage(cfg)
+
+
 def test_own_lock_and_log_files_still_work(tmp_path):
     """The regular files the harness makes itself: reused, the holder written, lines appended."""
     lock, log = tmp_path / ".lock", tmp_path / "logs" / "x.log"
