@@ -39,6 +39,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +366,10 @@ def _log_once(cfg: ExperimentConfig, key: str, body: Callable[[Any, Any], None],
         return None
 
 
+TRAJECTORY_META = ("name", "arch", "dataset", "seed", "epochs", "checkpoint_every", "config_hash")
+TRAJECTORY_META += ("num_params", "device", "finished")  # manifest keys in a teacher run's W&B config
+
+
 def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -> Path | None:
     """One W&B run per teacher trajectory: per-epoch curve + checkpoint metrics and table.
 
@@ -373,67 +378,55 @@ def log_trajectory(cfg: ExperimentConfig, manifest: dict, force: bool = False) -
     if not enabled(cfg):
         return None
     name = str(manifest.get("name", "trajectory"))
-    history = list(manifest.get("history") or [])
     ckpts = list(manifest.get("checkpoints") or [])
-    meta_keys = (
-        "name",
-        "arch",
-        "dataset",
-        "seed",
-        "epochs",
-        "checkpoint_every",
-        "config_hash",
-        "num_params",
-        "device",
-        "finished",
-    )
-    config = {k: manifest[k] for k in meta_keys if k in manifest}
+    config = {k: manifest[k] for k in TRAJECTORY_META if k in manifest}
     if isinstance(manifest.get("config"), dict):
         config["trajectory_config"] = manifest["config"]
     tags = ["teacher"] + [str(manifest[k]) for k in ("arch", "dataset") if manifest.get(k) is not None]
-
-    def body(wandb, run) -> None:
-        run.define_metric("epoch")
-        run.define_metric("*", step_metric="epoch")
-        by_epoch: dict[int, dict] = {}
-        for h in history:
-            e = int(h["epoch"])
-            by_epoch.setdefault(e, {}).update(
-                {k: v for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))}
-            )
-        ckpt_cols = sorted(
-            {
-                k
-                for c in ckpts
-                for k, v in c.items()
-                if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-        )
-        for c in ckpts:
-            e = int(c["epoch"])
-            by_epoch.setdefault(e, {}).update({f"ckpt/{k}": c[k] for k in ckpt_cols if k in c})
-        for e in sorted(by_epoch):
-            run.log({"epoch": e, **by_epoch[e]})
-        if ckpts:
-            cols = ["epoch", *ckpt_cols, "sha256"]
-            table = wandb.Table(
-                columns=cols,
-                data=[[int(c["epoch"]), *[c.get(k) for k in ckpt_cols], str(c.get("sha256", ""))[:12]] for c in ckpts],
-            )
-            run.log({"checkpoints": table})
-            last = ckpts[-1]
-            run.summary.update({f"final/{k}": last[k] for k in ckpt_cols if k in last})
-        if "wall_time_s" in manifest:
-            run.summary["wall_time_s"] = manifest["wall_time_s"]
-
     fingerprint = {
         "name": name,
         "finished": manifest.get("finished"),
-        "epochs": len(history),
+        "epochs": len(manifest.get("history") or []),
         "ckpts": [c.get("sha256") for c in ckpts],
     }
     init = {"job_type": "teacher", "name": name, "tags": tags, "config": config}
-    return logged_run(cfg, f"trajectory-{name}", fingerprint, body, init, force)
+    return logged_run(cfg, f"trajectory-{name}", fingerprint, partial(_trajectory_body, manifest), init, force)
+
+
+def _numeric_columns(ckpts: list[dict]) -> list[str]:
+    """The checkpoint metrics (numbers, not flags) any checkpoint records, sorted."""
+    return sorted(
+        {
+            k
+            for c in ckpts
+            for k, v in c.items()
+            if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
+
+
+def _trajectory_body(manifest: dict, wandb, run) -> None:
+    """Log a trajectory's curve (history and ``ckpt/`` metrics per epoch), its checkpoint table
+    and final metrics into ``run``."""
+    history, ckpts = list(manifest.get("history") or []), list(manifest.get("checkpoints") or [])
+    run.define_metric("epoch")
+    run.define_metric("*", step_metric="epoch")
+    cols = _numeric_columns(ckpts)
+    by_epoch: dict[int, dict] = {}
+    for h in history:
+        by_epoch.setdefault(int(h["epoch"]), {}).update(
+            {k: v for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))}
+        )
+    for c in ckpts:
+        by_epoch.setdefault(int(c["epoch"]), {}).update({f"ckpt/{k}": c[k] for k in cols if k in c})
+    for e in sorted(by_epoch):
+        run.log({"epoch": e, **by_epoch[e]})
+    if ckpts:
+        rows = [[int(c["epoch"]), *[c.get(k) for k in cols], str(c.get("sha256", ""))[:12]] for c in ckpts]
+        run.log({"checkpoints": wandb.Table(columns=["epoch", *cols, "sha256"], data=rows)})
+        run.summary.update({f"final/{k}": ckpts[-1][k] for k in cols if k in ckpts[-1]})
+    if "wall_time_s" in manifest:
+        run.summary["wall_time_s"] = manifest["wall_time_s"]
 
 
 def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:

@@ -38,62 +38,55 @@ def degenerate_axes(points: list[dict]) -> list[str]:
 
 
 def _plane_panel(ax, est: str, points: list[dict], picks: dict[tuple, int], norm, cmap):
-    """One selector's plane: trajectories joined in grey, checkpoints coloured by epoch, T* starred."""
+    """One selector's plane: trajectories joined in grey, checkpoints coloured by epoch, T* starred
+    (or, for a degenerate estimator, a note saying why nothing is drawn)."""
     bad = degenerate_axes(points)
     if bad:
-        ax.text(
-            0.5,
-            0.5,
-            f"{est}: degenerate estimator\n" + "\n".join(bad) + "\n(not drawn)",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-            fontsize=8,
-        )
+        note = f"{est}: degenerate estimator\n" + "\n".join(bad) + "\n(not drawn)"
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=8)
     else:
-        trajs: dict[str, list[dict]] = defaultdict(list)
-        for r in points:
-            trajs[str(r["trajectory"])].append(r)
-        for name, pts in trajs.items():
-            pts.sort(key=lambda r: r["epoch"])
-            ax.plot([p["i_x"] for p in pts], [p["i_y"] for p in pts], color="0.7", linewidth=0.8, zorder=1)
-            star = [p for p in pts if picks.get((name, est)) == p["epoch"]]
-            if star:
-                ax.scatter(
-                    [star[0]["i_x"]],
-                    [star[0]["i_y"]],
-                    marker="*",
-                    s=220,
-                    facecolor="none",
-                    edgecolor="red",
-                    linewidth=1.2,
-                    zorder=3,
-                )
-        se = [
-            [v if isinstance(v, (int, float)) and v == v else 0.0 for v in (r.get("i_x_se"), r.get("i_y_se"))]
-            for r in points
-        ]
-        ax.errorbar(
-            [r["i_x"] for r in points],
-            [r["i_y"] for r in points],
-            xerr=[s[0] for s in se],
-            yerr=[s[1] for s in se],
-            fmt="none",
-            ecolor="0.55",
-            elinewidth=0.8,
-            capsize=2,
-            zorder=1.5,
-        )  # ±1 SE from the scorer's replicates
-        ax.scatter(
-            [r["i_x"] for r in points],
-            [r["i_y"] for r in points],
-            c=[r["epoch"] for r in points],
-            cmap=cmap,
-            norm=norm,
-            s=28,
-            zorder=2,
-        )
-    first = points[0]
+        _trajectory_paths(ax, est, points, picks)
+        _checkpoint_points(ax, points, norm, cmap)
+    _label_panel(ax, est, points[0])
+
+
+def _trajectory_paths(ax, est: str, points: list[dict], picks: dict[tuple, int]) -> None:
+    """Each trajectory's checkpoints joined in epoch order (grey); its pick T* as a red star."""
+    trajs: dict[str, list[dict]] = defaultdict(list)
+    for r in points:
+        trajs[str(r["trajectory"])].append(r)
+    for name, pts in trajs.items():
+        pts.sort(key=lambda r: r["epoch"])
+        ax.plot([p["i_x"] for p in pts], [p["i_y"] for p in pts], color="0.7", linewidth=0.8, zorder=1)
+        star = [p for p in pts if picks.get((name, est)) == p["epoch"]]
+        if star:
+            ax.scatter(
+                [star[0]["i_x"]],
+                [star[0]["i_y"]],
+                marker="*",
+                s=220,
+                facecolor="none",
+                edgecolor="red",
+                linewidth=1.2,
+                zorder=3,
+            )
+
+
+def _finite_or_zero(value) -> float:
+    return value if isinstance(value, (int, float)) and value == value else 0.0
+
+
+def _checkpoint_points(ax, points: list[dict], norm, cmap) -> None:
+    """Every checkpoint coloured by epoch, with ±1 SE bars from the scorer's replicates."""
+    xs, ys = [r["i_x"] for r in points], [r["i_y"] for r in points]
+    xerr = [_finite_or_zero(r.get("i_x_se")) for r in points]
+    yerr = [_finite_or_zero(r.get("i_y_se")) for r in points]
+    ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.55", elinewidth=0.8, capsize=2, zorder=1.5)
+    ax.scatter(xs, ys, c=[r["epoch"] for r in points], cmap=cmap, norm=norm, s=28, zorder=2)
+
+
+def _label_panel(ax, est: str, first: dict) -> None:
+    """Title (with the estimators behind a selector, when named otherwise), axis labels, grid."""
     via = [
         f"{a}: {first[k]}"
         for a, k in (("X", "x_estimator"), ("Y", "y_estimator"))
