@@ -93,7 +93,7 @@ def distill_pack(
     began = time.perf_counter()
     resolver = RunResolver(cfg)
     resolved = [resolver.resolve(r) for r in runs]
-    rows = {r.run_id: resolver.store.results.find(r.run_id) for r in resolved}
+    rows = {rid: resolver.store.results.find(rid) for rid in dict.fromkeys(r.run_id for r in resolved)}
     todo = {r.run_id: r for r in resolved if rows[r.run_id] is None}  # (a run given twice trains once)
     for rid in (r for r, row in rows.items() if row is not None):
         logger.info(f"[distill] run {rid} has a result already; skipping")

@@ -51,12 +51,9 @@ class Stage:
         compact = compact and self.writes_rows
         try:
             result = (self.local if self.on_ray is None or is_local(cfg) else self.on_ray)(cfg)
-        except Exception:
+        finally:
             if compact:
                 compact_results(cfg)
-            raise
-        if compact:
-            compact_results(cfg)
         self.log(cfg, result)
         return result
 

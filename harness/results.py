@@ -145,12 +145,13 @@ class ResultsTable:
         when a valid row of that run is stored already (kept: a retried run never gets a second
         row). Whatever else sits under its name (torn, planted, a FIFO) is set aside first."""
         run_id = str(row.get("run_id"))
-        if problem := check_row(json.loads(row_json(row)), run_id):
+        text = row_json(row)
+        if problem := check_row(json.loads(text), run_id):
             raise RowError(f"the row of run {run_id} is not a valid result row ({problem[1]}); it was not recorded")
         if self._legacy():
             with exclusive_lock(self.lock_path):
                 self._migrate_locked()
-        path, data = self.row_path(run_id), (row_json(row) + "\n").encode()
+        path, data = self.row_path(run_id), (text + "\n").encode()
         for _ in range(3):
             if atomic_create(path, data):
                 return self._verify_written(path, data)

@@ -132,11 +132,6 @@ class TeacherChoice:
         return TEACHER_CHOICES.get(self.kind) if self.kind in TEACHER_CHOICES else UNKNOWN
 
     @property
-    def label(self) -> str:
-        """How the report shows the choice: as it was written."""
-        return str(self)
-
-    @property
     def is_none(self) -> bool:
         """No teacher: the student learns from labels alone."""
         return not self.meaning.teacher

@@ -130,7 +130,7 @@ def write_scores(
 
 def fill_store(store: CheckpointStore, rows: list[dict], overrides: tuple[str, ...] = ()) -> None:
     """Record ``rows`` with the run ids configs/quickstart.yaml (+ ``overrides``) gives their run
-    fields: the rows its report counts (harness.report.report.rows_of_config)."""
+    fields: the rows its report counts (harness.report.board.rows_of_config)."""
     cfg = load_config(QUICKSTART, [f"storage={store.storage}", *overrides])
     resolver = RunResolver(cfg)
     for r in rows:

@@ -229,12 +229,11 @@ def test_every_choice_is_described_with_syntax_example_and_help() -> None:
 
 
 @pytest.mark.parametrize(("syntax", "example"), PARSEABLE, ids=[s for s, _ in PARSEABLE])
-def test_every_choice_example_parses_prints_back_and_resolves(
+def test_every_choice_example_parses_to_its_kind_and_resolves(
     syntax: str, example: str, finished: Path, scored: Path
 ) -> None:
     choice = parse_teacher_choice(example)
-    assert str(choice) == example and choice.kind == _kind(syntax)
-    assert parse_teacher_choice(str(choice)) == choice
+    assert choice.kind == _kind(syntax)
     _resolve_like_a_run(choice, finished, scored)
 
 

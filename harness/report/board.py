@@ -257,3 +257,14 @@ def board_for(
     )
     mark_unstable(board, scores or {})
     return board
+
+
+def rows_of_config(cfg: ExperimentConfig, rows: list[dict]) -> tuple[list[dict], int]:
+    """The rows this config's recipe trained, and how many others: a row counts if its recorded
+    run fields hash (``RunResolver.run_id_of``) to its own run id under ``cfg``. That keeps every
+    honest row of this config (any teacher choice, T, weight or seed: its sweeps and its ``ckd
+    distill`` runs) and leaves out rows of another recipe stored under the same name and rows
+    planted with an invented run id."""
+    from harness.runs import RunResolver  # here: runs imports torch, the report tables need not
+
+    return RunResolver(cfg).counted(rows)  # the report's and ``ckd plot``'s rows

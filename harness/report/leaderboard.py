@@ -66,7 +66,7 @@ def _hp(b: dict, key: str) -> str:
 
 
 def _choice_cell(b: dict) -> str:
-    return choice_of(b["teacher_choice"]).label + (" [unstable]" if b.get("unstable") else "")
+    return str(choice_of(b["teacher_choice"])) + (" [unstable]" if b.get("unstable") else "")
 
 
 def _diff_cell(c: dict | None) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ExperimentConfig
-from harness.report.board import board_for
+from harness.report.board import board_for, rows_of_config
 from harness.report.epoch_plot import plot_accuracy_vs_teacher_epoch
 from harness.report.figure import figure, interval, save, slug
 from harness.report.plane_plot import information_plane_rows, plot_information_plane
@@ -162,7 +162,7 @@ def plot_ensemble_comparison(board: list[dict], out_dir: Path) -> Path | None:
                 "" if b["teacher_test_acc"] is None else f"\nteacher {100 * b['teacher_test_acc']:.1f}%"
             )
             ax.annotate(label, (x, hi), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=7)
-        ticks = [choice_of(b["teacher_choice"]).label for b in entries]
+        ticks = [str(choice_of(b["teacher_choice"])) for b in entries]
         ax.set_xticks(range(len(entries)), ticks, rotation=20, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(entries) - 0.4)
         ax.set_ylabel("student test acc (%)")
@@ -185,13 +185,11 @@ def plot_ensemble_comparison(board: list[dict], out_dir: Path) -> Path | None:
 
 def make_plots(cfg: ExperimentConfig, reported: str = "final") -> list[Path]:
     """Write every plot whose data exists under ``<storage>/<name>/plots/``; return the paths.
-    Plots the rows the report counts (valid row files of this config's runs:
-    ``RunResolver.counted``, the filter of ``report.rows_of_config``)."""
-    from harness.runs import RunResolver  # imports torch
+    Plots the rows the report counts (``board.rows_of_config``)."""
     from harness.store import CheckpointStore
 
     store = CheckpointStore(cfg.storage, cfg.name)
-    rows, foreign = RunResolver(cfg).counted(store.read_results())
+    rows, foreign = rows_of_config(cfg, store.read_results())
     if foreign:
         logger.info("[plot] left out %d row(s) of another config (as the report does)", foreign)
     scores = read_all_scores(store)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import ExperimentConfig, config_hash
-from harness.report.board import board_for
+from harness.report.board import board_for, rows_of_config
 from harness.report.claims import check_claims, render_claims
 from harness.report.leaderboard import render
 from harness.report.selectors import evaluate_selectors, render_selectors
@@ -60,17 +60,6 @@ def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
         rep.claims = check_claims(board, float(cfg.report.alpha))
         rep.selectors = evaluate_selectors(rows, scores, reported)
     return rep
-
-
-def rows_of_config(cfg: ExperimentConfig, rows: list[dict]) -> tuple[list[dict], int]:
-    """The rows this config's recipe trained, and how many others: a row counts if its recorded
-    run fields hash (``RunResolver.run_id_of``) to its own run id under ``cfg``. That keeps every
-    honest row of this config (any teacher choice, T, weight or seed: its sweeps and its ``ckd
-    distill`` runs) and leaves out rows of another recipe stored under the same name and rows
-    planted with an invented run id."""
-    from harness.runs import RunResolver  # here: runs imports torch, the report tables need not
-
-    return RunResolver(cfg).counted(rows)  # (also what ``ckd plot`` counts: plots.make_plots)
 
 
 def not_counted_note(set_aside: dict[str, int], foreign: int, rejected_dir: Path) -> str:

@@ -213,11 +213,6 @@ def _val_correct(pack: StudentPack) -> Tensor:
 # ----------------------------------------------------------------------------- successive halving
 
 
-def _ranked(means: dict[int, float]) -> list[int]:
-    """Candidates by mean validation accuracy, best first (ties: the earlier epoch)."""
-    return rank_by_mean(means)  # one rule, also what teacher_picks checks a stored pick against
-
-
 def pick_confidence(correct: np.ndarray, epochs: list[int], draws: int, seed: int) -> dict[str, float]:
     """``{epoch: P(it wins)}`` over the candidates ``epochs`` (ascending) of ``correct`` ``[K, S, n]``
     (right/wrong per candidate, seed and validation row): a paired bootstrap of the rows (and seeds)."""
@@ -271,7 +266,7 @@ def successive_halving(ctx: _Context, candidates: list[int]) -> tuple[list[dict]
                 pack = shrink(pack, [j for j, m in enumerate(pack.members) if m.epoch in alive])
             record, correct = _rung(ctx, pack, i, start, end, progress)
             keep = sizes[i + 1] if i + 1 < len(sizes) else 1
-            record["kept"] = sorted(_ranked({int(e): v for e, v in record["val_acc_mean"].items()})[:keep])
+            record["kept"] = sorted(rank_by_mean({int(e): v for e, v in record["val_acc_mean"].items()})[:keep])
             rungs.append(record)
             logger.info(
                 f"[proxy {s.selector}] {ctx.trajectory} rung {i}: {len(record['candidates'])} candidates x "
