@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     storage = args.storage or tempfile.mkdtemp(prefix="bench-scoring-")
     cfg = load_config(args.config, [f"storage={storage}", "tracking.mode=disabled", *args.overrides])
-    set_threads(cfg)
+    set_threads(cfg, "scorer")
     arch = args.arch or cfg.teacher.archs[0]
     seed = cfg.teacher.seeds[0] if args.seed is None else args.seed
     device = resolve_device(cfg.device)

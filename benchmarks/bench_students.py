@@ -39,11 +39,12 @@ from harness.data import derive_seed  # noqa: E402
 from harness.experiment import load_splits, open_store  # noqa: E402
 from harness.kd import FrozenTeacher  # noqa: E402
 from harness.models import create_model  # noqa: E402
-from harness.packing import PackedModel, predict_packed, train_packed_epoch  # noqa: E402
+from harness.packing import predict_packed, train_packed_epoch  # noqa: E402
 from harness.student_batches import PackBatches  # noqa: E402
+from harness.student_pack import new_students  # noqa: E402
 from harness.teacher_choices import TeacherRef  # noqa: E402
 from harness.teacher_logits import LogitCache  # noqa: E402
-from harness.training import make_optimizer, make_scheduler, seed_everything  # noqa: E402
+from harness.training import make_optimizer, seed_everything  # noqa: E402
 
 STUDENT = "mlp_small"
 
@@ -76,13 +77,7 @@ def bench_pack(cfg, splits, size: int, epochs: int) -> dict:
     """Per-student train and eval seconds per epoch for a pack of ``size`` mlp_small students."""
     cpu = torch.device("cpu")
     members = [_Member(i) for i in range(size)]
-    models = []
-    for m in members:
-        seed_everything(derive_seed("student-init", STUDENT, m.seed))
-        models.append(create_model(STUDENT, num_classes=splits.num_classes, input_shape=splits.input_shape))
-    model = PackedModel(models)
-    optimizer = make_optimizer(model, cfg.student.optim, fused=True)
-    make_scheduler(optimizer, cfg.student.optim, cfg.student.epochs)
+    model, optimizer, _ = new_students(STUDENT, range(size), splits, cfg.student.optim, cfg.student.epochs, cpu)
     batches = PackBatches(cfg, splits, members, LogitCache(cfg, open_store(cfg), splits, cpu), cpu)
     train_s, eval_s = [], []
     for epoch in range(1, epochs + 2):  # the first epoch warms up and is not counted

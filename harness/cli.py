@@ -8,6 +8,8 @@
     ckd leaderboard CONFIG [key=value ...]   print + write the report (leaderboard, claims, selectors, plots, html)
     ckd claims      CONFIG [key=value ...]   the paper's three claims, checked on the results
     ckd plot        CONFIG [key=value ...]   write the plots under <storage>/<name>/plots/
+    ckd verify      CONFIG [--runs K] [--seed S] [--trajectories] [--scores] [key=value ...]
+                                             re-compute K recorded runs here; bit-identical or why not
     ckd list        [models|datasets|choices|estimators|selectors]
 
 ``--local`` runs in this process without Ray (= ``cluster.mode=local``); ``-v`` / ``-q`` make the
@@ -22,8 +24,8 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +63,46 @@ def expand_shorthand(overrides: list[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Verb:
-    """A verb: the ``harness.pipeline`` stage it calls, its help, and whether its returned table is
-    printed to stdout (the result; the log goes to stderr)."""
+class Option:
+    """A flag of one verb: its name and ``argparse`` keywords; its value goes to the verb's stage
+    as the keyword argument ``dest``."""
 
-    stage: Callable[[ExperimentConfig], Any]
+    flag: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kwargs.get("action") not in ("store_true", "store_false")
+
+
+@dataclass(frozen=True)
+class Verb:
+    """A verb: the ``harness.pipeline`` stage it calls, its help, whether its returned table is
+    printed to stdout (the result; the log goes to stderr) and its own flags (``options``). A
+    result with an ``exit_status`` (``ckd verify``'s) sets the command's exit status."""
+
+    stage: Callable[..., Any]
     help: str
     prints: bool = False
+    options: tuple[Option, ...] = ()
+
+
+def verify(cfg: ExperimentConfig, **flags: Any) -> Any:
+    """``ckd verify`` (``harness/verify.py``, imported when used)."""
+    from harness.verify import verify as run_verify
+
+    return run_verify(cfg, **flags)
+
+
+def count(text: str) -> int:
+    """A count flag's value: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0 or more)")
+    return int(text)
 
 
 VERBS: dict[str, Verb] = {
@@ -93,6 +128,25 @@ VERBS: dict[str, Verb] = {
         prints=True,
     ),
     "plot": Verb(pipeline.plot, "write plots: accuracy vs teacher epoch, information plane, ensembles"),
+    "verify": Verb(
+        verify,
+        "re-train K recorded runs (chosen at random with seed S) here, each alone, and compare them with their "
+        "rows: bit-identical, or the accuracy difference and the environment fields that differ; exit status 1 "
+        "when a value differs under an identical environment",
+        prints=True,
+        options=(
+            Option("--runs", {"type": count, "default": 3, "metavar": "K", "help": "how many to re-compute (3)"}),
+            Option("--seed", {"type": int, "default": 0, "metavar": "S", "help": "seed of the random choice (0)"}),
+            Option(
+                "--trajectories",
+                {"action": "store_true", "help": "also re-train K teacher trajectories and compare every checkpoint"},
+            ),
+            Option(
+                "--scores",
+                {"action": "store_true", "help": "also re-score K trajectories and compare estimates and picks"},
+            ),
+        ),
+    ),
 }
 LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")
 LISTS = ("models", "datasets", "choices", "estimators", "selectors")
@@ -134,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=v.help, description=v.help, parents=[common])
         p.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.epochs=10 data.batch_size=64")
+        for option in v.options:
+            p.add_argument(option.flag, **option.kwargs)
         if verb in LOCAL_VERBS:
             p.add_argument("--local", action="store_true", help="run in this process without Ray (cluster.mode=local)")
             if verb != "distill":
@@ -153,20 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """argparse stops at the first key=value, so flags among the overrides are pulled out first."""
+    """argparse stops at the first key=value, so flags among the overrides are pulled out first
+    (a verb's own flag with its value: ``--runs 5`` or ``--runs=5``)."""
     flags = {"--local", "--restart", "--dry-run", "--debug", "-v", "--verbose", "-q", "--quiet"}
     if len(argv) > 1 and argv[0] in VERBS:
-        moved = [
-            a
-            for a in argv[1:]
-            if a in flags and (a not in ("--local", "--restart", "--dry-run") or argv[0] in LOCAL_VERBS)
-        ]
-        argv = [argv[0], *moved, *[a for a in argv[1:] if a not in moved]]
+        local = {"--local", "--restart", "--dry-run"}
+        options = {o.flag: o for o in VERBS[argv[0]].options}
+        moved, rest, args = [], [], iter(argv[1:])
+        for a in args:
+            option = options.get(a.split("=", 1)[0])
+            if option is not None:
+                value = next(args, None) if option.takes_value and "=" not in a else None
+                moved += [a] if value is None else [a, value]
+            elif a in flags and (a not in local or argv[0] in LOCAL_VERBS):
+                moved.append(a)
+            else:
+                rest.append(a)
+        argv = [argv[0], *moved, *rest]
     return build_parser().parse_args(argv)
 
 
-def run_verb(args: argparse.Namespace) -> None:
-    """Load + validate the config, then run the verb's stage with its log file open."""
+def run_verb(args: argparse.Namespace) -> int:
+    """Load + validate the config, then run the verb's stage with its log file open; the exit
+    status (the result's ``exit_status`` where it has one, else 0)."""
     overrides = expand_shorthand(args.overrides) if args.verb == "distill" else list(args.overrides)
     if getattr(args, "local", False):
         overrides.append("cluster.mode=local")
@@ -177,14 +242,16 @@ def run_verb(args: argparse.Namespace) -> None:
         from harness.dryrun import describe
 
         print(describe(cfg, args.verb), flush=True)
-        return
-    preflight(cfg, needs_data=args.verb in LOCAL_VERBS)  # before the log file: a refused config writes nothing
-    log_file = Path(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"
+        return 0
     verb = VERBS[args.verb]
+    # before the log file: a refused config writes nothing
+    preflight(cfg, needs_data=args.verb in (*LOCAL_VERBS, "verify"))
+    log_file = Path(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"
     with file_log(log_file, level=logging.DEBUG if args.verbose else logging.INFO):
-        result = verb.stage(cfg)
+        result = verb.stage(cfg, **{o.dest: getattr(args, o.dest) for o in verb.options})
         if verb.prints:
             print(result, flush=True)
+    return int(getattr(result, "exit_status", 0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +268,7 @@ def run_and_report(args: argparse.Namespace) -> int:
     """Run the verb; user mistakes are one line on stderr and exit code 2."""
     began = time.perf_counter()
     try:
-        run_verb(args)
+        status = run_verb(args)
     except (ConfigError, StoreError, ClusterError, FileNotFoundError, ValueError) as e:
         # ValueError: e.g. a teacher choice that names an epoch that was never saved
         if args.debug:
@@ -220,7 +287,7 @@ def run_and_report(args: argparse.Namespace) -> int:
         print(f"ckd {args.verb}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
         return 130
     logger.info(f"ckd {args.verb}: done in {time.perf_counter() - began:.1f}s")
-    return 0
+    return status
 
 
 # errno -> (what happened, what to do); ``{f}`` is the file. Writes are atomic, so a failed write

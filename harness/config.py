@@ -282,7 +282,7 @@ class ExperimentConfig:
     name: str = MISSING
     storage: str = "runs"  # checkpoint store root; <storage>/<name>/...
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (open-ended: checked by pattern)
-    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    threads: int = 0  # torch intra-op threads of every stage; 0: each stage's cluster.<stage>.cpus
     restart: bool = False  # discard stored teacher state made with another config (--restart) and start over
     precision: str = "fp32"  # fp32 | bf16 (autocast for forward passes; harness/precision.py)
     channels_last: bool = False  # NHWC layout for image models and inputs

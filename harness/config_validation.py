@@ -43,7 +43,7 @@ def validate(cfg: Any) -> None:
     _check(
         0 <= cfg.threads <= MAX_THREADS,
         "threads",
-        f"{cfg.threads} is out of range; must be in [0, {MAX_THREADS}] (0: torch's default; a fixed cap)",
+        f"{cfg.threads} is out of range; must be in [0, {MAX_THREADS}] (0: each stage's cluster.<stage>.cpus)",
     )
     _check(
         DEVICE_PATTERN.fullmatch(str(cfg.device)) is not None,

@@ -9,6 +9,10 @@ checkpoint's logits come from the shared cache (``harness/teacher_logits.py``: c
 checkpoint for every trial) and each member's soft targets are precomputed from them; with
 augmentation the teachers run per batch, one vmapped pass per ensemble (``FrozenTeacher``)
 serving every member that sees the same batch.
+
+Every row says where it was computed (``environment``: ``harness/fingerprint.py``) and with which
+final weights (``weights_sha256``). ``retrain`` trains runs and builds their rows without recording
+anything: ``ckd verify`` (``harness/verify.py``) compares them with the stored rows.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from dataclasses import dataclass, field
 
 from harness.config import ExperimentConfig
 from harness.experiment import load_splits, open_store, set_threads
+from harness.fingerprint import environment, state_sha256
 from harness.leases import train_leased
+from harness.packing import threads_of_pack
 from harness.runs import ResolvedRun, ResultRow, Run, RunResolver
 from harness.store import StoreError
 from harness.student_pack import StudentPack, build_pack, evaluate, load_pack_state, pack_state, train_epoch
@@ -100,22 +106,45 @@ def distill_pack(
     if todo:
 
         def train(fresh: list[ResolvedRun]) -> dict[str, dict]:
-            job = _start(cfg, fresh)
-            if resume is not None:
-                _resume(job, resume)
-            for epoch in range(len(job.members[0].history) + 1, cfg.student.epochs + 1):
-                metrics = _epoch(job, epoch)
-                if on_epoch is not None:
-                    on_epoch(metrics, job.state())
+            job = _train(cfg, fresh, on_epoch, resume)
             return _record(job, time.perf_counter() - began, row_fields or {}, resolver.store)
 
         rows.update(train_leased(resolver.store, todo, train, wait))
     return [rows.get(r.run_id) for r in resolved]
 
 
+def retrain(cfg: ExperimentConfig, runs: Sequence[Run | ResolvedRun]) -> list[dict]:
+    """Train ``runs`` as one pack, here and now, and return the rows they would record, in the
+    order of ``runs`` (a run given twice trains once), WITHOUT recording them: no lease, no
+    append, no skipping a run that has a row. ``ckd verify`` re-trains recorded runs with it.
+    A ``ResolvedRun`` trains from exactly its teacher checkpoints (e.g. those a row recorded)."""
+    if not runs:
+        return []
+    began = time.perf_counter()
+    resolver = RunResolver(cfg)
+    resolved = [r if isinstance(r, ResolvedRun) else resolver.resolve(r) for r in runs]
+    unique = list({r.run_id: r for r in resolved}.values())
+    rows = _rows(_train(cfg, unique), time.perf_counter() - began, {})
+    return [rows[r.run_id] for r in resolved]
+
+
+def _train(
+    cfg: ExperimentConfig, runs: list[ResolvedRun], on_epoch: OnEpoch | None = None, resume: dict | None = None
+) -> Distillation:
+    """Train ``runs`` as one pack for ``cfg.student.epochs`` (from ``resume`` when given)."""
+    job = _start(cfg, runs)
+    if resume is not None:
+        _resume(job, resume)
+    for epoch in range(len(job.members[0].history) + 1, cfg.student.epochs + 1):
+        metrics = _epoch(job, epoch)
+        if on_epoch is not None:
+            on_epoch(metrics, job.state())
+    return job
+
+
 def _start(cfg: ExperimentConfig, runs: list[ResolvedRun]) -> Distillation:
     """Data, teachers (+ their metrics, from the logit cache) and the pack of students."""
-    set_threads(cfg)
+    set_threads(cfg, "trial")
     device = resolve_device(cfg.device)
     archs = {r.run.student_arch for r in runs}
     if len(archs) > 1:
@@ -183,22 +212,35 @@ def _epoch(job: Distillation, epoch: int) -> dict:
     return {**mean, "epoch": epoch, "members": len(members)}
 
 
-def _record(job: Distillation, wall_time_s: float, fields: dict, store) -> dict[str, dict]:
-    """Write each member's result row (``harness/runs.py``'s ``ResultRow``), each verified by
-    reading it back (``ResultsTable.append``); the stored rows by run id."""
+def _rows(job: Distillation, wall_time_s: float, fields: dict) -> dict[str, dict]:
+    """Each member's result row (``harness/runs.py``'s ``ResultRow``), with the fingerprint of
+    where it was computed and the sha256 of its final weights; by run id. Nothing is written."""
+    pack, cfg = job.pack, job.pack.cfg
+    env = environment(pack.device, threads_of_pack(pack.device), cfg.precision)  # the threads it computed with
     out = {}
-    for m in job.members:
-        row = ResultRow.of(
-            job.pack.cfg,
+    for i, m in enumerate(job.members):
+        out[m.run.run_id] = ResultRow.of(
+            cfg,
             m.run,
             m.teacher_metrics,
             m.history,
             wall_time_s,
             len(job.members),
-            str(job.pack.device),
+            str(pack.device),
             fields,
             m.inputs,
+            environment=env,
+            weights_sha256=state_sha256(pack.model.member_state_dict(i)),
         ).to_dict()
+    return out
+
+
+def _record(job: Distillation, wall_time_s: float, fields: dict, store) -> dict[str, dict]:
+    """Write each member's row (``_rows``), each verified by reading it back
+    (``ResultsTable.append``); the stored rows by run id."""
+    out, rows = {}, _rows(job, wall_time_s, fields)
+    for m in job.members:
+        row = rows[m.run.run_id]
         if store.append_result(row):  # True only once the row file is written and read back
             logger.info(
                 f"[{m.run.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "

@@ -13,7 +13,6 @@ import torch
 
 from harness.config import ConfigError, ExperimentConfig
 from harness.config_validation import device_data_setting
-from harness.cpu_share import fair_threads
 from harness.data import DataSplits, TensorSplit, build_splits, dataset_options, to_device_images, use_device_images
 from harness.store import CheckpointStore, trajectory_name
 
@@ -100,10 +99,22 @@ def trajectory_specs(cfg: ExperimentConfig) -> list[TrajectorySpec]:
     return [TrajectorySpec(a, s, cfg.data.name) for a in cfg.teacher.archs for s in cfg.teacher.seeds]
 
 
-def set_threads(cfg: ExperimentConfig) -> int:
-    """Torch intra-op threads: ``threads`` if set (Ray workers set it to their CPUs), else this
-    process's fair share of the machine's cores among running harness processes (cpu_share.py)."""
-    n = cfg.threads if cfg.threads > 0 else fair_threads()
+STAGES_CPUS = ("trajectory", "trial", "scorer")  # cluster.<stage>.cpus: what each stage's process is given
+
+
+def stage_threads(cfg: ExperimentConfig, stage: str) -> int:
+    """Torch intra-op threads of ``stage`` (trajectory, trial, scorer): ``threads`` if set, else
+    the CPUs the stage is given (``cluster.<stage>.cpus``, at least 1), in-process (``--local``)
+    and under Ray alike. Never the machine's load: thread counts can change float reductions,
+    so they come from the config and are recorded (``harness/fingerprint.py``)."""
+    if stage not in STAGES_CPUS:
+        raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES_CPUS)}")
+    return cfg.threads if cfg.threads > 0 else max(1, int(getattr(cfg.cluster, stage).cpus))
+
+
+def set_threads(cfg: ExperimentConfig, stage: str) -> int:
+    """Set and return ``stage_threads(cfg, stage)``."""
+    n = stage_threads(cfg, stage)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

@@ -2,74 +2,74 @@
 
 A checkpoint-KD study multiplies small students (checkpoint x ensemble x T x kd_weight x seed),
 and one small student leaves a CPU core or a GPU mostly idle: its matrix products are too small
-to reach the hardware's rate. ``PackedModel`` stacks the weights of N members
-(``torch.func.stack_module_state``) and runs them with ``vmap(functional_call)``: every layer
-becomes one batched kernel over the N members. The members share no parameter, SGD (momentum,
-Nesterov, weight decay) is elementwise and the loss is the sum of the members' losses, so each
-member follows the path it would follow alone, up to floating-point rounding of the batched
-kernels. BatchNorm works: its running statistics are stacked buffers updated in place per member.
+to reach the hardware's rate. ``PackedModel`` runs N members as one folded network
+(``harness/packed_layers.py``): every layer is one batched kernel over the N members. The
+members share no parameter, their (fused) SGD is elementwise and the loss is
+the sum of the members' losses, so each member follows the path it would follow alone, bit for
+bit: on one machine a member's result does not depend on its pack (size, partners, place).
+BatchNorm works: its running statistics are stacked buffers updated in place per member.
 
 ``train_packed_epoch`` and ``predict_packed`` are the epoch loop and the evaluation of a pack;
-building, training and shrinking packs of students is ``harness/student_pack.py``'s, and what
-a member learns from (its batches, labels, soft targets) ``harness/student_batches.py``'s.
-A pack of one member is the same code path, not a second one.
+``pack_threads`` the torch threads they run with. Building, training and shrinking packs of
+students is ``harness/student_pack.py``'s, and what a member learns from (its batches, labels,
+soft targets) ``harness/student_batches.py``'s. A pack of one member is the same code path.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
 
+from harness.packed_layers import PackedLayer, fold
 from harness.precision import autocast
 from harness.progress import track
 
 PACK_SIZE_CAP = 64  # members per pack at most (auto)
 PARAMS_PER_PACK = {"cpu": 4_000_000, "cuda": 200_000_000}  # auto: members x parameters per pack at most
+PACK_THREADS = 1  # torch threads of packs and teacher logits on a CPU (``pack_threads``)
 
 
 class PackedModel:
-    """N models of one architecture as stacked tensors; ``__call__`` runs all of them at once."""
+    """N models of one architecture as one folded network (``harness/packed_layers.py``);
+    ``__call__`` runs all of them at once. Each member computes the bits it would compute alone
+    or in any other pack, and a pack of one is the same code path (no second one)."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
         if not models:
             raise ValueError("a pack needs at least one model")
         self.size = len(models)
-        self.template = copy.deepcopy(models[0]).to("meta")
-        self.module: nn.Module | None = None
-        if self.size == 1:  # the member itself, its tensors seen as stacks of one (views, no copy)
-            self.module = models[0]
-            self.params = {k: p.unsqueeze(0) for k, p in self.module.named_parameters()}
-            self.buffers = {k: b.unsqueeze(0) for k, b in self.module.named_buffers()}
-        else:
-            self.params, self.buffers = stack_module_state(list(models))
-
-    def _call(self, params: dict, buffers: dict, x: Tensor) -> Tensor:
-        return functional_call(self.template, (params, buffers), (x,))
+        self.net = fold(models)
+        self.params = {  # [N, ...] each, named as in a member (views of the padded storage)
+            f"{prefix}.{name}" if prefix else name: view
+            for prefix, layer in self.net.named_modules()
+            if isinstance(layer, PackedLayer)
+            for name, view in layer.stacked_parameters().items()
+        }
+        self.buffers = dict(self.net.named_buffers())
 
     def __call__(self, x: Tensor, shared: bool = False) -> Tensor:
-        """Logits [N, B, C]; ``x`` is [N, B, ...] (one batch per member) or, ``shared``, [B, ...].
-        A pack of one calls its member module directly (vmap's and functional_call's per-call
-        overhead made a lone student 1.4x slower than before packs); batches, loss, optimizer,
-        state and rows are the same code path."""
-        if self.module is not None:
-            return self.module(x if shared else x[0]).unsqueeze(0)
-        fn = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")
-        return fn(self.params, self.buffers, x)
+        """Logits [N, B, C]; ``x`` is [N, B, ...] (one batch per member) or, ``shared``, [B, ...]."""
+        if self.size == 1:  # the same kernels; fewer views
+            return self.net(x if shared else x[0]).unsqueeze(0)
+        if shared:
+            folded = x.repeat(1, self.size, *([1] * (x.dim() - 2)))
+        else:
+            folded = x.transpose(0, 1).reshape(x.shape[1], self.size * x.shape[2], *x.shape[3:])
+        out = self.net(folded)  # [B, N*C]
+        return out.view(out.shape[0], self.size, -1).transpose(0, 1).contiguous()
 
     def parameters(self) -> list[Tensor]:
-        """The leaf tensors an optimizer updates (a pack of one: its module's own parameters)."""
-        return list(self.module.parameters()) if self.module is not None else list(self.params.values())
+        """The leaf tensors an optimizer updates: per member parameter one padded ``[N, P]``
+        (``packed_layers.PackedLayer``; the fused SGD then rounds every member alike)."""
+        return list(self.net.parameters())
 
     def train(self, mode: bool = True) -> PackedModel:
-        self.template.train(mode)
-        if self.module is not None:
-            self.module.train(mode)
+        self.net.train(mode)
         return self
 
     def eval(self) -> PackedModel:
@@ -161,3 +161,23 @@ def predict_packed(
             outs.append(model(x.to(device, non_blocking=True), shared=True).float().cpu())
         ys.append(y.cpu())
     return torch.cat(outs, dim=1), torch.cat(ys)
+
+
+def threads_of_pack(device: torch.device) -> int:
+    """The torch threads a pack computes with on ``device`` (what its rows record). One on a CPU: a
+    multi-threaded matrix product splits its sums by the shape it is given, so a pack of one
+    would round differently from a pack of many; packs scale by running side by side."""
+    return PACK_THREADS if device.type == "cpu" else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def pack_threads(device: torch.device) -> Iterator[None]:
+    """Compute with ``threads_of_pack(device)`` torch threads inside, the caller's outside."""
+    before, n = torch.get_num_threads(), threads_of_pack(device)
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -5,9 +5,10 @@ if it is one JSON object shaped like what ``harness/runs.py``'s ``ResultRow`` wr
 required keys with their types, every accuracy a finite number in [0, 1], ``epochs >= 1``, the
 best epoch one of them, finite floats (``NaN``/``Infinity`` parse as JSON but are no result).
 Keys that rows of older versions may lack (``pack_size``, ``device``, ``wall_time_s``, the
-per-epoch curves, ``inputs``, ``digest``) are checked when present. Anything else (a Tune trial's
-identity, new artifact fields) is free. ``row_problem`` says what is wrong, or None; a pure
-function with no harness imports, so the results table can use it without an import cycle.
+per-epoch curves, ``inputs``, ``environment``, ``weights_sha256``, ``digest``) are checked when
+present. Anything else (a Tune trial's identity, new artifact fields) is free. ``row_problem``
+says what is wrong, or None; a pure function with no harness imports, so the results table can
+use it without an import cycle.
 
 **Inputs and digest.** A row records what it was computed from, ``inputs``: ``{"teachers": [the
 sha256 of each teacher checkpoint, in teacher_checkpoints order, from its verified manifest],
@@ -16,6 +17,11 @@ last key, ``digest``: the sha256 of the row's canonical JSON without ``digest`` 
 sorted keys, compact separators ``(",", ":")``, the form of ``scores_file.scores_digest``).
 Readers check the digest when present (``harness/results.py``); rows written before digests have
 neither key and are checked as before.
+
+**Where and what.** Before ``digest``, a row records where it was computed, ``environment`` (a JSON
+object: ``harness/fingerprint.py``'s fingerprint of the device, threads and precision it trained
+with), and what it ended with, ``weights_sha256`` (``fingerprint.state_sha256`` of the student's
+final weights: 64 hex digits, or null when not known). Rows written before them lack both.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +39,8 @@ ACCURACIES = ("final_val_acc", "final_test_acc", "best_val_acc", "test_acc_at_be
 CURVES = ("val_acc_per_epoch", "test_acc_per_epoch")
 TEACHER_RUN_KEYS = ("teacher_choice", "teacher_arch", "teacher_seed", "teacher_checkpoints")
 INPUTS_KEY, DIGEST_KEY = "inputs", "digest"  # (not ``teacher_*``: readers take those as teacher metrics)
+ENVIRONMENT_KEY, WEIGHTS_KEY = "environment", "weights_sha256"  # (idem)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Problem = tuple[str, str]  # (SCHEMA or RANGE, what is wrong, naming the key)
 Check = Callable[[str, Any], "Problem | None"]
@@ -109,6 +118,16 @@ def _inputs(key: str, v: Any) -> Problem | None:
     )
 
 
+def _environment(key: str, v: Any) -> Problem | None:
+    return None if isinstance(v, dict) else (SCHEMA, f"{key} is {_kind(v)}, not an object")
+
+
+def _sha256_or_null(key: str, v: Any) -> Problem | None:
+    if v is None or (isinstance(v, str) and _SHA256.fullmatch(v)):
+        return None
+    return SCHEMA, f"{key} is {_kind(v)}, not a sha256 (64 lowercase hex digits) or null"
+
+
 REQUIRED: dict[str, Check] = {
     "run_id": _text,
     "experiment": _text,
@@ -132,6 +151,8 @@ OPTIONAL: dict[str, Check] = {
     "pack_size": lambda k, v: _integer(k, v, 1),
     "device": _text,
     INPUTS_KEY: _inputs,
+    ENVIRONMENT_KEY: _environment,
+    WEIGHTS_KEY: _sha256_or_null,
     DIGEST_KEY: _text,
 }
 

@@ -10,7 +10,8 @@ A run has three shapes on its way through the harness, each a frozen record buil
   reduction and its run id (a hash of the data, the student recipe and what the run learns from).
 * ``ResultRow``: what a finished run records; ``to_dict()`` is the row file's object, which
   records what the run was computed from (``inputs``: its teachers' checkpoint sha256 and the data
-  key) and ends with its ``digest`` (``harness/row_schema.py``).
+  key), where (``environment``: ``harness/fingerprint.py``), what it ended with (``weights_sha256``)
+  and ends with its ``digest`` (``harness/row_schema.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from harness.config import ExperimentConfig, config_hash, to_dict
 from harness.experiment import open_store
-from harness.row_schema import DIGEST_KEY, INPUTS_KEY, row_digest
+from harness.row_schema import DIGEST_KEY, ENVIRONMENT_KEY, INPUTS_KEY, WEIGHTS_KEY, row_digest
 from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
 
 NOT_IN_RUN_ID = ("device_data",)  # how data reach the device, not what a run is (keeps stored run ids valid)
@@ -234,8 +235,10 @@ class ResultRow:
     """A finished run's result: its run (``ResolvedRun.fields``), teacher metrics, final and
     best-on-validation accuracies, per-epoch curves; ``extra``: e.g. the Tune trial's identity;
     ``inputs``: the sha256 of each teacher checkpoint (``teacher_checkpoints`` order, from the
-    verified manifests) and the data key. ``harness/row_schema.py`` states the keys, types and
-    ranges a stored row must have to count, and its ``digest``."""
+    verified manifests) and the data key; ``environment``: the fingerprint of where it trained
+    (``fingerprint.environment``); ``weights_sha256``: its final weights' ``fingerprint.state_sha256``.
+    ``harness/row_schema.py`` states the keys, types and ranges a stored row must have to count,
+    and its ``digest``."""
 
     run_id: str
     experiment: str
@@ -255,6 +258,8 @@ class ResultRow:
     device: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    weights_sha256: str | None = None
 
     @classmethod
     def of(
@@ -268,10 +273,15 @@ class ResultRow:
         device: str,
         extra: Mapping[str, Any] | None = None,
         inputs: Mapping[str, Any] | None = None,
+        *,
+        environment: Mapping[str, Any] | None = None,
+        weights_sha256: str | None = None,
     ) -> ResultRow:
         """The row of a run trained for ``history`` (one metrics dict per epoch); the best
         epoch is the one of the highest validation accuracy (ties: the earlier). ``inputs``:
-        ``{"teachers": [checkpoint sha256, ...], "data": data key}``."""
+        ``{"teachers": [checkpoint sha256, ...], "data": data key}``; ``environment``: where it
+        trained (``fingerprint.environment``); ``weights_sha256``: ``fingerprint.state_sha256``
+        of the final weights."""
         best = max(history, key=lambda m: (m["val_acc"], -m["epoch"]))
         return cls(
             resolved.run_id,
@@ -292,11 +302,14 @@ class ResultRow:
             device,
             dict(extra or {}),
             dict(inputs or {}),
+            dict(environment or {}),
+            weights_sha256,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The row file's object (key order and values as recorded since row files exist), then
-        ``inputs`` (when known) and, last, the ``digest`` of all the rest (``row_digest``)."""
+        ``inputs`` (when known), ``environment`` (when known) and ``weights_sha256`` (when known,
+        or null next to an environment) and, last, the ``digest`` of all the rest (``row_digest``)."""
         summary = {k: getattr(self, k) for k in ROW_SUMMARY_KEYS}
         summary["val_acc_per_epoch"], summary["test_acc_per_epoch"] = (
             list(self.val_acc_per_epoch),
@@ -312,6 +325,8 @@ class ResultRow:
             **summary,
             **self.extra,
             **({INPUTS_KEY: dict(self.inputs)} if self.inputs else {}),
+            **({ENVIRONMENT_KEY: dict(self.environment)} if self.environment else {}),
+            **({WEIGHTS_KEY: self.weights_sha256} if self.environment or self.weights_sha256 is not None else {}),
         }
         row.pop(DIGEST_KEY, None)
         row[DIGEST_KEY] = row_digest(row)
@@ -323,7 +338,8 @@ class ResultRow:
         ``teacher_*`` metrics and unknown keys are kept."""
         run_keys = ("teacher_choice", "teacher_arch", "teacher_seed", "teacher_checkpoints", "student_arch", "seed")
         run_keys += ("temperature", "kd_weight", "ensemble_reduce")
-        known = {"run_id", "experiment", "dataset", "epochs", *run_keys, *ROW_SUMMARY_KEYS, INPUTS_KEY, DIGEST_KEY}
+        known = {"run_id", "experiment", "dataset", "epochs", *run_keys, *ROW_SUMMARY_KEYS, DIGEST_KEY}
+        known |= {INPUTS_KEY, ENVIRONMENT_KEY, WEIGHTS_KEY}
         rest = {k: v for k, v in row.items() if k not in known}
         return cls(
             str(row["run_id"]),
@@ -337,4 +353,6 @@ class ResultRow:
             test_acc_per_epoch=tuple(row.get("test_acc_per_epoch") or ()),
             extra={k: v for k, v in rest.items() if not k.startswith("teacher_")},
             inputs=dict(row.get(INPUTS_KEY) or {}),
+            environment=dict(row.get(ENVIRONMENT_KEY) or {}),
+            weights_sha256=row.get(WEIGHTS_KEY),
         )

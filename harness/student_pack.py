@@ -4,9 +4,18 @@ A pack is students of one architecture and recipe trained as one vectorized mode
 (``harness/packing.py``), each learning from its own teacher, temperature and KD weight
 (``harness/student_batches.py``). ``build_pack`` makes fresh students (each initialized from its
 own seed, as when trained alone) or restores a saved ``pack_state``; ``train_epoch`` trains one
-epoch (the torch seed of the epoch is the first member's, set right before it); ``evaluate``
-gives every member's logits on a split; ``shrink`` keeps some members with their weights,
-momentum and place in the schedule. What a caller records (histories, rows, rungs) is its own.
+epoch; ``evaluate`` gives every member's logits on a split; ``shrink`` keeps some members with
+their weights, momentum and place in the schedule. What a caller records (histories, rows, rungs)
+is its own.
+
+**One run, one result.** A member's weights and metrics are bit for bit the same whatever pack
+it is in (its size, its partners, its place): the packed layers give every member its own bits
+and store each member's parameters padded so that the fused SGD updates all of them alike
+(``harness/packed_layers.py``), a member's data order and init depend on its own seed, and nothing
+in training draws from a shared random stream. On a CPU a pack computes with one torch thread
+(``packing.PACK_THREADS``): a multi-threaded matrix product splits its sums by the shape it is given, so
+a pack of one would otherwise round differently from a pack of many; packs scale by running side
+by side (one trial per CPU), not by threads.
 """
 
 from __future__ import annotations
@@ -21,10 +30,10 @@ from torch import Tensor
 from harness.config import ExperimentConfig
 from harness.data import DataSplits, derive_seed, make_loader
 from harness.models import create_model
-from harness.packing import PackedModel, PackEpoch, predict_packed, train_packed_epoch
+from harness.packing import PackedModel, PackEpoch, pack_threads, predict_packed, train_packed_epoch
 from harness.student_batches import Learner, PackBatches
 from harness.teacher_logits import LogitCache
-from harness.training import epoch_seed, make_optimizer, make_scheduler, seed_everything
+from harness.training import make_optimizer, make_scheduler, seed_everything
 
 
 def new_students(
@@ -100,15 +109,15 @@ def _load(model: PackedModel, optimizer: torch.optim.Optimizer, scheduler: Any, 
 
 def train_epoch(pack: StudentPack, epoch: int, label: str) -> PackEpoch:
     """Train epoch ``epoch`` (1-based) and step the LR schedule; per-member loss and accuracy."""
-    torch.manual_seed(epoch_seed(pack.members[0].seed, epoch))
-    res = train_packed_epoch(
-        pack.model,
-        pack.batches.epoch(epoch),
-        pack.optimizer,
-        pack.batches.loss,
-        progress=f"{label} epoch {epoch}",
-        precision=pack.cfg.precision,
-    )
+    with pack_threads(pack.device):
+        res = train_packed_epoch(
+            pack.model,
+            pack.batches.epoch(epoch),
+            pack.optimizer,
+            pack.batches.loss,
+            progress=f"{label} epoch {epoch}",
+            precision=pack.cfg.precision,
+        )
     pack.scheduler.step()
     return res
 
@@ -116,7 +125,8 @@ def train_epoch(pack: StudentPack, epoch: int, label: str) -> PackEpoch:
 def evaluate(pack: StudentPack, split: str) -> tuple[Tensor, Tensor]:
     """Every member's logits on ``split`` (val, test) [N, n, C] and its labels [n] (CPU)."""
     loader = make_loader(getattr(pack.splits, split), pack.cfg.data.eval_batch_size, shuffle=False, device=pack.device)
-    return predict_packed(pack.model, loader, pack.device, precision=pack.cfg.precision)
+    with pack_threads(pack.device):
+        return predict_packed(pack.model, loader, pack.device, precision=pack.cfg.precision)
 
 
 def shrink(pack: StudentPack, keep: Sequence[int]) -> StudentPack:

@@ -40,6 +40,7 @@ from harness.config import ExperimentConfig, config_hash, to_dict
 from harness.data import DataSplits, make_loader
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
 from harness.kd import ensemble_probs
+from harness.packing import pack_threads
 from harness.store import CheckpointStore, StoreError, torch_bytes
 from harness.teacher_choices import TeacherRef
 from harness.training import metrics_from_probs, predict_logits
@@ -197,7 +198,8 @@ class LogitCache:
             loader = make_loader(
                 getattr(self.splits, split), self.cfg.data.eval_batch_size, shuffle=False, device=self.device
             )
-            z, y = predict_logits(model, loader, self.device)
+            with pack_threads(self.device):  # the same bits whoever computes them
+                z, y = predict_logits(model, loader, self.device)
             out[split] = {"logits": z, "labels": y}
             clear_entry(path)
             record = {**self.inputs(ref, split), "logits": z, "labels": y, "tensors_sha256": tensor_sha256(z, y)}

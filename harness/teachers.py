@@ -3,7 +3,9 @@
 ``train_trajectory`` is pure in the sense the cluster layer needs: a config and names in,
 files in the checkpoint store out. It resumes from ``resume.pt`` at the last finished epoch,
 and a resumed run ends with the same weights as an uninterrupted one: every epoch's randomness
-(shuffling, augmentation) is derived from (seed, epoch), never carried over in memory.
+(shuffling, augmentation, the global torch, numpy and Python RNGs) is derived from (seed,
+epoch), never carried over in memory, so ``resume.pt`` holds no RNG state (tested bit for bit
+in tests/test_reproducible_artifacts.py: killed mid-epoch, in Ray actors, augmented data).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from harness.config import ExperimentConfig, config_hash, to_dict
 from harness.data import DataSplits, derive_seed, make_loader
 from harness.experiment import TrajectorySpec, load_splits, open_store, set_threads, trajectory_specs
+from harness.fingerprint import differing, environment
 from harness.models import count_parameters, create_model
 from harness.precision import prepare_model
 from harness.progress import Progress
@@ -170,7 +173,7 @@ def _train(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, chash:
 
 def _build_run(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, chash: str) -> TeacherRun:
     """Model, optimizer and schedule of a trajectory, resumed from ``resume.pt`` when there is one."""
-    set_threads(cfg)
+    set_threads(cfg, "trajectory")
     device = resolve_device(cfg.device)
     splits = load_splits(cfg, device)
     t = cfg.teacher
@@ -209,7 +212,20 @@ def _build_run(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory, ch
     )
     _resume(run)
     run.manifest["device"] = str(device)
+    _record_environment(run)
     return run
+
+
+def _record_environment(run: TeacherRun) -> None:
+    """``manifest["environment"]``: the fingerprint this start or resume trains with (threads: as
+    ``set_threads`` left them); ``environments``: a ``{"from_epoch", **fingerprint}`` entry per
+    start or resume whose fingerprint differs from the last, so a mixed trajectory is visible."""
+    env = environment(run.device, torch.get_num_threads(), run.cfg.precision)
+    envs = list(run.manifest.get("environments") or [])
+    last = {k: v for k, v in envs[-1].items() if k != "from_epoch"} if envs else None
+    if last is None or differing(last, env):
+        envs.append({"from_epoch": run.start + 1, **env})
+    run.manifest["environment"], run.manifest["environments"] = env, envs
 
 
 def _resume(run: TeacherRun) -> None:
@@ -226,13 +242,17 @@ def _resume(run: TeacherRun) -> None:
     run.manifest = run.traj.manifest() if run.traj.exists() else run.manifest
     run.manifest["history"] = state["history"]
     run.manifest["wall_time_s"] = state["wall_time_s"]
+    run.manifest["environments"] = state.get("environments", run.manifest.get("environments", []))
     logger.info(f"[{run.spec.name}] resuming after epoch {run.start}/{run.cfg.teacher.epochs}")
 
 
 def _train_one_epoch(run: TeacherRun, epoch: int) -> dict:
     """Train, evaluate, log and save one epoch (a checkpoint on save epochs, ``resume.pt`` always)."""
     cfg, name, began = run.cfg, run.spec.name, time.perf_counter()
-    torch.manual_seed(epoch_seed(run.spec.seed, epoch))
+    # torch, numpy and Python RNGs from (seed, epoch): a resume replays exactly what this epoch
+    # draws, even from a generator the loader does not fork per item (numpy). Same torch seed as
+    # before, so stored trajectories keep their bits.
+    seed_everything(epoch_seed(run.spec.seed, epoch))
     batches = make_loader(
         run.splits.train,
         cfg.data.batch_size,
@@ -308,6 +328,7 @@ def _save_epoch(run: TeacherRun, epoch: int, metrics: dict) -> None:
             "epoch": epoch,
             "history": manifest["history"],
             "wall_time_s": manifest["wall_time_s"],
+            "environments": manifest["environments"],  # (the manifest is written on save epochs only)
             "config_hash": manifest["config_hash"],
             "config": manifest["config"],
             "arch": run.spec.arch,

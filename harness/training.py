@@ -43,6 +43,7 @@ def ray_gave_no_gpu() -> bool:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global RNGs (torch: every device) from ``seed``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -56,7 +57,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def make_optimizer(model: nn.Module, optim_cfg, fused: bool = False) -> torch.optim.SGD:
     """SGD per ``optim_cfg``. ``fused``: one kernel per parameter tensor for the whole update (the
     same update; 5-20x faster on a pack's large stacked tensors, where the unfused update is a
-    third of the step); teachers keep the unfused one, so stored trajectories stay reproducible."""
+    third of the step; student packs, whose stored parameters are padded for it: packed_layers.py)."""
     return torch.optim.SGD(
         model.parameters(),
         lr=optim_cfg.lr,

@@ -37,6 +37,7 @@ from harness.cluster.errors import ClusterError  # noqa: E402
 from harness.cluster.scoring import Scorer  # noqa: E402
 from harness.cluster.sweep import run_sweep  # noqa: E402
 from harness.cluster.teachers import TrajectoryRunner  # noqa: E402
+from harness.verify import check_runs, check_scores, check_trajectories  # noqa: E402
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytestmark = pytest.mark.timeout(300)
@@ -288,6 +289,17 @@ def test_trials_report_every_epoch_with_a_checkpoint(swept):
     assert {r["trial_id"] for r in rows} == {
         json.loads((t / "result.json").read_text().splitlines()[-1])["trial_id"] for t in trials
     }
+
+
+def test_ray_results_reproduce_bit_for_bit_in_this_process(swept):
+    """Every student row of the Ray sweep (packs of 7, trial processes), re-trained alone here;
+    both trajectories (s0's actor was killed mid-run and resumed), re-trained from scratch; both
+    scores files (scorer actors), re-scored here: the same bits (``ckd verify``'s checks)."""
+    cfg = swept["session"].cfg
+    rows = open_store(cfg).read_results()
+    checks = check_runs(cfg, len(rows), 0) + check_trajectories(cfg, 2, 0) + check_scores(cfg, 2, 0)
+    assert len(checks) == len(rows) + 4
+    assert [c.line() for c in checks if c.status != "bit-identical"] == []
 
 
 def test_finished_sweep_is_not_started_again(swept, logs):

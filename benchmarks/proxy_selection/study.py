@@ -197,7 +197,7 @@ def main() -> None:
     logging.getLogger("harness").setLevel(logging.WARNING)
     began = time.perf_counter()
     cfg = load_config(CONFIG, ["tracking.mode=disabled"])
-    set_threads(cfg)
+    set_threads(cfg, "trial")
     store = open_store(cfg)
     gt = ground_truth(store.read_results())
     selections = baselines(gt, store)

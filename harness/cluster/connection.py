@@ -220,11 +220,6 @@ def actor_resources(cfg: ExperimentConfig, kind: str, info: ClusterInfo) -> dict
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
-def torch_threads(cpus: float) -> int:
-    """Intra-op threads for a process that Ray gave ``cpus`` CPUs (never oversubscribe)."""
-    return max(1, int(cpus))
-
-
 # --------------------------------------------------------------------------- shared storage
 
 PROBE_PREFIX = ".storage-probe-"

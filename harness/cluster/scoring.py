@@ -21,11 +21,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from harness.cluster.connection import ClusterSession, config_from_dict, torch_threads
+from harness.cluster.connection import ClusterSession, config_from_dict
 from harness.cluster.errors import ClusterError, get_result
 from harness.cluster.teachers import logs_dir
 from harness.config import to_dict
-from harness.experiment import open_store
+from harness.experiment import open_store, stage_threads
 from harness.logs import file_log
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class ScorerActor:
         from harness.scoring.sample import build_scoring_data
 
         self.cfg = config_from_dict(cfg)
-        self.cfg.threads = torch_threads(cpus)
+        self.cfg.threads = stage_threads(self.cfg, "scorer")
         torch.set_num_threads(self.cfg.threads)
         self.store = open_store(self.cfg)
         self.log_path = logs_dir(self.cfg) / "scorer.log"

@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.cluster.connection import ClusterSession, torch_threads
+from harness.cluster.connection import ClusterSession
 from harness.cluster.errors import SweepError
 from harness.config import ConfigError, ExperimentConfig, to_dict
 from harness.distill import distill_pack
-from harness.experiment import open_store
+from harness.experiment import open_store, stage_threads
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
 from harness.logs import file_log
 from harness.runs import Run
@@ -101,7 +101,7 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "checkpoint created" line per epoch
     runs = trial_runs(config)
     rcfg = copy.deepcopy(cfg)
-    rcfg.threads = torch_threads(cfg.cluster.trial.cpus)
+    rcfg.threads = stage_threads(cfg, "trial")
     torch.set_num_threads(rcfg.threads)
     ctx = tune.get_context()
     trial_dir = trial_storage_dir(ctx)

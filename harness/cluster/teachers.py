@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.cluster.connection import ClusterSession, config_from_dict, torch_threads
+from harness.cluster.connection import ClusterSession, config_from_dict
 from harness.cluster.errors import ClusterError, get_result
 from harness.config import ExperimentConfig, to_dict
-from harness.experiment import TrajectorySpec, open_store, trajectory_specs
+from harness.experiment import TrajectorySpec, open_store, stage_threads, trajectory_specs
 from harness.logs import file_log
 from harness.progress import Progress
 from harness.progress import mode as progress_mode
@@ -67,7 +67,7 @@ class TrajectoryActor:
         import torch
 
         self.cfg = config_from_dict(cfg)
-        self.cfg.threads = torch_threads(cpus)
+        self.cfg.threads = stage_threads(self.cfg, "trajectory")
         torch.set_num_threads(self.cfg.threads)
         self.board = ray.get_actor(board)  # by name: a handle argument would make restarts fragile
         self.node_id = ray.get_runtime_context().get_node_id()

@@ -8,6 +8,11 @@ and the layout of the scores file (``scores_file.py`` documents it).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+from harness.fingerprint import environment
 
 from .base import Estimator
 from .plan import ScoringPlan
@@ -24,8 +29,15 @@ from .selection import (
 )
 
 
-def assemble_scores(cfg, name: str, plan: ScoringPlan, proxies: dict[str, dict] | None = None) -> dict:
-    """Normalize, resample, select and lay out the scores file (layout: ``scores_file.py``)."""
+def assemble_scores(
+    cfg,
+    name: str,
+    plan: ScoringPlan,
+    proxies: dict[str, dict] | None = None,
+    device: torch.device | str | None = None,
+) -> dict:
+    """Normalize, resample, select and lay out the scores file (layout: ``scores_file.py``);
+    ``device``: the one the scorer ran on (default: ``cfg.device`` resolved), for its fingerprint."""
     sc, epochs = cfg.scoring, plan.epochs
     normalized, picks, confidence, selectors = _selection(cfg, plan, proxies or {})
     ens_selector = sc.ensemble_selector if sc.ensemble_selector in selectors else (selectors[0] if selectors else None)
@@ -61,8 +73,20 @@ def assemble_scores(cfg, name: str, plan: ScoringPlan, proxies: dict[str, dict] 
             "min_gap_epochs": min_gap,
             "by_k": _ensemble_picks(sc, epochs, values, min_gap),
         },
+        "environment": scorer_environment(cfg, device, bool(proxies)),
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def scorer_environment(cfg, device: torch.device | str | None, proxies: bool) -> dict[str, Any]:
+    """The scores file's ``environment``: the fingerprint of the scorer (its device, the torch
+    threads it runs with, as ``set_threads(cfg, "scorer")`` left them) at its precision: fp32 for
+    the estimators, ``cfg.precision`` when proxy selectors trained students too."""
+    if device is None:
+        from harness.training import resolve_device
+
+        device = resolve_device(cfg.device)
+    return environment(device, torch.get_num_threads(), str(cfg.precision) if proxies else "fp32")
 
 
 def _selection(cfg, plan: ScoringPlan, proxies: dict[str, dict]) -> tuple[dict, dict, dict, list[str]]:

@@ -33,7 +33,10 @@ each decoder's best stopping epoch and averaged over seeds:
   1/2 log(2 pi e Var_j)). The sum over coordinates equals the bound on I(X;F) only for
   independent coordinates; otherwise it is a proxy (it counts redundant coordinates twice). It is
   a monotone function of the per-coordinate errors and is used for the information plane only;
-- ``best_epoch``, ``epochs_trained`` (means over seeds), ``epochs_trained_max``, ``converged``.
+- ``best_epoch``, ``epochs_trained`` (means over seeds), ``epochs_trained_max``, ``converged``;
+- ``threads``: the torch threads the decoders trained with (``recon_training.decoder_threads``:
+  one for small CPU decoders, else the configured ones), recorded because thread counts can
+  change float sums.
 
 *Fidelity*: the decoder is InfoPro's (``Decoder`` in InfoPro-Pytorch's auxiliary_nets.py:
 bilinear upsampling with ``align_corners=True``, 3x3 conv with bias -> 12 ch, BN, ReLU, 3x3
@@ -82,14 +85,15 @@ from .recon_training import ReconSettings, train_decoders
 @register_estimator("recon")
 class ReconEstimator(Estimator):
     """Keys: ``neg_loss`` (selection term), ``loss`` (validation BCE), ``mse``, ``i_x`` (nats), and
-    the diagnostics ``best_epoch``, ``epochs_trained``, ``epochs_trained_max``, ``converged``, ``seeds``."""
+    the diagnostics ``best_epoch``, ``epochs_trained``, ``epochs_trained_max``, ``converged``, ``seeds``,
+    ``threads``."""
 
     needs_conv = True
     needs_train_rows = True
     x_key = "neg_loss"
     plane_x_key = "i_x"
     description = "reconstruction decoder on the last conv stage (paper's I(X;F) proxy); lower BCE = more I(X;F)"
-    fixed_keys = frozenset({"best_epoch", "epochs_trained", "epochs_trained_max", "converged", "seeds"})
+    fixed_keys = frozenset({"best_epoch", "epochs_trained", "epochs_trained_max", "converged", "seeds", "threads"})
 
     def __init__(self, settings: ReconSettings | None = None) -> None:
         self.settings = settings or ReconSettings()

@@ -32,23 +32,30 @@ CHUNK_BYTES = 256 * 2**20  # activation memory per group of decoders trained as 
 SINGLE_THREAD_MACS = 1e8  # CPU: below this many multiply-adds per training step, use one thread
 
 
-@contextmanager
-def _cpu_threads(device: torch.device, step_macs: float) -> Iterator[None]:
-    """Run small CPU decoders on one thread.
+def decoder_threads(device: torch.device, step_macs: float) -> int:
+    """Torch threads the decoders train with: one for small CPU decoders, else the configured ones.
 
-    Their convolutions are too small to gain from intra-op threads, and when the cores are shared
-    (Ray trials, other jobs) extra threads spin and made training 5-20x slower in measurements
-    on 2 cores. Large decoders (2-D images, many checkpoints) keep the configured threads.
+    Small decoders' convolutions gain nothing from intra-op threads, and on shared cores extra
+    threads spin (5-20x slower in measurements on 2 cores). The choice depends only on the
+    configured threads (``set_threads``) and the decoders' size, never on the machine's load, and
+    every estimate records it (``threads``): thread counts can change float sums.
     """
-    if device.type != "cpu" or step_macs >= SINGLE_THREAD_MACS or torch.get_num_threads() == 1:
-        yield
-        return
+    if device.type != "cpu" or step_macs >= SINGLE_THREAD_MACS:
+        return torch.get_num_threads()
+    return 1
+
+
+@contextmanager
+def _num_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the caller's."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if n != before:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,8 @@ def train_decoders(
         * (feat_channels * math.prod(in_size) + out_channels * math.prod(out_size))
         * k_total
     )
-    runs = []
-    with _cpu_threads(device, step_macs):
+    runs, threads = [], decoder_threads(device, step_macs)
+    with _num_threads(threads):
         for r in range(s.seeds):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(s.seed * 1_000_003 + r)
@@ -104,7 +111,7 @@ def train_decoders(
             split = _Split(fit, stop, eval_rows, folds, int(folds.max()) + 1)
             groups = _new_groups(single, k_total, chunk, s.lr, device)
             runs.append(_fit(source, x01, groups, k_total, split, s, r, device))
-    return _estimates(x01[eval_rows], folds, runs, s)
+    return _estimates(x01[eval_rows], folds, runs, threads)
 
 
 def stop_split(train_rows: Tensor, s: ReconSettings, replicate: int) -> tuple[Tensor, Tensor]:
@@ -369,8 +376,9 @@ def _stats(bce: Tensor, se: Tensor, n: Tensor, sx: Tensor, sxx: Tensor, keep: Te
     }
 
 
-def _estimates(x_eval: Tensor, folds: Tensor, runs: list[_SeedResult], s: ReconSettings) -> list[Estimate]:
-    """Per checkpoint: values averaged over seeds, seeds x folds jackknife replicates, diagnostics."""
+def _estimates(x_eval: Tensor, folds: Tensor, runs: list[_SeedResult], threads: int) -> list[Estimate]:
+    """Per checkpoint: values averaged over seeds, seeds x folds jackknife replicates, diagnostics
+    (with the decoders' torch ``threads``)."""
     n_folds = int(folds.max()) + 1
     n, sx, sxx = _fold_moments(x_eval, folds, n_folds)
     everything = torch.ones(n_folds, dtype=torch.bool)
@@ -391,7 +399,7 @@ def _estimates(x_eval: Tensor, folds: Tensor, runs: list[_SeedResult], s: ReconS
                 for key in reps:
                     reps[key].append([full[key]])
         values = {key: sum(p[key] for p in per_seed) / len(per_seed) for key in per_seed[0]}
-        values.update(_diagnostics(runs, k))
+        values.update(_diagnostics(runs, k), threads=float(threads))
         out.append(Estimate(values, reps))
     return out
 

@@ -44,7 +44,7 @@ def run_scoring(cfg: ExperimentConfig) -> dict:
     """Score every finished trajectory of the config's store; returns ``{trajectory: summary}``."""
     from harness.experiment import open_store, set_threads
 
-    set_threads(cfg)
+    set_threads(cfg, "scorer")
     store = open_store(cfg)
     trajectories = store.trajectories()
     finished = [t for t in trajectories if t.is_finished()]

@@ -31,6 +31,9 @@ Scores file (``schema_version`` 2)::
     timings       {total_s, load_s, features_s, estimators_s: {name: s}, per_checkpoint_s,
                    checkpoints_scored, checkpoints_reused, estimator_checkpoints_scored: {name: n},
                    shared_pass, device, num_threads, proxy_s}   (of the latest run)
+    environment   the scorer's fingerprint (``harness/fingerprint.py``: harness, torch, device,
+                  CPU ISA, threads, precision, determinism flags) of the latest run; reused
+                  results may come from an earlier one. Not part of freshness (like ``timings``)
     written_at    ISO time
     digest        sha256 of the file's canonical JSON without this field (``scores_digest``)
 
@@ -263,6 +266,13 @@ def proxy_entries(scores: Any) -> dict[str, dict]:
 def selector_estimators(scores: Any, selector: str) -> list[str] | None:
     """The estimators a computed selector used (None when the file does not say)."""
     return _part(_part(scores, "selectors"), selector).get("estimators")
+
+
+def environment_of(scores: Any) -> dict[str, Any] | None:
+    """The scorer's fingerprint (``environment``), or None when the file records none (written
+    before fingerprints) or it is malformed."""
+    value = scores.get("environment") if isinstance(scores, Mapping) else None
+    return dict(value) if isinstance(value, dict) else None
 
 
 def scoring_timings(scores: Any) -> dict[str, Any]:
