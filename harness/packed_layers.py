@@ -56,7 +56,8 @@ class PackedLayer(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.shapes: dict[str, tuple[int, ...]] = {}  # parameter name -> a member's shape
+        self.shapes: dict[str, tuple[int, ...]] = {}  # padded parameter name -> a member's shape
+        self.views: dict[tuple[str, bool], Tensor | None] = {}
 
     def _stack_parameter(self, name: str, tensors: Sequence[Tensor]) -> None:
         stacked = _stack(tensors)
@@ -71,10 +72,30 @@ class PackedLayer(nn.Module):
     def stacked(self, name: str) -> Tensor | None:
         """Parameter ``name`` as ``[N, *shape]`` (a view of the padded storage when padded: writes
         go through), or None if the layer has none."""
-        if name in self.shapes:
-            leaf = getattr(self, f"{name}_padded")
-            return leaf[:, : math.prod(self.shapes[name])].view(leaf.shape[0], *self.shapes[name])
-        return getattr(self, name, None)
+        return self._view(name, squeeze=False)
+
+    def member(self, name: str) -> Tensor | None:
+        """A pack of one's parameter ``name`` as the plain layer's ``[*shape]`` (a view)."""
+        return self._view(name, squeeze=True)
+
+    def _view(self, name: str, squeeze: bool) -> Tensor | None:
+        # made once (with autograd on, so gradients flow through it to the stored parameter)
+        # and reused: a few Python calls less per layer and step, which a pack of one of small
+        # students pays in full; the in-place SGD updates the storage the views share
+        key = (name, squeeze)
+        if key not in self.views:
+            with torch.enable_grad():
+                if name in self.shapes:
+                    leaf = getattr(self, f"{name}_padded")
+                    view = leaf[:, : math.prod(self.shapes[name])].view(leaf.shape[0], *self.shapes[name])
+                else:
+                    view = getattr(self, name, None)
+                self.views[key] = view.squeeze(0) if squeeze and view is not None else view
+        return self.views[key]
+
+    def _apply(self, fn, recurse: bool = True):  # .to() and friends may swap the storage: views anew
+        self.views.clear()
+        return super()._apply(fn, recurse)
 
     def stacked_parameters(self) -> dict[str, Tensor]:
         """Every parameter as ``[N, *shape]``, by its name in a member."""
@@ -117,7 +138,9 @@ class _MemberAffine(torch.autograd.Function):
 
 
 class PackedLinear(PackedLayer):
-    """N linear layers: ``[B, N*in] -> [B, N*out]``."""
+    """N linear layers: ``[B, N*in]`` or ``[B, N, in]`` -> ``[B, N, out]`` (a view of the
+    ``[N, B, out]`` result: the next linear layer takes it without a copy; ``flatten(1)`` of it
+    is the folded ``[B, N*out]``). A pack of one: ``[B, in] -> [B, out]``, the plain layer."""
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
@@ -127,15 +150,13 @@ class PackedLinear(PackedLayer):
             self._stack_parameter("bias", [m.bias for m in layers])
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 2:
+        if x.dim() not in (2, 3):
             raise ValueError(f"a packed linear layer takes [batch, members*features]; got shape {tuple(x.shape)}")
-        if self.n == 1:  # the plain layer; packs give each member its bits (_MemberAffine)
-            bias = self.stacked("bias")
-            return F.linear(x, self.stacked("weight")[0], None if bias is None else bias[0])
         b = x.shape[0]
-        xm = x.view(b, self.n, self.in_features).transpose(0, 1)  # [N, B, in]
-        out = _MemberAffine.apply(xm, self.stacked("weight"), self.stacked("bias"))
-        return out.transpose(0, 1).reshape(b, self.n * self.out_features)
+        if self.n == 1:  # the plain layer; packs give each member its bits (_MemberAffine)
+            return F.linear(x.reshape(b, self.in_features), self.member("weight"), self.member("bias"))
+        xm = x.view(b, self.n, self.in_features).transpose(0, 1) if x.dim() == 2 else x.transpose(0, 1)  # [N, B, in]
+        return _MemberAffine.apply(xm, self.stacked("weight"), self.stacked("bias")).transpose(0, 1)
 
 
 class PackedConv(PackedLayer):
@@ -156,12 +177,13 @@ class PackedConv(PackedLayer):
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = self.stacked("weight"), self.stacked("bias")
         if not x.is_cuda:
+            if self.n == 1:
+                return self.conv(x, self.member("weight"), self.member("bias"), *self.args, self.groups)
             cin = x.shape[1] // self.n
-            outs = [
-                self.conv(
-                    x[:, i * cin : (i + 1) * cin], weight[i], None if bias is None else bias[i], *self.args, self.groups
-                )
-                for i in range(self.n)
+            biases = [None] * self.n if bias is None else bias.unbind(0)
+            outs = [  # unbind, not indexing: one backward copy instead of one per member
+                self.conv(x[:, i * cin : (i + 1) * cin], w, b, *self.args, self.groups)
+                for i, (w, b) in enumerate(zip(weight.unbind(0), biases))
             ]
             return torch.cat(outs, dim=1)
         return self.conv(
@@ -175,6 +197,7 @@ class PackedBatchNorm(PackedLayer):
     def __init__(self, layers: Sequence[nn.modules.batchnorm._BatchNorm]) -> None:
         super().__init__()
         first = layers[0]
+        self.n = len(layers)
         self.eps, self.momentum, self.track, self.affine = (
             first.eps,
             first.momentum,
@@ -195,8 +218,12 @@ class PackedBatchNorm(PackedLayer):
                 momentum = 1.0 / float(self.num_batches_tracked[0])
         use_batch_stats = self.training or not self.track
         flat = [None if t is None else t.view(-1) for t in (self.running_mean, self.running_var)]
-        weight = self.stacked("weight").reshape(-1) if self.affine else None
-        bias = self.stacked("bias").reshape(-1) if self.affine else None
+        if not self.affine:
+            weight = bias = None
+        elif self.n == 1:
+            weight, bias = self.member("weight"), self.member("bias")
+        else:
+            weight, bias = self.stacked("weight").reshape(-1), self.stacked("bias").reshape(-1)
         return F.batch_norm(x, flat[0], flat[1], weight, bias, use_batch_stats, momentum, self.eps)
 
 

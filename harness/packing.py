@@ -60,8 +60,12 @@ class PackedModel:
             folded = x.repeat(1, self.size, *([1] * (x.dim() - 2)))
         else:
             folded = x.transpose(0, 1).reshape(x.shape[1], self.size * x.shape[2], *x.shape[3:])
-        out = self.net(folded)  # [B, N*C]
-        return out.view(out.shape[0], self.size, -1).transpose(0, 1).contiguous()
+        out = self.net(folded)  # [B, N*C] or (a linear head's) [B, N, C]
+        return (
+            out.view(out.shape[0], self.size, -1).transpose(0, 1).contiguous()
+            if out.dim() == 2
+            else out.transpose(0, 1).contiguous()
+        )
 
     def parameters(self) -> list[Tensor]:
         """The leaf tensors an optimizer updates: per member parameter one padded ``[N, P]``

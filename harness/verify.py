@@ -108,7 +108,12 @@ class Verification:
     def __str__(self) -> str:
         counts = {s: sum(c.status == s for c in self.checks) for s in ("bit-identical", "expected", "irreproducible")}
         kinds = {k: sum(c.kind == k for c in self.checks) for k in dict.fromkeys(c.kind for c in self.checks)}
-        what = ", ".join(f"{n} {k}{'s' if n != 1 and k != 'scores' else ''}" for k, n in kinds.items())
+        names = {
+            "run": ("run", "runs"),
+            "trajectory": ("trajectory", "trajectories"),
+            "scores": ("scores file", "scores files"),
+        }
+        what = ", ".join(f"{n} {names.get(k, (k, k))[n != 1]}" for k, n in kinds.items())
         summary = (
             f"verify: {what or 'nothing'} re-computed: {counts['bit-identical']} bit-identical, "
             f"{counts['expected']} differ where the environment differs, "

@@ -215,7 +215,7 @@ def test_a_packed_linear_member_has_the_bits_of_the_plain_layer_in_packs_up_to_6
         for n in (1, 2, 5, 64):
             pack = fold([torch.nn.Sequential(layer) for layer in layers[:n]])
             xs = x[:, : n * 128].clone().requires_grad_()
-            y = pack(xs)
+            y = pack(xs).flatten(1)  # [B, N*out], member-major
             y.backward(g[:, : n * out_features])
             params = {k: v.grad for k, v in pack.named_parameters()}
             for i in (0, n - 1):  # the first and the last member: the last is where tails used to fall
