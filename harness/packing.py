@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from harness.packed_layers import PackedLayer, fold
 from harness.precision import autocast
 from harness.progress import track
+from harness.training import num_threads
 
 PACK_SIZE_CAP = 64  # members per pack at most (auto)
 PARAMS_PER_PACK = {"cpu": 4_000_000, "cuda": 200_000_000}  # auto: members x parameters per pack at most
@@ -174,14 +175,6 @@ def threads_of_pack(device: torch.device) -> int:
     return PACK_THREADS if device.type == "cpu" else torch.get_num_threads()
 
 
-@contextlib.contextmanager
-def pack_threads(device: torch.device) -> Iterator[None]:
+def pack_threads(device: torch.device) -> contextlib.AbstractContextManager[None]:
     """Compute with ``threads_of_pack(device)`` torch threads inside, the caller's outside."""
-    before, n = torch.get_num_threads(), threads_of_pack(device)
-    if n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+    return num_threads(threads_of_pack(device))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.progress import Progress
+from harness.training import num_threads
 
 from .base import ConvSource, Estimate
 from .recon_decoder import GroupedDecoder, to_unit_interval
@@ -43,19 +42,6 @@ def decoder_threads(device: torch.device, step_macs: float) -> int:
     if device.type != "cpu" or step_macs >= SINGLE_THREAD_MACS:
         return torch.get_num_threads()
     return 1
-
-
-@contextmanager
-def _num_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch threads, then restore the caller's."""
-    before = torch.get_num_threads()
-    if n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -102,7 +88,7 @@ def train_decoders(
         * k_total
     )
     runs, threads = [], decoder_threads(device, step_macs)
-    with _num_threads(threads):
+    with num_threads(threads):
         for r in range(s.seeds):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(s.seed * 1_000_003 + r)
