@@ -105,14 +105,15 @@ def test_a_student_ends_with_the_same_bits_alone_and_in_any_pack(taught, tmp_pat
             _assert_same(found[0], other)
 
 
-def test_a_resumed_pack_continues_bit_for_bit(taught, tmp_path):
+@pytest.mark.parametrize("arch", ["mlp_small", "cnn1d_tiny"])
+def test_a_resumed_pack_continues_bit_for_bit(taught, tmp_path, arch):
     runs = [PLAIN, ENSEMBLE, PARTNERS[0]]
     states: list[dict] = []
-    cfg = _fresh(taught, tmp_path, "whole")
+    cfg = _fresh(taught, tmp_path, "whole", arch)
     whole = distill_pack(
         cfg, [Run.from_dict(cfg, r) for r in runs], on_epoch=lambda m, s: states.append(copy.deepcopy(s))
     )
-    again = _fresh(taught, tmp_path, "resumed")
+    again = _fresh(taught, tmp_path, "resumed", arch)
     resumed, state = _train(again, runs, resume=states[0])  # from the state after epoch 1
     for i in range(len(runs)):
         _assert_same((whole[i], _member(states[-1], i)), (resumed[i], _member(state, i)))
@@ -153,18 +154,20 @@ def test_a_pack_killed_mid_epoch_resumes_to_the_same_bits(taught, tmp_path):
         _assert_same((whole[i], _member(whole_end, i)), (resumed[i], _member(end, i)))
 
 
-def test_a_busy_machine_and_more_threads_give_the_same_bits(taught, tmp_path):
-    quiet_rows, quiet = _train(_fresh(taught, tmp_path, "quiet"), [ENSEMBLE])
+@pytest.mark.parametrize("arch", ["mlp_small", "cnn1d_tiny"])
+def test_a_busy_machine_and_more_threads_give_the_same_bits(taught, tmp_path, arch):
+    quiet_rows, quiet = _train(_fresh(taught, tmp_path, "quiet", arch), [ENSEMBLE, PLAIN])
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)  # what another process state could leave behind
-        busy_rows, busy = _train(_fresh(taught, tmp_path, "busy"), [ENSEMBLE])
+        busy_rows, busy = _train(_fresh(taught, tmp_path, "busy", arch), [PLAIN, ENSEMBLE])  # other places too
     finally:
         torch.set_num_threads(threads)
         for b in burners:
             b.kill()
-    _assert_same((quiet_rows[0], _member(quiet, 0)), (busy_rows[0], _member(busy, 0)))
+    _assert_same((quiet_rows[0], _member(quiet, 0)), (busy_rows[1], _member(busy, 1)))
+    _assert_same((quiet_rows[1], _member(quiet, 1)), (busy_rows[0], _member(busy, 0)))
     assert json.dumps(busy_rows[0]["environment"]["threads"]) == "1"  # a pack computes with one thread on a CPU
 
 
