@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 class ScorerActor:
-    def __init__(self, cfg: dict, cpus: float) -> None:
+    def __init__(self, cfg: dict) -> None:
         import torch
 
         from harness.scoring.sample import build_scoring_data
@@ -126,7 +126,7 @@ class Scorer:
         actor = (
             ray.remote(ScorerActor)
             .options(**res, max_restarts=self.cfg.cluster.max_actor_restarts, max_task_retries=-1)
-            .remote(to_dict(self.cfg), res["num_cpus"])
+            .remote(to_dict(self.cfg))
         )
         self.actors.append(actor)
         self.started.append(actor.data_id.remote())

@@ -62,7 +62,7 @@ class ProgressBoard:
 class TrajectoryActor:
     """Trains one trajectory with the core code; a restarted actor resumes from ``resume.pt``."""
 
-    def __init__(self, cfg: dict, board: str, cpus: float) -> None:
+    def __init__(self, cfg: dict, board: str) -> None:
         import ray
         import torch
 
@@ -186,7 +186,7 @@ class TrajectoryRunner:
                 max_restarts=restarts,
                 max_task_retries=-1,
                 scheduling_strategy="SPREAD",
-            ).remote(to_dict(self.cfg), board_name, res["num_cpus"])
+            ).remote(to_dict(self.cfg), board_name)
             self.refs[actor.train.remote(spec.arch, spec.seed)] = spec.name
             self.actors[spec.name] = actor
 
