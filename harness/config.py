@@ -274,7 +274,8 @@ class ReportConfig:
     """The report's paired statistics (harness/report): what each row is compared against."""
 
     reference: str = "full"  # the teacher choice every leaderboard row is compared with (and `none`)
-    alpha: float = 0.05  # significance level of the verdicts (on Holm-corrected p-values)
+    alpha: float = 0.05  # significance level of the answers (on Holm-corrected p-values)
+    equivalence_margin: float = 0.5  # pp: "equivalent within ±margin" (TOST) when the difference is inside it
 
 
 @dataclass

@@ -139,6 +139,7 @@ BOUNDS: dict[str, Range] = {
     "ClusterConfig.connect_timeout_s": SECONDS,
     "ClusterConfig.progress_interval_s": SECONDS,
     "ReportConfig.alpha": _open(0, 0.5),
+    "ReportConfig.equivalence_margin": _open(0, 100),
 }
 NUMBERS = (int, float)
 

@@ -295,3 +295,8 @@ def _validate_proxy(p: Any) -> None:
 def _validate_report(r: Any) -> None:
     _check_choice(r.reference, "report.reference")
     _check(0.0 < r.alpha < 0.5, "report.alpha", "must lie in (0, 0.5)")
+    _check(
+        0.0 < r.equivalence_margin < 100.0,
+        "report.equivalence_margin",
+        f"must lie in (0, 100) percentage points, got {r.equivalence_margin}",
+    )

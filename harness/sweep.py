@@ -2,6 +2,9 @@
 
 ``sweep_runs`` lists every run of the grid, where ``every_checkpoint`` expands to ``epoch:E``
 for every saved epoch and ``none`` (no teacher) is not repeated over temperatures and weights.
+Single-checkpoint choices known before training to name one checkpoint (``full``, ``epoch:E``,
+``fraction:F``; ``choice_aliases``) are one run, trained under one name: ``epoch:<last>`` beside
+``full`` would train the same student twice (``static_aliases`` gives the report the groups).
 With ``sweep.teacher_seeds=paired`` the student of the i-th seed learns from the trajectory of
 ``teacher.seeds[i % n]``. ``plan`` resolves each run against the store (fails early, naming the
 run) and marks the runs already in the results file; ``run_sweep`` trains the rest in this
@@ -27,7 +30,7 @@ from harness.packing import auto_pack_size, parameter_count
 from harness.progress import Progress
 from harness.runs import NOT_IN_RUN_ID, Run, RunResolver, teacher_seed_for
 from harness.store import CheckpointStore, trajectory_name
-from harness.teacher_choices import choice_of
+from harness.teacher_choices import EVERY_CHECKPOINT, choice_of
 from harness.teachers import checkpoint_epochs
 from harness.training import resolve_device
 
@@ -43,25 +46,67 @@ class PlannedRun:
     done: bool
 
 
-def expand_teacher_choices(cfg: ExperimentConfig, teacher_arch: str) -> list[str]:
-    """``sweep.teacher_choices`` with ``every_checkpoint`` expanded to ``epoch:E`` per saved epoch
-    (from a finished trajectory's manifest; before training, from the checkpoint schedule)."""
+def saved_epochs(cfg: ExperimentConfig, teacher_arch: str) -> list[int]:
+    """The saved epochs of the teacher trajectories of ``teacher_arch``: a finished trajectory's
+    (its manifest), else the checkpoint schedule (the same: it is in the trajectory's hash)."""
+    store = open_store(cfg)
+    for seed in cfg.teacher.seeds:
+        traj = store.trajectory(trajectory_name(teacher_arch, cfg.data.name, seed))
+        if traj.is_finished():
+            return traj.finished_epochs()
+    return checkpoint_epochs(cfg.teacher.epochs, cfg.teacher.checkpoint_every)
+
+
+def choice_aliases(
+    choices: Sequence[str], epochs: Sequence[int], reference: str = "full"
+) -> tuple[list[str], dict[str, list[str]]]:
+    """``choices`` without the aliases of one checkpoint (order kept) and ``{kept: [aliases]}``.
+
+    Aliases are single-checkpoint choices that resolve to the same saved epoch before training
+    (``full``, ``epoch:E``, ``fraction:F`` against ``epochs``, the saved epochs; the last is the
+    planned total): their runs would be identical. Kept: ``reference`` if it is one of them, else
+    ``full``, else the first listed. Ensembles and scored picks are never aliases."""
+    unique = list(dict.fromkeys(str(c) for c in choices))
+    saved = sorted(int(e) for e in epochs)
+    by_epoch: dict[int, list[str]] = {}
+    for choice in unique:
+        epoch = choice_of(choice).static_epoch(saved, saved[-1]) if saved else None
+        if epoch is not None:
+            by_epoch.setdefault(epoch, []).append(choice)
+    aliases: dict[str, list[str]] = {}
+    for group in (g for g in by_epoch.values() if len(g) > 1):
+        kept = reference if reference in group else "full" if "full" in group else group[0]
+        aliases[kept] = [c for c in group if c != kept]
+    dropped = {c for group in aliases.values() for c in group}
+    return [c for c in unique if c not in dropped], aliases
+
+
+def _expanded(cfg: ExperimentConfig, epochs: Sequence[int]) -> list[str]:
+    """``sweep.teacher_choices`` with ``every_checkpoint`` as ``epoch:E`` per saved epoch (deduped)."""
     out: list[str] = []
     for choice in cfg.sweep.teacher_choices:
-        if choice != "every_checkpoint":
-            out.append(str(choice))
-            continue
-        epochs = None
-        store = open_store(cfg)
-        for seed in cfg.teacher.seeds:
-            traj = store.trajectory(trajectory_name(teacher_arch, cfg.data.name, seed))
-            if traj.is_finished():
-                epochs = traj.finished_epochs()
-                break
-        if epochs is None:
-            epochs = checkpoint_epochs(cfg.teacher.epochs, cfg.teacher.checkpoint_every)
-        out += [f"epoch:{e}" for e in epochs]
-    return list(dict.fromkeys(out))  # dedupe, keep order
+        out += [f"epoch:{e}" for e in epochs] if choice == EVERY_CHECKPOINT[0] else [str(choice)]
+    return list(dict.fromkeys(out))
+
+
+def static_aliases(cfg: ExperimentConfig, teacher_arch: str) -> dict[str, list[str]]:
+    """``{kept choice: [aliases]}`` of the sweep's choices for ``teacher_arch`` (``choice_aliases``
+    with ``report.reference``): the report shows ``full (= epoch:80)`` and tests the kept one only."""
+    epochs = saved_epochs(cfg, teacher_arch)
+    return choice_aliases(_expanded(cfg, epochs), epochs, cfg.report.reference)[1]
+
+
+def expand_teacher_choices(cfg: ExperimentConfig, teacher_arch: str) -> list[str]:
+    """``sweep.teacher_choices`` with ``every_checkpoint`` expanded to ``epoch:E`` per saved epoch
+    (``saved_epochs``) and the aliases of one checkpoint trained once (``choice_aliases``)."""
+    epochs = saved_epochs(cfg, teacher_arch)
+    kept, aliases = choice_aliases(_expanded(cfg, epochs), epochs, cfg.report.reference)
+    for name, dropped in aliases.items():
+        logger.info(
+            f"[sweep] {', '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} the same checkpoint as "
+            f"{name}: trained once, as {name} (teacher {teacher_arch})"
+        )
+    return kept
 
 
 def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
@@ -70,8 +115,9 @@ def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
     student_archs = list(cfg.sweep.student_archs) or list(cfg.student.archs)
     runs: list[Run] = []
     seen: set[Run] = set()
+    choices = {ta: expand_teacher_choices(cfg, ta) for ta in teacher_archs}
     for ta, sa in itertools.product(teacher_archs, student_archs):
-        for choice in expand_teacher_choices(cfg, ta):
+        for choice in choices[ta]:
             hps = (
                 [(float(cfg.sweep.temperature[0]), 0.0)]
                 if choice_of(choice).is_none

@@ -10,16 +10,18 @@ into a list of ``TeacherRef`` (trajectory, epoch). ``none`` resolves to no teach
 | epoch:E                 | the checkpoint saved at epoch E                                |
 | fraction:F              | the checkpoint nearest to F x epochs (0.5 = half-way)          |
 | snapshot:[a,b,...]      | several checkpoints of one trajectory; 0.5 is a fraction, 30 an epoch |
-| full_ensemble:K         | the last checkpoints of K independent trajectories (seeds)     |
+| full_ensemble:K         | the last checkpoints of K trajectories: its own seed and the   |
+|                         | next K - 1 of teacher.seeds, wrapping around                   |
 | selected:<selector>     | the scorer's single pick T* (run ``ckd score`` first)          |
 | selected_ensemble:K     | the scorer's K-checkpoint pick from one trajectory             |
 
 Each kind is one ``ChoiceKind`` registration that also carries its meaning: a teacher or none, an
 ensemble or not, resolved from the scorer's output or not, what its argument names (an epoch, a
-selector), which trajectories a run needs and its category in the report's plots. The sweep, the
-cluster's readiness check, the scorer and the report ask a ``TeacherChoice`` (``choice_of(text)``,
-parsed once and cached) and never split the string, so a new kind is one registration here plus
-its tests.
+selector), which trajectories a run needs, the one epoch it resolves to before training (``full``,
+``epoch:E``, ``fraction:F``: the sweep trains aliases of one checkpoint once) and its category in
+the report's plots. The sweep, the cluster's readiness check, the scorer and the report ask a
+``TeacherChoice`` (``choice_of(text)``, parsed once and cached) and never split the string, so a
+new kind is one registration here plus its tests.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class ResolveContext:
 
     store: Any  # harness.store.CheckpointStore
     trajectory: str  # the teacher trajectory (arch, dataset, seed)
-    siblings: list[str]  # the trajectories a run may draw on: its own first, then the other seeds in order
+    siblings: list[str]  # the trajectories a run may draw on: its own, then the next seeds (wrapping)
     epochs: int  # planned epochs of the trajectory
 
     @classmethod
@@ -57,12 +59,19 @@ class ResolveContext:
 
 
 def run_trajectories(arch: str, dataset: str, teacher_seed: int, teacher_seeds: Sequence[int]) -> list[str]:
-    """The trajectories a run may draw on, in order: its own teacher seed, then the config's other
-    teacher seeds (``full_ensemble:K`` takes the first K)."""
+    """The trajectories a run may draw on, in order: its own teacher seed, then the seeds after it
+    in ``teacher_seeds``, wrapping around ([0..4], own 2 -> 2, 3, 4, 0, 1). ``full_ensemble:K`` takes
+    the first K, so when every seed anchors runs each trajectory is in K of the ensembles (not the
+    first seed in all of them). A seed not in ``teacher_seeds``: its own, then the config's order."""
     from harness.store import trajectory_name  # harness.store imports torch
 
-    seeds = [teacher_seed] + [s for s in teacher_seeds if s != teacher_seed]
-    return [trajectory_name(arch, dataset, s) for s in seeds]
+    seeds = list(dict.fromkeys(teacher_seeds))
+    if teacher_seed in seeds:
+        i = seeds.index(teacher_seed)
+        order = seeds[i:] + seeds[:i]
+    else:
+        order = [teacher_seed, *seeds]
+    return [trajectory_name(arch, dataset, s) for s in order]
 
 
 def _accept(arg: Any) -> None:
@@ -75,7 +84,7 @@ def _own(arg: Any, siblings: Sequence[str]) -> list[str]:
 
 
 def _first_k(k: int, siblings: Sequence[str]) -> list[str]:
-    """``full_ensemble:K``: the run's own trajectory and the next K - 1 seeds."""
+    """``full_ensemble:K``: the run's own trajectory and the next K - 1 seeds (wrapping)."""
     return list(siblings[:k])
 
 
@@ -105,6 +114,8 @@ class ChoiceKind:
     ensemble: bool = False  # resolves to several checkpoints
     scored: bool = False  # resolves from the scorer's output (``ckd score`` first)
     arg_is: str | None = None  # what the argument names: "epoch" or "selector"
+    # the one epoch it resolves to from (arg, saved epochs, planned epochs) alone; None: not static
+    static: Callable[[Any, Sequence[int], int], int | None] | None = None
     category: str | None = None  # of ``CATEGORIES``; None: not in the ensemble comparison
 
 
@@ -155,6 +166,12 @@ class TeacherChoice:
         """The teacher epoch an ``epoch:E`` choice names, else None."""
         return None if self.meaning.arg_is != "epoch" or self.arg is None else int(self.arg)
 
+    def static_epoch(self, saved: Sequence[int], epochs: int) -> int | None:
+        """The one checkpoint epoch this choice resolves to from the saved epochs and the planned
+        epochs alone, as the resolver would (``full``, ``epoch:E``, ``fraction:F``); None otherwise."""
+        static = self.meaning.static
+        return None if static is None or not saved else static(self.arg, list(saved), int(epochs))
+
     @property
     def category(self) -> str | None:
         """Its category in the report's ensemble comparison (``CATEGORIES``), None if left out."""
@@ -172,7 +189,11 @@ def list_teacher_choices() -> list[str]:
 
 
 # sweeps only: expands to ``epoch:E`` for every saved epoch (harness/sweep.py)
-EVERY_CHECKPOINT = ("every_checkpoint", "every_checkpoint", "(sweeps only) epoch:E for every saved epoch")
+EVERY_CHECKPOINT = (
+    "every_checkpoint",
+    "every_checkpoint",
+    "(sweeps only) epoch:E for every saved epoch (the last is full's run: trained once, as full)",
+)
 
 
 def describe_teacher_choices() -> list[tuple[str, str, str]]:
@@ -280,11 +301,13 @@ def _at_epoch(ctx: ResolveContext, epoch: int) -> TeacherRef:
     return TeacherRef(ctx.trajectory, epoch)
 
 
+def _nearest(f: float, saved: Sequence[int], epochs: int) -> int:
+    """The saved epoch nearest ``f`` x ``epochs`` (the earlier on ties)."""
+    return min(saved, key=lambda e: (abs(e - f * epochs), e))
+
+
 def _nearest_fraction(ctx: ResolveContext, f: float) -> TeacherRef:
-    saved = _saved_epochs(ctx, ctx.trajectory)
-    target = f * ctx.epochs
-    epoch = min(saved, key=lambda e: (abs(e - target), e))
-    return TeacherRef(ctx.trajectory, epoch)
+    return TeacherRef(ctx.trajectory, _nearest(f, _saved_epochs(ctx, ctx.trajectory), ctx.epochs))
 
 
 def _register(name: str, kind: ChoiceKind) -> None:
@@ -337,6 +360,7 @@ _register(
         "full",
         "full",
         "the last checkpoint of the teacher trajectory",
+        static=lambda _, saved, epochs: saved[-1],
         category=SINGLE,
     ),
 )
@@ -348,6 +372,7 @@ _register(
         "epoch:E",
         "epoch:40",
         "the checkpoint saved at epoch E",
+        static=lambda e, saved, epochs: e if e in saved else None,
         arg_is="epoch",  # one per saved epoch in a sweep: too many for the ensemble comparison
     ),
 )
@@ -359,6 +384,7 @@ _register(
         "fraction:F",
         "fraction:0.5",
         "the checkpoint nearest F x epochs (0.5 = half-way)",
+        static=_nearest,
         category=SINGLE,
     ),
 )
@@ -381,7 +407,7 @@ _register(
         _resolve_full_ensemble,
         "full_ensemble:K",
         "full_ensemble:2",
-        "the final checkpoints of K independent trajectories (seeds)",
+        "the final checkpoints of K trajectories: its own seed, then the next ones (wrapping)",
         needs=_first_k,
         ensemble=True,
         category=FULL_ENSEMBLE,

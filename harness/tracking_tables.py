@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ExperimentConfig
-from harness.report.paired import PAIRED_COLUMNS
+from harness.report.paired import PAIRED_COLUMNS, PAIRED_HEADERS
 from harness.tracking import MAX_TAG_LEN, enabled, is_scalar, logged_run
 
 
@@ -134,7 +134,7 @@ def leaderboard_table_rows(board: list[dict]) -> list[dict]:
         c = b.get("vs_ref") or {}
         for k in PAIRED_COLUMNS:
             v = c.get(k)
-            row[k] = (
+            row[PAIRED_HEADERS.get(k, k)] = (
                 b.get("reference")
                 if k == "ref"
                 else (None if c.get("self") or v is None else (100 * v if k.startswith("diff") else v))

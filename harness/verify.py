@@ -9,7 +9,7 @@ epoch, the per-epoch curves, the teacher metrics, ``inputs`` and ``weights_sha25
 ``trajectories=True`` re-trains ``K`` finished trajectories from scratch in a scratch store and
 compares every checkpoint's weights tensor by tensor (``torch.equal``) and the manifest's metrics;
 ``scores=True`` re-scores ``K`` scored trajectories (from copies of their checkpoints) and compares
-the scores file's estimates and picks (not timings, not ``environment``).
+the scores file's estimates and picks (not timings or the estimates' ``cost_s``, not ``environment``).
 
 A difference is *expected* when the recorded environment fingerprint (``harness/fingerprint.py``)
 differs from this process's in some field (another torch, CPU, thread count, ...), and a
@@ -48,7 +48,7 @@ T = TypeVar("T")
 ROW_VALUES = ("epochs", *ACCURACIES, "best_val_epoch", *CURVES, INPUTS_KEY)  # + teacher metrics, weights_sha256
 # keys of a manifest or scores file that say when, where or how fast, not what was computed
 NOT_COMPARED = frozenset(
-    {"environment", "environments", "wall_time_s", "seconds", "setup_s", "timings", "written_at", "digest"}
+    {"environment", "environments", "wall_time_s", "seconds", "setup_s", "timings", "cost_s", "written_at", "digest"}
     | {"cost", "device", "num_threads"}
 )
 MANIFEST_NOT_COMPARED = NOT_COMPARED | {"sha256", "file"}  # the weights are compared tensor by tensor instead

@@ -94,3 +94,12 @@ def valid_row(run_id: str, **values: object) -> dict:
         "device": "cpu",
         **values,
     }
+
+
+def private_copy(trained: Path, tmp_path: Path) -> Path:
+    """A private copy of a module's trained store (what one test writes does not leak)."""
+    import shutil
+
+    dst = tmp_path / "runs"
+    shutil.copytree(trained, dst)
+    return dst

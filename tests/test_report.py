@@ -284,11 +284,9 @@ def test_plots_write_pngs_and_skip_missing_information_plane(plot_store, caplog)
     caplog.set_level(logging.INFO, logger="harness")
     paths = make_plots(experiment(plot_store.root.parent))  # (the rows `experiment`'s report counts)
     names = sorted(p.name for p in paths)
-    assert names == [
-        "acc_vs_teacher_epoch-cnn1d_small-mnist1d.png",
-        "ensemble_comparison.png",
-        "forest-mnist1d-mlp_small.png",
-    ]
+    # every row learned from one trajectory: no interval, so no forest plot (and the log says why)
+    assert names == ["acc_vs_teacher_epoch-cnn1d_small-mnist1d.png", "ensemble_comparison.png"]
+    assert any("forest: skipped" in line and "2 or more trajectories" in line for line in caplog.messages)
     for p in paths:
         assert p.parent == plot_store.root / "plots" and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any("information plane: skipped" in line and "ckd score" in line for line in caplog.messages)
@@ -319,9 +317,9 @@ def test_information_plane_plot_from_scorer_rows(plot_store, monkeypatch):
 def test_plots_with_an_empty_store_skip_everything(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="harness")
     assert make_plots(experiment(tmp_path)) == []
-    assert sum("skipped" in line for line in caplog.messages) == 4
+    assert sum("skipped" in line for line in caplog.messages) == 5
     plot_records = [r for r in caplog.records if r.getMessage().startswith("[plot]")]
-    assert len(plot_records) == 4 and {(r.name, r.levelno) for r in plot_records} == {
+    assert len(plot_records) == 5 and {(r.name, r.levelno) for r in plot_records} == {
         ("harness.report.plots", logging.INFO)
     }
     assert not (tmp_path / "exp" / "plots").exists()

@@ -78,7 +78,7 @@ IMAGES = {  # synthetic CIFAR (random crop + flip), a BatchNorm ResNet
 }
 # Keys whose values are timings or fingerprints of where a number was computed, not the numbers.
 NOT_COMPARED = frozenset(
-    {"wall_time_s", "seconds", "setup_s", "timings", "written_at", "digest", "environment", "environments"}
+    {"wall_time_s", "seconds", "setup_s", "timings", "cost_s", "written_at", "digest", "environment", "environments"}
 )
 
 KILLED_TRAJECTORY = """

@@ -13,6 +13,7 @@ from harness.config import ConfigError
 from harness.config_loading import load_config
 from harness.distill import distill_student
 from harness.experiment import load_splits, open_store
+from harness.report.selectors import selector_cost
 from harness.scoring.freshness import scores_fresh
 from harness.scoring.proxy import (
     pick_confidence,
@@ -153,6 +154,8 @@ def test_a_rescore_reuses_the_proxy_and_a_new_budget_is_added(scored, logs):
     again = read_scores(open_store(more), TRAJ)
     assert "reusing pick" in logs.text
     assert again["proxy"]["proxy"]["rungs"] == scores["proxy"]["proxy"]["rungs"]
+    assert again["proxy"]["proxy"]["cost"] == scores["proxy"]["proxy"]["cost"]  # a reused pick keeps its cost
+    assert selector_cost(again, "proxy") == selector_cost(scores, "proxy") != (0.0, 0.0)
     small = again["proxy"]["proxy_small"]
     assert [r["epochs"] for r in small["rungs"]] == [1, 2, 4] and again["selected_ensemble"][
         "selector"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from harness.scoring.scores_file import ScoresError, write_scores
 from harness.scoring.teacher_picks import read_selected, read_selected_ensemble
 from harness.teacher_choices import ResolveContext, TeacherRef, resolve_teacher_choice
 from harness.teachers import train_trajectory
+from tests.helpers import private_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -65,10 +65,7 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def storage(trained: Path, tmp_path: Path) -> Path:
-    """A private copy of the trained store (scores written by one test do not leak)."""
-    dst = tmp_path / "runs"
-    shutil.copytree(trained, dst)
-    return dst
+    return private_copy(trained, tmp_path)
 
 
 def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:

@@ -6,12 +6,14 @@ import csv
 import io
 import math
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from harness.report.board import board_for
 from harness.report.selector_plot import plot_selector_cost
-from harness.report.selectors import evaluate_selectors, render_selectors
+from harness.report.selectors import evaluate_selectors, reliability, render_selectors, split_half
+from harness.report.stats import spearman
 from harness.scoring.scores_file import read_all_scores, read_scores
 from harness.scoring.scores_file import write_scores as seal_scores
 from harness.store import CheckpointStore
@@ -163,3 +165,59 @@ def test_every_row_costs_student_epochs_and_seconds_and_regret_is_plotted_agains
     assert line["proxy"]["student_epochs"] == "64.0" and line["oracle (val)"]["student_epochs"] == "300.0"
     (png,) = plot_selector_cost(result, tmp_path / "plots")
     assert png.name == "selector_cost-mnist1d-cnn1d_small-mlp_small.png" and png.read_bytes()[:4] == b"\x89PNG"
+
+
+RANKS_A, RANKS_B = [1, 2, 3, 4, 5], [3, 2, 1, 5, 4]  # Spearman rho 1 - 6 * 10 / (5 * 24) = 0.5
+
+
+def rows_at(ranks_b: list[int], n_traj: int = 3) -> list[dict]:
+    """Two student seeds per checkpoint whose accuracies rank the checkpoints as RANKS_A / ranks_b."""
+    out = []
+    for t in range(n_traj):
+        for s, ranks in ((t, RANKS_A), (t + n_traj, ranks_b)):
+            out += [result_row(f"epoch:{e}", s, t, [(traj(t), e)], 0.7 + 0.01 * r) for e, r in zip(GT, ranks)]
+    return out
+
+
+def test_reliability_is_the_spearman_brown_step_up_and_the_ceiling_its_root(tmp_path):
+    assert reliability(0.5) == (pytest.approx(2 / 3), pytest.approx(math.sqrt(2 / 3)))
+    assert reliability(1.0) == (1.0, 1.0) and reliability(-0.4) == (0.0, 0.0)  # disagreeing halves: none
+    assert all(math.isnan(x) for x in reliability(math.nan))
+    store = CheckpointStore(tmp_path, "exp")
+    scores(store)
+    result = evaluate_selectors(rows_at(RANKS_B), read_all_scores(store))
+    (group,) = result["groups"].values()
+    assert group["split_half_rho"][0] == pytest.approx(0.5)  # the halves of 2 seeds: one seed each
+    assert group["reliability"][0] == pytest.approx(2 / 3) and group["noise_ceiling"][0] == pytest.approx(0.8165, 1e-4)
+    assert group["students_per_checkpoint"] == (2, 2)
+    md = render_selectors(result, "markdown")
+    assert "n = 3 trajectories, 2 students per checkpoint per trajectory" in md
+    assert "split-half rho +0.50" in md and "reliability 0.67" in md and "noise ceiling 0.82" in md
+    line = next(csv.DictReader(io.StringIO(render_selectors(result, "csv"))))
+    assert (line["ground_truth_reliability"], line["noise_ceiling"], line["split_half_rho"]) == (
+        "0.6667",
+        "0.8165",
+        "0.5",
+    )
+    assert line["students_per_checkpoint"] == "2"
+    (reversed_group,) = evaluate_selectors(rows_at(RANKS_A[::-1]), read_all_scores(store))["groups"].values()
+    assert reversed_group["split_half_rho"][0] == pytest.approx(-1.0)
+    assert reversed_group["reliability"][0] == 0.0 and reversed_group["noise_ceiling"][0] == 0.0
+
+
+@pytest.mark.parametrize("noise_sd", [1.0, 2.0])
+def test_noise_ceiling_is_the_correlation_of_the_truth_with_the_noisy_ground_truth(noise_sd):
+    """Seeded: 40 checkpoints with true values, 6 noisy student seeds each. sqrt(Spearman-Brown of
+    the split-half rho) predicts the rho between the truth (a perfect selector) and the seeds' mean;
+    the uncorrected split-half rho falls well below it (it was no ceiling)."""
+    rng = np.random.default_rng(0)
+    half, ceiling, perfect = [], [], []
+    for _ in range(60):
+        truth = rng.normal(size=40)
+        acc = truth[:, None] + rng.normal(0.0, noise_sd, (40, 6))
+        entries = {e: {"pairs": {(s, 0): float(acc[e, s]) for s in range(6)}} for e in range(40)}
+        half.append(split_half(entries))
+        ceiling.append(reliability(half[-1])[1])
+        perfect.append(spearman(list(truth), list(acc.mean(axis=1))))
+    assert np.mean(ceiling) == pytest.approx(np.mean(perfect), abs=0.02)
+    assert np.mean(half) < np.mean(perfect) - 0.15

@@ -27,7 +27,8 @@ def test_every_checkpoint_expands_to_the_checkpoint_schedule_before_training(tmp
             "sweep.teacher_choices": '["none","every_checkpoint","full","epoch:4"]',
         },
     )
-    assert expand_teacher_choices(cfg, "cnn1d_small") == ["none", "epoch:2", "epoch:4", "epoch:6", "full"]
+    # epoch:6 is the last checkpoint: the same run as full (tests/test_choice_aliases.py)
+    assert expand_teacher_choices(cfg, "cnn1d_small") == ["none", "epoch:2", "epoch:4", "full"]
 
 
 def test_grid_spans_choices_hyperparameters_archs_and_paired_seeds(tmp_path):
@@ -142,7 +143,8 @@ def test_local_pipeline_runs_without_ray_and_skips_done_work(tmp_path, capsys):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "teacher choice" in out.stdout and "every_checkpoint" not in out.stdout  # expanded to epoch:E rows
-    assert "epoch:2" in out.stdout and "epoch:4" in out.stdout
+    assert "epoch:2" in out.stdout  # epoch:4 (the last) is full's run, trained once as full
+    assert "epoch:4 is the same checkpoint as full: trained once, as full" in out.stderr
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert "0 to train" in again.stderr and "finished already; skipping" in again.stderr  # the log: stderr
@@ -170,6 +172,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "[teachers] 2 trajectories x 4 epochs, checkpoints at [2, 4] (2 each); 8 teacher-epochs to train" in out
-    assert "[sweep] 12 runs in the grid (grid): done unknown until the teachers" in out  # 3 + 3 + 2 x 3
-    assert "about 24 student-epochs (12 students x 2 epochs)" in out and "1 CPU, 0 GPU per trial" in out
+    # none, full, epoch:2 (epoch:4 is full's run) x 3 seeds
+    assert "[sweep] 9 runs in the grid (grid): done unknown until the teachers" in out
+    assert "about 18 student-epochs (9 students x 2 epochs)" in out and "1 CPU, 0 GPU per trial" in out
     assert not storage.exists()

@@ -4,27 +4,31 @@ the registry: a new kind is tested here without editing a list). Resolution agai
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from harness.store import CheckpointStore
 from harness.teacher_choices import (
     CATEGORIES,
     TEACHER_CHOICES,
     UNKNOWN,
     ResolveContext,
+    TeacherRef,
     choice_of,
     describe_teacher_choices,
     epoch_choice,
     list_teacher_choices,
     parse_teacher_choice,
+    resolve_teacher_choice,
     run_trajectories,
 )
 
 EXAMPLES = {syntax.partition(":")[0]: example for syntax, example, _ in describe_teacher_choices()}
 KINDS = list_teacher_choices()
-SEEDS = [3, 1, 2]  # the config's teacher seeds; a run with teacher seed 1 draws on s1, then s3, s2
-SIBLINGS = ["a-d-s1", "a-d-s3", "a-d-s2"]
+SEEDS = [3, 1, 2]  # the config's teacher seeds; a run with teacher seed 1 draws on s1, then s2, s3 (wrapping)
+SIBLINGS = ["a-d-s1", "a-d-s2", "a-d-s3"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -92,3 +96,40 @@ def test_no_choice_string_is_split_outside_teacher_choices() -> None:
     for path in files:
         text = path.read_text()
         assert 'split(":"' not in text and 'partition(":")' not in text, path
+
+
+def test_full_ensemble_siblings_rotate_so_each_trajectory_is_in_k_ensembles() -> None:
+    """Own seed, then the seeds after it in ``teacher.seeds``, wrapping: no seed is in every pair."""
+    seeds = [0, 1, 2, 3, 4]
+    assert run_trajectories("a", "d", 2, seeds) == ["a-d-s2", "a-d-s3", "a-d-s4", "a-d-s0", "a-d-s1"]
+    assert run_trajectories("a", "d", 4, seeds) == ["a-d-s4", "a-d-s0", "a-d-s1", "a-d-s2", "a-d-s3"]
+    for k in (2, 3):
+        ensembles = [choice_of(f"full_ensemble:{k}").trajectories("a", "d", s, seeds) for s in seeds]
+        assert all(len(set(e)) == k for e in ensembles)
+        counts = Counter(t for e in ensembles for t in e)
+        assert counts == {f"a-d-s{s}": k for s in seeds}, counts
+    # a teacher seed outside teacher.seeds (a stored row's): its own, then the config's order
+    assert run_trajectories("a", "d", 9, [0, 1, 2]) == ["a-d-s9", "a-d-s0", "a-d-s1", "a-d-s2"]
+
+
+def _finished_store(root: Path, seeds: list[int], epochs: list[int]) -> CheckpointStore:
+    """A store whose trajectories ``a-d-s<seed>`` are finished with checkpoints at ``epochs``."""
+    store = CheckpointStore(root, "exp")
+    for seed in seeds:
+        traj = store.trajectory(f"a-d-s{seed}")
+        traj.dir.mkdir(parents=True)
+        checkpoints = [{"epoch": e, "file": f"ckpt-e{e:04d}.pt", "sha256": "0"} for e in epochs]
+        traj.write_manifest({"finished": True, "checkpoints": checkpoints})
+    return store
+
+
+def test_full_ensemble_resolves_to_the_rotated_final_checkpoints(tmp_path: Path) -> None:
+    seeds = [0, 1, 2, 3, 4]
+    store = _finished_store(tmp_path, seeds, [2, 4])
+    resolved = {
+        s: resolve_teacher_choice("full_ensemble:2", ResolveContext.for_run(store, "a", "d", s, seeds, 4))
+        for s in seeds
+    }
+    assert resolved[0] == [TeacherRef("a-d-s0", 4), TeacherRef("a-d-s1", 4)]
+    assert resolved[4] == [TeacherRef("a-d-s4", 4), TeacherRef("a-d-s0", 4)]  # wraps around
+    assert Counter(ref.trajectory for refs in resolved.values() for ref in refs) == {f"a-d-s{s}": 2 for s in seeds}

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from harness.config import ExperimentConfig
 from harness.report.paired import add_paired_stats, pair_values
+from harness.report.stats import MARGIN
 from harness.scoring.scores_file import pick_of
 from harness.teacher_choices import choice_of
 
@@ -189,7 +190,32 @@ def _entry(gkey: tuple, settings: dict[tuple, list[dict]], reported: str, skippe
             {str(c.get("trajectory")) for r in chosen for c in (r.get("teacher_checkpoints") or [])}
         ),
         "pairs": pair_values(chosen, test_key),
+        "val_pairs": pair_values(chosen, val_key),
+        "pair_checkpoints": _pair_checkpoints(chosen),
+        **_clusters(chosen, choice_of(choice).is_none),
     }
+
+
+def _pair_checkpoints(rows: list[dict]) -> dict[tuple, tuple]:
+    """``{(student seed, teacher seed): ((trajectory, epoch), ...)}``: what each run learned from."""
+    return {
+        (r.get("seed"), r.get("teacher_seed")): tuple(
+            sorted((str(c.get("trajectory")), c.get("epoch") or 0) for c in (r.get("teacher_checkpoints") or []))
+        )
+        for r in rows
+    }
+
+
+def _clusters(rows: list[dict], is_none: bool) -> dict[str, Any]:
+    """``trajectories_n`` (teacher trajectories the runs learned from: the effective n; None for
+    ``none``) and ``students_per_trajectory`` (fewest, most)."""
+    if is_none:
+        return {"trajectories_n": None, "students_per_trajectory": None}
+    per: dict[Any, set] = defaultdict(set)
+    for r in rows:
+        per[r.get("teacher_seed")].add(r.get("seed"))
+    sizes = [len(v) for v in per.values()]
+    return {"trajectories_n": len(per), "students_per_trajectory": (min(sizes), max(sizes)) if sizes else None}
 
 
 def _record_deltas_and_sort(board: list[dict]) -> None:
@@ -207,7 +233,12 @@ def _record_deltas_and_sort(board: list[dict]) -> None:
 
 
 def build_leaderboard(
-    rows: Iterable[dict], reported: str = "final", reference: str = "full", alpha: float = 0.05
+    rows: Iterable[dict],
+    reported: str = "final",
+    reference: str = "full",
+    alpha: float = 0.05,
+    margin: float = MARGIN,
+    aliases: dict[str, list[str]] | None = None,
 ) -> list[dict]:
     """Aggregate result rows (``CheckpointStore.read_results()``) into leaderboard entries.
 
@@ -218,8 +249,11 @@ def build_leaderboard(
     the chosen ``temperature``/``kd_weight``/``ensemble_reduce`` (None for ``none``),
     ``settings_tried``, ``teacher_epochs``, ``epochs``, ``reported_epoch`` (words),
     ``best_val_epoch_mean``, ``delta_vs_none``, ``reported``, ``members`` (checkpoints per run),
-    ``trajectories``, ``pairs`` ({(seed, teacher seed): test acc}) and the paired comparisons
-    ``vs_ref`` (against ``reference``) and ``vs_none`` (``harness.report.paired``). Sorted by
+    ``trajectories``, ``pairs`` / ``val_pairs`` ({(seed, teacher seed): test / validation acc}),
+    ``pair_checkpoints``, ``trajectories_n`` and ``students_per_trajectory`` (the effective n),
+    ``aliases`` (other choices of the grid that are the same runs, e.g. ``epoch:80`` of ``full``)
+    and the paired comparisons ``vs_ref`` (against ``reference``) and ``vs_none``
+    (``harness.report.paired``; ``margin``: the equivalence margin as a fraction). Sorted by
     dataset, student, then mean test accuracy (best first).
     """
     if reported not in REPORTED:
@@ -228,7 +262,9 @@ def build_leaderboard(
     groups, skipped = _group_rows(rows, val_key, test_key)
     board = [_entry(gkey, settings, reported, skipped) for gkey, settings in groups.items()]
     _record_deltas_and_sort(board)
-    add_paired_stats(board, reference, alpha)
+    for b in board:
+        b["aliases"] = list((aliases or {}).get(b["teacher_choice"], []))
+    add_paired_stats(board, reference, alpha, margin)
     return board
 
 
@@ -253,7 +289,12 @@ def board_for(
         OmegaConf.select(cfg, "report.reference", default="full")
     )  # a bare {storage, name} config works too
     board = build_leaderboard(
-        rows, reported=reported, reference=reference, alpha=float(OmegaConf.select(cfg, "report.alpha", default=0.05))
+        rows,
+        reported=reported,
+        reference=reference,
+        alpha=float(OmegaConf.select(cfg, "report.alpha", default=0.05)),
+        margin=float(OmegaConf.select(cfg, "report.equivalence_margin", default=100 * MARGIN)) / 100,
+        aliases=grid_aliases(cfg),
     )
     mark_unstable(board, scores or {})
     return board
@@ -268,3 +309,18 @@ def rows_of_config(cfg: ExperimentConfig, rows: list[dict]) -> tuple[list[dict],
     from harness.runs import RunResolver  # here: runs imports torch, the report tables need not
 
     return RunResolver(cfg).counted(rows)  # the report's and ``ckd plot``'s rows
+
+
+def grid_aliases(cfg: ExperimentConfig) -> dict[str, list[str]]:
+    """``{choice: [other choices of the grid that are the same runs]}`` (``full``: ``epoch:80``),
+    from the config's checkpoint schedule; {} for a config without a sweep section."""
+    if OmegaConf.select(cfg, "sweep.teacher_choices", default=None) is None:
+        return {}
+    from harness.sweep import static_aliases  # harness.sweep imports torch; the report tables need not
+
+    out: dict[str, list[str]] = {}
+    for arch in list(cfg.sweep.teacher_archs) or list(cfg.teacher.archs):
+        for kept, dropped in static_aliases(cfg, arch).items():
+            out.setdefault(kept, [])
+            out[kept] += [d for d in dropped if d not in out[kept]]
+    return out

@@ -12,7 +12,7 @@ import base64
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.report.claims import CLAIMS_NOTE, EMPTY, claim_table
+from harness.report.claims import EMPTY, claim_table, claims_note
 from harness.report.leaderboard import leaderboard_section
 from harness.report.selectors import SELECTOR_NOTE, selector_tables
 from harness.report.tables import escape, html_table, page
@@ -24,7 +24,7 @@ def _claims_section(claims: list[dict]) -> list[str]:
     headers, rows, numeric = claim_table(claims)
     return [
         "<h2>The paper's claims</h2>",
-        f'<p class="note">{escape(CLAIMS_NOTE)}</p>',
+        f'<p class="note">{escape(claims_note(claims))}</p>',
         html_table("claims", headers, rows, numeric.__contains__),
     ]
 

@@ -19,8 +19,8 @@ from functools import partial
 from typing import Any
 
 from harness.report.board import REPORTED
-from harness.report.paired import PAIRED_COLUMNS
-from harness.report.stats import min_detectable_effect, min_exact_p, pairs_needed
+from harness.report.paired import PAIRED_COLUMNS, PAIRED_HEADERS
+from harness.report.stats import min_detectable_effect, trajectories_needed
 from harness.report.tables import html_table, markdown_table, page, text_table, wrap
 from harness.teacher_choices import choice_of
 
@@ -66,7 +66,16 @@ def _hp(b: dict, key: str) -> str:
 
 
 def _choice_cell(b: dict) -> str:
-    return str(choice_of(b["teacher_choice"])) + (" [unstable]" if b.get("unstable") else "")
+    same = f" (= {', '.join(b['aliases'])})" if b.get("aliases") else ""
+    return str(choice_of(b["teacher_choice"])) + same + (" [unstable]" if b.get("unstable") else "")
+
+
+def _n_cell(b: dict) -> str:
+    """``5×2`` (trajectories × students per trajectory; ``5×1-3`` when uneven), or the seeds of ``none``."""
+    per = b.get("students_per_trajectory")
+    if not b.get("trajectories_n") or not per:
+        return str(b["n"])
+    return f"{b['trajectories_n']}×{per[0] if per[0] == per[1] else f'{per[0]}-{per[1]}'}"
 
 
 def _diff_cell(c: dict | None) -> str:
@@ -81,6 +90,8 @@ def _diff_cell(c: dict | None) -> str:
 def _field(c: dict | None, key: str, fmt: Callable[[Any], str] = str) -> str:
     if c is None:
         return NA
+    if c.get("same") and key == "verdict":
+        return f"= {c['ref']} (same runs: not tested)"
     return "-" if c.get("self") else fmt(c[key])
 
 
@@ -101,7 +112,7 @@ def columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
         ("student", lambda b: b["student_arch"]),
         ("teacher choice", _choice_cell),
         ("test acc % (mean ± std)", lambda b: f"{_pct(b['test_mean'])} ± {_pct(b['test_std']):>4}"),
-        ("n", lambda b: str(b["n"])),
+        ("n traj×stud", _n_cell),
         (f"Δ vs {ref} pp [95% CI]", lambda b: _diff_cell(b.get("vs_ref"))),
         ("W/T/L", lambda b: _wtl(b.get("vs_ref"))),
         ("p (Holm)", lambda b: _field(b.get("vs_ref"), "p_holm", _p)),
@@ -117,7 +128,16 @@ def columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
     ]
 
 
-NUMERIC_HEADERS = {"test acc % (mean ± std)", "n", "W/T/L", "p (Holm)", "teacher acc %", "T", "kd_weight", "val acc %"}
+NUMERIC_HEADERS = {
+    "test acc % (mean ± std)",
+    "n traj×stud",
+    "W/T/L",
+    "p (Holm)",
+    "teacher acc %",
+    "T",
+    "kd_weight",
+    "val acc %",
+}
 
 
 def is_numeric_header(header: str) -> bool:
@@ -131,13 +151,15 @@ def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
         return reference
     if c is None:
         return NA
+    if c.get("same") and key in ("answer", "verdict"):
+        return f"same runs as {reference}"
     if c.get("self"):
         return "-"
-    if key in ("diff_mean", "diff_ci_low", "diff_ci_high"):
+    if key.startswith("diff_"):
         return _pct(c[key], 4)
-    if key in ("p_value", "p_holm"):
-        return NA if math.isnan(c[key]) else f"{c[key]:.6g}"
-    return c[key]
+    if key.startswith("p_"):
+        return NA if c[key] is None or math.isnan(c[key]) else f"{c[key]:.6g}"
+    return NA if c.get(key) is None else c[key]
 
 
 def _paired_cell(side: str, key: str, reference: str, b: dict) -> Any:
@@ -156,10 +178,21 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
         ("test_acc_mean_pct", lambda b: _pct(b["test_mean"], 4)),
         ("test_acc_std_pct", lambda b: _pct(b["test_std"], 4)),
         ("n", lambda b: b["n"]),
+        ("trajectories", lambda b: "" if b.get("trajectories_n") is None else b["trajectories_n"]),
+        (
+            "students_per_trajectory",
+            lambda b: (
+                ""
+                if not b.get("students_per_trajectory")
+                else "-".join(map(str, sorted(set(b["students_per_trajectory"]))))
+            ),
+        ),
         ("seeds", lambda b: " ".join(map(str, b["seeds"]))),
     ]
-    paired = [(k, partial(_paired_cell, "vs_ref", k, ref)) for k in PAIRED_COLUMNS]
-    vs_none = [(f"none_{k}", partial(_paired_cell, "vs_none", k, "none")) for k in PAIRED_COLUMNS[1:]]
+    paired = [(PAIRED_HEADERS.get(k, k), partial(_paired_cell, "vs_ref", k, ref)) for k in PAIRED_COLUMNS]
+    vs_none = [
+        (f"none_{PAIRED_HEADERS.get(k, k)}", partial(_paired_cell, "vs_none", k, "none")) for k in PAIRED_COLUMNS[1:]
+    ]
     rest: list[tuple[str, Callable[[dict], Any]]] = [
         ("delta_vs_none_pct", lambda b: _pct(b["delta_vs_none"], 4)),
         ("teacher_test_acc_pct", lambda b: _pct(b["teacher_test_acc"], 4)),
@@ -178,50 +211,62 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
     return base + paired + vs_none + rest
 
 
+def _median(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
 def power_note(board: list[dict]) -> str:
-    """The minimum detectable effect at 80% power for the observed paired spread and n, and the
-    seeds a 0.3 pp effect needs (paired t-test approximation)."""
-    tests = [
-        b["vs_ref"] for b in board if b.get("vs_ref") and not b["vs_ref"].get("self") and b["vs_ref"].get("diff_sd")
-    ]
+    """Power in trajectories and students: the minimum detectable effect at 80% power for the
+    observed spread of the trajectory means, and the trajectories a 0.3 pp effect needs."""
+    tests = [c for c in (b.get("vs_ref") for b in board) if c and not c.get("self") and c.get("diff_sd")]
     if not tests:
-        return "No paired comparison has two or more pairs: no power statement possible."
-    sd = statistics.median(c["diff_sd"] for c in tests)
-    n = int(statistics.median(c["n"] for c in tests))
+        return "Power: no comparison has two or more trajectories: no power statement possible."
+    sd, n = _median([c["diff_sd"] for c in tests]), int(statistics.median(c["n"] for c in tests))
+    per = int(statistics.median(c["students"] / c["n"] for c in tests))
+    sb, sw = _median([c["diff_sd_between"] for c in tests]), _median([c["diff_sd_within"] for c in tests])
     alpha = board[0].get("alpha", 0.05)
-    mde, need = min_detectable_effect(sd, n, alpha), pairs_needed(0.003, sd, alpha)
+    mde = min_detectable_effect(sd, n, alpha)
     note = (
-        f"Power: the paired differences vs {_ref_name(board)} spread by {100 * sd:.2f} pp (median sd); "
-        f"with n = {n} pairs "
-        f"the minimum detectable effect at 80% power (alpha {alpha:g}, two-sided paired t) is {_pct(mde)} pp; "
-        f"detecting 0.3 pp would need about {need} seeds (pairs)."
+        f"Power: n = {n} trajectories × {per} student(s) each (median); the trajectory means of the differences "
+        f"vs {_ref_name(board)} spread by {_pct(sd)} pp (median sd), the minimum detectable effect at 80% power "
+        f"(alpha {alpha:g}, two-sided t over trajectories) is {_pct(mde)} pp."
     )
-    if min_exact_p(n) >= alpha:
+    if sb is not None and sw is not None:
+        need, need_inf = trajectories_needed(0.003, sb, sw, per, alpha), trajectories_needed(0.003, sb, 0.0, per, alpha)
         note += (
-            f" With n = {n} the exact test's smallest possible p is {min_exact_p(n):.3g}: "
-            "no verdict but 'no detectable difference' is possible."
+            f" Variance components: trajectory sd {_pct(sb)} pp, student sd {_pct(sw)} pp; detecting 0.3 pp would "
+            f"need about {need} trajectories at {per} student(s) each"
+            + (f" (at least {need_inf} however many students per trajectory)." if need_inf else ".")
         )
     return note
 
 
 def policy_note(board: list[dict]) -> str:
-    """The selection policy and the statistics in words (header of every rendering)."""
+    """The selection policy and the statistics in words (footer of every rendering)."""
     reported = board[0]["reported"] if board else "final"
     words = REPORTED[reported][2]
     seeds = sorted({b["n"] for b in board})
     skipped = board[0].get("skipped_rows", 0) if board else 0
     ref, alpha = _ref_name(board), (board[0].get("alpha", 0.05) if board else 0.05)
+    margin = 100 * (board[0].get("margin", 0.005) if board else 0.005)
+    family = sum(1 for b in board if (b.get("vs_ref") or {}).get("p_value") is not None)
     note = (
         f"Student test accuracy at {words}, mean ± sample std (n-1) over seeds (n per row; std n/a when n = 1). "
         "Hyperparameters (T, kd_weight, ensemble_reduce) chosen per row by mean validation accuracy "
         "at the same epoch, among the settings with the most seeds; test accuracy is only reported. "
         "Teacher acc: test accuracy of the resolved teacher checkpoint(s) or ensemble. "
-        f"Δ vs {ref} / Δ vs none: mean paired difference in percentage points over runs matched by "
-        "(student seed, teacher trajectory) (by student seed against none), with a 95% Student-t interval; "
-        "W/T/L: wins/ties/losses of the pairs; p: two-sided paired permutation test (exact over all 2^n sign "
-        f"flips up to n = 16), Holm-corrected across the rows of this table; verdict at alpha {alpha:g} on the "
-        f"corrected p: better / worse / no detectable difference. '-' marks the reference row. {power_note(board)} "
-        f"Seeds per row: {', '.join(map(str, seeds)) or '-'}."
+        "n traj×stud: teacher trajectories × students per trajectory; the trajectory is the unit of replication. "
+        f"Δ vs {ref} / Δ vs none: runs matched by (student seed, teacher trajectory) (by student seed against "
+        "none), differences averaged per trajectory, then the mean over trajectories with a 95% Student-t "
+        "interval (df = trajectories - 1); W/T/L: trajectories whose mean difference is positive / zero / negative; "
+        f"p: two-sided t-test of the trajectory means. Verdict at alpha {alpha:g}: better / worse (difference "
+        f"test), equivalent within ±{margin:.2f} pp (TOST, report.equivalence_margin), else undecided with about "
+        "how many more trajectories would decide it (80% power if the true difference were the observed one). "
+        f"Multiplicity: one Holm family for this table, the {family} rows compared with {ref} (the difference and "
+        "the equivalence p-values each corrected across them); rows that are the same runs as the reference "
+        "(same checkpoints and settings) are not tested; the vs-none columns of the CSV are a second family. "
+        f"'-' marks the reference row. {power_note(board)} Seeds per row: {', '.join(map(str, seeds)) or '-'}."
     )
     if any(b.get("unstable") for b in board):
         note += (

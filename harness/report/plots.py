@@ -1,7 +1,7 @@
 """Report plots (PNG, matplotlib's Agg canvas; matplotlib is imported only when plotting).
 
 - ``forest-<dataset>-<student>.png``: the paired difference of every leaderboard row to
-  the reference choice (``report.reference``) with its 95% interval, coloured by verdict.
+  the reference choice (``report.reference``) with its 95% interval, coloured by answer.
 - ``acc_vs_teacher_epoch-<teacher>-<dataset>.png``: student test accuracy against the epoch of the
   single teacher checkpoint it learned from (mean with a 95% interval; every result row whose
   teacher resolved to one checkpoint), the no-teacher baseline as a band, each selector's picks
@@ -43,7 +43,7 @@ from harness.scoring.scores_file import read_all_scores
 from harness.teacher_choices import CATEGORIES, FULL_ENSEMBLE, NO_TEACHER, SINGLE, SNAPSHOT_ENSEMBLE, choice_of
 
 logger = logging.getLogger(__name__)
-VERDICT_COLOURS = {"better": "C2", "worse": "C3", "no detectable difference": "0.35"}
+ANSWER_COLOURS = {"better": "C2", "worse": "C3", "equivalent": "C0", "undecided": "0.35"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def plot_forest(board: list[dict], out_dir: Path) -> list[Path]:
         ax = axes[0, 0]
         for y, b in enumerate(entries):
             c = b["vs_ref"]
-            colour = VERDICT_COLOURS.get(c["verdict"], "0.35")
+            colour = ANSWER_COLOURS.get(c.get("answer"), "0.35")
             ax.errorbar(
                 100 * c["diff_mean"],
                 y,
@@ -75,7 +75,7 @@ def plot_forest(board: list[dict], out_dir: Path) -> list[Path]:
                 capsize=3,
             )
             ax.annotate(
-                f"p(Holm)={c['p_holm']:.2g}, n={c['n']}",
+                f"p(Holm)={c['p_holm']:.2g}, n={c['n']} traj ({c['students']} students)",
                 (1.01, y),
                 xycoords=("axes fraction", "data"),
                 fontsize=7,
@@ -88,7 +88,7 @@ def plot_forest(board: list[dict], out_dir: Path) -> list[Path]:
             fontsize=8,
         )
         ax.set_xlabel(f"paired difference to {entries[0]['vs_ref']['ref']} (pp, 95% CI)")
-        ax.set_title(f"{key[0]}, student {key[1]} (green better, red worse, grey no detectable difference)", fontsize=8)
+        ax.set_title(f"{key[0]}, student {key[1]}: green better, red worse, blue equivalent, grey undecided", size=8)
         ax.grid(axis="x", alpha=0.3)
         paths.append(save(fig, out_dir / f"forest-{slug(key[0])}-{slug(key[1])}.png"))
     return paths
@@ -208,6 +208,9 @@ def draw_plots(
     evaluation the caller already has."""
     out_dir = store.root / "plots"
     paths = plot_forest(board, out_dir)
+    if not paths:
+        why = "no comparison with the reference has 2 or more trajectories" if board else "no student results"
+        logger.info("[plot] forest: skipped (%s)", why)
     selectors = evaluate_selectors(rows, scores, reported) if selectors is None else selectors
     cost = plot_selector_cost(selectors, out_dir)
     if not cost:

@@ -12,15 +12,15 @@ accuracy and any added later) and every such trajectory:
 - **Spearman rho** between the selector's score and the ground truth over the checkpoints;
 - **hit@1 / hit@3**: the pick's rank is 1 / at most 3.
 
-Averaged over trajectories with 95% intervals (Student-t for means, Clopper-Pearson for hit
-rates), beside two baselines (``last checkpoint``: always the final one, i.e. ``full``; ``oracle
-(val)``), the **noise ceiling** (split-half agreement of the ground-truth ranking across student
-seeds: how well one half of the seeds predicts the other) and the **cost** of every row per
-trajectory, in student-epochs and seconds: an MI selector trains no student (its seconds: the
-scorer's time for its estimators, from the scores' ``timings``), a proxy selector its proxy
-students (the scores' ``proxy[selector].cost``), the last checkpoint nothing, and the oracle is the
-brute force: every checkpoint distilled fully, i.e. the runs behind the ground truth (a packed
-run counts its share of its pack's wall time). ``selector_plot.py`` plots regret against cost.
+Averaged over trajectories (the unit of replication: n = trajectories, whatever the students
+per checkpoint) with 95% intervals (Student-t for means, Clopper-Pearson for hit rates), beside two
+baselines (``last checkpoint``: always the final one, i.e. ``full``; ``oracle (val)``), the ground
+truth's **reliability** and the **noise ceiling** (``reliability``), and the **cost** of every row
+per trajectory, in student-epochs and seconds: an MI selector trains no student (its seconds: what
+its stored estimates cost, ``selector_cost_s``), a proxy selector its proxy students (the scores'
+``proxy[selector].cost``), the last checkpoint nothing, and the oracle is the brute force: every
+checkpoint distilled fully, i.e. the runs behind the ground truth (a packed run counts its share
+of its pack's wall time). ``selector_plot.py`` plots regret against cost.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from harness.report.stats import mean_interval, proportion_interval, spearman
 from harness.report.tables import markdown_table, text_table
 from harness.scoring.scores_file import (
     checkpoint_epochs,
+    estimates_cost_s,
     picks,
     proxy_entries,
     scoring_timings,
@@ -97,6 +98,19 @@ def split_half(entries: dict[int, dict], seed: int = 0) -> float:
     return sum(rhos) / len(rhos) if rhos else math.nan
 
 
+def reliability(split_half_rho: float) -> tuple[float, float]:
+    """(reliability, noise ceiling) of a ground truth whose halves of student seeds agree at
+    ``split_half_rho``: Spearman-Brown steps it up to all seeds, rel = 2r / (1 + r), r clipped at 0
+    (halves that disagree carry no reliability); sqrt(rel) bounds the rho of even a perfect selector
+    with the noisy ground truth (attenuation: exact for Pearson, close for Spearman; approximate
+    for an odd seed count, whose halves differ by one). NaN stays NaN."""
+    if math.isnan(split_half_rho):
+        return math.nan, math.nan
+    r = min(max(split_half_rho, 0.0), 1.0)
+    rel = 2 * r / (1 + r)
+    return rel, math.sqrt(rel)
+
+
 # ---------------------------------------------------------------------------------------------
 # per trajectory
 
@@ -111,10 +125,19 @@ def selector_cost(scores: dict, selector: str) -> tuple[float | None, float | No
 
 
 def selector_cost_s(scores: dict, selector: str) -> float | None:
-    """Scorer seconds of one trajectory for the estimators a selector needs (plus the shared
-    feature pass and loading); the whole scoring time when the split is not recorded."""
-    t = scoring_timings(scores)
+    """Scorer seconds of one trajectory for a selector: what its estimates cost as stored with them
+    (``scores_file.estimates_cost_s``), unchanged by later re-scores that reuse them; for a file
+    without those (scored before they were recorded) the latest run's seconds of its estimators,
+    feature pass and loading (leaving out what it reused), or the whole run's without the split."""
     ests = selector_estimators(scores, selector)
+    stored = estimates_cost_s(scores, ests or [])
+    if stored is not None:
+        return stored
+    t = scoring_timings(scores)
+    logger.info(
+        f"[report] cost of {selector} on {scores.get('trajectory')}: no per-checkpoint costs stored; using the "
+        "latest scoring run's timings (reused estimates count 0 s); re-score to record them"
+    )
     per = t.get("estimators_s")
     if ests and isinstance(per, dict) and all(e in per for e in ests):
         return float(sum(per[e] for e in ests) + (t.get("features_s") or 0.0) + (t.get("load_s") or 0.0))
@@ -159,6 +182,8 @@ def evaluate_trajectory(entries: dict[int, dict], scores: dict) -> dict:
         judged[sel] = {
             **_judge(gt, oracle, picked.epoch, selector_score_by_epoch(scores, sel)),
             "cost_s": seconds,
+            "cost_latest_run": sel not in proxy_entries(scores)
+            and estimates_cost_s(scores, selector_estimators(scores, sel) or []) is None,
             "student_epochs": epochs_cost,
             "degenerate": picked.degenerate,
             "confidence": picked.confidence,
@@ -167,14 +192,20 @@ def evaluate_trajectory(entries: dict[int, dict], scores: dict) -> dict:
     student_epochs, wall = _brute_force(entries)
     judged[BASELINES[0]] = {**_judge(gt, oracle, max(gt), None), "cost_s": 0.0, "student_epochs": 0.0}
     judged[BASELINES[1]] = {**_judge(gt, oracle, oracle, None), "cost_s": wall, "student_epochs": float(student_epochs)}
+    rho = split_half(entries)
+    rel, ceiling = reliability(rho)
+    students = [len(b["pairs"]) for b in entries.values()]
     return {
         "selectors": judged,
-        "noise_ceiling": split_half(entries),
+        "split_half_rho": rho,
+        "reliability": rel,
+        "noise_ceiling": ceiling,
         "oracle": oracle,
         "epochs": sorted(gt),
         "brute_force_student_epochs": student_epochs,
         "brute_force_wall_s": wall,
         "seeds": min(b["n"] for b in entries.values()),
+        "students": (min(students), max(students)),
     }
 
 
@@ -193,9 +224,9 @@ def _complete(key: tuple, entries: dict[int, dict], scores: dict | None) -> str 
 # over trajectories
 
 
-def _clip_rho(iv: tuple[float, float, float]) -> tuple[float, float, float]:
-    """A correlation's t-interval clipped to [-1, 1] (NaN stays NaN)."""
-    return iv[0], max(-1.0, iv[1]) if iv[1] == iv[1] else iv[1], min(1.0, iv[2]) if iv[2] == iv[2] else iv[2]
+def _clip_rho(iv: tuple[float, float, float], low: float = -1.0) -> tuple[float, float, float]:
+    """A correlation's t-interval clipped to [low, 1] (NaN stays NaN)."""
+    return iv[0], max(low, iv[1]) if iv[1] == iv[1] else iv[1], min(1.0, iv[2]) if iv[2] == iv[2] else iv[2]
 
 
 def _summary(selector: str, judged: list[dict], per_traj: list[dict]) -> dict:
@@ -230,6 +261,7 @@ def _summary(selector: str, judged: list[dict], per_traj: list[dict]) -> dict:
         if not any(j.get("unstable") is not None for j in judged)
         else sum(1 for j in judged if j.get("unstable")),
         "confidence": sum(conf) / len(conf) if conf else None,
+        "cost_latest_run": sum(1 for j in judged if j.get("cost_latest_run")),
     }
 
 
@@ -242,20 +274,23 @@ def _group(per_traj: dict[tuple, dict]) -> dict:
         judged = [t["selectors"][sel] for t in trajs if sel in t["selectors"]]
         if judged:
             rows.append(_summary(sel, judged, trajs))
-    ceiling = _clip_rho(mean_interval([t["noise_ceiling"] for t in trajs]))
     return {
         "rows": rows,
-        "noise_ceiling": ceiling,
+        "split_half_rho": _clip_rho(mean_interval([t["split_half_rho"] for t in trajs])),
+        "reliability": _clip_rho(mean_interval([t["reliability"] for t in trajs]), 0.0),
+        "noise_ceiling": _clip_rho(mean_interval([t["noise_ceiling"] for t in trajs]), 0.0),
         "trajectories": sorted(k[3] for k in per_traj),
         "seeds_per_checkpoint": min(t["seeds"] for t in trajs),
+        "students_per_checkpoint": (min(t["students"][0] for t in trajs), max(t["students"][1] for t in trajs)),
         "epochs": trajs[0]["epochs"],
     }
 
 
 def evaluate_selectors(rows: list[dict], scores: dict[str, dict], reported: str = "final") -> dict:
     """``{"groups": {(dataset, teacher, student): group}, "skipped": [why]}`` (see module doc);
-    a group has ``rows`` (one per selector and baseline), ``noise_ceiling`` (mean, low, high),
-    ``trajectories``, ``seeds_per_checkpoint`` and ``epochs``."""
+    a group has ``rows`` (one per selector and baseline), ``split_half_rho``, ``reliability`` and
+    ``noise_ceiling`` (each mean, low, high over trajectories), ``trajectories``,
+    ``seeds_per_checkpoint``, ``students_per_checkpoint`` (fewest, most) and ``epochs``."""
     per_group: dict[tuple, dict[tuple, dict]] = defaultdict(dict)
     skipped = []
     for key, entries in sorted(ground_truth(rows, reported).items(), key=lambda kv: tuple(map(str, kv[0]))):
@@ -291,6 +326,8 @@ def _notes(r: dict) -> str:
         notes.append(f"unstable in {r['unstable']}")
     if r["confidence"] is not None:
         notes.append(f"confidence {r['confidence']:.2f}")
+    if r.get("cost_latest_run"):
+        notes.append(f"cost: latest scoring run only in {r['cost_latest_run']}")
     return "; ".join(notes) or "-"
 
 
@@ -310,13 +347,22 @@ SELECTOR_COLUMNS = [  # (header, cell, numeric)
 ]
 
 
+def _students(g: dict) -> str:
+    """Students per checkpoint per trajectory: ``M``, or ``fewest-most`` when they differ."""
+    lo, hi = g["students_per_checkpoint"]
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
 def group_heading(key: tuple, g: dict) -> str:
-    c = g["noise_ceiling"]
-    e, n = g["epochs"], len(g["trajectories"])
+    """``dataset: teacher -> student; n = K trajectories, M students per checkpoint per trajectory``,
+    the checkpoints, and the ground truth's split-half rho, reliability and noise ceiling."""
+    e, n, m = g["epochs"], len(g["trajectories"]), _students(g)
+    rho, rel, c = g["split_half_rho"], g["reliability"], g["noise_ceiling"]
     return (
-        f"{key[0]}: {key[1]} -> {key[2]}; {n} trajector{'y' if n == 1 else 'ies'}, "
-        f"checkpoints {e[0]}..{e[-1]} ({len(e)}), >= {g['seeds_per_checkpoint']} student seed(s) per checkpoint; "
-        f"noise ceiling (split-half Spearman rho of the ground truth) {_ci(c[0], c[1], c[2])}"
+        f"{key[0]}: {key[1]} -> {key[2]}; n = {n} trajector{'y' if n == 1 else 'ies'}, "
+        f"{m} student{'' if m == '1' else 's'} per checkpoint per trajectory; "
+        f"checkpoints {e[0]}..{e[-1]} ({len(e)}); ground truth split-half rho {_ci(*rho)}, "
+        f"reliability {_ci(*rel, '{:.2f}')}, noise ceiling {_ci(*c, '{:.2f}')}"
     )
 
 
@@ -325,11 +371,16 @@ SELECTOR_NOTE = (
     "rank: the pick's rank by ground truth (1 = best of the checkpoints). regret: ground truth of the oracle "
     "(the checkpoint with the best mean student validation accuracy) minus the pick's, in pp. rho: Spearman "
     "correlation of the selector's score with the ground truth over one trajectory's checkpoints (n/a when the "
-    "score is constant). Means over trajectories with 95% Student-t intervals; hit rates with Clopper-Pearson "
-    "intervals. Cost per trajectory in student-epochs and seconds: an MI selector trains no student (seconds: the "
-    "scorer's, for its estimators); a proxy selector, its proxy students (successive halving); the oracle (val) is "
-    "the brute force (every checkpoint's students, the ground truth's runs). Baselines: the last checkpoint "
-    "(= full) and the validation oracle."
+    "score is constant). n = trajectories: students that share a trajectory are not independent, so "
+    "means over trajectories with 95% Student-t intervals; hit rates with Clopper-Pearson intervals. Ground "
+    "truth split-half rho: Spearman rho between the checkpoints' accuracies of two halves of the student seeds; "
+    "reliability: its Spearman-Brown step-up to all seeds, 2r/(1+r) (r clipped at 0); noise ceiling: "
+    "sqrt(reliability), the highest rho even a perfect selector can reach against this noisy ground truth. "
+    "Cost per trajectory in student-epochs and seconds: an MI selector trains no student (seconds: what the "
+    "scorer's feature pass and its estimators cost on every checkpoint, stored with the estimates, so a later "
+    "re-score that reuses them leaves it unchanged); a proxy selector, its proxy students (successive halving); "
+    "the oracle (val) is the brute force (every checkpoint's students, the ground truth's runs). Baselines: the "
+    "last checkpoint (= full) and the validation oracle."
 )
 
 
@@ -342,23 +393,15 @@ def _share(seconds: float | None, brute_force_s: float) -> str:
 
 def selector_tables(result: dict) -> list[tuple[str, list[str], list[list[str]], set[str]]]:
     """(heading, headers, rows, numeric headers) per group."""
-    out = []
-    for key, g in result["groups"].items():
-        headers = [h for h, _, _ in SELECTOR_COLUMNS]
-        out.append(
-            (
-                group_heading(key, g),
-                headers,
-                [[f(r) for _, f, _ in SELECTOR_COLUMNS] for r in g["rows"]],
-                {h for h, _, num in SELECTOR_COLUMNS if num},
-            )
-        )
-    return out
+    headers, numeric = [h for h, _, _ in SELECTOR_COLUMNS], {h for h, _, num in SELECTOR_COLUMNS if num}
+    return [
+        (group_heading(key, g), headers, [[f(r) for _, f, _ in SELECTOR_COLUMNS] for r in g["rows"]], numeric)
+        for key, g in result["groups"].items()
+    ]
 
 
 def render_selectors(result: dict, fmt: str = "markdown") -> str:
     """The selector evaluation as ``text``, ``markdown`` or ``csv``."""
-
     if fmt == "csv":
         return selectors_csv(result)
     parts = ["# Selector evaluation", "", SELECTOR_NOTE, ""] if fmt == "markdown" else []
@@ -374,55 +417,30 @@ def render_selectors(result: dict, fmt: str = "markdown") -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+CSV_KEYS = (
+    "selector trajectories picks ranks mean_rank regret_pp regret_ci_low regret_ci_high rho rho_ci_low rho_ci_high "
+    "rho_defined cost_s student_epochs brute_force_student_epochs brute_force_wall_s degenerate unstable confidence "
+    "cost_latest_run"
+).split()
+GROUP_CSV_KEYS = ("split_half_rho", "ground_truth_reliability", "noise_ceiling")
+
+
 def selectors_csv(result: dict) -> str:
+    """One line per (group, row): the row's ``CSV_KEYS``, hit rates, students per checkpoint and
+    the group's split-half rho, reliability and noise ceiling (each with its interval)."""
     import csv
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    keys = [
-        "selector",
-        "trajectories",
-        "picks",
-        "ranks",
-        "mean_rank",
-        "regret_pp",
-        "regret_ci_low",
-        "regret_ci_high",
-        "rho",
-        "rho_ci_low",
-        "rho_ci_high",
-        "rho_defined",
-        "cost_s",
-        "student_epochs",
-        "brute_force_student_epochs",
-        "brute_force_wall_s",
-        "degenerate",
-        "unstable",
-        "confidence",
-    ]
-    w.writerow(
-        [
-            "dataset",
-            "teacher_arch",
-            "student_arch",
-            *keys,
-            "hit1",
-            "hit1_ci_low",
-            "hit1_ci_high",
-            "hit3",
-            "hit3_ci_low",
-            "hit3_ci_high",
-            "noise_ceiling",
-            "noise_ceiling_ci_low",
-            "noise_ceiling_ci_high",
-        ]
-    )
+    ivs = [f"{k}{s}" for k in ("hit1", "hit3", *GROUP_CSV_KEYS) for s in ("", "_ci_low", "_ci_high")]
+    w.writerow(["dataset", "teacher_arch", "student_arch", *CSV_KEYS, "students_per_checkpoint", *ivs])
     for key, g in result["groups"].items():
+        students, group = _students(g), (*g["split_half_rho"], *g["reliability"], *g["noise_ceiling"])
         for r in g["rows"]:
             cells = [
                 ("n/a" if isinstance(r[k], float) and math.isnan(r[k]) else ("" if r[k] is None else r[k]))
-                for k in keys
+                for k in CSV_KEYS
             ]
-            w.writerow([*key, *cells, *[f"{x:.4g}" for x in (*r["hit1"], *r["hit3"], *g["noise_ceiling"])]])
+            w.writerow([*key, *cells, students, *[f"{x:.4g}" for x in (*r["hit1"], *r["hit3"], *group)]])
     return buf.getvalue()

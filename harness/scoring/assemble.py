@@ -63,7 +63,7 @@ def assemble_scores(
             "degenerate_fallback": sc.degenerate_fallback,
             "seeds": {n: _seeds_of(plan, n) for n in plan.estimators},
         },
-        "checkpoints": _checkpoint_rows(m, epochs, plan.raw, plan.reps, plan.hashes, normalized),
+        "checkpoints": _checkpoint_rows(m, epochs, plan, normalized),
         "selected": picks,
         "selection_confidence": confidence,
         "proxy": proxies or {},
@@ -192,24 +192,21 @@ def _estimator_info(estimators: dict[str, Estimator], hashes: dict[str, str]) ->
 
 
 def _checkpoint_rows(
-    manifest: dict,
-    epochs: list[int],
-    plan_raw: dict[int, dict[str, dict[str, float]]],
-    plan_reps: dict[int, dict[str, dict[str, list[list[float]]]]],
-    hashes: dict[str, str],
-    normalized: dict[str, dict[str, list[float]]],
+    manifest: dict, epochs: list[int], plan: ScoringPlan, normalized: dict[str, dict[str, list[float]]]
 ) -> list[dict]:
     """The scores file's ``checkpoints``: per epoch its identity, raw values (with ``_se``),
-    replicates and normalized scores (with ``x_se`` / ``y_se`` / ``score_se``)."""
+    replicates, the estimates' costs (``cost_s``, stored with them: ``scores_file.py``) and
+    normalized scores (with ``x_se`` / ``y_se`` / ``score_se``)."""
     entries = {c["epoch"]: c for c in manifest["checkpoints"]}
     return [
         {
             "epoch": e,
             "sha256": entries[e]["sha256"],
             "val_acc": entries[e].get("val_acc"),
-            "raw": plan_raw[e],
-            "replicates": plan_reps[e],
-            "hashes": dict(hashes),
+            "raw": plan.raw[e],
+            "replicates": plan.reps[e],
+            "hashes": dict(plan.hashes),
+            "cost_s": {k: round(v, 6) for k, v in plan.costs[e].items()},
             "normalized": {s: {k: v[i] for k, v in normalized[s].items()} for s in normalized},
         }
         for i, e in enumerate(epochs)

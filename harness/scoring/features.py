@@ -124,15 +124,21 @@ def _keep_conv(
 def _score_group(
     cfg: ExperimentConfig, plan: ScoringPlan, group: list[int], device: torch.device, timings: dict[str, Any]
 ) -> None:
-    """Load a group of checkpoints, run the shared pass, let every estimator score its part."""
+    """Load a group of checkpoints, run the shared pass, let every estimator score its part; the
+    costs (``plan.costs``): the pass's per checkpoint (unless one is stored: the first pass's) and
+    each estimator's, its group time split evenly among the checkpoints it scored."""
     sc, data = cfg.scoring, plan.data
     t0 = time.perf_counter()
     models = [plan.traj.load_model(e, device) for e in group]
-    timings["load_s"] += time.perf_counter() - t0
+    load_s = time.perf_counter() - t0
+    timings["load_s"] += load_s
     keep_conv = _keep_conv(plan, group, models, sc.feature_cache_mb, device)
     t0 = time.perf_counter()
     feats, conv_cache = extract_features(models, group, data, sc.batch_size, device, keep_conv)
-    timings["features_s"] += time.perf_counter() - t0
+    features_s = time.perf_counter() - t0
+    timings["features_s"] += features_s
+    for e in group:
+        plan.costs[e].setdefault("features", (load_s + features_s) / len(group))
     for name, est in plan.estimators.items():
         todo = set(plan.todo[name])
         sub = [i for i, e in enumerate(group) if e in todo]
@@ -141,8 +147,10 @@ def _score_group(
         source = conv_source(est, data, conv_cache, [models[i] for i in sub], sub, device)
         t0 = time.perf_counter()
         results = est.estimate([feats[i] for i in sub], data, source, device)
-        timings["estimators_s"][name] += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        timings["estimators_s"][name] += elapsed
         for i, res in zip(sub, results):
+            plan.costs[group[i]][name] = elapsed / len(sub)
             plan.raw[group[i]][name] = _values_with_se(res)
             plan.reps[group[i]][name] = {k: [[float(v) for v in row] for row in r] for k, r in res.replicates.items()}
 

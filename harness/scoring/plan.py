@@ -3,7 +3,9 @@
 Re-running reuses every (checkpoint, estimator) result of the previous scores file whose
 checkpoint sha256 and settings hash (estimator hyperparameters + scoring sample: data set,
 split, size, seed, folds; the training rows too for an estimator that trains on them, ``recon``)
-are unchanged; the rest is the run's to-do list (``ScoringPlan.todo``).
+are unchanged; the rest is the run's to-do list (``ScoringPlan.todo``). A reused result keeps the
+cost it was computed at (``cost_s``), and an unchanged checkpoint the cost of the feature pass that
+first scored it, so a selector's cost does not shrink when a later run re-scores something else.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class ScoringPlan:
     """What one ``score_trajectory`` call computes.
 
     ``raw`` starts with the reused results (checkpoint and settings hash unchanged) and is
-    completed by the run; ``todo`` lists, per estimator, the epochs it must (re)score.
+    completed by the run; ``todo`` lists, per estimator, the epochs it must (re)score; ``costs``
+    starts with the reused results' stored costs (and an unchanged checkpoint's ``features``).
     """
 
     traj: Trajectory
@@ -66,6 +69,7 @@ class ScoringPlan:
     raw: dict[int, dict[str, dict[str, float]]]
     todo: dict[str, list[int]]
     reps: dict[int, dict[str, dict[str, list[list[float]]]]]  # epoch -> estimator -> key -> [S][F]
+    costs: dict[int, dict[str, float]]  # epoch -> {"features" | estimator: seconds} (scores_file.py)
 
     @property
     def need(self) -> list[int]:
@@ -88,14 +92,19 @@ def plan_scoring(
 
     raw: dict[int, dict[str, dict[str, float]]] = {e: {} for e in epochs}
     reps: dict[int, dict[str, dict[str, list[list[float]]]]] = {e: {} for e in epochs}
+    costs: dict[int, dict[str, float]] = {e: {} for e in epochs}
     todo: dict[str, list[int]] = {name: [] for name in estimators}
     for e in epochs:
         old = previous.get(e)
         same_ckpt = old is not None and old.sha256 == entries[e]["sha256"]
+        if same_ckpt and "features" in old.cost_s:  # the pass that first scored this checkpoint
+            costs[e]["features"] = old.cost_s["features"]
         for name in estimators:
             if same_ckpt and old.hashes.get(name) == hashes[name] and name in old.raw:
                 raw[e][name] = old.raw[name]
                 reps[e][name] = old.replicates.get(name, {})
+                if name in old.cost_s:  # a file written before costs were recorded has none
+                    costs[e][name] = old.cost_s[name]
             else:
                 todo[name].append(e)
-    return ScoringPlan(traj, manifest, epochs, estimators, hashes, data, raw, todo, reps)
+    return ScoringPlan(traj, manifest, epochs, estimators, hashes, data, raw, todo, reps, costs)

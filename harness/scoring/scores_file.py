@@ -21,6 +21,7 @@ Scores file (``schema_version`` 2)::
                                       epochs_trained, epochs_trained_max, converged, seeds}
                     replicates: {estimator: {key: [[S x F replicate values]]}},
                     hashes: {estimator: settings hash},
+                    cost_s: {features: s, estimator: s},   what this checkpoint's estimates cost
                     normalized: {selector: {x, y, score, x_se, y_se, score_se}}}]
                     (a proxy selector's: {score = rung reached + val acc there, rung, val_acc})
     selected      {selector: {epoch, score, degenerate, fallback, confidence, unstable}}   T*
@@ -30,12 +31,22 @@ Scores file (``schema_version`` 2)::
                        by_k: {"K": {epochs: [...], gap_epochs, score_sum}}}
     timings       {total_s, load_s, features_s, estimators_s: {name: s}, per_checkpoint_s,
                    checkpoints_scored, checkpoints_reused, estimator_checkpoints_scored: {name: n},
-                   shared_pass, device, num_threads, proxy_s}   (of the latest run)
+                   shared_pass, device, num_threads, proxy_s}   (of the latest run; costs: below)
     environment   the scorer's fingerprint (``harness/fingerprint.py``: harness, torch, device,
                   CPU ISA, threads, precision, determinism flags) of the latest run; reused
                   results may come from an earlier one. Not part of freshness (like ``timings``)
     written_at    ISO time
     digest        sha256 of the file's canonical JSON without this field (``scores_digest``)
+
+**Costs.** ``checkpoints[].cost_s`` is stored with the estimates and travels with them: an
+estimator's entry is its time on the group of checkpoints it scored, divided evenly among them;
+``features`` is the load and feature-pass time of the run that first scored the checkpoint (group
+time / group size). A re-score that reuses an estimate carries its cost forward (``plan.py``), so
+a selector's cost (``report/selectors.selector_cost_s``: the sum over checkpoints of ``features``
+and its estimators' costs) is what its estimates cost, whatever was re-scored later; ``timings``
+stays the latest run's. Files written before ``cost_s`` (same schema: the field is optional and
+its readers lenient, so no schema bump invalidates them) read as having no costs, and the report
+falls back to their latest run's timings and says so.
 
 **Trust.** The file records the sha256 of its inputs (every checkpoint's) and of itself
 (``digest``). ``read_scores`` refuses, with one line naming the file and saying to re-run
@@ -213,6 +224,7 @@ class CheckpointScores:
     replicates: dict[str, dict[str, Any]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
     normalized: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cost_s: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> CheckpointScores:
@@ -224,7 +236,17 @@ class CheckpointScores:
             entry.get("replicates", {}),
             entry.get("hashes", {}),
             entry.get("normalized", {}),
+            _costs(entry),
         )
+
+
+def _costs(entry: Any) -> dict[str, float]:
+    """A checkpoint's ``cost_s`` with its numeric entries only ({} when missing or malformed)."""
+    return {
+        k: float(v)
+        for k, v in _part(entry, "cost_s").items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def checkpoints(scores: Mapping[str, Any]) -> list[CheckpointScores]:
@@ -250,6 +272,27 @@ def selector_score_by_epoch(scores: Any, selector: str) -> dict[int, float]:
         if v is not None:
             out[int(c["epoch"])] = float(v)
     return out
+
+
+def estimate_costs(scores: Any) -> dict[int, dict[str, float]]:
+    """``{epoch: {"features" | estimator: seconds}}``: what each checkpoint's stored estimates cost
+    (module doc, "Costs"); checkpoints without ``cost_s`` (files written before it) are left out."""
+    out = {}
+    for c in scores.get("checkpoints", []) if isinstance(scores, Mapping) else []:
+        costs = _costs(c)
+        if costs and isinstance(c, Mapping) and "epoch" in c:
+            out[int(c["epoch"])] = costs
+    return out
+
+
+def estimates_cost_s(scores: Any, estimators: list[str]) -> float | None:
+    """Seconds the stored estimates of ``estimators`` cost on every checkpoint, with the feature
+    pass: the sum over checkpoints of ``features`` and their ``cost_s``; None when any is not
+    recorded (or no estimator is named), e.g. a file written before costs were."""
+    costs, epochs, need = estimate_costs(scores), checkpoint_epochs(scores), ["features", *estimators]
+    if not estimators or not epochs or any(k not in costs.get(e, {}) for e in epochs for k in need):
+        return None
+    return float(sum(costs[e][k] for e in epochs for k in need))
 
 
 def ensemble_picks(scores: Mapping[str, Any]) -> dict[int, list[int]]:
