@@ -274,11 +274,13 @@ def _group(per_traj: dict[tuple, dict]) -> dict:
         judged = [t["selectors"][sel] for t in trajs if sel in t["selectors"]]
         if judged:
             rows.append(_summary(sel, judged, trajs))
+    split_half = _clip_rho(mean_interval([t["split_half_rho"] for t in trajs]))
+    stepped = [reliability(r) for r in split_half]  # of the mean and its bounds: a monotone map
     return {
         "rows": rows,
-        "split_half_rho": _clip_rho(mean_interval([t["split_half_rho"] for t in trajs])),
-        "reliability": _clip_rho(mean_interval([t["reliability"] for t in trajs]), 0.0),
-        "noise_ceiling": _clip_rho(mean_interval([t["noise_ceiling"] for t in trajs]), 0.0),
+        "split_half_rho": split_half,
+        "reliability": tuple(rel for rel, _ in stepped),
+        "noise_ceiling": tuple(ceiling for _, ceiling in stepped),
         "trajectories": sorted(k[3] for k in per_traj),
         "seeds_per_checkpoint": min(t["seeds"] for t in trajs),
         "students_per_checkpoint": (min(t["students"][0] for t in trajs), max(t["students"][1] for t in trajs)),
@@ -374,7 +376,8 @@ SELECTOR_NOTE = (
     "score is constant). n = trajectories: students that share a trajectory are not independent, so "
     "means over trajectories with 95% Student-t intervals; hit rates with Clopper-Pearson intervals. Ground "
     "truth split-half rho: Spearman rho between the checkpoints' accuracies of two halves of the student seeds; "
-    "reliability: its Spearman-Brown step-up to all seeds, 2r/(1+r) (r clipped at 0); noise ceiling: "
+    "reliability: the Spearman-Brown step-up of the mean split-half rho (and of its interval bounds) to all "
+    "seeds, 2r/(1+r) (r clipped at 0); noise ceiling: "
     "sqrt(reliability), the highest rho even a perfect selector can reach against this noisy ground truth. "
     "Cost per trajectory in student-epochs and seconds: an MI selector trains no student (seconds: what the "
     "scorer's feature pass and its estimators cost on every checkpoint, stored with the estimates, so a later "
