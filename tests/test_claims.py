@@ -123,3 +123,15 @@ def test_an_intermediate_epoch_trained_under_another_name_still_competes_in_1b()
     claims = by_claim(check_claims(board))
     assert claims["1a"]["choice"] == "fraction:0.5" and claims["1a"]["answer"] == "better"
     assert claims["1b"]["choice_epochs"] == "s0:20 s1:20 s2:20 s3:20 s4:20" and claims["1b"]["answer"] == "better"
+
+
+def test_the_power_note_counts_trajectories_and_students():
+    """Two students per trajectory: the variance components and trajectories for 0.3 pp; one
+    student per trajectory: the trajectories, and that the two parts cannot be told apart."""
+    from harness.report.leaderboard import power_note
+
+    two = " ".join(power_note(build_leaderboard(planted_rows(EPOCHS, OTHER, n_traj=5, n_seeds=10))).split())
+    assert "n = 5 trajectories × 2 student(s) each" in two and "Variance components: trajectory sd" in two
+    assert "however many students per trajectory" in two or "trajectories at 2 student(s) each." in two
+    one = " ".join(power_note(build_leaderboard(planted_rows(EPOCHS, OTHER, n_traj=5, n_seeds=5))).split())
+    assert "n = 5 trajectories × 1 student(s) each" in one and "cannot be told apart" in one

@@ -239,6 +239,12 @@ def power_note(board: list[dict]) -> str:
             f"need about {need} trajectories at {per} student(s) each"
             + (f" (at least {need_inf} however many students per trajectory)." if need_inf else ".")
         )
+    else:  # one student per trajectory: the two parts cannot be told apart
+        need = trajectories_needed(0.003, sd, None, per, alpha)
+        note += (
+            f" Detecting 0.3 pp would need about {need} trajectories at {per} student(s) each (with one student "
+            "per trajectory the trajectory and student parts of the spread cannot be told apart)."
+        )
     return note
 
 
