@@ -10,10 +10,15 @@
     ckd plot        CONFIG [key=value ...]   write the plots under <storage>/<name>/plots/
     ckd verify      CONFIG [--runs K] [--seed S] [--trajectories] [--scores] [key=value ...]
                                              re-compute K recorded runs here; bit-identical or why not
+    ckd config      CONFIG [key=value ...]   print the resolved, validated config (YAML) the other verbs would run
     ckd list        [models|datasets|choices|estimators|selectors]
+    ckd --version                            the package version and its git commit (+dirty: local changes)
 
 ``--local`` runs in this process without Ray (= ``cluster.mode=local``); ``-v`` / ``-q`` make the
 log more or less verbose; every verb also logs to ``<storage>/<name>/logs/<verb>.log``.
+``ckd leaderboard --latex`` (and ``ckd run --latex``) also writes ``<storage>/<name>/leaderboard.tex``.
+Shorthands: ``reported=best_val`` is ``report.reported=best_val`` (every verb); ``teacher_choice=...``
+and the other ``distill.*`` keys may drop their ``distill.`` in ``ckd distill`` and ``ckd config``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from harness import pipeline
 from harness.cluster.errors import ClusterError
 from harness.config import ConfigError, DistillConfig, ExperimentConfig
@@ -42,22 +49,27 @@ from harness.store import StoreError
 
 logger = logging.getLogger(__name__)
 
-# `ckd distill CONFIG teacher_choice=full` is shorthand for distill.teacher_choice=full.
-DISTILL_SHORTHAND = sorted(DistillConfig.__dataclass_fields__)
+# Bare keys that stand for a section's key: `reported=best_val` is report.reported=best_val on
+# every verb; `ckd distill CONFIG teacher_choice=full` is distill.teacher_choice=full.
+SHORTHAND = {"reported": "report"}
+DISTILL_SHORTHAND = dict.fromkeys(sorted(DistillConfig.__dataclass_fields__), "distill")
+DISTILL_VERBS = ("distill", "config")  # verbs where the distill.* keys may drop their section
 TOP_LEVEL_KEYS = tuple(ExperimentConfig.__dataclass_fields__)  # name, storage, device, ... (no hint for these)
 
 
-def expand_shorthand(overrides: list[str]) -> list[str]:
-    """``teacher_choice=x`` -> ``distill.teacher_choice=x``; a near miss of a bare key is an error."""
+def expand_shorthand(overrides: list[str], verb: str = "distill") -> list[str]:
+    """``reported=x`` -> ``report.reported=x``; for ``distill`` (and ``config``) also
+    ``teacher_choice=x`` -> ``distill.teacher_choice=x``; a near miss of a bare key is an error."""
+    short = {**SHORTHAND, **(DISTILL_SHORTHAND if verb in DISTILL_VERBS else {})}
     out = []
     for o in overrides:
         key = o.split("=", 1)[0]
-        if key in DISTILL_SHORTHAND:
-            out.append(f"distill.{o}")
+        if key in short:
+            out.append(f"{short[key]}.{o}")
             continue
-        near = closest(key, DISTILL_SHORTHAND) if "." not in key and key not in TOP_LEVEL_KEYS else None
+        near = closest(key, sorted(short)) if "." not in key and key not in TOP_LEVEL_KEYS else None
         if near:
-            raise ConfigError(f"config key {key!r}: not a key; did you mean {near!r} (= distill.{near})?")
+            raise ConfigError(f"config key {key!r}: not a key; did you mean {near!r} (= {short[near]}.{near})?")
         out.append(o)
     return out
 
@@ -98,6 +110,54 @@ def verify(cfg: ExperimentConfig, **flags: Any) -> Any:
     return run_verify(cfg, **flags)
 
 
+def leaderboard(cfg: ExperimentConfig, latex: bool = False) -> str:
+    """``ckd leaderboard``: the report (``pipeline.leaderboard``); ``--latex`` adds leaderboard.tex."""
+    text = pipeline.leaderboard(cfg)
+    return text + _latex_line(cfg) if latex else text
+
+
+def run(cfg: ExperimentConfig, latex: bool = False) -> str:
+    """``ckd run``: the whole pipeline (``pipeline.run_pipeline``); ``--latex`` adds leaderboard.tex."""
+    text = pipeline.run_pipeline(cfg)
+    return text + _latex_line(cfg) if latex else text
+
+
+def _latex_line(cfg: ExperimentConfig) -> str:
+    from harness.report.report import write_latex_table
+
+    path = write_latex_table(cfg)
+    return f"\nLaTeX table: {path}\n" if path else "\nLaTeX table: not written (no student results yet)\n"
+
+
+def show_config(cfg: ExperimentConfig) -> str:
+    """``ckd config``: the resolved, validated config as YAML (what the other verbs would run)."""
+    return OmegaConf.to_yaml(cfg).rstrip("\n")
+
+
+class VersionAction(argparse.Action):
+    """``--version``: print ``version_line()`` and exit 0 (the git call only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """``ckd-harness 0.1.0 (3402c3c)``, ``(3402c3c+dirty)`` when ``harness/`` differs from that
+    commit; no commit outside a git checkout (e.g. an installed wheel)."""
+    from harness.fingerprint import harness_version, source_commit
+
+    commit, dirty = source_commit()
+    where = "" if commit == "unknown" else f" ({commit[:7]}{'+dirty' if dirty else ''})"
+    return f"ckd-harness {harness_version()}{where}"
+
+
+LATEX = Option("--latex", {"action": "store_true", "help": "also write <storage>/<name>/leaderboard.tex (booktabs)"})
+
+
 def count(text: str) -> int:
     """A count flag's value: a whole number, 0 or more."""
     if not text.isdigit():
@@ -107,7 +167,7 @@ def count(text: str) -> int:
 
 VERBS: dict[str, Verb] = {
     "run": Verb(
-        pipeline.run_pipeline, "teachers -> score -> sweep -> leaderboard, end to end (skips done work)", prints=True
+        run, "teachers -> score -> sweep -> leaderboard, end to end (skips done work)", prints=True, options=(LATEX,)
     ),
     "teachers": Verb(
         pipeline.teachers, "train every (teacher arch x seed) trajectory in Ray actors, saving checkpoints"
@@ -118,9 +178,10 @@ VERBS: dict[str, Verb] = {
     "sweep": Verb(pipeline.sweep, "Ray Tune sweep over sweep.teacher_choices x temperature x kd_weight x seeds"),
     "distill": Verb(pipeline.distill, "distill one student from distill.teacher_choice; append a result row"),
     "leaderboard": Verb(
-        pipeline.leaderboard,
+        leaderboard,
         "print the leaderboard; write the report: leaderboard.{md,csv,html}, claims, selectors, plots",
         prints=True,
+        options=(LATEX,),
     ),
     "claims": Verb(
         pipeline.claims,
@@ -147,8 +208,14 @@ VERBS: dict[str, Verb] = {
             ),
         ),
     ),
+    "config": Verb(
+        show_config,
+        "print the resolved, validated config as YAML (file + overrides + shorthands); runs and writes nothing",
+        prints=True,
+    ),
 }
 LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")
+NO_FILES_VERBS = ("config",)  # verbs that only read the config: no preflight, no log file
 LISTS = ("models", "datasets", "choices", "estimators", "selectors")
 
 
@@ -173,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ckd", description="Knowledge distillation from model checkpoints: a benchmark harness."
     )
+    parser.add_argument("--version", action=VersionAction, help="print the version and git commit, then exit")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (debug lines)")
     common.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
@@ -190,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.epochs=10 data.batch_size=64")
         for option in v.options:
             p.add_argument(option.flag, **option.kwargs)
-        if verb in LOCAL_VERBS:
+        if verb in (*LOCAL_VERBS, *NO_FILES_VERBS):
             p.add_argument("--local", action="store_true", help="run in this process without Ray (cluster.mode=local)")
+        if verb in LOCAL_VERBS:
             if verb != "distill":
                 p.add_argument(
                     "--dry-run",
@@ -221,7 +290,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             if option is not None:
                 value = next(args, None) if option.takes_value and "=" not in a else None
                 moved += [a] if value is None else [a, value]
-            elif a in flags and (a not in local or argv[0] in LOCAL_VERBS):
+            elif a in flags and (a not in local or argv[0] in LOCAL_VERBS or (a == "--local" and argv[0] == "config")):
                 moved.append(a)
             else:
                 rest.append(a)
@@ -232,7 +301,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run_verb(args: argparse.Namespace) -> int:
     """Load + validate the config, then run the verb's stage with its log file open; the exit
     status (the result's ``exit_status`` where it has one, else 0)."""
-    overrides = expand_shorthand(args.overrides) if args.verb == "distill" else list(args.overrides)
+    overrides = expand_shorthand(list(args.overrides), args.verb)
     if getattr(args, "local", False):
         overrides.append("cluster.mode=local")
     if getattr(args, "restart", False):
@@ -244,6 +313,9 @@ def run_verb(args: argparse.Namespace) -> int:
         print(describe(cfg, args.verb), flush=True)
         return 0
     verb = VERBS[args.verb]
+    if args.verb in NO_FILES_VERBS:
+        print(verb.stage(cfg), flush=True)
+        return 0
     # before the log file: a refused config writes nothing
     preflight(cfg, needs_data=args.verb in (*LOCAL_VERBS, "verify"))
     log_file = Path(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"

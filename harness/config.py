@@ -77,6 +77,7 @@ SLUG = re.compile(r"[A-Za-z0-9._-]+")  # names that become folders under `storag
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 PRECISIONS = ("fp32", "bf16")  # harness/precision.py (not imported here: it imports torch)
 DEVICE_DATA_MODES = ("auto", "on", "off")  # data.device_data (harness/data/device_images.py)
+REPORTED_EPOCHS = ("final", "best_val")  # report.reported (the keys of harness/report/board.py's REPORTED)
 
 
 @dataclass
@@ -276,6 +277,7 @@ class ReportConfig:
     reference: str = "full"  # the teacher choice every leaderboard row is compared with (and `none`)
     alpha: float = 0.05  # significance level of the answers (on Holm-corrected p-values)
     equivalence_margin: float = 0.5  # pp: "equivalent within ±margin" (TOST) when the difference is inside it
+    reported: str = "final"  # final | best_val: the student epoch whose test accuracy the report uses
 
 
 @dataclass

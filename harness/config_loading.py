@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import ConfigError, ExperimentConfig
@@ -35,7 +35,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             )
         expand_home(cfg)
     except OmegaConfBaseException as e:
-        raise ConfigError(_omegaconf_message(e)) from None
+        raise ConfigError(_omegaconf_message(e, list(overrides))) from None
     validate(cfg)
     return cfg  # type: ignore[return-value]
 
@@ -65,24 +65,87 @@ def _merge(layers: list[Any], overrides: list[str]) -> DictConfig:
             try:
                 OmegaConf.merge(layers[0], OmegaConf.from_dotlist([o]))
             except (TypeError, ValueError):
-                raise ConfigError(f"config key {o.split('=', 1)[0]!r}: {first}") from None
+                key, value = o.split("=", 1)
+                if "incompatible container types" in first and OmegaConf.is_list(_select(layers[0], key)):
+                    first = f"expected a list, got the mapping {value}"
+                raise ConfigError(f"config key {key!r}: {first}") from None
         raise ConfigError(f"the config file does not fit the schema: {first}") from None
 
 
 def _from_dotlist(overrides: list[str]) -> DictConfig:
-    """``key=value`` overrides; a value YAML cannot parse is a one-line error naming its key."""
-    try:
-        return OmegaConf.from_dotlist(overrides)
-    except yaml.YAMLError:
-        for o in overrides:
-            key, value = o.split("=", 1)
-            try:
-                yaml.safe_load(value)
-            except yaml.YAMLError:
+    """``key=value`` overrides, each parsed by OmegaConf's own YAML loader first, so a value it
+    cannot read (or reads as a mapping inside a list) is a one-line error naming the override
+    and the quoting that works."""
+    schema = OmegaConf.structured(ExperimentConfig)
+    for o in overrides:
+        key, value = o.split("=", 1)
+        try:
+            parsed = OmegaConf.select(OmegaConf.from_dotlist([o]), key)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(
+                f"override {o!r}: YAML cannot read the value ({problem}); {_quote_fix(schema, key, value)}"
+            ) from None
+        except OmegaConfBaseException:
+            continue  # a key OmegaConf cannot address: named by the merge
+        if isinstance(parsed, ListConfig) and OmegaConf.is_list(_select(schema, key)):
+            mappings = [x for x in parsed if isinstance(x, DictConfig)]
+            if mappings:
                 raise ConfigError(
-                    f"config key {key!r}: the value {value!r} is not valid YAML; quote it, e.g. {key}='\"{value}\"'"
-                ) from None
-        raise
+                    f"override {o!r}: an element was read as a YAML mapping (': ' separates a key from its value); "
+                    + _quote_fix(schema, key, value)
+                )
+    return OmegaConf.from_dotlist(overrides)
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key)
+    except OmegaConfBaseException:
+        return None
+
+
+QUOTE_NEEDED = re.compile(r"[:\[\]{},#&*!|>'%@`]")
+
+
+def _split_top_level(inner: str) -> list[str]:
+    """``a,b:[1,2],c`` -> ``['a', 'b:[1,2]', 'c']``: commas outside brackets split."""
+    parts, depth, cur = [], 0, ""
+    for ch in inner:
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p.strip() for p in [*parts, cur]]
+
+
+def quoted_value(value: str) -> str:
+    """The value with every list element (or the scalar) that holds YAML syntax in double
+    quotes: ``[none,snapshot:[0.5,1.0]]`` -> ``[none,"snapshot:[0.5,1.0]"]``."""
+    text = value.strip()
+
+    def q(x: str) -> str:
+        return f'"{x}"' if QUOTE_NEEDED.search(x) and not x.startswith(('"', "'")) else x
+
+    if text.startswith("[") and text.endswith("]"):
+        return "[" + ",".join(q(x) for x in _split_top_level(text[1:-1]) if x) + "]"
+    return q(text)
+
+
+def _quote_fix(schema: DictConfig, key: str, value: str) -> str:
+    """What to write instead: the override with its elements quoted, itself in single quotes
+    for the shell (checked to load onto the schema here; a generic hint when it would not)."""
+    fixed = f"{key}={quoted_value(value)}"
+    try:
+        OmegaConf.merge(schema, OmegaConf.from_dotlist([fixed]))
+    except (yaml.YAMLError, OmegaConfBaseException, TypeError, ValueError):
+        return (
+            "check that its brackets and quotes are balanced; quote the elements that hold ':', brackets or "
+            "commas in double quotes and the whole override in single quotes"
+        )
+    return f"quote the elements that hold ':', brackets or commas, and the whole override for the shell: '{fixed}'"
 
 
 def _load_yaml(path: Path) -> DictConfig:
@@ -109,10 +172,42 @@ def _load_yaml(path: Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def _omegaconf_message(e: OmegaConfBaseException) -> str:
+KINDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+PLURAL = {"Integer": "integers", "Float": "numbers", "Boolean": "true/false values", "String": "strings"}
+NOT_A_LIST = ("is not a ListConfig", "Cannot merge incompatible container types")
+
+
+def _omegaconf_message(e: OmegaConfBaseException, overrides: list[str] = ()) -> str:
+    """One line for an OmegaConf error: the key, what was expected and got, and the fix where
+    there is one (``overrides``: the raw text of the value, when it came from the command line)."""
     key = getattr(e, "full_key", None)
     first = str(e).splitlines()[0]
+    if not key:
+        return first
+    base, element = re.fullmatch(r"(.*?)(?:\[(\d+)\])?", key).groups()
+    raw = next((o.split("=", 1)[1] for o in reversed(overrides) if o.split("=", 1)[0] == base), None)
+    got = raw if raw is not None else "a single value"
+    conv = re.match(r"Value '(.*)' of type '(\w+)' could not be converted to (\w+)", first)
+    if any(s in first for s in NOT_A_LIST):
+        fix = f"; write {base}=[{raw}]" if raw is not None and not raw.lstrip().startswith("{") else ""
+        return f"config key {base!r}: expected a list, got {got}{fix}"
+    if conv and element is not None:
+        kinds = PLURAL.get(conv.group(3), conv.group(3).lower())
+        return f"config key {base!r}: expected a list of {kinds}; element {element} is {conv.group(1)!r}"
+    if conv:
+        kind = KINDS.get(conv.group(3), conv.group(3).lower())
+        if conv.group(2) == "ListConfig":
+            one = raw is not None and raw.strip().startswith("[") and "," not in raw
+            return f"config key {key!r}: expected {kind}, got the list {got}" + (
+                f"; write {key}={raw.strip()[1:-1].strip()}" if one else "; give a single value"
+            )
+        return f"config key {key!r}: expected {kind}, got {conv.group(1)!r}"
+    if first.startswith("Cannot convert 'ListConfig' to string"):
+        return f"config key {key!r}: expected a single value, got the list {got}"
+    none = re.match(r"Incompatible value 'None' for field of type '(\w+)'", first)
+    if none:
+        return f"config key {key!r}: expected a value of type {none.group(1)}, got nothing (null or an empty value)"
     bad = re.match(r"Invalid value '(.*)', expected one of \[(.*)\]", first)
     if bad:  # a closed-set (Enum) field: suggest the nearest allowed value
         first += did_you_mean(bad.group(1), [v.strip() for v in bad.group(2).split(",")])
-    return f"config key {key!r}: {first}" if key else first
+    return f"config key {key!r}: {first}"

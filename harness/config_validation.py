@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.config import DEVICE_DATA_MODES, DEVICE_PATTERN, PRECISIONS, ConfigError, is_safe_name
+from harness.config import (
+    DEVICE_DATA_MODES,
+    DEVICE_PATTERN,
+    PRECISIONS,
+    REPORTED_EPOCHS,
+    ConfigError,
+    is_safe_name,
+)
 from harness.config_bounds import MAX_PACK, MAX_THREADS, check_bounds
 from harness.registry import did_you_mean, known_names, parse_name, unknown_name_message
 
@@ -294,6 +301,12 @@ def _validate_proxy(p: Any) -> None:
 
 def _validate_report(r: Any) -> None:
     _check_choice(r.reference, "report.reference")
+    _check(
+        r.reported in REPORTED_EPOCHS,
+        "report.reported",
+        f"{r.reported!r}: use {' or '.join(REPORTED_EPOCHS)} (the student epoch whose test accuracy is reported)"
+        + _suggest(str(r.reported), REPORTED_EPOCHS),
+    )
     _check(0.0 < r.alpha < 0.5, "report.alpha", "must lie in (0, 0.5)")
     _check(
         0.0 < r.equivalence_margin < 100.0,

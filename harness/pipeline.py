@@ -203,21 +203,21 @@ def leaderboard(cfg: ExperimentConfig, plots: bool = True) -> str:
 
 def claims(cfg: ExperimentConfig) -> str:
     """``ckd claims``: the paper's three claims checked on the results; writes claims.{md,csv}."""
-    from harness.report.claims import render_claims
+    from harness.report.claims_console import render_claims_console
     from harness.report.report import build_report, write_claims
 
     rep = build_report(cfg)
     if not rep.board:
         return rep.text
     write_claims(open_store(cfg).root, rep.claims)
-    return render_claims(rep.claims, "text")
+    return render_claims_console(rep.claims)
 
 
 def plot(cfg: ExperimentConfig) -> list:
     """``ckd plot``: accuracy vs teacher epoch, information plane, ensemble comparison."""
     from harness.report.plots import make_plots
 
-    return make_plots(cfg)
+    return make_plots(cfg, str(cfg.report.reported))
 
 
 def run_pipeline(cfg: ExperimentConfig, plots: bool = True) -> str:

@@ -37,6 +37,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ from harness.fileio import (
 from harness.row_schema import DIGEST_KEY, RANGE, SCHEMA, row_digest, row_problem
 
 logger = logging.getLogger(__name__)
+NA = "n/a"  # the one "no value" marker of every CSV the harness writes
 UNREADABLE, MISNAMED, DIGEST = "unreadable", "misnamed", "digest"
 LEGACY_LINES = "line"  # lines of an older store's results.jsonl, in results.rejected.jsonl
 REASONS = {  # why a row was set aside -> the report's words (after a count)
@@ -276,7 +278,7 @@ class ResultsTable:
             self._set_aside(scan.set_aside)
             if scan.rows or os.path.lexists(self.jsonl):
                 atomic_write_bytes(self.jsonl, "".join(row_json(r) + "\n" for r in scan.rows).encode())
-                atomic_write_bytes(self.csv, rows_csv(scan.rows).encode())
+                atomic_write_bytes(self.csv, rows_csv(scan.rows, self.root).encode())
             if scan.signatures or os.path.lexists(self.verified_path):
                 atomic_write_bytes(self.verified_path, json.dumps(scan.signatures).encode())
         return len(scan.rows)
@@ -381,15 +383,29 @@ def summary(items: list[SetAside]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
 
 
-def rows_csv(rows: list[dict]) -> str:
-    """Flat CSV of the rows: nested dicts become dotted columns, lists JSON cells."""
-    flat = [flatten_row(r) for r in rows]
+def rows_csv(rows: list[dict], root: Path | None = None) -> str:
+    """Flat CSV of the rows: nested dicts become dotted columns, lists JSON cells; accuracies stay
+    fractions as in the rows; ``teacher_epochs`` added (``40+80``), ``tune_trial_dir`` relative to
+    ``root`` (the experiment folder) when under it, and ``n/a`` for every absent value."""
+    flat = [_tidy(flatten_row(r), r, root) for r in rows]
     columns = sorted({k for r in flat for k in r})
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer = csv.DictWriter(buf, fieldnames=columns, restval=NA)
     writer.writeheader()
     writer.writerows(flat)
     return buf.getvalue()
+
+
+def _tidy(flat: dict, row: dict, root: Path | None) -> dict:
+    """One flat row of results.csv: the added and relative columns, ``n/a`` for None, NaN and ''."""
+    ckpts = row.get("teacher_checkpoints") or []
+    epochs = sorted(c.get("epoch") for c in ckpts if isinstance(c, dict) and c.get("epoch") is not None)
+    flat["teacher_epochs"] = "+".join(map(str, epochs))
+    trial = flat.get("tune_trial_dir")
+    if root is not None and isinstance(trial, str) and Path(trial).is_absolute():
+        with contextlib.suppress(ValueError):
+            flat["tune_trial_dir"] = str(Path(trial).relative_to(root))
+    return {k: NA if v is None or v == "" or (isinstance(v, float) and math.isnan(v)) else v for k, v in flat.items()}
 
 
 def flatten_row(row: dict, prefix: str = "") -> dict:

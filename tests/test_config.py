@@ -22,7 +22,7 @@ def test_quickstart_loads_and_overrides_apply():
     "override, key, words",
     [
         ("teacher.epochz=3", "teacher.epochz", "not in"),
-        ("teacher.epochs=many", "teacher.epochs", "Integer"),
+        ("teacher.epochs=many", "teacher.epochs", "expected an integer"),
         ("teacher.epochs=-5", "teacher.epochs", "positive"),
         ("teacher.checkpoint_every=500", "teacher.checkpoint_every", "more than teacher.epochs"),
         ("teacher.archs=[resnet9000]", "teacher.archs[0]", "known: "),

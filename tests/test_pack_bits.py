@@ -130,8 +130,10 @@ def test_a_pack_killed_mid_epoch_resumes_to_the_same_bits(taught, tmp_path):
         "from harness.distill import distill_pack\n"
         "from harness.runs import Run\n"
         f"cfg = load_config({str(QUICKSTART)!r}, {tiny_overrides(cfg.storage, **{'student.epochs': 20})!r})\n"
-        "def on_epoch(m, s):\n"
-        f"    torch.save(s, {str(saved)!r}); open({str(flag)!r}, 'w').close()\n"
+        "import os\n"
+        "def on_epoch(m, s):\n"  # atomic: the kill may land while a later epoch's state is written
+        f"    torch.save(s, {str(saved)!r} + '.tmp'); os.replace({str(saved)!r} + '.tmp', {str(saved)!r})\n"
+        f"    open({str(flag)!r}, 'w').close()\n"
         f"distill_pack(cfg, [Run.from_dict(cfg, r) for r in {[PLAIN, ENSEMBLE]!r}], on_epoch=on_epoch)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

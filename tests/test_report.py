@@ -216,7 +216,7 @@ def test_write_report_reads_the_store_and_writes_the_leaderboard_files(tmp_path,
     text = write_report(experiment(tmp_path), plots=False).text
     board = build_leaderboard(store.read_results())
     note = f"Not counted: 1 with a key missing or of the wrong type (set aside in {store.results.rejected_dir}).\n"
-    assert "72.00 ± 2.00" in text and text == render(board, "text") + note
+    assert "72.00 ± 2.00" in text and text == render(board, "console") + note
     for ext, fmt in (("md", "markdown"), ("csv", "csv")):  # the files are exactly the renderings
         assert (store.root / f"leaderboard.{ext}").read_bytes() == render(board, fmt).encode("utf-8")
     page = (store.root / "leaderboard.html").read_text()  # the same table (the page also carries the date)

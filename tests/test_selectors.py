@@ -125,7 +125,7 @@ def test_leaderboard_marks_unstable_picks_only_when_flagged(tmp_path):
         line["selected:mid"]["unstable"],
         line["selected:good"]["unstable"],
         line["selected:other"]["unstable"],
-    ) == ("true", "false", "")
+    ) == ("true", "false", "n/a")
 
 
 def test_every_row_costs_student_epochs_and_seconds_and_regret_is_plotted_against_them(tmp_path):

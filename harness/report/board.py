@@ -84,6 +84,15 @@ def _teacher_epochs(rows: list[dict]) -> str:
     return ", ".join(labels)
 
 
+def student_hours(rows: list[dict]) -> float | None:
+    """Student compute of ``rows`` in hours: the sum of their ``wall_time_s``, a packed run's row
+    (which holds its whole pack's wall time) counting 1/``pack_size``; None when no row has one.
+    Teachers and scoring are not counted."""
+    walls = [(_num(r.get("wall_time_s")), _num(r.get("pack_size")) or 1.0) for r in rows]
+    present = [w / max(p, 1.0) for w, p in walls if w is not None]
+    return sum(present) / 3600 if present else None
+
+
 def _members(rows: list[dict]) -> int:
     """The most teacher checkpoints any run of the entry learned from (1: a single teacher)."""
     return max((len(r.get("teacher_checkpoints") or []) for r in rows), default=0)
@@ -178,6 +187,7 @@ def _entry(gkey: tuple, settings: dict[tuple, list[dict]], reported: str, skippe
         "best_val_epoch_mean": _mean(best_epochs) if best_epochs else None,
         "skipped_rows": skipped,
         "members": _members(chosen),
+        "compute": student_hours(chosen),
         "checkpoint_epochs": sorted(
             {
                 int(c["epoch"])
@@ -250,7 +260,8 @@ def build_leaderboard(
     ``settings_tried``, ``teacher_epochs``, ``epochs``, ``reported_epoch`` (words),
     ``best_val_epoch_mean``, ``delta_vs_none``, ``reported``, ``members`` (checkpoints per run),
     ``trajectories``, ``pairs`` / ``val_pairs`` ({(seed, teacher seed): test / validation acc}),
-    ``pair_checkpoints``, ``trajectories_n`` and ``students_per_trajectory`` (the effective n),
+    ``pair_checkpoints``, ``compute`` (student hours of the chosen runs, ``student_hours``),
+    ``trajectories_n`` and ``students_per_trajectory`` (the effective n),
     ``aliases`` (other choices of the grid that are the same runs, e.g. ``epoch:80`` of ``full``)
     and the paired comparisons ``vs_ref`` (against ``reference``) and ``vs_none``
     (``harness.report.paired``; ``margin``: the equivalence margin as a fraction). Sorted by

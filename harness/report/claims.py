@@ -332,7 +332,8 @@ EMPTY = (
 
 
 def render_claims(claims: list[dict], fmt: str = "text") -> str:
-    """The claims table as ``text``, ``markdown`` or ``csv``."""
+    """The claims table as ``text`` (every column), ``markdown`` or ``csv`` (for a terminal:
+    ``claims_console.render_claims_console``)."""
 
     if fmt == "csv":
         return claims_csv(claims)
@@ -395,8 +396,9 @@ CLAIM_PCT = (
 
 
 def _csv_cell(r: dict, key: str) -> object:
+    """One CSV cell with the one NA marker (None, NaN and '' are ``n/a``)."""
     v = r.get(key)
-    return "n/a" if v is None or v != v else v
+    return "n/a" if v is None or v != v or v == "" else v
 
 
 def claims_csv(claims: list[dict]) -> str:

@@ -4,7 +4,11 @@ One figure per (dataset, teacher): student test accuracy against the epoch of th
 checkpoint it learned from (mean with a 95% interval; every result row whose teacher resolved to
 one checkpoint), the no-teacher baseline as a band, each selector's picks marked; below, the paired
 difference to the final checkpoint (``full``) as an interval band; at the bottom the teacher's own
-curves from the trajectory manifests.
+curves from the trajectory manifests. Each point is the mean over teacher trajectories of their
+students' mean (the trajectory is the unit of replication). Where the number of trajectories
+behind a point (n) varies, the points whose n is not the most common one are labelled ``n=K``, and
+n = 1 (no interval) is drawn hollow; the legend says so. A degenerate selector's picks are left
+out (named under the panel).
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.report.board import build_leaderboard
-from harness.report.figure import figure, interval, save, slug
+from harness.report.figure import figure, interval, interval_n, save, slug, spread_labels
 from harness.report.paired import compare, single_checkpoint_rows
 from harness.scoring import scores_file
 from harness.teacher_choices import choice_of
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _epoch_of(b: dict) -> int:
@@ -42,20 +50,38 @@ def _epoch_panels(rows: list[dict], reported: str) -> tuple[dict[tuple, dict], d
     return baselines, pairs
 
 
-def _draw_students(ax, entries: list[dict], base: dict | None, colour: str, label: str) -> None:
-    """Student accuracy per teacher epoch (mean, 95% band); the no-teacher baseline as a band."""
+def _usual_n(students: dict[str, list[dict]]) -> tuple[int, bool]:
+    """(the most common n over a figure's points, whether n varies between them)."""
+    ns = [interval_n(b) for entries in students.values() for b in entries]
+    return max(set(ns), key=lambda n: (ns.count(n), n)), len(set(ns)) > 1
+
+
+def _draw_students(ax, entries: list[dict], base: dict | None, colour: str, label: str, usual: int) -> list:
+    """Student accuracy per teacher epoch (mean, 95% band; n = 1 hollow, no interval), an ``n=K``
+    label at each point whose n is not ``usual`` (returned); the no-teacher baseline as a band."""
     xs = [_epoch_of(b) for b in entries]
     iv = [interval(b) for b in entries]
+    ns = [interval_n(b) for b in entries]
     ax.plot(xs, [m for m, _, _ in iv], "o-", color=colour, label=label)
     ax.fill_between(xs, [lo for _, lo, _ in iv], [hi for _, _, hi in iv], color=colour, alpha=0.2)
+    ones = [(x, m) for x, (m, _, _), n in zip(xs, iv, ns) if n == 1]
+    if ones:
+        ax.plot(*zip(*ones), "o", color=colour, markerfacecolor="white", zorder=3)
+    labels = [
+        ax.annotate(f"n={n}", (x, m), xytext=(5, 5), textcoords="offset points", fontsize=7, color=colour)
+        for x, (m, _, _), n in zip(xs, iv, ns)
+        if n != usual
+    ]
     if base is not None:
         m, lo, hi = interval(base)
         ax.axhspan(lo, hi, color="0.5", alpha=0.2)
         ax.axhline(m, color="0.4", linestyle="--", linewidth=1, label=f"no teacher ({m:.2f}%, 95% CI band)")
+    return labels
 
 
-def _draw_picks(ax, picks: dict[str, list[int]]) -> None:
-    """Each selector's picks on its own line (marker area = how many trajectories picked it)."""
+def _draw_picks(ax, picks: dict[str, list[int]], degenerate: list[str]) -> None:
+    """Each selector's picks on its own line (marker area = how many trajectories picked it);
+    the selectors whose picks are degenerate (left out) named below."""
     names = sorted(picks)
     for i, sel in enumerate(names):
         counts: dict[int, int] = defaultdict(int)
@@ -73,7 +99,10 @@ def _draw_picks(ax, picks: dict[str, list[int]]) -> None:
     ax.set_ylim(-0.7, max(len(names), 1) - 0.3)
     ax.set_ylabel("picks T*", fontsize=8)
     if not names:
-        ax.text(0.5, 0.5, "no scores (run `ckd score`)", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        why = "no usable picks" if degenerate else "no scores (run `ckd score`)"
+        ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    if degenerate:
+        ax.set_title(f"not drawn (degenerate: every checkpoint tied): {', '.join(degenerate)}", fontsize=7, loc="left")
     ax.grid(axis="x", alpha=0.3)
 
 
@@ -115,14 +144,59 @@ def _draw_teachers(tax, curves: list[dict]) -> None:
     tax.grid(alpha=0.3)
 
 
-def _picks_for(scores: dict[str, dict], dataset: str, t_arch: str) -> dict[str, list[int]]:
+def _picks_for(scores: dict[str, dict], dataset: str, t_arch: str) -> tuple[dict[str, list[int]], list[str]]:
+    """({selector: its picks over the trajectories}, the selectors with a degenerate pick, left out)."""
     picks: dict[str, list[int]] = defaultdict(list)
+    degenerate = set()
     for s in scores.values():
         if s.get("dataset") == dataset and s.get("arch") == t_arch:
             for sel, p in scores_file.picks(s).items():
-                if p.epoch is not None:
+                if p.degenerate:
+                    degenerate.add(sel)
+                elif p.epoch is not None:
                     picks[sel].append(p.epoch)
-    return picks
+    return picks, sorted(degenerate)
+
+
+def _n_legend(ax, usual: int, varies: bool) -> None:
+    """The legend, above the panel (clear of the n labels), with a line saying what n is."""
+    from matplotlib.lines import Line2D
+
+    n_line = (
+        f"n = {usual} teacher trajectories per point unless labelled n=K; n=1 (hollow): no interval"
+        if varies
+        else f"n = {usual} teacher trajectories per point" + ("; no interval" if usual == 1 else "")
+    )
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], linestyle="", label=n_line))
+    ax.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=1, frameon=False)
+
+
+def epoch_figures(
+    rows: list[dict], manifests: list[dict], reported: str = "final", scores: dict[str, dict] | None = None
+) -> list[tuple[str, Figure]]:
+    """(file name, figure) per (dataset, teacher) of ``plot_accuracy_vs_teacher_epoch``."""
+    baselines, pairs = _epoch_panels(rows, reported)
+    out = []
+    for (dataset, t_arch), students in sorted(pairs.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        fig, axes = figure(4, 1, size=(7.5, 9.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 2, 2]})
+        usual, varies = _usual_n(students)
+        labels = []
+        for i, (s_arch, entries) in enumerate(sorted(students.items())):
+            base = baselines.get((dataset, s_arch))
+            labels += _draw_students(axes[0, 0], entries, base, f"C{i}", f"{s_arch} <- {t_arch} (mean, 95% CI)", usual)
+            _draw_diff_band(axes[2, 0], entries, f"C{i}")
+        _draw_picks(axes[1, 0], *_picks_for(scores or {}, dataset, t_arch))
+        axes[0, 0].set_ylabel("student test acc (%)")
+        fig.suptitle(f"{dataset}: student accuracy vs teacher checkpoint ({reported} epoch)", fontsize=9)
+        _n_legend(axes[0, 0], usual, varies)
+        axes[0, 0].margins(y=0.12)
+        for ax in (axes[0, 0], axes[2, 0]):
+            ax.grid(alpha=0.3)
+        _draw_teachers(axes[3, 0], [m for m in manifests if m.get("arch") == t_arch and m.get("dataset") == dataset])
+        spread_labels(fig, labels)
+        out.append((f"acc_vs_teacher_epoch-{slug(t_arch)}-{slug(dataset)}.png", fig))
+    return out
 
 
 def plot_accuracy_vs_teacher_epoch(
@@ -133,21 +207,4 @@ def plot_accuracy_vs_teacher_epoch(
     scores: dict[str, dict] | None = None,
 ) -> list[Path]:
     """One figure per (dataset, teacher); [] without single-checkpoint rows."""
-    baselines, pairs = _epoch_panels(rows, reported)
-    paths = []
-    for (dataset, t_arch), students in sorted(pairs.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        fig, axes = figure(4, 1, size=(7.5, 9.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 2, 2]})
-        for i, (s_arch, entries) in enumerate(sorted(students.items())):
-            _draw_students(
-                axes[0, 0], entries, baselines.get((dataset, s_arch)), f"C{i}", f"{s_arch} <- {t_arch} (mean, 95% CI)"
-            )
-            _draw_diff_band(axes[2, 0], entries, f"C{i}")
-        _draw_picks(axes[1, 0], _picks_for(scores or {}, dataset, t_arch))
-        axes[0, 0].set_ylabel("student test acc (%)")
-        axes[0, 0].set_title(f"{dataset}: student accuracy vs teacher checkpoint ({reported} epoch)", fontsize=9)
-        axes[0, 0].legend(fontsize=7, loc="lower right")
-        for ax in (axes[0, 0], axes[2, 0]):
-            ax.grid(alpha=0.3)
-        _draw_teachers(axes[3, 0], [m for m in manifests if m.get("arch") == t_arch and m.get("dataset") == dataset])
-        paths.append(save(fig, out_dir / f"acc_vs_teacher_epoch-{slug(t_arch)}-{slug(dataset)}.png"))
-    return paths
+    return [save(fig, out_dir / name) for name, fig in epoch_figures(rows, manifests, reported, scores)]

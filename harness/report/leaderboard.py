@@ -19,12 +19,13 @@ from functools import partial
 from typing import Any
 
 from harness.report.board import REPORTED
+from harness.report.console import NA_SPELLINGS, cut, fit_table, short_answer
 from harness.report.paired import PAIRED_COLUMNS, PAIRED_HEADERS
 from harness.report.stats import min_detectable_effect, trajectories_needed
 from harness.report.tables import html_table, markdown_table, page, text_table, wrap
 from harness.teacher_choices import choice_of
 
-FORMATS = ("text", "markdown", "csv", "html")
+FORMATS = ("text", "console", "markdown", "csv", "html")
 NA = "n/a"
 EMPTY_MESSAGE = "No student results yet: run `ckd sweep CONFIG` (or `ckd run CONFIG`) to fill {where}."
 
@@ -57,6 +58,11 @@ def _p(x: float | None) -> str:
     return f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
 
 
+def _hours(x: float | None, digits: int = 3) -> str:
+    """Student compute in hours (``compute``), n/a when no row recorded its wall time."""
+    return NA if x is None else f"{x:.{digits}g}"
+
+
 def _is_ensemble(b: dict) -> bool:
     return b.get("members", 0) > 1
 
@@ -70,7 +76,7 @@ def _choice_cell(b: dict) -> str:
     return str(choice_of(b["teacher_choice"])) + same + (" [unstable]" if b.get("unstable") else "")
 
 
-def _n_cell(b: dict) -> str:
+def n_cell(b: dict) -> str:
     """``5×2`` (trajectories × students per trajectory; ``5×1-3`` when uneven), or the seeds of ``none``."""
     per = b.get("students_per_trajectory")
     if not b.get("trajectories_n") or not per:
@@ -112,7 +118,7 @@ def columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
         ("student", lambda b: b["student_arch"]),
         ("teacher choice", _choice_cell),
         ("test acc % (mean ± std)", lambda b: f"{_pct(b['test_mean'])} ± {_pct(b['test_std']):>4}"),
-        ("n traj×stud", _n_cell),
+        ("n traj×stud", n_cell),
         (f"Δ vs {ref} pp [95% CI]", lambda b: _diff_cell(b.get("vs_ref"))),
         ("W/T/L", lambda b: _wtl(b.get("vs_ref"))),
         ("p (Holm)", lambda b: _field(b.get("vs_ref"), "p_holm", _p)),
@@ -125,6 +131,7 @@ def columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
         ("val acc %", lambda b: _pct(b["val_mean"])),
         ("teacher epochs", lambda b: b["teacher_epochs"] or "-"),
         ("epoch reported", lambda b: b["reported_epoch"]),
+        ("student h", lambda b: _hours(b.get("compute"))),
     ]
 
 
@@ -137,6 +144,8 @@ NUMERIC_HEADERS = {
     "T",
     "kd_weight",
     "val acc %",
+    "student h",
+    "test acc %",
 }
 
 
@@ -146,7 +155,8 @@ def is_numeric_header(header: str) -> bool:
 
 
 def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
-    """One paired CSV cell: ``-`` on the reference row (except ``ref``), n/a without pairs."""
+    """One paired CSV cell: n/a on the reference row (its ``answer`` / ``verdict``: ``reference``)
+    and without pairs."""
     if key == "ref":
         return reference
     if c is None:
@@ -154,7 +164,7 @@ def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
     if c.get("same") and key in ("answer", "verdict"):
         return f"same runs as {reference}"
     if c.get("self"):
-        return "-"
+        return "reference" if key in ("answer", "verdict") else NA
     if key.startswith("diff_"):
         return _pct(c[key], 4)
     if key.startswith("p_"):
@@ -166,9 +176,22 @@ def _paired_cell(side: str, key: str, reference: str, b: dict) -> Any:
     return _paired_csv(b.get(side), key, reference)
 
 
+def _paired_header(key: str) -> str:
+    """The CSV name of a paired field: differences (in pp) end in ``_pct`` like every percentage."""
+    return PAIRED_HEADERS.get(key, key) + ("_pct" if key.startswith("diff_") else "")
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell with the one NA marker: None, NaN, '' and '-' become ``n/a``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return NA
+    return NA if isinstance(value, str) and value in NA_SPELLINGS else value
+
+
 def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
-    """Machine-readable columns (percentages, n/a for missing): the row, then the paired
-    comparison against the reference (``ref`` ... ``verdict``), then against none (``none_*``)."""
+    """Machine-readable columns (percentages in ``*_pct`` columns, n/a for missing): the row, then
+    the paired comparison against the reference (``ref`` ... ``verdict``), then against none
+    (``none_*``), then the chosen setting and ``compute_student_h``."""
     ref = _ref_name(board)
     base: list[tuple[str, Callable[[dict], Any]]] = [
         ("dataset", lambda b: b["dataset"]),
@@ -189,10 +212,8 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
         ),
         ("seeds", lambda b: " ".join(map(str, b["seeds"]))),
     ]
-    paired = [(PAIRED_HEADERS.get(k, k), partial(_paired_cell, "vs_ref", k, ref)) for k in PAIRED_COLUMNS]
-    vs_none = [
-        (f"none_{PAIRED_HEADERS.get(k, k)}", partial(_paired_cell, "vs_none", k, "none")) for k in PAIRED_COLUMNS[1:]
-    ]
+    paired = [(_paired_header(k), partial(_paired_cell, "vs_ref", k, ref)) for k in PAIRED_COLUMNS]
+    vs_none = [(f"none_{_paired_header(k)}", partial(_paired_cell, "vs_none", k, "none")) for k in PAIRED_COLUMNS[1:]]
     rest: list[tuple[str, Callable[[dict], Any]]] = [
         ("delta_vs_none_pct", lambda b: _pct(b["delta_vs_none"], 4)),
         ("teacher_test_acc_pct", lambda b: _pct(b["teacher_test_acc"], 4)),
@@ -207,6 +228,7 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
         ("unstable", lambda b: "" if b.get("unstable") is None else str(bool(b["unstable"])).lower()),
         ("reported", lambda b: b["reported"]),
         ("reported_epoch", lambda b: b["reported_epoch"]),
+        ("compute_student_h", lambda b: _hours(b.get("compute"), 6)),
     ]
     return base + paired + vs_none + rest
 
@@ -272,7 +294,10 @@ def policy_note(board: list[dict]) -> str:
         f"Multiplicity: one Holm family for this table, the {family} rows compared with {ref} (the difference and "
         "the equivalence p-values each corrected across them); rows that are the same runs as the reference "
         "(same checkpoints and settings) are not tested; the vs-none columns of the CSV are a second family. "
-        f"'-' marks the reference row. {power_note(board)} Seeds per row: {', '.join(map(str, seeds)) or '-'}."
+        "student h: the summed wall time of the students behind the row (the chosen setting's runs; a packed "
+        "run counts its share), in CPU- or device-hours; teachers and scoring are not counted. "
+        f"'-' marks the reference row (n/a in the CSV). {power_note(board)} "
+        f"Seeds per row: {', '.join(map(str, seeds)) or '-'}."
     )
     if any(b.get("unstable") for b in board):
         note += (
@@ -292,6 +317,60 @@ def cells(board: list[dict]) -> tuple[list[str], list[list[str]]]:
 def render_text(board: list[dict]) -> str:
     headers, rows = cells(board)
     return text_table(headers, rows, is_numeric_header) + "\n\n" + wrap(policy_note(board)) + "\n"
+
+
+CONSOLE_OPTIONAL = ("student h", "teacher acc %", "p (Holm)", "W/T/L")  # dropped first to last
+
+
+def _console_answer(b: dict) -> str:
+    c = b.get("vs_ref")
+    if c is None:
+        return NA
+    if c.get("same"):
+        return f"= {c['ref']} (same runs)"
+    return "reference" if c.get("self") else short_answer(str(c["verdict"]))
+
+
+def console_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
+    """The console's columns: the essential ones, then the optional ones (``CONSOLE_OPTIONAL``)."""
+    ref = _ref_name(board)
+    return [
+        ("teacher choice", _choice_cell),
+        ("test acc %", lambda b: f"{_pct(b['test_mean'])} ± {_pct(b['test_std']):>4}"),
+        ("n traj×stud", n_cell),
+        (f"Δ vs {ref} pp [95% CI]", lambda b: _diff_cell(b.get("vs_ref"))),
+        ("answer", _console_answer),
+        ("W/T/L", lambda b: _wtl(b.get("vs_ref"))),
+        ("p (Holm)", lambda b: _field(b.get("vs_ref"), "p_holm", _p)),
+        ("teacher acc %", lambda b: _pct(b["teacher_test_acc"])),
+        ("student h", lambda b: _hours(b.get("compute"))),
+    ]
+
+
+def render_console(board: list[dict], width: int = 120) -> str:
+    """The leaderboard for a terminal: one table per (dataset, student) under a heading, the
+    essential columns and short answers, every line at most ``width`` characters (the files
+    keep every column)."""
+    cols, ref = console_columns(board), _ref_name(board)
+    groups: dict[tuple, list[dict]] = {}
+    for b in board:
+        groups.setdefault((b["dataset"], b["student_arch"]), []).append(b)
+    parts = []
+    for (dataset, student), entries in groups.items():
+        teachers = sorted({str(b["teacher_arch"]) for b in entries if b["teacher_arch"]}) or ["no teacher"]
+        rows = [[str(f(b)) for _, f in cols] for b in entries]
+        table = fit_table([h for h, _ in cols], rows, is_numeric_header, CONSOLE_OPTIONAL, width)
+        parts += [cut(f"{dataset}: {', '.join(teachers)} -> {student}", width), table, ""]
+    note = (
+        f"Δ vs {ref}: paired difference in pp, mean over teacher trajectories with a 95% t interval; answer at "
+        f"alpha {board[0].get('alpha', 0.05):g}, Holm-corrected across the table. Every column and the selection "
+        "policy: leaderboard.md / leaderboard.csv / leaderboard.html."
+    )
+    if any(b.get("unstable") for b in board):
+        note += " [unstable]: the scorer's pick is the argmax in fewer than half of the resamples."
+    if board[0].get("skipped_rows"):
+        note += f" {board[0]['skipped_rows']} result row(s) without the reported metrics were left out."
+    return "\n".join(parts) + "\n" + wrap(note) + "\n"
 
 
 def render_markdown(board: list[dict]) -> str:
@@ -316,7 +395,7 @@ def render_csv(board: list[dict]) -> str:
     cols = csv_columns(board)
     w.writerow([h for h, _ in cols])
     for b in board:
-        w.writerow([f(b) for _, f in cols])
+        w.writerow([csv_cell(f(b)) for _, f in cols])
     return buf.getvalue()
 
 
@@ -338,11 +417,12 @@ def render_html(board: list[dict]) -> str:
     return page("Leaderboard", f"Leaderboard ({date})", f"generated {date} · ckd-harness", leaderboard_section(board))
 
 
-_RENDERERS = {"text": render_text, "markdown": render_markdown, "csv": render_csv, "html": render_html}
+_RENDERERS = dict(text=render_text, console=render_console, markdown=render_markdown, csv=render_csv, html=render_html)
 
 
 def render(board: list[dict], fmt: str = "text", where: str = "results.jsonl") -> str:
-    """The board as ``text`` (fixed-width), ``markdown``, ``csv`` or ``html``.
+    """The board as ``text`` (fixed-width, every column), ``console`` (the essential columns in at
+    most 120 characters a line), ``markdown``, ``csv`` or ``html``.
 
     An empty board renders as a message saying how to produce results (CSV: header only).
     """

@@ -1,15 +1,20 @@
 """The information plane (``information_plane.png``): I(X;F) against I(Y;F) for every scored
-checkpoint, one panel per selector, one shared colour bar (epoch), each trajectory's pick T*
-marked; a panel whose estimator is degenerate (constant on an axis) says so instead of drawing
-one dot."""
+checkpoint, one panel per selector (the paper's first), one shared colour bar (epoch), each
+trajectory's pick T* marked. A degenerate selector (constant on an axis, or every checkpoint tied
+in every trajectory: ``selected[sel].degenerate``) gets no panel and no pick, only a line in the
+footnote; a pick flagged degenerate in some trajectories only is not drawn (footnote says where)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.report.figure import figure, save
+from harness.report.figure import figure, footnote, save
 from harness.scoring import scores_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def information_plane_rows(store) -> tuple[list[dict], str | None]:
@@ -28,25 +33,39 @@ def information_plane_rows(store) -> tuple[list[dict], str | None]:
 
 
 def degenerate_axes(points: list[dict]) -> list[str]:
-    """The axes on which an estimator's values are (numerically) constant, in words."""
+    """The axes on which an estimator's values are (numerically) constant, in words (``I(X;F) = 4.6``)."""
     out = []
     for axis, name in (("i_x", "I(X;F)"), ("i_y", "I(Y;F)")):
         vals = [float(p[axis]) for p in points]
         if max(vals) - min(vals) <= 1e-9 * max(1.0, abs(max(vals))):
-            out.append(f"{name} = {vals[0]:.4g} at every checkpoint")
+            out.append(f"{name} = {vals[0]:.4g}")
     return out
 
 
-def _plane_panel(ax, est: str, points: list[dict], picks: dict[tuple, int], norm, cmap):
-    """One selector's plane: trajectories joined in grey, checkpoints coloured by epoch, T* starred
-    (or, for a degenerate estimator, a note saying why nothing is drawn)."""
-    bad = degenerate_axes(points)
-    if bad:
-        note = f"{est}: degenerate estimator\n" + "\n".join(bad) + "\n(not drawn)"
-        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=8)
-    else:
-        _trajectory_paths(ax, est, points, picks)
-        _checkpoint_points(ax, points, norm, cmap)
+def degenerate_selectors(
+    by_est: dict[str, list[dict]], flagged: dict[str, set[str]]
+) -> tuple[dict[str, str], list[str]]:
+    """({selector: why it gets no panel}, footnote lines): constant on an axis, or flagged
+    degenerate (``flagged``: selector -> trajectories) in every trajectory it has points for; a
+    selector flagged in some trajectories only keeps its panel, and a line says whose pick is left out."""
+    dropped, lines = {}, []
+    for est in sorted(by_est):
+        trajs = {str(p["trajectory"]) for p in by_est[est]}
+        bad = degenerate_axes(by_est[est])
+        hit = flagged.get(est, set()) & trajs
+        if bad:
+            dropped[est] = f"constant on every checkpoint ({'; '.join(bad)}: saturated)"
+        elif hit == trajs:
+            dropped[est] = f"every checkpoint scores the same (degenerate in {len(hit)} of {len(trajs)} trajectories)"
+        elif hit:
+            lines.append(f"{est}: degenerate in {', '.join(sorted(hit))}; no pick drawn there")
+    return dropped, [f"{est}: {why}; not drawn" for est, why in dropped.items()] + lines
+
+
+def _plane_panel(ax, est: str, points: list[dict], picks: dict[tuple, int], norm, cmap) -> None:
+    """One selector's plane: trajectories joined in grey, checkpoints coloured by epoch, T* starred."""
+    _trajectory_paths(ax, est, points, picks)
+    _checkpoint_points(ax, points, norm, cmap)
     _label_panel(ax, est, points[0])
 
 
@@ -98,8 +117,26 @@ def _label_panel(ax, est: str, first: dict) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_information_plane(rows: list[dict], out_dir: Path, scores: dict[str, dict] | None = None) -> Path:
-    """One panel per selector, one shared colour bar; red stars: each trajectory's pick T*."""
+def _picks(scores: dict[str, dict]) -> tuple[dict[tuple, int], dict[str, set[str]]]:
+    """({(trajectory, selector): T*} for the picks that are real, {selector: trajectories where
+    it is degenerate}); a degenerate pick (even one taken from a fallback) is not this selector's."""
+    picks, flagged = {}, defaultdict(set)
+    for t, s in scores.items():
+        for sel, p in scores_file.picks(s).items():
+            if p.degenerate:
+                flagged[sel].add(str(t))
+            elif p.epoch is not None:
+                picks[(str(t), sel)] = p.epoch
+    return picks, flagged
+
+
+def _panel_order(names: list[str]) -> list[str]:
+    """The paper's selector first, then the others by name."""
+    return sorted(names, key=lambda n: (n != "paper", n))
+
+
+def information_plane_figure(rows: list[dict], scores: dict[str, dict] | None = None) -> Figure:
+    """The figure of ``plot_information_plane`` (module doc)."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -107,28 +144,32 @@ def plot_information_plane(rows: list[dict], out_dir: Path, scores: dict[str, di
     by_est: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_est[str(r["estimator"])].append(r)
-    picks = {
-        (t, sel): p.epoch
-        for t, s in (scores or {}).items()
-        for sel, p in scores_file.picks(s).items()
-        if p.epoch is not None
-    }
-    ests = sorted(by_est)
-    ncols = min(3, len(ests))
-    nrows = (len(ests) + ncols - 1) // ncols
-    fig, axes = figure(nrows, ncols, size=(max(6.0, 4.4 * ncols), 3.8 * nrows + 0.6))
-    epochs = [float(r["epoch"]) for r in rows]
-    norm, cmap = (
-        Normalize(min(epochs), max(epochs) if max(epochs) > min(epochs) else min(epochs) + 1),
-        colormaps["viridis"],
-    )
+    picks, flagged = _picks(scores or {})
+    dropped, notes = degenerate_selectors(by_est, flagged)
+    ests = _panel_order([e for e in by_est if e not in dropped])
+    ncols = max(1, min(3, len(ests)))
+    nrows = max(1, (len(ests) + ncols - 1) // ncols)
+    fig, axes = figure(nrows, ncols, size=(max(6.0, 4.4 * ncols), 3.8 * nrows + 0.6 + 0.15 * len(notes)))
+    epochs = [float(r["epoch"]) for e in ests for r in by_est[e]] or [0.0]
+    norm = Normalize(min(epochs), max(epochs) if max(epochs) > min(epochs) else min(epochs) + 1)
+    cmap = colormaps["viridis"]
     for k, est in enumerate(ests):
         _plane_panel(axes[k // ncols, k % ncols], est, by_est[est], picks, norm, cmap)
     for k in range(len(ests), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label="teacher epoch", shrink=0.9)
+    if ests:
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label="teacher epoch", shrink=0.9)
     fig.suptitle(
-        "Information plane of the teacher checkpoints (grey lines join one trajectory; red star: its pick T*)",
+        "Information plane of the teacher checkpoints (grey lines join one trajectory; red star: its pick T*)"
+        if ests
+        else "Information plane: no selector with a non-degenerate plane (see below)",
         fontsize=9,
     )
-    return save(fig, out_dir / "information_plane.png")
+    footnote(fig, notes)
+    return fig
+
+
+def plot_information_plane(rows: list[dict], out_dir: Path, scores: dict[str, dict] | None = None) -> Path:
+    """One panel per selector that is not degenerate, one shared colour bar; red stars: each
+    trajectory's pick T*; the degenerate ones in a footnote (module doc)."""
+    return save(information_plane_figure(rows, scores), out_dir / "information_plane.png")

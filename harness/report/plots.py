@@ -11,8 +11,8 @@
   with 95% intervals, each (student seed, teacher trajectory) pair joined by a thin line, the
   teachers' own accuracies written beside (no bars, so no truncated axis misleads).
 - ``information_plane.png``: I(X;F) against I(Y;F) for every scored checkpoint, one panel per
-  selector, one shared colour bar (epoch), each trajectory's pick T* marked; a panel whose
-  estimator is degenerate (constant on an axis) says so instead of drawing one dot.
+  selector, one shared colour bar (epoch), each trajectory's pick T* marked; a degenerate selector
+  (constant on an axis, or tied on every checkpoint) gets no panel and no pick, a footnote line.
 - ``selector_cost-<dataset>-<teacher>-<student>.png``: every selector's mean regret (95% interval)
   against its cost per trajectory, in student-epochs (left) and seconds (right), from the selector
   evaluation: the proxy budgets joined by a line, the paper's selector, the other estimators, the

@@ -6,6 +6,10 @@ next to the results (``<storage>/<name>/``):
     selectors.{md,csv}     selector evaluation (when a trajectory has every checkpoint's students)
     plots/*.png            forest plot, accuracy vs teacher epoch, information plane, ensembles
     leaderboard.html       all of the above in one self-contained page
+    leaderboard.tex        the leaderboard as a booktabs table (``ckd leaderboard --latex``; ``write_latex_table``)
+
+``reported`` (``final`` | ``best_val``: the student epoch whose test accuracy counts) defaults to
+the config's ``report.reported``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from harness.config import ExperimentConfig, config_hash
 from harness.report.board import board_for, rows_of_config
 from harness.report.claims import check_claims, render_claims
+from harness.report.claims_console import render_claims_console
 from harness.report.leaderboard import render
 from harness.report.selectors import evaluate_selectors, render_selectors
 from harness.results import REASONS
@@ -39,11 +44,18 @@ class Report:
     scores: dict[str, dict] = field(default_factory=dict, repr=False)
 
 
-def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
+def reported_of(cfg: ExperimentConfig, reported: str | None = None) -> str:
+    """``reported`` when given, else the config's ``report.reported`` (``final`` | ``best_val``)."""
+    return str(reported if reported is not None else cfg.report.reported)
+
+
+def build_report(cfg: ExperimentConfig, reported: str | None = None) -> Report:
     """Compute the leaderboard, the claims and the selector evaluation (nothing written) from
     the valid row files of this config's runs (``rows_of_config``); when rows were left out, the
     text ends with one line saying how many and why."""
     from harness.store import CheckpointStore
+
+    reported = reported_of(cfg, reported)
 
     store = CheckpointStore(cfg.storage, cfg.name)
     scan = store.results.scan()
@@ -51,7 +63,7 @@ def build_report(cfg: ExperimentConfig, reported: str = "final") -> Report:
     scores = read_all_scores(store)
     board = board_for(cfg, rows, scores, reported)
     set_aside = store.results.set_aside_counts(scan)
-    text = render(board, "text", where=str(store.results_jsonl))
+    text = render(board, "console", where=str(store.results_jsonl))
     if note := not_counted_note(set_aside, foreign, store.results.rejected_dir):
         logger.warning(f"[report] {note}")
         text += note + "\n"
@@ -85,11 +97,13 @@ def write_claims(root: Path, claims: list[dict]) -> None:
     _write(root / "claims.csv", render_claims(claims, "csv"))
 
 
-def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = True) -> Report:
+def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool = True) -> Report:
     """Build the report and write its files (see the module doc); with no results nothing is
     written and ``text`` says how to produce them."""
     from harness.report.html import report_page
     from harness.store import CheckpointStore
+
+    reported = reported_of(cfg, reported)
 
     root = CheckpointStore(cfg.storage, cfg.name).root
     rep = build_report(cfg, reported)
@@ -111,6 +125,8 @@ def write_report(cfg: ExperimentConfig, reported: str = "final", plots: bool = T
         title="ckd-harness report",
         experiment=str(cfg.name),
         config_hash=config_hash(cfg),
+        cfg=cfg,  # the Run section: resolved config, commit, versions, device time of rep.rows
+        rows=rep.rows,
     )
     _write(root / "leaderboard.html", page)
     logger.info("[report] written to %s: leaderboard.{md,csv,html}, claims.{md,csv}, selectors.{md,csv}", root)
@@ -130,6 +146,22 @@ def _plots(cfg: ExperimentConfig, rep: Report, reported: str) -> list[Path]:
         return []
 
 
+def write_latex_table(cfg: ExperimentConfig, reported: str | None = None) -> Path | None:
+    """``leaderboard.tex`` (``harness.report.latex``) from this config's rows, as the report
+    counts them; None (nothing written) without results."""
+    from harness.report.latex import write_latex
+    from harness.store import CheckpointStore
+
+    store = CheckpointStore(cfg.storage, cfg.name)
+    rows, _ = rows_of_config(cfg, store.results.scan().rows)
+    board = board_for(cfg, rows, read_all_scores(store), reported_of(cfg, reported))
+    if not board:
+        return None
+    path = write_latex(store.root, board)
+    logger.info("[report] LaTeX table written to %s", path)
+    return path
+
+
 def claims_text(rep: Report) -> str:
     """The claims table as text, or '' when the results hold no claim's comparison."""
-    return render_claims(rep.claims, "text") if rep.claims else ""
+    return render_claims_console(rep.claims) if rep.claims else ""

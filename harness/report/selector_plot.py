@@ -2,15 +2,20 @@
 mean regret (95% interval) against its cost per trajectory, in student-epochs (left) and seconds
 (right), from the selector evaluation (``harness.report.selectors``): the proxy budgets joined by a
 line, the paper's selector, the other estimators, the last checkpoint and the brute force (the
-validation oracle: every checkpoint distilled fully)."""
+validation oracle: every checkpoint distilled fully). Labels are moved apart until none overlap
+or leaves its panel (``figure.spread_labels``)."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.report.figure import figure, save, slug
+from harness.report.figure import figure, save, slug, spread_labels
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COST_AXES = (("student_epochs", "student-epochs per trajectory", 1.0), ("cost_s", "seconds per trajectory", 0.1))
 
@@ -28,10 +33,12 @@ def _cost_style(selector: str) -> tuple[str, str]:
     return "0.55", "D"
 
 
-def _cost_panel(ax, rows: list[dict], field: str, label: str, linthresh: float) -> None:
-    """Regret (mean, 95% CI) against one cost axis; proxy budgets joined in order of cost."""
+def _cost_panel(ax, rows: list[dict], field: str, label: str, linthresh: float) -> list:
+    """Regret (mean, 95% CI) against one cost axis; proxy budgets joined in order of cost.
+    Returns the point labels (annotations), to be spread apart once the figure is laid out."""
     placed = [r for r in rows if r.get(field) is not None]
-    same_x: dict[float, list[dict]] = defaultdict(list)  # labels of points at one cost are spread apart
+    same_x: dict[float, list[dict]] = defaultdict(list)  # labels at one cost start in order of regret
+    labels = []
     for r in sorted(placed, key=lambda r: -r["regret_pp"]):
         same_x[round(float(r[field]), 6)].append(r)
     for r in placed:
@@ -44,8 +51,10 @@ def _cost_panel(ax, rows: list[dict], field: str, label: str, linthresh: float) 
         name = "brute force (oracle)" if r["selector"] == "oracle (val)" else r["selector"]
         group = same_x[round(float(r[field]), 6)]
         dy = 9 * ((len(group) - 1) / 2 - group.index(r))
-        ax.annotate(
-            name, (r[field], m), xytext=(6, dy), textcoords="offset points", fontsize=7, color=colour, va="center"
+        labels.append(
+            ax.annotate(
+                name, (r[field], m), xytext=(6, dy), textcoords="offset points", fontsize=7, color=colour, va="center"
+            )
         )
     proxies = sorted((r for r in placed if r["selector"].startswith("proxy")), key=lambda r: r[field])
     if len(proxies) > 1:
@@ -55,19 +64,28 @@ def _cost_panel(ax, rows: list[dict], field: str, label: str, linthresh: float) 
     ax.set_xlabel(f"{label} (symlog)")
     ax.set_ylabel("regret vs validation oracle (pp, test)")
     ax.grid(alpha=0.3)
+    return labels
 
 
-def plot_selector_cost(selectors: dict, out_dir: Path) -> list[Path]:
-    """One figure per (dataset, teacher, student) group of the selector evaluation (module doc)."""
-    paths = []
+def selector_cost_figures(selectors: dict) -> list[tuple[str, Figure]]:
+    """(file name, figure) per (dataset, teacher, student) group of the selector evaluation."""
+    out = []
     for key, g in (selectors.get("groups") or {}).items():
         fig, axes = figure(1, 2, size=(12.0, 4.6))
+        labels = []
         for ax, (field, label, linthresh) in zip(axes[0], COST_AXES):
-            _cost_panel(ax, g["rows"], field, label, linthresh)
+            labels += _cost_panel(ax, g["rows"], field, label, linthresh)
+            ax.margins(y=0.12)  # room for labels spread above the highest point / below the lowest
         fig.suptitle(
             f"{key[0]}: {key[1]} -> {key[2]}: regret against compute per trajectory "
             f"({len(g['trajectories'])} trajectories; mean, 95% CI)",
             fontsize=9,
         )
-        paths.append(save(fig, out_dir / f"selector_cost-{slug(key[0])}-{slug(key[1])}-{slug(key[2])}.png"))
-    return paths
+        spread_labels(fig, labels)
+        out.append((f"selector_cost-{slug(key[0])}-{slug(key[1])}-{slug(key[2])}.png", fig))
+    return out
+
+
+def plot_selector_cost(selectors: dict, out_dir: Path) -> list[Path]:
+    """One figure per (dataset, teacher, student) group of the selector evaluation (module doc)."""
+    return [save(fig, out_dir / name) for name, fig in selector_cost_figures(selectors)]

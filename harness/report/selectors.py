@@ -442,7 +442,7 @@ def selectors_csv(result: dict) -> str:
         students, group = _students(g), (*g["split_half_rho"], *g["reliability"], *g["noise_ceiling"])
         for r in g["rows"]:
             cells = [
-                ("n/a" if isinstance(r[k], float) and math.isnan(r[k]) else ("" if r[k] is None else r[k]))
+                ("n/a" if r[k] is None or r[k] == "" or (isinstance(r[k], float) and math.isnan(r[k])) else r[k])
                 for k in CSV_KEYS
             ]
             w.writerow([*key, *cells, students, *[f"{x:.4g}" for x in (*r["hit1"], *r["hit3"], *group)]])
