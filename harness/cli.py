@@ -112,21 +112,12 @@ def verify(cfg: ExperimentConfig, **flags: Any) -> Any:
 
 def leaderboard(cfg: ExperimentConfig, latex: bool = False) -> str:
     """``ckd leaderboard``: the report (``pipeline.leaderboard``); ``--latex`` adds leaderboard.tex."""
-    text = pipeline.leaderboard(cfg)
-    return text + _latex_line(cfg) if latex else text
+    return pipeline.leaderboard(cfg, latex=latex)
 
 
 def run(cfg: ExperimentConfig, latex: bool = False) -> str:
     """``ckd run``: the whole pipeline (``pipeline.run_pipeline``); ``--latex`` adds leaderboard.tex."""
-    text = pipeline.run_pipeline(cfg)
-    return text + _latex_line(cfg) if latex else text
-
-
-def _latex_line(cfg: ExperimentConfig) -> str:
-    from harness.report.report import write_latex_table
-
-    path = write_latex_table(cfg)
-    return f"\nLaTeX table: {path}\n" if path else "\nLaTeX table: not written (no student results yet)\n"
+    return pipeline.run_pipeline(cfg, latex=latex)
 
 
 def show_config(cfg: ExperimentConfig) -> str:

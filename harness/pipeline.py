@@ -183,22 +183,30 @@ def distill(cfg: ExperimentConfig) -> dict:
     return STAGES["distill"].run(cfg)
 
 
-def _report(cfg: ExperimentConfig, plots: bool = True):
+def _report(cfg: ExperimentConfig, plots: bool = True, latex: bool = False):
     """Write the report (leaderboard.{md,csv,html} with paired statistics, claims.{md,csv},
-    selectors.{md,csv}, plots) and log it to W&B; returns the ``Report``."""
+    selectors.{md,csv}, plots; ``latex``: leaderboard.tex) and log it to W&B; returns the ``Report``."""
     from harness.report.report import write_report
 
     compact_results(cfg)
-    rep = write_report(cfg, plots=plots)
+    rep = write_report(cfg, plots=plots, latex=latex)
     if tracking.enabled(cfg) and rep.board:
         tracking_tables.log_leaderboard(cfg, rep.board, claims=rep.claims, selectors=rep.selectors, plots=rep.plots)
         tracking.report_offline_runs(cfg)
     return rep
 
 
-def leaderboard(cfg: ExperimentConfig, plots: bool = True) -> str:
+def _latex_line(rep, latex: bool) -> str:
+    """Where ``--latex`` wrote the table (nothing when it was not asked for)."""
+    if not latex:
+        return ""
+    return f"\nLaTeX table: {rep.latex}\n" if rep.latex else "\nLaTeX table: not written (no student results yet)\n"
+
+
+def leaderboard(cfg: ExperimentConfig, plots: bool = True, latex: bool = False) -> str:
     """``ckd leaderboard``: the whole report (see ``_report``); returns the text table."""
-    return _report(cfg, plots).text
+    rep = _report(cfg, plots, latex)
+    return rep.text + _latex_line(rep, latex)
 
 
 def claims(cfg: ExperimentConfig) -> str:
@@ -220,7 +228,7 @@ def plot(cfg: ExperimentConfig) -> list:
     return make_plots(cfg, str(cfg.report.reported))
 
 
-def run_pipeline(cfg: ExperimentConfig, plots: bool = True) -> str:
+def run_pipeline(cfg: ExperimentConfig, plots: bool = True, latex: bool = False) -> str:
     """``ckd run``: teachers -> score -> sweep -> report; returns the leaderboard text, followed
     by the claims table when the grid holds what a claim needs."""
     from harness.report.report import claims_text
@@ -232,7 +240,7 @@ def run_pipeline(cfg: ExperimentConfig, plots: bool = True) -> str:
         compact_results(cfg)  # the rows that did finish, in results.{jsonl,csv}
         raise
     t2 = time.perf_counter()
-    rep = _report(cfg, plots)  # the one compaction; leaderboard, claims, selector evaluation, plots, html
+    rep = _report(cfg, plots, latex)  # the one compaction; leaderboard, claims, selector evaluation, plots, html
     times["report"] = time.perf_counter() - t2
     logger.info(
         "[run] stage times: "
@@ -240,7 +248,7 @@ def run_pipeline(cfg: ExperimentConfig, plots: bool = True) -> str:
         + f"; total {time.perf_counter() - t0:.1f}s"
     )
     claims = claims_text(rep)  # only when the grid holds what at least one claim needs
-    return rep.text + (f"\nThe paper's claims:\n{claims}" if claims else "")
+    return rep.text + (f"\nThe paper's claims:\n{claims}" if claims else "") + _latex_line(rep, latex)
 
 
 PIPELINE = ("teachers", "score", "sweep")  # the stages of ``ckd run``, before the report

@@ -9,33 +9,16 @@ difference from the reference with its 95% CI, the answer); the CSV keeps the re
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
-from harness.report.leaderboard import n_cell
-
-NA = "n/a"
-
-
-def _pct(x: float | None, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return NA
-    return f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
+from harness.report.leaderboard import NA, diff_cell, n_cell, pct
 
 
 def _acc(b: dict) -> str:
-    std = _pct(b.get("test_std"))
-    return _pct(b.get("test_mean")) + ("" if std == NA else f" ± {std}")
-
-
-def _diff(c: dict | None) -> str:
-    if c is None:
-        return NA
-    if c.get("self") or c.get("same"):
-        return "-"
-    return f"{_pct(c['diff_mean'], True)} [{_pct(c['diff_ci_low'], True)}, {_pct(c['diff_ci_high'], True)}]"
+    std = pct(b.get("test_std"))
+    return pct(b.get("test_mean")) + ("" if std == NA else f" ± {std}")
 
 
 def _answer(c: dict | None, reference: str) -> str:
@@ -63,7 +46,7 @@ def leaderboard_frame(board: list[dict]) -> pd.DataFrame:
             "teacher choice": str(b["teacher_choice"]),
             "test acc. % (mean ± sd)": _acc(b),
             "n traj.×stud.": n_cell(b),
-            f"diff. vs {reference} (pp) [95% CI]": _diff(b.get("vs_ref")),
+            f"diff. vs {reference} (pp) [95% CI]": diff_cell(b.get("vs_ref")),
             "answer": _answer(b.get("vs_ref"), reference),
         }
         for b in board

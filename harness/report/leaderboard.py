@@ -36,11 +36,11 @@ logger = logging.getLogger(__name__)
 # rendering
 
 
-def _pct(x: float | None, digits: int = 2) -> str:
+def pct(x: float | None, digits: int = 2) -> str:
     return NA if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
 
 
-def _signed_pct(x: float | None, digits: int = 2) -> str:
+def signed_pct(x: float | None, digits: int = 2) -> str:
     return NA if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.{digits}f}"
 
 
@@ -84,13 +84,13 @@ def n_cell(b: dict) -> str:
     return f"{b['trajectories_n']}×{per[0] if per[0] == per[1] else f'{per[0]}-{per[1]}'}"
 
 
-def _diff_cell(c: dict | None) -> str:
+def diff_cell(c: dict | None) -> str:
     """``+0.16 [-0.50, +0.82]`` (pp), ``-`` for the reference itself, n/a without pairs."""
     if c is None:
         return NA
     if c.get("self"):
         return "-"
-    return f"{_signed_pct(c['diff_mean'])} [{_signed_pct(c['diff_ci_low'])}, {_signed_pct(c['diff_ci_high'])}]"
+    return f"{signed_pct(c['diff_mean'])} [{signed_pct(c['diff_ci_low'])}, {signed_pct(c['diff_ci_high'])}]"
 
 
 def _field(c: dict | None, key: str, fmt: Callable[[Any], str] = str) -> str:
@@ -117,18 +117,18 @@ def columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
         ("teacher", lambda b: b["teacher_arch"] or "-"),
         ("student", lambda b: b["student_arch"]),
         ("teacher choice", _choice_cell),
-        ("test acc % (mean ± std)", lambda b: f"{_pct(b['test_mean'])} ± {_pct(b['test_std']):>4}"),
+        ("test acc % (mean ± std)", lambda b: f"{pct(b['test_mean'])} ± {pct(b['test_std']):>4}"),
         ("n traj×stud", n_cell),
-        (f"Δ vs {ref} pp [95% CI]", lambda b: _diff_cell(b.get("vs_ref"))),
+        (f"Δ vs {ref} pp [95% CI]", lambda b: diff_cell(b.get("vs_ref"))),
         ("W/T/L", lambda b: _wtl(b.get("vs_ref"))),
         ("p (Holm)", lambda b: _field(b.get("vs_ref"), "p_holm", _p)),
         ("verdict", lambda b: _field(b.get("vs_ref"), "verdict")),
-        ("Δ vs none pp [95% CI]", lambda b: _diff_cell(b.get("vs_none"))),
-        ("teacher acc %", lambda b: _pct(b["teacher_test_acc"])),
+        ("Δ vs none pp [95% CI]", lambda b: diff_cell(b.get("vs_none"))),
+        ("teacher acc %", lambda b: pct(b["teacher_test_acc"])),
         ("T", lambda b: _hp(b, "temperature")),
         ("kd_weight", lambda b: _hp(b, "kd_weight")),
         ("reduce", lambda b: _hp(b, "ensemble_reduce") if _is_ensemble(b) else "-"),
-        ("val acc %", lambda b: _pct(b["val_mean"])),
+        ("val acc %", lambda b: pct(b["val_mean"])),
         ("teacher epochs", lambda b: b["teacher_epochs"] or "-"),
         ("epoch reported", lambda b: b["reported_epoch"]),
         ("student h", lambda b: _hours(b.get("compute"))),
@@ -166,7 +166,7 @@ def _paired_csv(c: dict | None, key: str, reference: str) -> Any:
     if c.get("self"):
         return "reference" if key in ("answer", "verdict") else NA
     if key.startswith("diff_"):
-        return _pct(c[key], 4)
+        return pct(c[key], 4)
     if key.startswith("p_"):
         return NA if c[key] is None or math.isnan(c[key]) else f"{c[key]:.6g}"
     return NA if c.get(key) is None else c[key]
@@ -198,8 +198,8 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
         ("teacher_arch", lambda b: b["teacher_arch"] or ""),
         ("student_arch", lambda b: b["student_arch"]),
         ("teacher_choice", lambda b: b["teacher_choice"]),
-        ("test_acc_mean_pct", lambda b: _pct(b["test_mean"], 4)),
-        ("test_acc_std_pct", lambda b: _pct(b["test_std"], 4)),
+        ("test_acc_mean_pct", lambda b: pct(b["test_mean"], 4)),
+        ("test_acc_std_pct", lambda b: pct(b["test_std"], 4)),
         ("n", lambda b: b["n"]),
         ("trajectories", lambda b: "" if b.get("trajectories_n") is None else b["trajectories_n"]),
         (
@@ -215,14 +215,14 @@ def csv_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], Any]]]:
     paired = [(_paired_header(k), partial(_paired_cell, "vs_ref", k, ref)) for k in PAIRED_COLUMNS]
     vs_none = [(f"none_{_paired_header(k)}", partial(_paired_cell, "vs_none", k, "none")) for k in PAIRED_COLUMNS[1:]]
     rest: list[tuple[str, Callable[[dict], Any]]] = [
-        ("delta_vs_none_pct", lambda b: _pct(b["delta_vs_none"], 4)),
-        ("teacher_test_acc_pct", lambda b: _pct(b["teacher_test_acc"], 4)),
-        ("teacher_val_acc_pct", lambda b: _pct(b["teacher_val_acc"], 4)),
+        ("delta_vs_none_pct", lambda b: pct(b["delta_vs_none"], 4)),
+        ("teacher_test_acc_pct", lambda b: pct(b["teacher_test_acc"], 4)),
+        ("teacher_val_acc_pct", lambda b: pct(b["teacher_val_acc"], 4)),
         ("temperature", lambda b: _plain(b["temperature"])),
         ("kd_weight", lambda b: _plain(b["kd_weight"])),
         ("ensemble_reduce", lambda b: _plain(b["ensemble_reduce"])),
-        ("val_acc_mean_pct", lambda b: _pct(b["val_mean"], 4)),
-        ("val_acc_std_pct", lambda b: _pct(b["val_std"], 4)),
+        ("val_acc_mean_pct", lambda b: pct(b["val_mean"], 4)),
+        ("val_acc_std_pct", lambda b: pct(b["val_std"], 4)),
         ("settings_tried", lambda b: b["settings_tried"]),
         ("teacher_epochs", lambda b: b["teacher_epochs"]),
         ("unstable", lambda b: "" if b.get("unstable") is None else str(bool(b["unstable"])).lower()),
@@ -251,13 +251,13 @@ def power_note(board: list[dict]) -> str:
     mde = min_detectable_effect(sd, n, alpha)
     note = (
         f"Power: n = {n} trajectories × {per} student(s) each (median); the trajectory means of the differences "
-        f"vs {_ref_name(board)} spread by {_pct(sd)} pp (median sd), the minimum detectable effect at 80% power "
-        f"(alpha {alpha:g}, two-sided t over trajectories) is {_pct(mde)} pp."
+        f"vs {_ref_name(board)} spread by {pct(sd)} pp (median sd), the minimum detectable effect at 80% power "
+        f"(alpha {alpha:g}, two-sided t over trajectories) is {pct(mde)} pp."
     )
     if sb is not None and sw is not None:
         need, need_inf = trajectories_needed(0.003, sb, sw, per, alpha), trajectories_needed(0.003, sb, 0.0, per, alpha)
         note += (
-            f" Variance components: trajectory sd {_pct(sb)} pp, student sd {_pct(sw)} pp; detecting 0.3 pp would "
+            f" Variance components: trajectory sd {pct(sb)} pp, student sd {pct(sw)} pp; detecting 0.3 pp would "
             f"need about {need} trajectories at {per} student(s) each"
             + (f" (at least {need_inf} however many students per trajectory)." if need_inf else ".")
         )
@@ -332,18 +332,16 @@ def _console_answer(b: dict) -> str:
 
 
 def console_columns(board: list[dict]) -> list[tuple[str, Callable[[dict], str]]]:
-    """The console's columns: the essential ones, then the optional ones (``CONSOLE_OPTIONAL``)."""
-    ref = _ref_name(board)
+    """The console's columns, taken from ``columns``: the essential ones, then the optional ones
+    (``CONSOLE_OPTIONAL``), and the short answer in place of the verdict."""
+    cell, delta = dict(columns(board)), f"Δ vs {_ref_name(board)} pp [95% CI]"
     return [
-        ("teacher choice", _choice_cell),
-        ("test acc %", lambda b: f"{_pct(b['test_mean'])} ± {_pct(b['test_std']):>4}"),
-        ("n traj×stud", n_cell),
-        (f"Δ vs {ref} pp [95% CI]", lambda b: _diff_cell(b.get("vs_ref"))),
+        ("teacher choice", cell["teacher choice"]),
+        ("test acc %", cell["test acc % (mean ± std)"]),
+        ("n traj×stud", cell["n traj×stud"]),
+        (delta, cell[delta]),
         ("answer", _console_answer),
-        ("W/T/L", lambda b: _wtl(b.get("vs_ref"))),
-        ("p (Holm)", lambda b: _field(b.get("vs_ref"), "p_holm", _p)),
-        ("teacher acc %", lambda b: _pct(b["teacher_test_acc"])),
-        ("student h", lambda b: _hours(b.get("compute"))),
+        *((h, cell[h]) for h in reversed(CONSOLE_OPTIONAL)),
     ]
 
 

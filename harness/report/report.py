@@ -6,7 +6,7 @@ next to the results (``<storage>/<name>/``):
     selectors.{md,csv}     selector evaluation (when a trajectory has every checkpoint's students)
     plots/*.png            forest plot, accuracy vs teacher epoch, information plane, ensembles
     leaderboard.html       all of the above in one self-contained page
-    leaderboard.tex        the leaderboard as a booktabs table (``ckd leaderboard --latex``; ``write_latex_table``)
+    leaderboard.tex        the leaderboard as a booktabs table (``ckd leaderboard --latex``: ``latex=True``)
 
 ``reported`` (``final`` | ``best_val``: the student epoch whose test accuracy counts) defaults to
 the config's ``report.reported``.
@@ -42,6 +42,7 @@ class Report:
     rows: list[dict] = field(default_factory=list, repr=False)  # the inputs, for the plots
     set_aside: dict[str, int] = field(default_factory=dict)  # rows not counted, by reason (results.REASONS)
     scores: dict[str, dict] = field(default_factory=dict, repr=False)
+    latex: Path | None = None  # leaderboard.tex, when asked for (``write_report(latex=True)``)
 
 
 def reported_of(cfg: ExperimentConfig, reported: str | None = None) -> str:
@@ -97,9 +98,9 @@ def write_claims(root: Path, claims: list[dict]) -> None:
     _write(root / "claims.csv", render_claims(claims, "csv"))
 
 
-def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool = True) -> Report:
-    """Build the report and write its files (see the module doc); with no results nothing is
-    written and ``text`` says how to produce them."""
+def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool = True, latex: bool = False) -> Report:
+    """Build the report and write its files (see the module doc; ``latex``: also
+    ``leaderboard.tex``); with no results nothing is written and ``text`` says how to produce them."""
     from harness.report.html import report_page
     from harness.store import CheckpointStore
 
@@ -112,6 +113,10 @@ def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool
         return rep
     _write(root / "leaderboard.md", render(rep.board, "markdown"))
     _write(root / "leaderboard.csv", render(rep.board, "csv"))
+    if latex:
+        from harness.report.latex import write_latex
+
+        rep.latex = write_latex(root, rep.board)
     write_claims(root, rep.claims)
     _write(root / "selectors.md", render_selectors(rep.selectors, "markdown"))
     _write(root / "selectors.csv", render_selectors(rep.selectors, "csv"))
@@ -144,22 +149,6 @@ def _plots(cfg: ExperimentConfig, rep: Report, reported: str) -> list[Path]:
     except Exception as e:  # a plot must not hide the tables
         logger.warning("[plot] skipped: %s: %s", type(e).__name__, e)
         return []
-
-
-def write_latex_table(cfg: ExperimentConfig, reported: str | None = None) -> Path | None:
-    """``leaderboard.tex`` (``harness.report.latex``) from this config's rows, as the report
-    counts them; None (nothing written) without results."""
-    from harness.report.latex import write_latex
-    from harness.store import CheckpointStore
-
-    store = CheckpointStore(cfg.storage, cfg.name)
-    rows, _ = rows_of_config(cfg, store.results.scan().rows)
-    board = board_for(cfg, rows, read_all_scores(store), reported_of(cfg, reported))
-    if not board:
-        return None
-    path = write_latex(store.root, board)
-    logger.info("[report] LaTeX table written to %s", path)
-    return path
 
 
 def claims_text(rep: Report) -> str:
