@@ -36,11 +36,12 @@ PARTNERS = [  # differ in seed, teacher, temperature and kd_weight
     {"teacher_choice": "epoch:2", "seed": 4, "temperature": 1.0, "kd_weight": 0.3, "teacher_seed": 1},
 ]
 NOT_COMPUTED = {"wall_time_s", "pack_size", "digest", "environment"}  # where and when, not what
+SMALL = {"data.num_samples": 2000, "student.epochs": 2}  # half the tiny data: bit-equality does not need more
 
 
 @pytest.fixture(scope="module")
 def taught(tmp_path_factory):
-    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path_factory.mktemp("bits") / "runs", **{"student.epochs": 2}))
+    cfg = load_config(QUICKSTART, tiny_overrides(tmp_path_factory.mktemp("bits") / "runs", **SMALL))
     for seed in cfg.teacher.seeds:
         train_trajectory(cfg, "cnn1d_small", int(seed))
     return cfg
@@ -129,7 +130,7 @@ def test_a_pack_killed_mid_epoch_resumes_to_the_same_bits(taught, tmp_path):
         "from harness.config_loading import load_config\n"
         "from harness.distill import distill_pack\n"
         "from harness.runs import Run\n"
-        f"cfg = load_config({str(QUICKSTART)!r}, {tiny_overrides(cfg.storage, **{'student.epochs': 20})!r})\n"
+        f"cfg = load_config({str(QUICKSTART)!r}, {tiny_overrides(cfg.storage, **{**SMALL, 'student.epochs': 20})!r})\n"
         "import os\n"
         "def on_epoch(m, s):\n"  # atomic: the kill may land while a later epoch's state is written
         f"    torch.save(s, {str(saved)!r} + '.tmp'); os.replace({str(saved)!r} + '.tmp', {str(saved)!r})\n"

@@ -129,7 +129,7 @@ def test_unfinished_trajectory_is_not_a_teacher(tmp_path, capsys):
 
 def test_resumed_trajectory_is_bit_identical(tmp_path, logs):
     """Interrupt after epoch 3, resume, and compare every tensor with an uninterrupted run."""
-    extra = {"teacher.seeds": "[0]", "teacher.epochs": 5, "teacher.checkpoint_every": 2}
+    extra = {"teacher.seeds": "[0]", "teacher.epochs": 5, "teacher.checkpoint_every": 2, "data.num_samples": 2000}
     straight = load_config(QUICKSTART, tiny_overrides(tmp_path / "a", **extra))
     train_trajectory(straight, "cnn1d_small", 0)
     broken = load_config(QUICKSTART, tiny_overrides(tmp_path / "b", **extra))
