@@ -21,6 +21,12 @@ from harness.progress import bars_active
 ROOT = "harness"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _TAG = "_ckd_console"
+_state = {"verbosity": 0}
+
+
+def verbose() -> bool:
+    """Did the user ask for more detail (``-v``)? Then Ray's and Tune's own banners stay on."""
+    return _state["verbosity"] > 0
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -51,10 +57,12 @@ class ConsoleHandler(logging.StreamHandler):
 def console_logging(verbosity: int = 0, stream=None) -> Iterator[logging.Logger]:
     """``setup_logging`` for the duration of a block; the console handler is removed afterwards
     (``ckd`` called in-process, e.g. by tests, leaves no handler on a closed stream behind)."""
+    before = _state["verbosity"]
     log = setup_logging(verbosity, stream)
     try:
         yield log
     finally:
+        _state["verbosity"] = before
         for h in [h for h in log.handlers if getattr(h, _TAG, False)]:
             log.removeHandler(h)
 
@@ -64,6 +72,7 @@ def setup_logging(verbosity: int = 0, stream=None) -> logging.Logger:
 
     Idempotent: a second call replaces the console handler (in-process CLI calls, tests).
     """
+    _state["verbosity"] = verbosity
     log = logging.getLogger(ROOT)
     for h in [h for h in log.handlers if getattr(h, _TAG, False)]:
         log.removeHandler(h)

@@ -10,6 +10,12 @@ actor therefore runs with ``gpus=0``.
 scorer or a trial, from ``cluster.<kind>``; GPUs are dropped (and said so once) when the cluster
 has none, and a request no node can ever satisfy fails at once instead of pending forever.
 
+Unless ``-v``, Ray's and Tune's banners stay off the console (``quiet_ray``): the notice that
+a local cluster uses token authentication, and Tune's boxed "Configuration for experiment",
+"View detailed results" and TensorBoard hint (printed by its new output engine whatever
+``RunConfig(verbose=0)`` says; ``RAY_AIR_NEW_OUTPUT=0`` selects the engine that honours it).
+Warnings and errors of Ray and of the workers stay visible.
+
 ``check_shared_storage(cfg, info)``: on a multi-node cluster, a probe task on every node reads
 a token the driver wrote under ``<storage>/<name>`` and writes one back; a node that cannot see
 the driver's files (or whose files the driver cannot see) fails with a message naming it.
@@ -31,6 +37,8 @@ from omegaconf import OmegaConf
 from harness.cluster.errors import ClusterError, StorageNotSharedError
 from harness.config import ExperimentConfig
 from harness.fileio import ROW_MAX_BYTES, StoredFileError, read_regular_text
+from harness.logs import verbose
+from harness.progress import reset_stages
 
 logger = logging.getLogger(__name__)
 KINDS = ("trajectory", "trial", "scorer")
@@ -117,10 +125,41 @@ def cluster_info(address: str | None, started_here: bool) -> ClusterInfo:
     return ClusterInfo(address, started_here, float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0)), nodes)
 
 
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+_QUIET_TAG = "CKD_SET_RAY_AIR_NEW_OUTPUT"
+
+
+def _not_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(TOKEN_NOTICE)
+
+
+def quiet_ray() -> None:
+    """Keep Ray's token notice and Tune's banners off the console unless ``-v`` (see above).
+    An explicit ``RAY_AIR_NEW_OUTPUT`` in the environment wins."""
+    token_log = logging.getLogger(TOKEN_LOGGER)
+    if verbose():
+        token_log.removeFilter(_not_token_notice)
+        if os.environ.get(_QUIET_TAG):  # set by an earlier quiet call in this process: undo
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+            os.environ.pop(_QUIET_TAG)
+        return
+    if "RAY_AIR_NEW_OUTPUT" not in os.environ:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = os.environ[_QUIET_TAG] = "0"
+    # Tune warns when a driver step takes > 0.5 s (opening a pack's W&B runs does): only past 5 s here.
+    # Its threshold is read when ray.tune is imported, so the class attribute is set as well.
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
+    from ray.tune.utils.util import warn_if_slow
+
+    warn_if_slow.DEFAULT_THRESHOLD = max(warn_if_slow.DEFAULT_THRESHOLD, float(os.environ["TUNE_WARN_THRESHOLD_S"]))
+    token_log.addFilter(_not_token_notice)  # a set: adding twice keeps one
+
+
 def connect(cfg: ExperimentConfig) -> ClusterInfo:
     """Join the configured cluster or start a local one; returns what was found."""
     import ray
 
+    quiet_ray()
     if ray.is_initialized():  # e.g. tests, or a notebook that called ray.init itself
         info = cluster_info(None, started_here=False)
     else:
@@ -164,6 +203,7 @@ class ClusterSession:
     def __init__(self, cfg: ExperimentConfig) -> None:
         self.cfg = prepare_config(cfg)
         self._info: ClusterInfo | None = None
+        reset_stages()  # the run's overall ETA counts this verb's stages only
 
     @property
     def info(self) -> ClusterInfo:

@@ -18,6 +18,7 @@ cluster that finishes many trajectories at once one actor would serialize them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +26,9 @@ from harness.cluster.connection import ClusterSession, config_from_dict
 from harness.cluster.errors import ClusterError, get_result
 from harness.cluster.teachers import logs_dir
 from harness.config import to_dict
-from harness.experiment import open_store, stage_threads
+from harness.experiment import open_store, stage_threads, trajectory_specs
 from harness.logs import file_log
+from harness.progress import StageLine, publish, slot_eta
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,14 @@ class Scorer:
         # still wait for a slot, so an idle scorer never holds back training.
         self.ready: Callable[[], bool] = lambda: True
         self.deferred: list[str] = []
+        # progress: one [score] line per interval; a call runs once its actor finished the one before
+        self.expected = len(trajectory_specs(self.cfg))  # ``run_scoring`` sets what it submits
+        self.clock: Callable[[], float] = time.monotonic
+        self.sent_at: dict[Any, float] = {}
+        self.free_at: list[float] = []  # per actor: when its last call returned
+        self.durations: list[float] = []
+        self.stage = StageLine(logger, self.cfg.cluster.progress_interval_s, lambda: self.clock(), bar_mode=True)
+        publish("scoring", None, tail_s=None)  # a stage of the run from now on (ETA unknown yet)
 
     @property
     def actor(self):
@@ -105,7 +115,7 @@ class Scorer:
             return
         if self.actor is None and not self.ready():
             self.deferred.append(name)
-            logger.info(f"[score] {name}: waiting until every trajectory has a slot, then scoring")
+            logger.debug(f"[score] {name}: waiting until every trajectory has a slot, then scoring")
             return
         self._send(name)
 
@@ -117,7 +127,8 @@ class Scorer:
         index = load.index(min(load))
         ref = self.actors[index].score.remote(name)
         self.refs[ref], self.assigned[ref] = name, index
-        logger.info(f"[score] {name}: queued on scorer actor {index + 1}/{len(self.actors)}")
+        self.sent_at[ref] = self.clock()
+        logger.debug(f"[score] {name}: queued on scorer actor {index + 1}/{len(self.actors)}")
 
     def _start_actor(self) -> None:
         import ray
@@ -130,7 +141,8 @@ class Scorer:
         )
         self.actors.append(actor)
         self.started.append(actor.data_id.remote())
-        logger.info(
+        self.free_at.append(self.clock())
+        (logger.info if len(self.actors) == 1 else logger.debug)(
             f"[score] scorer actor {len(self.actors)} started ({res['num_cpus']:g} CPU, {res['num_gpus']:g} GPU); "
             f"log in {logs_dir(self.cfg) / 'scorer.log'}"
         )
@@ -148,10 +160,15 @@ class Scorer:
         ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
         for ref in ready:
             self._collect(ref)
+        self.show()
 
     def _collect(self, ref) -> None:
         name = self.refs.pop(ref)
-        self.assigned.pop(ref, None)
+        index = self.assigned.pop(ref, None)
+        now, sent = self.clock(), self.sent_at.pop(ref, None)
+        if index is not None and sent is not None:
+            began, self.free_at[index] = max(sent, self.free_at[index]), now
+            self.durations.append(now - began)
         summary, error = get_result(
             ref,
             lambda e: ClusterError(
@@ -179,11 +196,49 @@ class Scorer:
             f"({summary.get('timings', {}).get('total_s', 0):.1f}s)"
         )
 
+    def running(self) -> dict[int, Any]:
+        """Per busy actor, the call it runs now (calls queue on an actor in the order sent)."""
+        first: dict[int, Any] = {}
+        for ref, index in self.assigned.items():
+            first.setdefault(index, ref)
+        return first
+
+    def eta(self) -> float | None:
+        """Seconds until the submitted trajectories are scored: the running calls at the mean
+        measured time per trajectory, the queued ones after them on ``cluster.scorers`` actors."""
+        if not self.refs and not self.deferred:
+            return 0.0
+        if not self.durations:
+            return None
+        mean, now = sum(self.durations) / len(self.durations), self.clock()
+        left = [max(0.0, mean - (now - max(self.sent_at[r], self.free_at[i]))) for i, r in self.running().items()]
+        queued = len(self.refs) + len(self.deferred) - len(left)
+        return slot_eta(left, [mean] * queued, slots=self.cfg.cluster.scorers)
+
+    def show(self, final: bool = False) -> None:
+        """Publish the stage's ETA and log its ``[score]`` line when due."""
+        busy = len(self.running())
+        queued = len(self.refs) + len(self.deferred) - busy
+        total = max(self.expected, len(self.results) + len(self.failures) + len(self.refs) + len(self.deferred))
+        later = total - len(self.results) - len(self.failures) - len(self.refs) - len(self.deferred)
+        mean = sum(self.durations) / len(self.durations) if self.durations else None
+        eta = self.eta()
+        final = final or (not later and not self.refs and not self.deferred)
+        publish("scoring", eta, tail_s=mean if later else 0.0, done=final)
+        failed = f", {len(self.failures)} FAILED" if self.failures else ""
+        waiting = f", {later} waiting for teachers" if later else ""
+        self.stage.offer(
+            f"[score] {len(self.results)}/{total} scored, {busy} running, {queued} queued{failed}{waiting}",
+            eta,
+            final=final,
+        )
+
     def wait(self) -> dict[str, dict]:
         """Block until every submitted trajectory is scored; raise if any failed."""
         self.ready = lambda: True
         while self.refs or self.deferred:
             self.poll(timeout=1.0)
+        self.show(final=True)
         if self.failures:
             first = next(iter(self.failures.values()))
             if len(self.failures) == 1:
@@ -222,6 +277,7 @@ def run_scoring(session: ClusterSession) -> dict[str, dict]:
                 f"[score] no finished trajectories in {store.trajectories_dir}; run `ckd teachers CONFIG` first"
             )
             return {}
+        scorer.expected = len(todo)
         for name in todo:
             scorer.submit(name)
         return scorer.wait()

@@ -9,8 +9,8 @@ store after every epoch. When an actor dies (killed, OOM, node lost) Ray restart
 last finished epoch. A trajectory that is already finished is never sent to an actor.
 
 Actors report each epoch to a small ``ProgressBoard`` actor; the driver shows every trajectory
-(epoch, val acc, s/epoch, node, restarts) with ``harness.progress``: live bars on a terminal, a
-table of lines every ``cluster.progress_interval_s`` otherwise. Per-epoch log lines go to
+(epoch, val acc, s/epoch, node, restarts) with ``harness.progress``: live bars on a terminal,
+otherwise one ``[teachers]`` line for the stage every ``cluster.progress_interval_s``. Per-epoch log lines go to
 ``<storage>/<name>/logs/<trajectory>.log``.
 """
 
@@ -29,8 +29,7 @@ from harness.cluster.errors import ClusterError, get_result
 from harness.config import ExperimentConfig, to_dict
 from harness.experiment import TrajectorySpec, open_store, stage_threads, trajectory_specs
 from harness.logs import file_log
-from harness.progress import Progress
-from harness.progress import mode as progress_mode
+from harness.progress import Progress, StageLine, publish, slot_eta
 from harness.teachers import train_trajectory
 
 logger = logging.getLogger(__name__)
@@ -49,6 +48,8 @@ class ProgressBoard:
 
     def update(self, name: str, **fields: Any) -> None:
         row = self.rows.setdefault(name, {"attempts": []})
+        if fields.get("status") == "pending" and row.get("status") in ("running", "finished"):
+            del fields["status"]  # the driver's "pending" may arrive after the actor's "running"
         attempt = fields.pop("attempt", None)
         if attempt is not None:
             row["attempts"].append(attempt)
@@ -285,39 +286,71 @@ class TrajectoryRunner:
 
 
 class TrajectoryTable:
-    """Every trajectory's progress as one ``Progress`` each: live bars on a terminal; otherwise a
-    table of tqdm-formatted lines (epoch, rate, ETA, val acc, node, restarts, status) logged every
-    ``interval_s`` and whenever a trajectory finishes."""
+    """Every trajectory's progress as one ``Progress`` each (live bars on a terminal) and, off a
+    terminal, one ``[teachers]`` line per ``interval_s`` for the stage: finished / running /
+    queued, epochs, and an ETA that runs queued trajectories after the running ones free their
+    slots. The per-trajectory detail goes to the debug log (``-v``) and ``logs/<trajectory>.log``."""
 
-    def __init__(self, names: list[str], epochs: int, interval_s: float) -> None:
-        self.epochs, self.interval_s = epochs, interval_s
-        self.began, self._last_table, self._last_version = time.time(), 0.0, -1
-        quiet = float("inf") if progress_mode() != "bar" else None  # the table writes the lines
+    def __init__(self, names: list[str], epochs: int, interval_s: float, clock: Callable[[], float] | None = None):
+        self.epochs, self.clock = epochs, clock or time.monotonic
         self.rows = {
-            n: Progress(epochs, n, "epoch", log=logger, position=i, interval_s=quiet) for i, n in enumerate(names)
+            n: Progress(epochs, n, "epoch", log=logger, position=i, interval_s=float("inf"), clock=self.clock)
+            for i, n in enumerate(names)
         }
+        self.status = dict.fromkeys(names, "pending")
+        self.stage = StageLine(logger, interval_s, self.clock)
 
-    def update(self, version: int, board: dict, manifests: dict, failures: dict, force: bool) -> None:
+    def update(self, version: int, board: dict, manifests: dict, failures: dict, force: bool = False) -> None:
+        """Take the board's rows (``force``: kept for callers; lines stay one per interval)."""
         for name, progress in self.rows.items():
             r = board.get(name, {})
             status = "finished" if name in manifests else ("FAILED" if name in failures else r.get("status", "pending"))
-            epoch = self.epochs if name in manifests else r.get("epoch", 0)
-            if progress.n == 0 and epoch and "first_epoch" in (r.get("attempts") or [{}])[0]:
-                progress.initial = r["attempts"][0]["first_epoch"] - 1  # resumed: rate from this run only
+            epoch = self.epochs if name in manifests else r.get("epoch", 0) or 0
+            if self.status[name] == "pending" and status != "pending":
+                # the queue is over: rate and ETA count from now, and from this run's epochs only
+                first = (r.get("attempts") or [{}])[0].get("first_epoch")
+                progress.set_n(epoch if status == "finished" else (first or 1) - 1)
+                progress.start()
+            self.status[name] = status
             restarts = max(0, len(r.get("attempts", [])) - 1)
             progress.set_postfix(
                 f"val {_pct(r.get('val_acc')).strip()} node {r.get('node', '-')} restarts {restarts} {status}"
             )
             progress.set_n(epoch)
-        due = time.time() - self._last_table >= self.interval_s
-        if progress_mode() == "lines" and (force or (due and version != self._last_version)):
-            self._last_version, self._last_table = version, time.time()
-            done = sum(1 for n in self.rows if n in manifests)
-            lines = [f"[teachers] progress after {time.time() - self.began:.0f}s ({done}/{len(self.rows)} finished)"]
-            logger.info("\n".join(lines + [f"  {p.line()}" for p in self.rows.values()]))
+        eta = self.eta()
+        done = all(s in ("finished", "FAILED") for s in self.status.values())
+        publish("teachers", eta, done=done)
+        if self.stage.offer(self.state(), eta, final=done):
+            logger.debug("\n".join(["[teachers] trajectories:"] + [f"  {p.line()}" for p in self.rows.values()]))
+
+    def state(self) -> str:
+        counts = {k: sum(1 for s in self.status.values() if s == k) for k in ("finished", "running", "FAILED")}
+        queued = len(self.status) - sum(counts.values())
+        done_epochs = sum(min(p.n, self.epochs) for p in self.rows.values())
+        failed = f", {counts['FAILED']} FAILED" if counts["FAILED"] else ""
+        return (
+            f"[teachers] {counts['finished']}/{len(self.rows)} finished, {counts['running']} running, "
+            f"{queued} queued{failed}; {done_epochs}/{self.epochs * len(self.rows)} epochs"
+        )
+
+    def eta(self) -> float | None:
+        """Seconds until every trajectory is done: running ones at their own measured s/epoch
+        (the mean of the others before their first epoch), queued ones after a slot frees."""
+        running = [p for n, p in self.rows.items() if self.status[n] == "running"]
+        queued = [p for n, p in self.rows.items() if self.status[n] == "pending"]
+        rates = [per for p in self.rows.values() if (per := p.per_unit()) is not None]
+        if not running and not queued:
+            return 0.0
+        if not rates:
+            return None  # no epoch finished anywhere yet: nothing to estimate from
+        mean = sum(rates) / len(rates)
+        left = []
+        for p in running:
+            eta = p.eta()
+            left.append(eta if eta is not None else max(0.0, (p.total - p.n) * mean - (self.clock() - p.began)))
+        return slot_eta(left, [(p.total - p.n) * mean for p in queued], slots=len(running))
 
     def close(self) -> None:
+        self.stage.offer(self.state(), 0.0, final=True)
         for progress in self.rows.values():
-            progress.interval_s = float("inf")
-            progress.lines_written = 0  # the table already said it
             progress.close()

@@ -230,6 +230,11 @@ class _EarlyStopping:
                 self.bad[k] += 1
                 self.active[k] = self.bad[k] < self.patience
 
+    def earliest_stop(self) -> int:
+        """The epoch by which every active decoder stops if none improves again (its best epoch +
+        ``patience``); the expected length of training, not the ``max_epochs`` cap."""
+        return max((self.best_epoch[k] + self.patience for k, a in enumerate(self.active) if a), default=0)
+
     def still_training(self, groups: list[_Group]) -> list[_Group]:
         """The groups cut down to their active decoders (groups with none left are dropped)."""
         kept = []
@@ -264,7 +269,7 @@ def _fit(
     no_folds = torch.zeros(len(split.stop), dtype=torch.long)
     epochs_run, eval_batch = 0, max(s.batch_size, 256)
     desc = f"[score] recon decoders ({k_total} checkpoints, seed {replicate + 1}/{s.seeds})"
-    with Progress(s.max_epochs, desc, "epoch", log=logger) as progress:
+    with Progress(s.patience + 1, desc, "epoch", log=logger) as progress:
         for epoch in range(1, s.max_epochs + 1):
             if not groups:
                 break
@@ -279,7 +284,12 @@ def _fit(
             )
             stopping.update(epoch, [float(b) / (len(split.stop) * d) for b in stop_bce[:, 0]], eval_bce, eval_se)
             groups = stopping.still_training(groups)
-            progress.set_postfix(f"{sum(len(g.members) for g in groups)} still training")
+            # the total is the patience rule's stop (the 1,000-epoch cap is a safety net only)
+            progress.set_total(max(epoch, min(s.max_epochs, stopping.earliest_stop())))
+            progress.set_postfix(
+                f"{sum(len(g.members) for g in groups)} still training, all stop by epoch "
+                f"{progress.total} unless they improve (patience {s.patience})"
+            )
             progress.update()
     return stopping.result(epochs_run)
 
