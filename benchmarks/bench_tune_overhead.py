@@ -40,7 +40,7 @@ def noop_harness(config: dict, cfg=None) -> None:
     (``TrialReporter``), not as a Tune checkpoint; then they report."""
     from ray import tune
 
-    from harness.cluster.sweep import trial_storage_dir
+    from harness.cluster.trainable import trial_storage_dir
     from harness.fileio import atomic_write_bytes
 
     atomic_write_bytes(trial_storage_dir(tune.get_context()) / "student_state.pt", b"x")

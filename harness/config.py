@@ -260,7 +260,7 @@ class ClusterConfig:
     max_actor_restarts: int = 3  # restarts of a trajectory/scorer actor that died (-1: unlimited)
     connect_timeout_s: float = 10.0  # how long to wait for cluster.address to answer
     check_storage: bool = True  # on a multi-node cluster, check that every node sees `storage`
-    progress_interval_s: float = 15.0  # how often the driver prints the trajectory progress table
+    progress_interval_s: float = 10.0  # how often the driver prints the trajectory progress table
 
 
 @dataclass
@@ -310,6 +310,23 @@ def config_hash(obj: Any) -> str:
     data = to_dict(obj) if isinstance(obj, DictConfig) else obj
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+PATH_KEYS = ("storage", "data.root", "cluster.address")  # where things are, not what the experiment is
+
+
+def experiment_hash(cfg: Any) -> str:
+    """The experiment's identity in the report: ``config_hash`` without the paths of
+    ``PATH_KEYS``, so it stays the same when a run folder or the data moves."""
+    data = to_dict(cfg)
+    for key in PATH_KEYS:
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return config_hash(data)
 
 
 def is_safe_name(value: Any) -> bool:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from harness import failures
 from harness.config import ExperimentConfig
 from harness.experiment import load_splits, open_store, set_threads
 from harness.fingerprint import environment, state_sha256
@@ -35,6 +36,11 @@ from harness.training import metrics_from_logits, resolve_device
 
 logger = logging.getLogger(__name__)
 OnEpoch = Callable[[dict, dict], None]
+
+
+class ForeignState(StoreError):
+    """A saved pack state that belongs to other runs: refused, never isolated per member (the
+    state file, not a member, is wrong)."""
 
 
 @dataclass
@@ -75,7 +81,7 @@ def distill_student(
     cfg: ExperimentConfig, on_epoch: OnEpoch | None = None, resume: dict | None = None, row_fields: dict | None = None
 ) -> dict:
     """Train one student per ``cfg.distill`` (a pack of one); record and return its result row."""
-    return distill_pack(cfg, [Run.from_distill(cfg)], on_epoch, resume, row_fields)[0]
+    return distill_pack(cfg, [Run.from_distill(cfg)], on_epoch, resume, row_fields, isolate=False)[0]
 
 
 def distill_pack(
@@ -85,6 +91,7 @@ def distill_pack(
     resume: dict | None = None,
     row_fields: dict | None = None,
     wait: bool = True,
+    isolate: bool = True,
 ) -> list[dict]:
     """Train the students of ``runs`` as one pack; record and return their result rows, in the
     order of ``runs``.
@@ -95,22 +102,84 @@ def distill_pack(
     row (e.g. the Tune trial's identity). Each run trains under its lease (``harness/leases.py``):
     runs another process is training are skipped, then waited for (``wait=False``: left out, their
     row is None), and trained here only if that process died without recording them.
+    ``isolate`` (a sweep): a run that cannot train is recorded (``harness/failures.py``; its row
+    is None) and the others go on (``_train_isolated``); ``isolate=False`` (``ckd distill``'s one
+    run): its error is raised.
     """
     began = time.perf_counter()
     resolver = RunResolver(cfg)
-    resolved = [resolver.resolve(r) for r in runs]
-    rows = {rid: resolver.store.results.find(rid) for rid in dict.fromkeys(r.run_id for r in resolved)}
-    todo = {r.run_id: r for r in resolved if rows[r.run_id] is None}  # (a run given twice trains once)
+    resolved = [_resolve_or_skip(resolver, r) if isolate else resolver.resolve(r) for r in runs]
+    ids = dict.fromkeys(r.run_id for r in resolved if r is not None)
+    rows = {rid: resolver.store.results.find(rid) for rid in ids}
+    todo = {r.run_id: r for r in resolved if r is not None and rows[r.run_id] is None}  # a run given twice trains once
     for rid in (r for r, row in rows.items() if row is not None):
         logger.info(f"[distill] run {rid} has a result already; skipping")
     if todo:
 
         def train(fresh: list[ResolvedRun]) -> dict[str, dict]:
-            job = _train(cfg, fresh, on_epoch, resume)
-            return _record(job, time.perf_counter() - began, row_fields or {}, resolver.store)
+            if not isolate:
+                job = _train(cfg, fresh, on_epoch, resume)
+                return _record(job, time.perf_counter() - began, row_fields or {}, resolver.store)
+            return _train_isolated(cfg, fresh, on_epoch, resume, (began, row_fields or {}), resolver.store)
 
         rows.update(train_leased(resolver.store, todo, train, wait))
-    return [rows.get(r.run_id) for r in resolved]
+    return [None if r is None else rows.get(r.run_id) for r in resolved]
+
+
+def _resolve_or_skip(resolver: RunResolver, run: Run) -> ResolvedRun | None:
+    """The resolved run, or None after recording why it cannot train (``harness/failures.py``)."""
+    got = resolver.resolve_or_reason(run)
+    if not isinstance(got, str):
+        return got
+    entry = failures.record(resolver.store.root, run.to_dict(), "skipped", got, stage="distill")
+    logger.warning(f"[distill] {entry['label']} skipped: {got}")
+    return None
+
+
+def _train_isolated(
+    cfg: ExperimentConfig,
+    runs: list[ResolvedRun],
+    on_epoch: OnEpoch | None,
+    resume: dict | None,
+    timing: tuple[float, dict],
+    store,
+) -> dict[str, dict]:
+    """Train and record ``runs`` as one pack so that one member's failure stays its own: when the
+    pack raises a deterministic error (``failures.is_deterministic``), each member is trained
+    alone (packing does not change a member's bits) and the ones that fail are recorded as
+    failed with their traceback; a transient error (I/O, memory) is raised for a retry."""
+    began, fields = timing
+    try:
+        job = _train(cfg, runs, on_epoch, resume)
+    except ForeignState:
+        raise
+    except Exception as e:
+        if not failures.is_deterministic(e):
+            raise
+        if len(runs) == 1:
+            _record_failure(store.root, runs[0], e)
+            return {}
+        logger.warning(
+            f"[distill] a pack of {len(runs)} failed ({type(e).__name__}: {_first_line(e)}); training its "
+            "members one at a time, so that the failure stays with its member"
+        )
+        out: dict[str, dict] = {}
+        for run in runs:
+            out.update(_train_isolated(cfg, [run], None, None, (time.perf_counter(), fields), store))
+        return out
+    return _record(job, time.perf_counter() - began, fields, store)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _record_failure(root, run: ResolvedRun, error: BaseException) -> None:
+    """The failure record of ``run`` (traceback in the experiment's ``failures/`` folder) and one line."""
+    reason = f"{type(error).__name__}: {_first_line(error)}"
+    entry = failures.record(root, run.run.to_dict(), "failed", reason, error=error, run_id=run.run_id)
+    logger.error(f"[distill] FAILED {entry['label']}: {entry['reason']} (traceback: {root}/{entry['log']})")
 
 
 def retrain(cfg: ExperimentConfig, runs: Sequence[Run | ResolvedRun]) -> list[dict]:
@@ -177,7 +246,7 @@ def _resume(job: Distillation, state: dict) -> None:
         return
     if state.get("run_ids") != ids:
         saved = ", ".join(repr(r) for r in state.get("run_ids") or [state.get("run_id")])
-        raise StoreError(
+        raise ForeignState(
             f"the saved student state belongs to run {saved}, not to {', '.join(map(repr, ids))} "
             "(another config or pack); it was not used. Re-run with --restart to start over"
         )
@@ -188,7 +257,8 @@ def _resume(job: Distillation, state: dict) -> None:
 
 
 def _epoch(job: Distillation, epoch: int) -> dict:
-    """Train one epoch, evaluate every member on val and test, log; the members' mean metrics."""
+    """Train one epoch, evaluate every member on val and test, log; the members' mean metrics and,
+    under ``runs``, each member's own (with its identity, ``_identity``)."""
     cfg, members = job.pack.cfg, job.members
     t0 = time.perf_counter()
     res = train_epoch(job.pack, epoch, f"[{job.tag}]")
@@ -204,12 +274,21 @@ def _epoch(job: Distillation, epoch: int) -> dict:
         metrics["seconds"] = seconds
         m.history.append(metrics)
     mean = {k: sum(m[k] for m in per_member) / len(per_member) for k in per_member[0]}
+    runs = [{**_identity(m.run), **metrics} for m, metrics in zip(members, per_member)]
     logger.info(
         f"[{job.tag}] epoch {epoch:3d}/{cfg.student.epochs} loss {mean['train_loss']:.4f} acc {mean['train_acc']:6.2%} "
         f"val {mean['val_acc']:6.2%} test {mean['test_acc']:6.2%} {seconds:5.2f}s"
         + ("" if len(members) == 1 else " (means over the pack)")
     )
-    return {**mean, "epoch": epoch, "members": len(members)}
+    return {**mean, "epoch": epoch, "members": len(members), "runs": runs}
+
+
+def _identity(run: ResolvedRun) -> dict:
+    """Who a member is, for per-member reports (Tune, W&B): run id, label, the grid point and
+    the resolved teacher checkpoints (``trajectory:epoch`` joined by ``+``)."""
+    teachers = "+".join(f"{t.trajectory}:{t.epoch}" for t in run.teachers) or "none"
+    grid_point = run.run.to_dict()
+    return {"run_id": run.run_id, "label": failures.run_label(grid_point), **grid_point, "teachers": teachers}
 
 
 def _rows(job: Distillation, wall_time_s: float, fields: dict) -> dict[str, dict]:
@@ -241,6 +320,7 @@ def _record(job: Distillation, wall_time_s: float, fields: dict, store) -> dict[
     out, rows = {}, _rows(job, wall_time_s, fields)
     for m in job.members:
         row = rows[m.run.run_id]
+        failures.clear(store.root, [m.run.run.to_dict()])  # it trained after all
         if store.append_result(row):  # True only once the row file is written and read back
             logger.info(
                 f"[{m.run.tag}] final test acc {row['final_test_acc']:.2%} (val {row['final_val_acc']:.2%}); "

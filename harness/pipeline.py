@@ -136,10 +136,8 @@ def _track_scores(cfg: ExperimentConfig, _result: Any) -> None:
 
 
 def _track_students(cfg: ExperimentConfig, rows: list[dict] | None) -> None:
-    """One W&B run per student trained in this process (on Ray the Tune callback
-    ``harness.cluster.sweep_tracking.StudentRuns`` logs each trial as it ends)."""
-    if is_local(cfg):
-        _track_rows(cfg, rows or [])
+    """Nothing: the sweep logs one W&B run per student while it trains, epoch by epoch (in this
+    process ``harness.sweep.run_sweep``, on Ray the Tune callback ``StudentRuns``)."""
 
 
 def _track_rows(cfg: ExperimentConfig, rows: list[dict]) -> None:
@@ -173,9 +171,45 @@ def score(cfg: ExperimentConfig) -> dict:
     return STAGES["score"].run(cfg)
 
 
+INCOMPLETE = 3  # exit status of a verb that ran but left runs untrained (skipped or failed)
+
+
+class Outcome(str):
+    """A verb's printed text with its exit status (``INCOMPLETE`` when runs did not train)."""
+
+    exit_status: int = 0
+
+
+class Rows(list):
+    """``ckd sweep``'s result rows with its exit status."""
+
+    exit_status: int = 0
+
+
+def untrained_status(cfg: ExperimentConfig, entries: list[dict] | None = None, say_each: bool = True) -> int:
+    """0 when every run of the grid trained; else ``INCOMPLETE`` after one console line per
+    failed run (``say_each``; skipped runs were said before launch) and one summary line."""
+    from harness.report.not_trained import not_trained, summary
+
+    entries = not_trained(cfg) if entries is None else entries
+    if not entries:
+        return 0
+    for e in entries if say_each else []:
+        if e["status"] == "failed":
+            logger.error(f"[sweep] FAILED {e['label']}: {e['reason']} (traceback: {e['where']})")
+    logger.warning(
+        f"[run] {summary(entries)}: records in {open_store(cfg).root}/failures (ckd status CONFIG lists them); "
+        f"exit status {INCOMPLETE}"
+    )
+    return INCOMPLETE
+
+
 def sweep(cfg: ExperimentConfig) -> list[dict]:
-    """``ckd sweep``: the teacher-choice x hyperparameter x seed grid; returns its result rows."""
-    return STAGES["sweep"].run(cfg)
+    """``ckd sweep``: the teacher-choice x hyperparameter x seed grid; returns its result rows
+    (``Rows``: exit status ``INCOMPLETE`` when a run was skipped or failed)."""
+    rows = Rows(STAGES["sweep"].run(cfg))
+    rows.exit_status = untrained_status(cfg)
+    return rows
 
 
 def distill(cfg: ExperimentConfig) -> dict:
@@ -230,36 +264,72 @@ def plot(cfg: ExperimentConfig) -> list:
 
 def run_pipeline(cfg: ExperimentConfig, plots: bool = True, latex: bool = False) -> str:
     """``ckd run``: teachers -> score -> sweep -> report; returns the leaderboard text, followed
-    by the claims table when the grid holds what a claim needs."""
+    by the claims table when the grid holds what a claim needs (an ``Outcome``: its exit status
+    says whether every run trained). The report is written even when a stage raised (then the
+    error is raised after it)."""
     from harness.report.report import claims_text
 
     t0 = time.perf_counter()
+    error: Exception | None = None
     try:
         times = _run_stages_locally(cfg) if is_local(cfg) else _run_stages_on_ray(cfg)
-    except Exception:
-        compact_results(cfg)  # the rows that did finish, in results.{jsonl,csv}
-        raise
+    except Exception as e:
+        error, times = e, {}
+        logger.error(f"[run] stopped by {type(e).__name__}; writing the report of what finished")
     t2 = time.perf_counter()
-    rep = _report(cfg, plots, latex)  # the one compaction; leaderboard, claims, selector evaluation, plots, html
+    _store_stage_times(cfg, times, t2 - t0)
+    try:
+        rep = _report(cfg, plots, latex)  # the one compaction; leaderboard, claims, selector evaluation, plots, html
+    except Exception as e:
+        if error is None:
+            raise
+        logger.error(f"[run] the report failed too ({type(e).__name__}: {e})")
+        raise error from None
     times["report"] = time.perf_counter() - t2
     logger.info(
         "[run] stage times: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
         + f"; total {time.perf_counter() - t0:.1f}s"
     )
+    if error is not None:
+        raise error
     claims = claims_text(rep)  # only when the grid holds what at least one claim needs
-    return rep.text + (f"\nThe paper's claims:\n{claims}" if claims else "") + _latex_line(rep, latex)
+    out = Outcome(rep.text + (f"\nThe paper's claims:\n{claims}" if claims else "") + _latex_line(rep, latex))
+    out.exit_status = untrained_status(cfg, rep.not_trained, say_each=False)  # the report text lists them
+    return out
+
+
+def _store_stage_times(cfg: ExperimentConfig, times: dict[str, float], total_s: float) -> None:
+    """``logs/stage_times.json``: the stages' wall times, for the HTML report's Run section."""
+    import datetime as dt
+
+    from harness.fileio import atomic_write_json
+    from harness.report.html import STAGE_TIMES
+
+    finished = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    path = open_store(cfg).root / "logs" / STAGE_TIMES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"stages": [[k, v] for k, v in times.items()], "total_s": total_s, "finished": finished})
 
 
 PIPELINE = ("teachers", "score", "sweep")  # the stages of ``ckd run``, before the report
 
 
 def _run_stages_locally(cfg: ExperimentConfig) -> dict[str, float]:
+    """Every stage in turn; a stage that fails part-way (one trajectory's scoring) does not stop
+    the next (its runs that cannot train are skipped with the reason); its error is raised last."""
     times: dict[str, float] = {}
+    error: Exception | None = None
     for name in PIPELINE:
         began = time.perf_counter()
-        STAGES[name].run(cfg, compact=False)
+        try:
+            STAGES[name].run(cfg, compact=False)
+        except Exception as e:
+            error = error or e
+            logger.error(f"[run] the {name} stage failed ({type(e).__name__}); going on with what it finished")
         times[name] = time.perf_counter() - began
+    if error is not None:
+        raise error
     return times
 
 

@@ -203,6 +203,14 @@ class RunResolver:
         resolved = ResolvedRun(run, teachers, self.cfg.distill.ensemble_reduce, run_id="")
         return replace(resolved, run_id=self.run_id_of(resolved.fields()))
 
+    def resolve_or_reason(self, run: Run) -> ResolvedRun | str:
+        """``resolve(run)``, or the one-line reason it cannot train (a degenerate or failed
+        selection, a missing checkpoint or trajectory): a sweep skips such a run before launch."""
+        try:
+            return self.resolve(run)
+        except (ValueError, KeyError, OSError, RuntimeError) as e:  # StoreError is a RuntimeError
+            return " ".join(str(e).split()) or type(e).__name__
+
     def run_id_of(self, recorded: Mapping[str, Any]) -> str:
         """The run id of a run's fields (``ResolvedRun.fields``, or a result row, which records
         them) under this config: a row whose own run id differs was not trained by this config's

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harness import failures, tracking
 from harness.config import ConfigError, ExperimentConfig, config_hash, to_dict
 from harness.config_validation import pack_size_setting
 from harness.distill import distill_pack
@@ -32,18 +33,23 @@ from harness.runs import NOT_IN_RUN_ID, Run, RunResolver, teacher_seed_for
 from harness.store import CheckpointStore, trajectory_name
 from harness.teacher_choices import EVERY_CHECKPOINT, choice_of
 from harness.teachers import checkpoint_epochs
+from harness.tracking_live import PackRuns
 from harness.training import resolve_device
 
 logger = logging.getLogger(__name__)
+_ALIASES_SAID: set[tuple] = set()
 
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A grid run, its run id and whether the results hold its row already."""
+    """A grid run, its run id and whether the results hold its row already; ``skip``: why it
+    cannot train (its teacher choice does not resolve: a degenerate or failed selection, a
+    missing trajectory), with no run id."""
 
     run: Run
     run_id: str
     done: bool
+    skip: str | None = None
 
 
 def saved_epochs(cfg: ExperimentConfig, teacher_arch: str) -> list[int]:
@@ -102,6 +108,9 @@ def expand_teacher_choices(cfg: ExperimentConfig, teacher_arch: str) -> list[str
     epochs = saved_epochs(cfg, teacher_arch)
     kept, aliases = choice_aliases(_expanded(cfg, epochs), epochs, cfg.report.reference)
     for name, dropped in aliases.items():
+        if (said := (str(cfg.name), teacher_arch, name, tuple(dropped))) in _ALIASES_SAID:
+            continue  # the grid is listed by every stage and the report: say it once per process
+        _ALIASES_SAID.add(said)
         logger.info(
             f"[sweep] {', '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} the same checkpoint as "
             f"{name}: trained once, as {name} (teacher {teacher_arch})"
@@ -138,23 +147,38 @@ def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
 
 
 def plan(cfg: ExperimentConfig, runs: Sequence[Run] | None = None) -> list[PlannedRun]:
-    """Resolve every run against the store (fails early, naming the run, if a teacher choice
-    cannot be resolved). Linear in the runs: no config copies, each trajectory's choices
-    resolved once, done runs found by a set lookup."""
+    """Resolve every run against the store; a run that cannot be resolved is planned as skipped,
+    with the reason (``PlannedRun.skip``), and never launched. Linear in the runs: no config
+    copies, each trajectory's choices resolved once, done runs found by a set lookup."""
     runs = sweep_runs(cfg) if runs is None else runs
     resolver = RunResolver(cfg)
     done_ids = resolver.store.results.ids()
     out = []
     for run in runs:
-        try:
-            rid = resolver.resolve(run).run_id
-        except (ValueError, RuntimeError) as e:  # StoreError/ScoresError: teachers or scores missing
-            raise type(e)(
-                f"sweep run {run.teacher_choice} (teacher {run.teacher_arch} s{run.teacher_seed}, "
-                f"student {run.student_arch} s{run.seed}): {e}"
-            ) from None
-        out.append(PlannedRun(run, rid, rid in done_ids))
+        got = resolver.resolve_or_reason(run)
+        if isinstance(got, str):
+            out.append(PlannedRun(run, "", False, skip=got))
+        else:
+            out.append(PlannedRun(run, got.run_id, got.run_id in done_ids))
     return out
+
+
+def record_skips(cfg: ExperimentConfig, planned: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """Record the planned runs that cannot train (``harness/failures.py``), one console line per
+    reason naming its runs; clear the records of done runs and the skips of runs that resolve now
+    (a failed run keeps its record until it trains); the skipped runs."""
+    root = open_store(cfg).root
+    skipped = [p for p in planned if p.skip]
+    failures.clear(root, [p.run.to_dict() for p in planned if p.done])
+    failures.clear(root, [p.run.to_dict() for p in planned if not p.skip], status="skipped")  # resolves now
+    by_reason: dict[str, list[str]] = {}
+    for p in skipped:
+        failures.record(root, p.run.to_dict(), "skipped", p.skip, stage="sweep")
+        by_reason.setdefault(p.skip, []).append(failures.run_label(p.run.to_dict()))
+    for reason, labels in by_reason.items():
+        shown = ", ".join(labels[:3]) + (f" (+{len(labels) - 3} more)" if len(labels) > 3 else "")
+        logger.warning(f"[sweep] skipped {len(labels)} run(s) before launch, {shown}: {reason}")
+    return skipped
 
 
 def grid_name(cfg: ExperimentConfig, runs: Sequence[Run], pins: list | None = None) -> str:
@@ -229,18 +253,28 @@ def run_sweep(cfg: ExperimentConfig) -> list[dict]:
     if cfg.sweep.scheduler != "none":
         logger.info("[sweep] note: sweep.scheduler is ignored without Ray (every run trains to the end)")
     planned = plan(cfg)
-    todo = [p.run for p in planned if not p.done]
+    skipped_before = record_skips(cfg, planned)
+    todo = [p.run for p in planned if not p.done and not p.skip]
     sizes = pack_sizes(cfg, todo, slots=1, device=str(resolve_device(cfg.device))) if todo else {}
     packs = make_packs(cfg, todo, sizes=sizes) if todo else []
     logger.info(
         f"[sweep] {len(planned)} runs in the grid, {len(todo)} to train in this process, in {len(packs)} pack(s)"
+        + (f", {len(skipped_before)} skipped" if skipped_before else "")
     )
     skipped: list[Run] = []  # runs another process is training (their lease is held): waited for at the end
+    root = open_store(cfg).root
+    live = PackRuns(cfg) if tracking.enabled(cfg) else None  # one W&B run per student, logged per epoch
     with Progress(len(todo), "[sweep]", "run", log=logger, final_line=True) as progress:
         for i, pack in enumerate(packs, 1):
-            logger.info(f"[sweep] pack {i}/{len(packs)}: {describe_pack([r.to_dict() for r in pack])}")
-            rows = distill_pack(cfg, pack, wait=False)
-            skipped += [run for run, row in zip(pack, rows) if row is None]
+            grid = [r.to_dict() for r in pack]
+            logger.info(f"[sweep] pack {i}/{len(packs)}: {describe_pack(grid)}")
+            hook = None if live is None else (lambda m, _state, k=f"pack{i}": live.epoch(k, m["runs"]))
+            rows = distill_pack(cfg, pack, on_epoch=hook, wait=False)
+            recorded = {e["key"] for e in failures.read_failures(root, grid)}
+            failed = [j for j, r in enumerate(grid) if rows[j] is None and failures.run_key(r) in recorded]
+            skipped += [r for j, (r, row) in enumerate(zip(pack, rows)) if row is None and j not in failed]
+            if live is not None:
+                live.close(f"pack{i}", [str(j) for j in failed], grid)
             progress.update(len(pack) - sum(row is None for row in rows))
         if skipped:
             logger.info(f"[sweep] waiting for {len(skipped)} run(s) that another process is training")

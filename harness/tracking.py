@@ -13,10 +13,11 @@ offline runs of an experiment sit next to its checkpoints:
 ``sync_command(cfg)`` prints the ``wandb sync`` line that uploads them.
 
 Runs of the harness:
-- students: ``log_student_run(cfg, name, config, history)``, one run per sweep trial written in
-  one go when it ends (on Ray the Tune callback ``harness.cluster.sweep_tracking.StudentRuns``
-  calls it on the driver: no per-trial W&B actors); ``log_student_row(cfg, row)`` for a student
-  trained in this process; grouped by experiment, tagged per trial (see below);
+- students: one run per student, named ``<choice>/<student>/s<seed>`` and logged epoch by epoch
+  while it trains (``harness/tracking_live.py``; on Ray fed by the Tune callback
+  ``harness.cluster.sweep_tracking.StudentRuns`` on the driver: no per-trial W&B actors);
+  ``log_student_row(cfg, row)`` for ``ckd distill``'s one student; ``log_student_run`` writes a
+  run in one go from a history; grouped by experiment, tagged by teacher choice (see below);
 - teachers: ``log_trajectory(cfg, manifest)``, one run per trajectory (job_type ``teacher``):
   the per-epoch curve from ``manifest['history']`` plus the metrics of every saved checkpoint;
 - scores and the report: ``harness.tracking_tables`` (``log_scores``, ``log_leaderboard``).
@@ -43,7 +44,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.config import ExperimentConfig
+from harness.config import ExperimentConfig, to_dict
 from harness.tracking_online import find_online_blocker
 
 MODES = ("disabled", "offline", "online")
@@ -257,13 +258,15 @@ def student_curve(row: dict) -> list[dict]:
 
 def log_student_row(cfg: ExperimentConfig, row: dict) -> Path | None:
     """A student trained in this process (``ckd sweep --local``, ``ckd run --local``, ``ckd distill``)
-    as one W&B run named by its run id, like a sweep trial's (``log_student_run``): its row's
-    scalars as the config, its curve as the steps. Logged once per run id (a re-run logs nothing)."""
+    as one W&B run named ``<choice>/<student>/s<seed>``, like a sweep's: the resolved config and its
+    row's scalars (run id included) as the config, its curve as the steps. Logged once per run id
+    (a re-run logs nothing)."""
     if not enabled(cfg):
         return None
     run_id = str(row.get("run_id"))
-    config = {k: v for k, v in row.items() if is_scalar(v)}
-    init = {"name": run_id, "config": config, "job_type": "student", "tags": trial_tags(config)}
+    config = {**to_dict(cfg), **{k: v for k, v in row.items() if is_scalar(v)}}
+    name = f"{row.get('teacher_choice')}/{row.get('student_arch')}/s{row.get('seed')}"
+    init = {"name": name, "config": config, "job_type": "student", "tags": trial_tags(row)}
     curve = student_curve(row)
 
     def body(wandb, run) -> None:

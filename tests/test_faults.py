@@ -89,7 +89,7 @@ def test_planted_resume_state_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_planted_trial_state_is_refused_and_runs_nothing(tmp_path):
-    from harness.cluster.sweep import read_trial_state
+    from harness.cluster.trainable import read_trial_state
 
     marker = tmp_path / "pwned"
     path = tmp_path / "student_state.pt"
@@ -236,7 +236,7 @@ train_trajectory(cfg, "cnn1d_small", 0, on_epoch=hold_at_epoch_2)
 
 def test_two_processes_never_train_one_trajectory_and_a_dead_holder_frees_it(tmp_path):
     overrides = tiny_overrides(
-        tmp_path / "runs", **{"teacher.seeds": "[0]", "teacher.epochs": 12, "teacher.checkpoint_every": 4}
+        tmp_path / "runs", **{"teacher.seeds": "[0]", "teacher.epochs": 4, "teacher.checkpoint_every": 2}
     )
     gate, err2 = tmp_path / "go", tmp_path / "second.err"
     traj = CheckpointStore(tmp_path / "runs", "quickstart").trajectory(TRAJ)
@@ -252,7 +252,7 @@ def test_two_processes_never_train_one_trajectory_and_a_dead_holder_frees_it(tmp
         gate.touch()
         assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0, err2.read_text()[-2000:]
     assert "finished already; skipping" in err2.read_text()
-    assert [h["epoch"] for h in traj.manifest()["history"]] == list(range(1, 13))  # each epoch once
+    assert [h["epoch"] for h in traj.manifest()["history"]] == list(range(1, 5))  # each epoch once
 
     holder = subprocess.Popen(
         [

@@ -143,7 +143,13 @@ def test_the_run_section_has_commit_versions_device_time_and_the_config(report):
         facts["student training"].startswith(f"{pack_s / 3600:.2f} device-hours")
         and f"{len(rep.rows)} student" in (facts["student training"])
     )
-    assert "logs/run.log" in facts["stage times"]
+    assert facts["wall time"].startswith("no ckd run recorded")  # the fixture wrote rows, not a ckd run
+    cfg = load_config(QUICKSTART, [f"storage={page.parents[1]}", "tracking.mode=disabled"])
+    from harness.pipeline import _store_stage_times
+    from harness.report.html import stage_times
+
+    _store_stage_times(cfg, {"teachers": 12.0, "sweep": 3.25}, 15.5)
+    assert stage_times(cfg).startswith("teachers 12.0 s, sweep 3.2 s; total 15.5 s (ckd run finished 20")
     config = html.unescape(run[run.index("<pre>") + 5 : run.index("</pre>")])
     assert "<details><summary>Resolved config (YAML)</summary>" in run
     assert yaml.safe_load(config) == to_dict(

@@ -363,7 +363,7 @@ def test_an_endless_data_cache_or_trial_state_is_never_read(tmp_path, how):
     meta = tmp_path / "cache" / "meta.json"
     _plant_endless(meta, how)
     assert read_cache(tmp_path / "cache" / "x.npz", meta, {"n": 1}) is None  # the caller regenerates
-    sweep = pytest.importorskip("harness.cluster.sweep")  # needs Ray
+    sweep = pytest.importorskip("harness.cluster.trainable")  # needs Ray
     state = tmp_path / "trial" / sweep.STATE_FILE
     _plant_endless(state, how)
     with pytest.raises(StoreError, match="trial state"):

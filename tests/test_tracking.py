@@ -117,6 +117,16 @@ def test_trial_tags_from_config_keys_and_wandb_key():
     assert tracking.trial_tags({"a": 1}, tag_keys=("distill.teacher_choice",)) == []
 
 
+def all_records(run_dirs, expected: tuple[bytes, ...], timeout_s: float = 60.0) -> bytes:
+    """The record logs of several runs, joined; waits (bounded) until ``expected`` are all in them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = b"".join(next(Path(d).glob("run-*.wandb")).read_bytes() for d in run_dirs)
+        if all(e in records for e in expected) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
+
+
 def wandb_records(run_dir: Path, expected: tuple[bytes, ...], timeout_s: float = 60.0) -> bytes:
     """W&B's own record log of a run. Its service process may still be flushing it after
     ``run.finish()`` returns on a loaded machine, so wait (bounded) until ``expected`` is in it."""
@@ -156,30 +166,39 @@ def test_a_student_run_is_written_in_one_go_with_its_tags_and_curve(tmp_path, mo
     ]
 
 
-def test_the_sweep_callback_writes_one_run_per_finished_or_failed_trial(tmp_path, monkeypatch):
+def test_the_sweep_callback_logs_one_live_run_per_member(tmp_path, monkeypatch):
+    """StudentRuns (driver side): each member of a trial's pack gets its own W&B run named
+    <choice>/<student>/s<seed>, logged at every reported epoch, closed when the trial ends (tagged
+    failed when it failed); a broken result is logged, never raised; pickling drops open runs."""
     pytest.importorskip("ray")
     from harness.cluster.sweep_tracking import StudentRuns
 
-    written = []
-    monkeypatch.setattr(
-        tracking,
-        "log_student_run",
-        lambda cfg, name, config, history, failed=False: written.append(
-            (name, config["teacher_choice"], [h["epoch"] for h in history], failed)
-        ),
-    )
-    cb = StudentRuns(cfg_for(tmp_path, "offline"))
-    trials = [
-        types.SimpleNamespace(trial_id=f"t{i}", config={"run": {"teacher_choice": c}}, __str__=None)
-        for i, c in enumerate(["none", "full"])
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = cfg_for(tmp_path, "offline")
+    cb = StudentRuns(cfg)
+    grid = [{"teacher_choice": c, "student_arch": "mlp_small", "seed": 0} for c in ("none", "full")]
+    pack = types.SimpleNamespace(trial_id="t0", config={"runs": grid}, last_result=None)
+    single = types.SimpleNamespace(trial_id="t1", config={"run": {**grid[1], "seed": 1}}, last_result=None)
+    for e in (1, 2):
+        members = {str(i): {"epoch": e, "val_acc": 0.5 + e / 100, "run_id": f"r{i}"} for i in range(2)}
+        cb.on_trial_result(0, [], pack, {"epoch": e, "runs": members})
+        cb.on_trial_result(0, [], single, {"epoch": e, "runs": {"0": {"epoch": e, "val_acc": 0.4}}})
+    assert sorted(run.name for run in cb.live.open.values()) == [
+        "full/mlp_small/s0",
+        "full/mlp_small/s1",
+        "none/mlp_small/s0",
     ]
-    for t in trials:
-        for e in (1, 2):
-            cb.on_trial_result(0, trials, t, {"epoch": e, "val_acc": 0.5, "config": {}, "done": False})
-    cb.on_trial_complete(0, trials, trials[0])
-    cb.on_trial_error(0, trials, trials[1])
-    assert [(w[1], w[2], w[3]) for w in written] == [("none", [1, 2], False), ("full", [1, 2], True)]
-    assert cb.history == {} and pickle.loads(pickle.dumps(cb)).history == {}
+    cb.on_trial_result(0, [], pack, {"runs": {"0": "not a dict"}})  # logged as a warning, not raised
+    assert pickle.loads(pickle.dumps(cb)).runs is None
+    cb.on_trial_complete(0, [], pack)
+    cb.on_trial_error(0, [], single)
+    assert cb.live.open == {}
+    dirs = tracking.offline_run_dirs(cfg)
+    assert len(dirs) == 3
+    blobs = {d: wandb_records(d, (b"mlp_small",)) for d in dirs}
+    failed = [d for d, b in blobs.items() if b"full/mlp_small/s1" in b]
+    assert len(failed) == 1 and b"failed" in blobs[failed[0]]
+    assert any(b"none/mlp_small/s0" in b and b"val_acc" in b and b"run_id" in b for b in blobs.values())
 
 
 def test_a_wandb_failure_is_logged_and_does_not_stop_the_pipeline(tmp_path, monkeypatch, caplog):
@@ -243,7 +262,8 @@ def test_offline_smoke_writes_run_folders_without_network(tmp_path, monkeypatch,
 
 def test_local_students_get_their_wandb_runs_once(tmp_path, monkeypatch):
     """``ckd run --local`` and ``ckd distill``: one W&B offline run per student trained in this
-    process (as on Ray, where the Tune callback writes them); a re-run logs no student again."""
+    process, named <choice>/<student>/s<seed> and logged epoch by epoch (as on Ray); a re-run
+    logs no student again."""
     from harness.cli import main
     from harness.config_loading import load_config
     from harness.experiment import open_store
@@ -251,16 +271,6 @@ def test_local_students_get_their_wandb_runs_once(tmp_path, monkeypatch):
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # any attempt to reach a server would fail
-    written: list[str] = []  # the keys of the runs W&B wrote (teachers, students)
-    real = tracking.logged_run
-
-    def spy(cfg, key, *args, **kwargs):
-        run_dir = real(cfg, key, *args, **kwargs)
-        if run_dir is not None:
-            written.append(key)
-        return run_dir
-
-    monkeypatch.setattr(tracking, "logged_run", spy)
     overrides = tiny_overrides(
         tmp_path / "runs",
         **{
@@ -275,17 +285,11 @@ def test_local_students_get_their_wandb_runs_once(tmp_path, monkeypatch):
     cfg = load_config(QUICKSTART, overrides)
     rows = open_store(cfg).read_results()
     assert len(rows) == 2
-    assert sorted(written) == sorted(["trajectory-cnn1d_small-mnist1d-s0", *(f"student-{r['run_id']}" for r in rows)])
-    runs = tracking.offline_run_dirs(cfg)
-    assert all(
-        json.loads(tracking.wandb_dir(cfg).joinpath(".logged", f"{k}.json").read_text())["run_dir"] for k in written
-    )
-    assert {str(p) for p in runs} >= {
-        json.loads(tracking.wandb_dir(cfg).joinpath(".logged", f"{k}.json").read_text())["run_dir"] for k in written
-    }
-    written.clear()
+    first = set(tracking.offline_run_dirs(cfg))
+    names = all_records(first, (b"none/mlp_small/s0", b"full/mlp_small/s0", b"cnn1d_small-mnist1d-s0"))
+    assert b"none/mlp_small/s0" in names and b"full/mlp_small/s0" in names
     assert main(["sweep", str(QUICKSTART), "--local", *overrides]) == 0  # all trained already: nothing new
-    assert written == []
+    assert set(tracking.offline_run_dirs(cfg)) == first
     assert main(["distill", str(QUICKSTART), *overrides, "teacher_choice=full", "seed=7"]) == 0
-    new = [r for r in open_store(cfg).read_results() if r["run_id"] not in {x["run_id"] for x in rows}]
-    assert len(new) == 1 and written == [f"student-{new[0]['run_id']}"]
+    (new,) = set(tracking.offline_run_dirs(cfg)) - first
+    assert b"full/mlp_small/s7" in wandb_records(new, (b"full/mlp_small/s7",))

@@ -21,6 +21,7 @@ from ray.tune.search import Searcher
 
 from harness.config import ExperimentConfig
 from harness.experiment import open_store
+from harness.runs import Run, RunResolver
 from harness.teacher_choices import choice_of
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ class Readiness:
             self._yes.add(key)
         return ok
 
+    @property
+    def known_finished(self) -> set[str]:
+        """The trajectories the store has said are finished."""
+        return {name for what, name in self._yes if what == "finished"}
+
     def ready(self, needs: tuple[tuple[str, ...], bool], fresh: bool = False) -> bool:
         """``fresh``: ask the store now, even if it was asked less than ``RECHECK_S`` ago."""
         names, scored = needs
@@ -109,11 +115,12 @@ class ReadyRuns(Searcher):
         self.pack_sizes = dict(pack_sizes or {})
         self.pending: dict[tuple, list[dict]] = {}
         self.released: set[tuple] = set()
+        self.resolver: RunResolver | None = None
         for run in runs:
             self.pending.setdefault(self.readiness.needs(run), []).append(run)
 
     def __getstate__(self) -> dict:  # pickled into Tune's experiment state; the thread link stays here
-        return {**self.__dict__, "status": None}
+        return {**self.__dict__, "status": None, "resolver": None}
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.status is not None and self.pending and self.status.holding():
@@ -133,13 +140,14 @@ class ReadyRuns(Searcher):
         arch = self.pending[ready[0]][0]["student_arch"]
         size, pack = self.pack_sizes.get(arch, 1), []
         for needs in ready:
-            runs = self.pending[needs]
             if needs not in self.released:
                 self.released.add(needs)
-                logger.info(
+                self.pending[needs] = self._resolvable(self.pending[needs])
+                logger.debug(
                     f"[sweep] ready: {', '.join(needs[0]) or 'no teacher'}{' (scored)' if needs[1] else ''}; "
-                    f"releasing {len(runs)} run(s)"
+                    f"releasing {len(self.pending[needs])} run(s)"
                 )
+            runs = self.pending[needs]
             pack += [r for r in runs if r["student_arch"] == arch][: size - len(pack)]
             runs[:] = [r for r in runs if not any(r is p for p in pack)]
             if not runs:
@@ -147,6 +155,36 @@ class ReadyRuns(Searcher):
             if len(pack) >= size:
                 break
         return pack
+
+    def _resolvable(self, runs: list[dict]) -> list[dict]:
+        """The runs of a ready group that resolve; the others (a degenerate or failed selection,
+        a missing checkpoint) are recorded as skipped with their reason and never launched."""
+        from harness.sweep import PlannedRun, record_skips
+
+        if self.resolver is None:
+            self.resolver = RunResolver(self.readiness.cfg)
+        keep, skipped = [], []
+        for run in runs:
+            got = self.resolver.resolve_or_reason(Run.from_dict(self.readiness.cfg, run))
+            if isinstance(got, str):
+                skipped.append(PlannedRun(Run.from_dict(self.readiness.cfg, run), "", False, skip=got))
+            else:
+                keep.append(run)
+        if skipped:
+            record_skips(self.readiness.cfg, skipped)
+        return keep
+
+    def waiting_for(self) -> str | None:
+        """What the runs not yet released wait for, from what the store last said (no store
+        reads): ``teachers (s1)``, ``the scorer (s0, s2)``, or a slot the teachers and scorer hold."""
+        known = self.readiness.known_finished
+        teachers = {n for names, _ in list(self.pending) for n in names if n not in known}
+        scores = {n for names, scored in list(self.pending) if scored for n in names if n in known}
+        short = lambda names: ", ".join(sorted(n.rsplit("-", 1)[-1] for n in names))  # noqa: E731
+        parts = [f"teachers ({short(teachers)})"] * bool(teachers) + [f"the scorer ({short(scores)})"] * bool(scores)
+        if not parts and self.pending and self.status is not None and self.status.holding():
+            parts = ["a slot (the teachers and the scorer go first)"]
+        return " and ".join(parts) or None
 
     def _drop_unreachable(self) -> None:
         """The teachers are done: runs whose teachers failed (or never got scores) will not start."""

@@ -5,18 +5,11 @@ The grid comes from the core ``harness/sweep.py`` (``sweep_runs``, ``plan``). ``
 grid (every run, ``num_samples`` times), random (``num_samples`` draws from the grid), optuna /
 hyperopt (when installed); ``sweep.scheduler``: none or ASHA on ``val_acc``.
 
-Trainable (``distill_trial``): the core ``distill_pack`` with an ``on_epoch`` hook that calls
-``tune.report(metrics)`` (the members' means) every epoch and saves the pack's state to
-``student_state.pt`` in the trial's folder every ``sweep.checkpoint_every`` epochs, and
-``resume=`` that state, so a trial retried by ``FailureConfig(max_failures)`` or restored after a
-driver crash continues where it stopped (Tune checkpoints are not used: ``num_to_keep`` forces
-an O(trials) experiment snapshot every few checkpoints of every trial). Hyperparameters are
-ranked on ``val_acc`` (``TuneConfig(metric="val_acc", mode="max")``); test accuracy is only
-reported. ``distill_pack`` writes one result row per member (deduplicated by run id), with the
-trial's Tune identity (trial id, name, experiment dir). Each trial logs to ``distill.log`` in its trial folder.
-Each run trains under its lease (``harness/leases.py``): a trial whose runs another sweep (or
-``ckd run``) on the same experiment is training waits for them and reports their rows, so two
-sweeps at once never train one student twice.
+Trainable: ``harness/cluster/trainable.py`` (``distill_trial``: one pack per trial, reporting
+each member's metrics; members fail alone; deterministic errors are recorded, not retried).
+Hyperparameters are ranked on ``val_acc`` (``TuneConfig(metric="val_acc", mode="max")``); test
+accuracy is only reported. Runs that cannot train are skipped before launch (``plan``,
+``record_skips``); Tune trials that fail past ``sweep.max_failures`` retries are recorded per run.
 
 Idempotence: a grid whose every run is already in the results file is not started at all; an
 interrupted one is continued with ``Tuner.restore`` (the Tune experiment is named after a hash
@@ -25,178 +18,30 @@ of the grid, under ``<storage>/<name>/tune/``).
 
 from __future__ import annotations
 
-import copy
 import logging
-import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import failures
 from harness.cluster.connection import ClusterSession
-from harness.cluster.errors import SweepError
+from harness.cluster.trainable import METRIC, MODE, distill_trial, trial_dirname, trial_name
 from harness.config import ConfigError, ExperimentConfig, to_dict
-from harness.distill import distill_pack
-from harness.experiment import open_store, stage_threads
-from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
-from harness.logs import file_log
-from harness.runs import Run
-from harness.store import CHECKPOINT_MAX_BYTES, StoreError
+from harness.experiment import open_store
+from harness.runs import Run, RunResolver
 from harness.sweep import (
     PlannedRun,
-    describe_pack,
     grid_name,
     make_packs,
     pack_sizes,
     plan,
+    record_skips,
     rows_of,
     sweep_runs,
     trial_runs,
 )
 
 logger = logging.getLogger(__name__)
-METRIC, MODE = "val_acc", "max"
-STATE_FILE = "student_state.pt"
-
-
-# --------------------------------------------------------------------------- the trainable
-
-
-def _sanitize(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
-
-
-def trial_name(trial) -> str:
-    runs = trial_runs(trial.config)
-    run = runs[0]
-    more = f"+{len(runs) - 1}" if len(runs) > 1 else ""
-    return _sanitize(
-        f"{run.get('teacher_choice')}-T{run.get('temperature')}-w{run.get('kd_weight')}-"
-        f"{run.get('student_arch')}-s{run.get('seed')}{more}-{trial.trial_id}"
-    )
-
-
-def trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
-
-
-def trial_storage_dir(ctx) -> Path:
-    """The trial's folder in the Tune experiment under ``<storage>`` (shared by all nodes), not
-    the node-local working dir that ``get_trial_dir()`` gives."""
-    try:
-        path = Path(ctx.get_storage().trial_fs_path)
-        if path.is_absolute():
-            return path
-    except Exception:
-        pass
-    return Path(ctx.get_trial_dir())
-
-
-def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
-    """Tune function trainable: distill the pack of ``config``, report every epoch."""
-    import ray
-    import torch
-    from ray import tune
-
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "checkpoint created" line per epoch
-    runs = trial_runs(config)
-    rcfg = copy.deepcopy(cfg)
-    rcfg.threads = stage_threads(cfg, "trial")
-    torch.set_num_threads(rcfg.threads)
-    ctx = tune.get_context()
-    trial_dir = trial_storage_dir(ctx)
-    with file_log(trial_dir / "distill.log"):
-        logger.info(
-            f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
-            f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s); "
-            f"{len(runs)} student(s): {describe_pack(runs)}"
-        )
-        reporter = TrialReporter(trial_dir / STATE_FILE, cfg.sweep.checkpoint_every, cfg.student.epochs)
-        fields = {
-            "trial_id": ctx.get_trial_id(),
-            "trial_name": ctx.get_trial_name(),
-            "tune_experiment": ctx.get_experiment_name(),
-            "tune_trial_dir": str(trial_dir),
-            "teacher_seeds_policy": str(cfg.sweep.teacher_seeds),
-        }
-        rows = distill_pack(
-            rcfg,
-            [Run.from_dict(cfg, r) for r in runs],
-            on_epoch=reporter.on_epoch,
-            resume=_load_trial_state(trial_dir, ctx.get_trial_name()),
-            row_fields=fields,
-        )
-        reporter.finish(rows)
-
-
-def _load_trial_state(trial_dir: Path, name: str) -> dict | None:
-    """The student state a previous attempt of this trial saved (a retried or restored trial)."""
-    path = trial_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    state = read_trial_state(path)
-    logger.info(f"[trial {name}] resuming from its checkpoint after epoch {len(state.get('histories', [[]])[0])}")
-    return state
-
-
-def read_trial_state(path: Path) -> dict:
-    """A trial's saved student state: a regular file of bounded size (no symlink, FIFO or device),
-    through the safe loader (a planted pickle is refused)."""
-    try:
-        data = read_regular_bytes(path, CHECKPOINT_MAX_BYTES, "trial state")
-        return safe_torch_load(data, what=f"trial state {path}")
-    except (UnsafeFileError, StoredFileError) as e:
-        raise StoreError(str(e)) from None
-
-
-class TrialReporter:
-    """``tune.report`` per epoch; every ``every`` epochs the student state is saved (atomically,
-    one file overwritten in place) next to the trial's results, for a retried or restored trial.
-
-    Not Tune checkpoints: with ``CheckpointConfig(num_to_keep)`` Tune forces an experiment-state
-    snapshot (O(trials)) every few checkpoints of every trial, O(trials^2) per sweep, and keeping
-    every checkpoint instead would fill the disk. The last epoch's report is held back until the
-    result row is written: a scheduler may stop the trial at its last report.
-    """
-
-    def __init__(self, state_path: Path, every: int, epochs: int) -> None:
-        self.state_path, self.every, self.epochs = state_path, every, epochs
-        self.reported: list[int] = []
-        self.final: list[dict] = []
-
-    def on_epoch(self, metrics: dict, state: dict) -> None:
-        from ray import tune
-
-        from harness.store import torch_bytes
-
-        m = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        epoch = int(metrics["epoch"])
-        self.reported.append(epoch)
-        if epoch == self.epochs:
-            self.final.append(m)
-            return
-        if epoch % self.every == 0:
-            atomic_write_bytes(self.state_path, torch_bytes(state))
-        tune.report(m)
-
-    def finish(self, rows: list[dict]) -> None:
-        """Send the held-back last report, or the rows' means when nothing was trained here."""
-        from ray import tune
-
-        if self.final:
-            tune.report(self.final[0])
-        elif not self.reported:  # done before (results file) or every epoch was in the checkpoint
-            mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
-            tune.report(
-                {
-                    "epoch": rows[0].get("epochs", self.epochs),
-                    METRIC: mean("final_val_acc"),
-                    "test_acc": mean("final_test_acc"),
-                    "best_val_acc": mean("best_val_acc"),
-                    "members": len(rows),
-                    "from_results": 1,
-                }
-            )
 
 
 # --------------------------------------------------------------------------- the Tuner
@@ -311,7 +156,7 @@ def build_tuner(
             storage_path=str(storage_path),
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
             # no Tune checkpoints: trials keep their own state file (TrialReporter)
-            callbacks=_callbacks(cfg, len(runs) * cfg.sweep.num_samples),
+            callbacks=_callbacks(cfg, len(runs) * cfg.sweep.num_samples, getattr(searcher, "waiting_for", None)),
             verbose=0,
             log_to_file=True,
         ),
@@ -332,11 +177,12 @@ def _scheduler(cfg: ExperimentConfig):
     )
 
 
-def _callbacks(cfg: ExperimentConfig, trials: int) -> list:
+def _callbacks(cfg: ExperimentConfig, trials: int, waiting: Callable[[], str | None] | None = None) -> list:
+    """Progress (``waiting``: what runs not yet released wait for) and, when tracking, W&B."""
     from harness import tracking
     from harness.cluster.sweep_progress import SweepProgress
 
-    callbacks = [SweepProgress(cfg.cluster.progress_interval_s, cfg.student.epochs, trials)]
+    callbacks = [SweepProgress(cfg.cluster.progress_interval_s, cfg.student.epochs, trials, waiting=waiting)]
     if tracking.enabled(cfg):
         from harness.cluster.sweep_tracking import StudentRuns
 
@@ -362,23 +208,36 @@ def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
     )
     errors = _fit(tuner, path)
     store = open_store(cfg)  # results.{jsonl,csv}: compacted by the verb (harness.pipeline)
-    _raise_for_errors(cfg, errors)
+    _record_trial_errors(cfg, errors)
     status.done.wait()
-    return _check_rows(cfg, store, plan(cfg, runs), path) if not status.failed else store.read_results()
+    if status.failed:
+        return store.read_results()
+    planned = plan(cfg, runs)
+    record_skips(cfg, planned)  # the runs ReadyRuns did not release: their teachers or selection failed
+    return _check_rows(cfg, store, [p for p in planned if not p.skip], path)
 
 
 def run_sweep(session: ClusterSession) -> list[dict]:
-    """``ckd sweep`` on Ray: plan, skip when done, fit (or restore), check; returns the result rows."""
+    """``ckd sweep`` on Ray: plan (runs that cannot train are skipped with their reason), skip
+    when done, fit (or restore), record what failed; returns the result rows."""
     cfg = session.cfg
     runs = sweep_runs(cfg)
     planned = plan(cfg, runs) if cfg.sweep.search == "grid" else []
+    skipped = record_skips(cfg, planned) if planned else []
+    planned = [p for p in planned if not p.skip]
     store = open_store(cfg)
+    if (not planned or all(p.done for p in planned)) and skipped and cfg.sweep.num_samples == 1:
+        logger.info(f"[sweep] nothing to train: {len(planned)} run(s) done, {len(skipped)} skipped")
+        return rows_of(store, planned)
     if planned and all(p.done for p in planned) and cfg.sweep.num_samples == 1:
         logger.info(f"[sweep] all {len(planned)} runs of the grid have results in {store.root}; nothing to run")
         return rows_of(store, planned)
     if planned:
         todo = sum(not p.done for p in planned)
-        logger.info(f"[sweep] {len(planned)} runs in the grid, {todo} to train, {len(planned) - todo} done already")
+        logger.info(
+            f"[sweep] {len(planned) + len(skipped)} runs in the grid, {todo} to train, "
+            f"{len(planned) - todo} done already" + (f", {len(skipped)} skipped" if skipped else "")
+        )
     else:
         logger.info(f"[sweep] {cfg.sweep.search} search: {cfg.sweep.num_samples} trials over {len(runs)} grid points")
     errors, path = [], None
@@ -393,7 +252,7 @@ def run_sweep(session: ClusterSession) -> list[dict]:
             sizes=sizes,
         )
         errors += _fit(tuner, path)
-    _raise_for_errors(cfg, errors)
+    _record_trial_errors(cfg, errors)
     return _check_rows(cfg, store, planned, path) if planned else store.read_results()
 
 
@@ -403,7 +262,7 @@ def _fit(tuner, path: Path) -> list:
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]
     logger.info(
-        f"[sweep] Tune experiment {path}: {len(results)} trials, {len(errors)} errored, "
+        f"[sweep] Tune experiment {path}: {len(results)} trials (one per pack), {len(errors)} errored, "
         f"{time.perf_counter() - began:.1f}s"
     )
     return errors
@@ -422,29 +281,38 @@ def _slices(cfg: ExperimentConfig, planned: list[PlannedRun], runs: list[Run]) -
     return out
 
 
-def _raise_for_errors(cfg: ExperimentConfig, errors: list) -> None:
-    if not errors:
-        return
-    lines = []
-    for r in errors[:5]:
-        first = str(r.error).strip().splitlines()
-        lines.append(f"{describe_pack(trial_runs(r.config or {}))}: {first[-1] if first else r.error} (logs: {r.path})")
-    raise SweepError(
-        f"{len(errors)} sweep trial(s) failed after sweep.max_failures={cfg.sweep.max_failures} retries: "
-        + "; ".join(lines)
-        + ". Fix the cause and re-run: the sweep resumes (Tuner.restore) and finished trials are kept"
-    )
+def _record_trial_errors(cfg: ExperimentConfig, errors: list) -> None:
+    """Trials Tune gave up on (a transient error repeated past ``sweep.max_failures`` retries,
+    or a dead worker): each of their runs without a row gets a failure record whose log holds
+    Tune's error text, kept in the experiment's ``failures/`` folder (not a temporary one)."""
+    store = open_store(cfg)
+    for r in errors:
+        text = str(r.error).strip()
+        reason = (
+            f"trial failed after sweep.max_failures={cfg.sweep.max_failures} retries: "
+            f"{text.splitlines()[-1] if text else type(r.error).__name__}"
+        )
+        for run in trial_runs(r.config or {}):
+            got = RunResolver(cfg).resolve_or_reason(Run.from_dict(cfg, run))
+            if isinstance(got, str) or store.results.find(got.run_id) is None:
+                entry = failures.record(store.root, run, "failed", reason, stage="sweep", error=r.error)
+                logger.error(f"[sweep] FAILED {entry['label']}: {reason} (traceback: {store.root}/{entry['log']})")
 
 
 def _check_rows(cfg: ExperimentConfig, store, planned: list[PlannedRun], path: Path) -> list[dict]:
-    """The planned runs' rows; a run without a row is an error unless a scheduler stopped it."""
+    """The planned runs' rows; a run without a row or a failure record is reported (a
+    scheduler stopped it, or its trial ended without saying why: see the Tune experiment)."""
     rows = rows_of(store, planned)
-    missing = len({p.run_id for p in planned}) - len(rows)
-    if missing and cfg.sweep.scheduler == "none":
-        raise SweepError(
-            f"{missing} planned runs have no result row in {store.root} although no trial "
-            f"failed; see the Tune experiment {path}, then re-run"
+    have = {r["run_id"] for r in rows}
+    failed = {f["key"] for f in failures.read_failures(store.root, [p.run.to_dict() for p in planned])}
+    unexplained = [p for p in planned if p.run_id not in have and failures.run_key(p.run.to_dict()) not in failed]
+    if unexplained and cfg.sweep.scheduler == "none":
+        logger.warning(
+            f"[sweep] {len(unexplained)} planned run(s) have no result row and no failure record "
+            f"(e.g. {failures.run_label(unexplained[0].run.to_dict())}); see the Tune experiment {path}, then re-run"
         )
-    if missing:
-        logger.info(f"[sweep] {missing} runs were stopped early by the {cfg.sweep.scheduler} scheduler (no result row)")
+    elif unexplained:
+        logger.info(
+            f"[sweep] {len(unexplained)} runs were stopped early by the {cfg.sweep.scheduler} scheduler (no result row)"
+        )
     return rows

@@ -1,59 +1,71 @@
-"""W&B for the Tune sweep (the Ray side of ``harness.tracking.log_student_run``).
+"""W&B for the Tune sweep: one live W&B run per student, fed from the driver.
 
 Ray's ``WandbLoggerCallback`` starts a logging actor per trial, which doubled the sweep's wall
-time offline and left tracebacks at teardown. ``StudentRuns`` keeps each trial's reported
-metrics on the driver (a few numbers per epoch) and writes the trial as one W&B run when it
-completes or fails: about 60 ms per trial offline, no extra actors. A trial that trained a pack
-writes one W&B run per member, with that member's curves from its result row.
+time offline and left tracebacks at teardown. ``StudentRuns`` is a Tune callback on the driver:
+each trial reports every member's metrics under ``runs`` (``harness.cluster.sweep.TrialReporter``),
+and each member gets its own W&B run (``harness.tracking_live.PackRuns``), named
+``<choice>/<student>/s<seed>``, opened at its first epoch and logged epoch by epoch while it
+trains; finished (tagged ``failed`` where it failed) when its trial ends. A callback error is
+logged and never raised: tracking cannot stop the sweep.
 """
 
 from __future__ import annotations
 
+import logging
+
 from ray import tune
 
-from harness import tracking
 from harness.config import ExperimentConfig
-from harness.runs import Run, RunResolver
+from harness.experiment import open_store
 from harness.sweep import trial_runs
+from harness.tracking_live import PackRuns
+
+logger = logging.getLogger(__name__)
 
 
 class StudentRuns(tune.Callback):
     def __init__(self, cfg: ExperimentConfig) -> None:
         self.cfg = cfg
-        self.history: dict[str, list[dict]] = {}
-        self.resolver: RunResolver | None = None
+        self.runs: PackRuns | None = None
 
-    def __getstate__(self) -> dict:  # Tune pickles callbacks for Tuner.restore; histories stay here
-        return {**self.__dict__, "history": {}, "resolver": None}
+    def __getstate__(self) -> dict:  # Tune pickles callbacks for Tuner.restore; open runs stay here
+        return {**self.__dict__, "runs": None}
+
+    @property
+    def live(self) -> PackRuns:
+        if self.runs is None:
+            self.runs = PackRuns(self.cfg)
+        return self.runs
+
+    def _guarded(self, what: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as e:  # the driver's error handlers must never crash the sweep
+            logger.warning(f"[tracking] W&B {what} not logged ({type(e).__name__}: {e}); the sweep goes on")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        keep = {
-            k: v
-            for k, v in result.items()
-            if isinstance(v, (int, float))
-            and not isinstance(v, bool)
-            and k in ("epoch", "val_acc", "test_acc", "train_loss", "train_acc", "val_loss", "test_loss", "seconds")
-        }
-        self.history.setdefault(trial.trial_id, []).append(keep)
+        self._guarded("epoch", self._result, trial, result)
 
-    def _write(self, trial, failed: bool) -> None:
-        history = self.history.pop(trial.trial_id, [])
-        runs = trial_runs(trial.config)
-        if len(runs) == 1:
-            tracking.log_student_run(self.cfg, str(trial), runs[0], history, failed=failed)
+    def _result(self, trial, result: dict) -> None:
+        members = result.get("runs") or {}
+        grid = trial_runs(trial.config)
+        if not result.get("from_results"):
+            self.live.epoch(trial.trial_id, members, grid)
             return
-        for i, run in enumerate(runs):  # a pack: one W&B run per member, its curves from its result row
-            row = self._row(run)
-            curve = [] if row is None else tracking.student_curve(row)
-            tracking.log_student_run(self.cfg, f"{trial}-m{i}", run, curve, failed=failed or row is None)
+        store = open_store(self.cfg)
+        for i, m in members.items():  # trained before this sweep saw them: their curve from the row
+            row = store.results.find(str(m.get("run_id"))) if m.get("run_id") else None
+            if row is not None:
+                self.live.row(trial.trial_id, i, row)
 
-    def _row(self, run: dict) -> dict | None:
-        if self.resolver is None:
-            self.resolver = RunResolver(self.cfg)
-        return self.resolver.store.results.find(self.resolver.resolve(Run.from_dict(self.cfg, run)).run_id)
+    def _close(self, trial, errored: bool) -> None:
+        final = (trial.last_result or {}).get("runs") or {}
+        grid = trial_runs(trial.config)
+        failed = [str(i) for i in range(len(grid)) if errored or (final.get(str(i)) or {}).get("failed")]
+        self.live.close(trial.trial_id, failed, grid)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._write(trial, failed=False)
+        self._guarded("trial end", self._close, trial, False)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._write(trial, failed=True)
+        self._guarded("trial end", self._close, trial, True)

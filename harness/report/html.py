@@ -116,23 +116,42 @@ def _environments(rows: list[dict]) -> list[str]:
     ]
 
 
+STAGE_TIMES = "stage_times.json"
+
+
 def _device_time(rows: list[dict]) -> str:
     """The student runs' training time: each pack's wall time once (a row carries its pack's)."""
     seconds = sum(float(r.get("wall_time_s") or 0.0) / max(int(r.get("pack_size") or 1), 1) for r in rows)
     return f"{seconds / 3600:.2f} device-hours ({seconds / 60:.1f} min) over {len(rows)} student runs"
 
 
+def stage_times(cfg: Any) -> str:
+    """The wall time of the last ``ckd run`` per stage (``logs/stage_times.json``, written by
+    ``harness.pipeline.run_pipeline`` before its report), or why there is none."""
+    import json
+
+    from harness.experiment import open_store
+
+    path = open_store(cfg).root / "logs" / STAGE_TIMES
+    try:
+        data = json.loads(path.read_text())
+        parts = ", ".join(f"{k} {float(v):.1f} s" for k, v in data["stages"])  # in stage order
+        return f"{parts}; total {float(data['total_s']):.1f} s (ckd run finished {data['finished']})"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "no ckd run recorded its stage times here (the stage verbs run one stage each)"
+
+
 def run_section(cfg: Any, rows: list[dict], generated: str) -> list[str]:
-    """The run behind the page: commit, versions, student device time, where the runs trained and
-    the resolved config. The stage times of ``ckd run`` are not stored; the log has them."""
+    """The run behind the page: commit, versions, wall time per stage, student device time,
+    where the runs trained and the resolved config."""
     from harness.config import to_dict
 
     facts = [
         ["generated", generated],
         ["harness commit", harness_commit()],
         *([k, v] for k, v in versions().items()),
+        ["wall time", stage_times(cfg)],
         ["student training", _device_time(rows)],
-        ["stage times", "not stored: see the [run] stage times line of logs/run.log, next to this page"],
     ]
     config = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
     return [
@@ -167,13 +186,19 @@ def report_page(
     config_hash: str | None = None,
     cfg: Any = None,
     rows: list[dict] = (),
+    not_trained: list[dict] = (),
 ) -> str:
-    """The whole page; sections whose input is None are left out (the Run section without ``cfg``)."""
+    """The whole page; sections whose input is None are left out (the Run section without ``cfg``;
+    the runs that did not train when every run trained)."""
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     heading = f"{title}: {experiment}" if experiment else title
     meta = f"generated {date}" + (f" · config hash {config_hash}" if config_hash else "") + " · ckd-harness"
     reference = board[0].get("reference", "full") if board else "full"
     sections = [("s-leaderboard", "Leaderboard", leaderboard_section(board))]
+    if not_trained:
+        from harness.report.not_trained import html_section
+
+        sections.append(("s-not-trained", "Runs that did not train", html_section(list(not_trained))))
     if claims is not None:
         sections.append(("s-claims", "The paper's claims", _claims_section(claims)))
     if selectors is not None:

@@ -18,11 +18,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import ExperimentConfig, config_hash
+from harness.config import ExperimentConfig, experiment_hash
 from harness.report.board import board_for, rows_of_config
 from harness.report.claims import check_claims, render_claims
 from harness.report.claims_console import render_claims_console
 from harness.report.leaderboard import render
+from harness.report.not_trained import not_trained, render_not_trained
 from harness.report.selectors import evaluate_selectors, render_selectors
 from harness.results import REASONS
 from harness.scoring.scores_file import read_all_scores
@@ -43,6 +44,7 @@ class Report:
     set_aside: dict[str, int] = field(default_factory=dict)  # rows not counted, by reason (results.REASONS)
     scores: dict[str, dict] = field(default_factory=dict, repr=False)
     latex: Path | None = None  # leaderboard.tex, when asked for (``write_report(latex=True)``)
+    not_trained: list[dict] = field(default_factory=list)  # failure records of the grid (report/not_trained.py)
 
 
 def reported_of(cfg: ExperimentConfig, reported: str | None = None) -> str:
@@ -69,6 +71,9 @@ def build_report(cfg: ExperimentConfig, reported: str | None = None) -> Report:
         logger.warning(f"[report] {note}")
         text += note + "\n"
     rep = Report(board=board, text=text, rows=rows, scores=scores, set_aside={**set_aside, "other_config": foreign})
+    rep.not_trained = not_trained(cfg)
+    if rep.not_trained:
+        rep.text = (rep.text if board else "") + "\n" + render_not_trained(rep.not_trained, "console")
     if board:
         rep.claims = check_claims(board, float(cfg.report.alpha))
         rep.selectors = evaluate_selectors(rows, scores, reported)
@@ -108,10 +113,17 @@ def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool
 
     root = CheckpointStore(cfg.storage, cfg.name).root
     rep = build_report(cfg, reported)
+    missing_md = render_not_trained(rep.not_trained, "markdown")
+    if rep.not_trained or (root / "not_trained.csv").is_file():
+        _write(root / "not_trained.csv", render_not_trained(rep.not_trained, "csv"))
     if not rep.board:
-        logger.info("[report] no student results yet; nothing written")
+        if rep.not_trained:
+            _write(root / "leaderboard.md", "No student results.\n\n" + missing_md)
+            logger.info("[report] no student results; leaderboard.md lists the runs that did not train")
+        else:
+            logger.info("[report] no student results yet; nothing written")
         return rep
-    _write(root / "leaderboard.md", render(rep.board, "markdown"))
+    _write(root / "leaderboard.md", render(rep.board, "markdown") + ("\n" + missing_md if missing_md else ""))
     _write(root / "leaderboard.csv", render(rep.board, "csv"))
     if latex:
         from harness.report.latex import write_latex
@@ -129,7 +141,8 @@ def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool
         rep.plots,
         title="ckd-harness report",
         experiment=str(cfg.name),
-        config_hash=config_hash(cfg),
+        config_hash=experiment_hash(cfg),
+        not_trained=rep.not_trained,
         cfg=cfg,  # the Run section: resolved config, commit, versions, device time of rep.rows
         rows=rep.rows,
     )

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from harness.config import ExperimentConfig
+from harness.failures import is_deterministic
 from harness.store import CheckpointStore, Trajectory
 
 from .assemble import assemble_scores
@@ -58,13 +59,22 @@ def run_scoring(cfg: ExperimentConfig) -> dict:
     logger.info(
         f"[score] scoring sample: {len(data)} of {data.info['val_size']} validation samples of {data.info['dataset']}"
     )
-    summary = {}
+    summary, failed = {}, {}
     for t in finished:
         dataset = t.manifest().get("dataset")
         if dataset not in (None, cfg.data.name):
             logger.info(f"[score] {t.name}: trained on {dataset}, not data.name={cfg.data.name}; skipping")
             continue
-        summary[t.name] = score_trajectory(cfg, store, t, data)
+        try:  # one trajectory's failure does not stop the others' scoring
+            summary[t.name] = score_trajectory(cfg, store, t, data)
+        except Exception as e:
+            if not is_deterministic(e):
+                raise
+            failed[t.name] = e
+            logger.error(f"[score] {t.name}: FAILED ({type(e).__name__}: {e})")
+    if failed:  # the others are scored; the first error is raised as it was (its type, its message)
+        logger.error(f"[score] scoring failed for {', '.join(failed)} ({len(summary)} scored)")
+        raise next(iter(failed.values()))
     return summary
 
 
