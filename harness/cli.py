@@ -11,6 +11,9 @@
     ckd verify      CONFIG [--runs K] [--seed S] [--trajectories] [--scores] [key=value ...]
                                              re-compute K recorded runs here; bit-identical or why not
     ckd config      CONFIG [key=value ...]   print the resolved, validated config (YAML) the other verbs would run
+    ckd status      CONFIG [key=value ...]   what is done, running and queued, from the store (while a sweep runs)
+    ckd compare     A B [--a k=v ...] [--b k=v ...] [--metric final|best_val] [--out DIR]
+                                             two experiments' leaderboards side by side, paired B - A
     ckd list        [models|datasets|choices|estimators|selectors]
     ckd --version                            the package version and its git commit (+dirty: local changes)
 
@@ -120,6 +123,13 @@ def run(cfg: ExperimentConfig, latex: bool = False) -> str:
     return pipeline.run_pipeline(cfg, latex=latex)
 
 
+def status(cfg: ExperimentConfig) -> str:
+    """``ckd status``: done / running / queued per stage, read from the store (``harness/status.py``)."""
+    from harness.status import describe_status
+
+    return describe_status(cfg)
+
+
 def show_config(cfg: ExperimentConfig) -> str:
     """``ckd config``: the resolved, validated config as YAML (what the other verbs would run)."""
     return OmegaConf.to_yaml(cfg).rstrip("\n")
@@ -204,9 +214,22 @@ VERBS: dict[str, Verb] = {
         "print the resolved, validated config as YAML (file + overrides + shorthands); runs and writes nothing",
         prints=True,
     ),
+    "status": Verb(
+        status,
+        "what is done, running and queued per stage (teachers, scores, sweep runs, failures), read from the "
+        "store alone: no Ray, no training; safe while a sweep runs in another process",
+        prints=True,
+    ),
 }
 LOCAL_VERBS = ("run", "teachers", "score", "sweep", "distill")
-NO_FILES_VERBS = ("config",)  # verbs that only read the config: no preflight, no log file
+NO_FILES_VERBS = ("config", "status")  # verbs that only read: no preflight, no log file
+COMPARE_HELP = (
+    "two experiments' leaderboards side by side: per row each side's accuracy and n, and where runs match "
+    "(same teacher arch, student arch, choice, T, kd_weight, student seed, teacher seed) the paired difference "
+    "B - A clustered by teacher trajectory, with its 95% interval; writes compare.{csv,md}. A and B are each a "
+    "config file (overrides with --a / --b, e.g. --b name=long teacher.epochs=160) or an experiment folder "
+    "<storage>/<name> (all its rows)"
+)
 LISTS = ("models", "datasets", "choices", "estimators", "selectors")
 
 
@@ -249,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.epochs=10 data.batch_size=64")
         for option in v.options:
             p.add_argument(option.flag, **option.kwargs)
-        if verb in (*LOCAL_VERBS, *NO_FILES_VERBS):
+        if verb in (*LOCAL_VERBS, "config"):
             p.add_argument("--local", action="store_true", help="run in this process without Ray (cluster.mode=local)")
         if verb in LOCAL_VERBS:
             if verb != "distill":
@@ -263,9 +286,29 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="discard stored state made with another config and start that work over (restart=true)",
             )
+    add_compare(sub, common)
     p = sub.add_parser("list", help="list registered models, datasets, teacher choices, estimators, selectors")
     p.add_argument("what", nargs="?", default="all", choices=["all", *LISTS])
     return parser
+
+
+def add_compare(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``ckd compare A B [--a k=v ...] [--b k=v ...] [--metric M] [--out DIR]``."""
+    p = sub.add_parser("compare", help=COMPARE_HELP.split(":")[0], description=COMPARE_HELP, parents=[common])
+    p.add_argument("a", metavar="A", help="config file (e.g. configs/quickstart.yaml) or experiment folder")
+    p.add_argument("b", metavar="B", help="config file or experiment folder")
+    for side in ("a", "b"):
+        p.add_argument(
+            f"--{side}",
+            dest=f"{side}_overrides",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"overrides of {side.upper()}'s config",
+        )
+    p.add_argument("--metric", choices=("final", "best_val"), help="the epoch reported (A's report.reported)")
+    p.add_argument("--out", default=".", metavar="DIR", help="where compare.csv and compare.md go (.)")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -291,7 +334,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run_verb(args: argparse.Namespace) -> int:
     """Load + validate the config, then run the verb's stage with its log file open; the exit
-    status (the result's ``exit_status`` where it has one, else 0)."""
+    status (the result's ``exit_status`` where it has one, else 0); ``compare`` loads its two sides."""
+    if args.verb == "compare":
+        from harness.report.compare import run_compare
+
+        a_over, b_over = (expand_shorthand(list(o), "compare") for o in (args.a_overrides, args.b_overrides))
+        print(run_compare(args.a, args.b, a_over, b_over, args.metric, args.out), flush=True)
+        return 0
     overrides = expand_shorthand(list(args.overrides), args.verb)
     if getattr(args, "local", False):
         overrides.append("cluster.mode=local")

@@ -2,21 +2,30 @@
 
 Printed per stage: the teacher trajectories (done / to resume / to train, epochs left, the
 checkpoint schedule), the scorer's work, the sweep grid (runs, done, to do, student-epochs) and
-the resources each actor or trial would request. A grid of 10^5 runs is counted without
-building a config per run; runs whose teachers are not trained yet cannot be resolved to run
-ids, so their "done" status is reported as unknown rather than guessed.
+the resources each actor or trial would request, the runs that will be skipped (with the reason)
+and a time estimate from the rates measured in the store (``harness.status.measured_rates``).
+Runs whose teachers are not trained (or scored, when their choice needs scores) yet cannot be
+resolved to run ids: they are counted as queued, waiting for them. Model sizes come from the data
+set's known shape (``harness/data/shapes.py``): nothing is generated or read, no temporary path.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-import tempfile
+
+import torch
 
 from harness.config import ExperimentConfig
+from harness.config_validation import pack_size_setting
+from harness.data.shapes import data_shape
 from harness.experiment import open_store, trajectory_specs
+from harness.failures import run_label
+from harness.models import create_model
+from harness.packing import auto_pack_size, parameter_count
+from harness.report.console import cut
 from harness.runs import Run
-from harness.sweep import pack_sizes, plan, sweep_runs
+from harness.status import WIDTH, measured_rates, sweep_state
+from harness.sweep import sweep_runs
 from harness.teachers import checkpoint_epochs
 
 STAGES = {"teachers": ("teachers",), "score": ("score",), "sweep": ("sweep",), "run": ("teachers", "score", "sweep")}
@@ -30,7 +39,25 @@ def describe(cfg: ExperimentConfig, verb: str) -> str:
     ]
     for stage in STAGES[verb]:
         parts.append({"teachers": _teachers, "score": _score, "sweep": _sweep}[stage](cfg))
+    parts.append(f"[time] {_estimate(cfg, verb)}")
     return "\n\n".join(parts)
+
+
+def _estimate(cfg: ExperimentConfig, verb: str) -> str:
+    """The work left of ``verb``'s stages at the store's measured rates (or none measured yet)."""
+    from harness.scoring.freshness import scores_fresh
+
+    stages, store, t = STAGES[verb], open_store(cfg), cfg.teacher
+    teacher_epochs = to_score = student_epochs = 0
+    for spec in trajectory_specs(cfg):
+        traj = store.trajectory(spec.name)
+        if "teachers" in stages and not traj.is_finished():
+            teacher_epochs += t.epochs - (traj.checkpoints()[-1]["epoch"] if traj.checkpoints() else 0)
+        to_score += "score" in stages and not scores_fresh(cfg, spec.name)
+    if "sweep" in stages:
+        state = sweep_state(cfg, sweep_runs(cfg))
+        student_epochs = (len(state.todo) + len(state.waiting)) * cfg.student.epochs
+    return measured_rates(cfg).estimate(teacher_epochs, student_epochs, to_score)
 
 
 def _resources(cfg: ExperimentConfig, kind: str) -> str:
@@ -65,9 +92,43 @@ def _score(cfg: ExperimentConfig) -> str:
     fresh = [n for n in names if scores_fresh(cfg, n)]
     return (
         f"[score] {len(names)} trajectories, {len(names) - len(fresh)} to score ({len(fresh)} up to date); "
-        f"estimators {', '.join(cfg.scoring.estimators)} on {cfg.scoring.num_samples} validation samples; "
+        f"estimators {', '.join(cfg.scoring.estimators)} on {_scoring_sample(cfg)}; "
         f"{_proxies(cfg)}{_resources(cfg, 'scorer')}"
     )
+
+
+def _scoring_sample(cfg: ExperimentConfig) -> str:
+    """The rows the scorer uses: ``scoring.num_samples`` capped by the validation split
+    (``scoring/sample.py``), as a scores file records it, else from the data set's shape."""
+    from harness.scoring.scores_file import read_scores
+
+    store = open_store(cfg)
+    for spec in trajectory_specs(cfg):
+        try:
+            info = read_scores(store, spec.name)["data"]
+            if info.get("val_size") is not None:
+                n, n_val = min(cfg.scoring.num_samples, int(info["val_size"])), int(info["val_size"])
+                return f"{n} validation samples (scoring.num_samples={cfg.scoring.num_samples}, val split {n_val})"
+        except Exception:  # no or an unreadable scores file: the data set's shape
+            continue
+    n_val = data_shape(cfg.data.name, _data_options(cfg)).val_size(cfg.data.val_fraction)
+    if n_val is None:
+        return (
+            f"up to {cfg.scoring.num_samples} validation samples (scoring.num_samples; the val split's size is unknown)"
+        )
+    n = min(cfg.scoring.num_samples, n_val)
+    capped = f", capped by the val split of {n_val}" if n < cfg.scoring.num_samples else ""
+    return f"{n} validation samples (scoring.num_samples={cfg.scoring.num_samples}{capped})"
+
+
+def _data_options(cfg: ExperimentConfig) -> dict:
+    """The data set's options as ``experiment.load_splits`` passes them (``data.num_samples`` too)."""
+    from harness.data import dataset_options
+
+    options = dict(cfg.data.options)
+    if "num_samples" in dataset_options(cfg.data.name):
+        options.setdefault("num_samples", cfg.data.num_samples)
+    return options
 
 
 def _proxies(cfg: ExperimentConfig) -> str:
@@ -89,35 +150,44 @@ def _proxies(cfg: ExperimentConfig) -> str:
 
 def _sweep(cfg: ExperimentConfig) -> str:
     runs = sweep_runs(cfg)
-    try:
-        planned = plan(cfg, runs)
-        done: int | None = sum(p.done for p in planned)
-    except (ValueError, RuntimeError) as e:  # teachers or scores not there yet
-        done, why = None, str(e).splitlines()[0]
-    todo = len(runs) - (done or 0)
+    state = sweep_state(cfg, runs)
+    todo = len(state.todo) + len(state.waiting)
     trials = len(runs) * cfg.sweep.num_samples if cfg.sweep.search != "grid" else todo
-    status = (
-        f"{done} done, {todo} to train"
-        if done is not None
-        else f"done unknown until the teachers (and scores) exist: {why}"
-    )
-    return (
-        f"[sweep] {len(runs)} runs in the grid ({cfg.sweep.search}): {status}; about "
+    waits = {w: sum(x == w for _, x in state.waiting) for w in ("teachers", "scores")}
+    waiting = ", ".join(f"{n} wait for their {w}" for w, n in waits.items() if n)
+    head = (
+        f"[sweep] {len(runs)} runs in the grid ({cfg.sweep.search}): {len(state.done)} done, {todo} to train"
+        f"{f' ({waiting})' if waiting else ''}, {len(state.skipped)} to skip; about "
         f"{trials * cfg.student.epochs} student-epochs ({trials} students x {cfg.student.epochs} epochs); "
         f"{_packs(cfg, runs)}; {_resources(cfg, 'trial')}"
     )
+    skipped = [cut(f"  skip {run_label(r.to_dict())}: {why}", WIDTH) for r, why in state.skipped]
+    return "\n".join([head, *skipped])
 
 
 def _packs(cfg: ExperimentConfig, runs: list[Run]) -> str:
-    """How the students would pack into trials (``sweep.pack_size``) on a local cluster."""
+    """How the students would pack into trials (``sweep.pack_size``) on a local cluster; model
+    sizes from the data set's shape (``harness/data/shapes.py``), built on the meta device."""
     slots = max(1, int((cfg.cluster.num_cpus or os.cpu_count() or 1) / max(cfg.cluster.trial.cpus, 1e-9)))
-    scratch = copy.deepcopy(cfg)  # the model size needs the data's shape: any data cache goes to a temp folder
-    with tempfile.TemporaryDirectory() as tmp:
-        scratch.storage = tmp
-        try:
-            sizes = pack_sizes(scratch, runs, slots)
-        except (OSError, ValueError, RuntimeError) as e:  # the data set is not readable here
-            return f"packs unknown ({e})"
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.student_arch] = counts.get(run.student_arch, 0) + 1
+    fixed = pack_size_setting(cfg.sweep)
+    if fixed is None and (cfg.sweep.scheduler != "none" or cfg.sweep.search != "grid"):
+        fixed = 1  # a scheduler or searcher steers single runs (``sweep.pack_size``)
+    shape = data_shape(cfg.data.name, _data_options(cfg))
+    if fixed is None and (shape.input_shape is None or shape.num_classes is None):
+        return (
+            f"sweep.pack_size=auto: packs known once the data set is read ({cfg.data.name}'s shape is not known here)"
+        )
+    sizes = {}
+    for arch, n in counts.items():
+        if fixed is not None:
+            sizes[arch] = fixed
+            continue
+        with torch.device("meta"):
+            params = parameter_count(create_model(arch, num_classes=shape.num_classes, input_shape=shape.input_shape))
+        sizes[arch] = auto_pack_size(params, torch.device("cpu"), n, slots)
     return (
         f"sweep.pack_size={cfg.sweep.pack_size}: up to "
         + ", ".join(f"{n} {arch}" for arch, n in sizes.items())

@@ -87,10 +87,12 @@ def test_grid_name_is_stable_and_changes_with_the_grid(tmp_path):
     assert grid_name(_cfg(tmp_path, **{"sweep.name": "mine"}), runs) == "mine"
 
 
-def test_plan_names_the_run_whose_teacher_is_missing(tmp_path):
-    cfg = _cfg(tmp_path, **{"sweep.teacher_choices": '["full"]'})
-    with pytest.raises(Exception, match="sweep run full .*ckd teachers"):
-        plan(cfg)
+def test_plan_skips_the_run_whose_teacher_is_missing_with_the_reason(tmp_path):
+    cfg = _cfg(tmp_path, **{"sweep.teacher_choices": '["none","full"]', "sweep.seeds": "[0]"})
+    planned = {p.run.teacher_choice: p for p in plan(cfg)}
+    assert planned["none"].skip is None and planned["none"].run_id
+    assert planned["full"].run_id == "" and not planned["full"].done
+    assert "cnn1d_small-mnist1d-s0" in planned["full"].skip and "ckd teachers" in planned["full"].skip
 
 
 @pytest.mark.parametrize(
@@ -173,6 +175,6 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[teachers] 2 trajectories x 4 epochs, checkpoints at [2, 4] (2 each); 8 teacher-epochs to train" in out
     # none, full, epoch:2 (epoch:4 is full's run) x 3 seeds
-    assert "[sweep] 9 runs in the grid (grid): done unknown until the teachers" in out
+    assert "[sweep] 9 runs in the grid (grid): 0 done, 9 to train (6 wait for their teachers), 0 to skip" in out
     assert "about 18 student-epochs (9 students x 2 epochs)" in out and "1 CPU, 0 GPU per trial" in out
     assert not storage.exists()
