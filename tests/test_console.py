@@ -142,6 +142,23 @@ def test_sweep_line_says_what_students_wait_for_and_estimates_from_epochs(lines_
     ]
 
 
+def test_sweep_eta_measures_the_pace_after_the_first_epoch_not_the_set_up(lines_mode):
+    """A pack that spends 30 s on set-up (data, teacher logits) before 1 s epochs: after a second
+    report its ETA is the epochs left at 1 s each, not 30 s each."""
+    from harness.cluster.sweep_progress import SweepProgress
+
+    clock = Clock()
+    sweep = SweepProgress(10.0, epochs=10, trials=2, clock=clock)
+    a = _trial("a", "RUNNING", 2, epoch=None)
+    sweep.on_trial_start(0, [a], a)
+    clock.t, a.last_result = 31.0, {"epoch": 1}
+    sweep.on_trial_result(0, [a], a, a.last_result)
+    assert sweep.eta([a], 0) == pytest.approx(31.0 * 9)  # one report: the only pace known
+    clock.t, a.last_result = 33.0, {"epoch": 3}
+    sweep.on_trial_result(0, [a], a, a.last_result)
+    assert sweep.eta([a], 0) == pytest.approx(7.0)  # 1 s an epoch since the first report, 7 epochs left
+
+
 def test_quiet_ray_hides_the_token_notice_and_tunes_box_unless_verbose(monkeypatch, capsys):
     """The token notice is dropped at its logger; Tune picks its old engine, which honours
     ``verbose=0`` (a real ``ckd`` run shows neither; with ``-v`` both come back)."""

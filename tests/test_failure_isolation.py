@@ -167,3 +167,32 @@ def test_on_ray_a_member_fails_alone_without_retries_and_tune_rows_are_runs(teac
     for label in ("none/mlp_small/s0", "none/mlp_small/s2", "full/mlp_small/s0", "full/mlp_small/s1"):
         assert label.encode() in blobs
     assert b"run_id" in blobs and b"data" in blobs and b"failed" in blobs
+
+
+@pytest.mark.timeout(300)
+def test_ckd_run_on_ray_skips_a_degenerate_selection_before_launch(tmp_path, monkeypatch, capsys):
+    """The issue's case on the overlapped path (students start as their teachers are scored): the
+    binning selector is degenerate on short teachers, so its runs are never launched; the others
+    train; the report lists the skips; the exit status is 3; no traceback on the console."""
+    pytest.importorskip("ray")
+    from harness.cli import main
+
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
+    overrides = tiny_overrides(
+        tmp_path / "runs",
+        **{
+            "teacher.seeds": "[0,1]",
+            "sweep.seeds": "[0,1]",
+            "sweep.teacher_choices": '["full","selected:binning"]',
+            "scoring.estimators": "[binning]",
+        },
+    )
+    assert main(["run", str(QUICKSTART), *overrides]) == pipeline.INCOMPLETE
+    out, err = capsys.readouterr()
+    records = _records(tmp_path / "runs")
+    assert set(records) == {"selected:binning/mlp_small/s0", "selected:binning/mlp_small/s1"}
+    assert all(r["status"] == "skipped" and "degenerate" in r["reason"] for r in records.values())
+    assert "2 run(s) did not train (2 skipped, 0 failed)" in out and "full" in out  # the leaderboard is there
+    assert "Traceback" not in err and "skipped 1 run(s) before launch, selected:binning" in err
+    rows = pipeline.open_store(load_config(QUICKSTART, overrides)).read_results()
+    assert sorted(failures.run_label(r) for r in rows) == ["full/mlp_small/s0", "full/mlp_small/s1"]

@@ -168,7 +168,7 @@ def connect(cfg: ExperimentConfig) -> ClusterInfo:
             source = "cluster.address" if cfg.cluster.address else "RAY_ADDRESS"
             _probe_address(address, cfg.cluster.connect_timeout_s, source)
             try:
-                ray.init(address=address, logging_level=logging.WARNING)
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=verbose())
             except Exception as e:  # ConnectionError, version mismatch, ...
                 raise ClusterError(
                     f"could not join the Ray cluster at {address!r} (cluster.address / RAY_ADDRESS): "
@@ -182,6 +182,9 @@ def connect(cfg: ExperimentConfig) -> ClusterInfo:
                 num_gpus=cfg.cluster.num_gpus,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
+                # workers log to their own files (logs/, trial folders); their raw stdout/stderr
+                # (e.g. a trial worker's teardown at SIGTERM) reaches this console only with -v
+                log_to_driver=verbose(),
             )
             info = cluster_info(None, started_here=True)
     logger.info(info.describe())

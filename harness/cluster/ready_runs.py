@@ -126,8 +126,9 @@ class ReadyRuns(Searcher):
         if self.status is not None and self.pending and self.status.holding():
             return None  # teachers and the scorer first: a student released now would take their slot
         ready = [needs for needs in list(self.pending) if self.readiness.ready(needs)]
-        if ready:
-            return {"runs": self._take(ready)}
+        pack = self._take(ready) if ready else []
+        if pack:
+            return {"runs": pack}  # (a ready group whose runs were all skipped gives no pack)
         if not self.pending:
             return Searcher.FINISHED
         if self.status is not None and self.status.done.is_set():

@@ -54,6 +54,7 @@ class SweepProgress(tune.Callback):
         self._stage: StageLine | None = None
         self._last_step = -math.inf
         self.started: dict[str, float] = {}  # trial id -> when it started (this attempt)
+        self.first_epoch: dict[str, tuple[float, int]] = {}  # trial id -> (when, which) its first report came
         self.durations: list[float] = []  # seconds per finished pack
         self.slots = 0  # most packs seen running at once
         self.pack_s: float | None = None  # estimated seconds per pack
@@ -78,6 +79,25 @@ class SweepProgress(tune.Callback):
     @staticmethod
     def _label(trial) -> str:
         return describe_pack(trial_runs(trial.config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        epoch = result.get("epoch")
+        if isinstance(epoch, int) and trial.trial_id not in self.first_epoch:
+            self.first_epoch[trial.trial_id] = (self.clock(), epoch)
+
+    def _left(self, trial, now: float) -> tuple[float, float] | None:
+        """(this pack's whole time, its time left) at its pace per epoch, or None before an epoch.
+        The pace is measured after the first report when there is a later one: the time before
+        the first epoch (data, teacher logits) is set-up, not a rate."""
+        epoch = (trial.last_result or {}).get("epoch")
+        if not (self.epochs and isinstance(epoch, int) and 0 < epoch <= self.epochs):
+            return None
+        ran = now - self.started.get(trial.trial_id, now)
+        first_t, first_e = self.first_epoch.get(trial.trial_id, (None, epoch))
+        if first_t is not None and epoch > first_e:
+            per_epoch = (now - first_t) / (epoch - first_e)
+            return ran + per_epoch * (self.epochs - epoch), per_epoch * (self.epochs - epoch)
+        return ran * self.epochs / epoch, ran * (self.epochs - epoch) / epoch
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if not self.started:
@@ -120,13 +140,10 @@ class SweepProgress(tune.Callback):
         now, seen = self.clock(), list(self.durations)
         left: list[float | None] = []
         for t in running:
-            ran = now - self.started.get(t.trial_id, now)
-            epoch = (t.last_result or {}).get("epoch")
-            if self.epochs and isinstance(epoch, int) and 0 < epoch <= self.epochs:
-                seen.append(ran * self.epochs / epoch)  # this pack's whole time at its pace so far
-                left.append(ran * (self.epochs - epoch) / epoch)
-            else:
-                left.append(None)  # no epoch yet: the mean pack time, below
+            pace = self._left(t, now)
+            if pace is not None:
+                seen.append(pace[0])  # this pack's whole time at its pace so far
+            left.append(None if pace is None else pace[1])  # None: no epoch yet, the mean pack time below
         if not seen:
             return None
         mean = self.pack_s = sum(seen) / len(seen)
@@ -141,6 +158,7 @@ class SweepProgress(tune.Callback):
         stopped = self.epochs is not None and isinstance(r.get("epoch"), int) and r["epoch"] < self.epochs
         if trial.trial_id in self.started:
             self.durations.append(self.clock() - self.started.pop(trial.trial_id))
+        self.first_epoch.pop(trial.trial_id, None)
         failed = int(r.get("failed", 0))  # members that failed alone (harness/failures.py): counted, said
         self.progress.update(members)
         logger.info(
@@ -152,12 +170,14 @@ class SweepProgress(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self.started.pop(trial.trial_id, None)
+        self.first_epoch.pop(trial.trial_id, None)
         logger.info(
             f"[sweep] {self._label(trial)} failed; retrying from its last checkpoint (attempt {trial.num_failures + 1})"
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.started.pop(trial.trial_id, None)
+        self.first_epoch.pop(trial.trial_id, None)
         logger.warning(f"[sweep] {self._label(trial)} FAILED after {trial.num_failures} failures; logs in {trial.path}")
 
     def on_experiment_end(self, trials, **info) -> None:
