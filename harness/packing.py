@@ -105,11 +105,16 @@ def parameter_count(model: nn.Module) -> int:
 
 def auto_pack_size(params_per_member: int, device: torch.device, runs: int, slots: int) -> int:
     """``sweep.pack_size=auto``: as many members as the device holds comfortably (a parameter
-    budget per pack: small MLPs pack by the dozen, a WRN on a CPU hardly), but no more than
-    spreads the runs evenly over the trial slots (so every slot gets a pack)."""
+    budget per pack: small MLPs pack by the dozen, a WRN on a CPU hardly), balanced over the
+    trial slots: the number of packs is rounded up to whole waves of ``slots`` and the runs
+    spread evenly over them, so no last pack runs alone while slots idle (288 runs, 4 slots,
+    64 fit: 8 packs of 36 in two full waves, not 4 x 64 + 32)."""
     budget = PARAMS_PER_PACK["cuda" if device.type == "cuda" else "cpu"]
     fits = max(1, min(PACK_SIZE_CAP, budget // max(params_per_member, 1)))
-    return max(1, min(fits, math.ceil(runs / max(slots, 1))))
+    slots = max(slots, 1)
+    packs = math.ceil(runs / fits)
+    waves = math.ceil(packs / slots)
+    return max(1, math.ceil(runs / (waves * slots)))
 
 
 @dataclass

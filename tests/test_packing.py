@@ -7,6 +7,7 @@ That a member of a pack ends bit for bit where the same run trained alone ends i
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -198,10 +199,18 @@ def test_teachers_per_batch_give_the_cached_soft_targets(taught):
 def test_auto_pack_size_spreads_runs_over_slots_within_a_parameter_budget():
     cpu = torch.device("cpu")
     assert auto_pack_size(25_000, cpu, runs=18, slots=2) == 9
-    assert auto_pack_size(25_000, cpu, runs=1000, slots=2) == 64
+    assert auto_pack_size(25_000, cpu, runs=1000, slots=2) == 63  # 16 packs: 8 full waves of 2
     assert auto_pack_size(2_000_000, cpu, runs=1000, slots=2) == 2
     assert auto_pack_size(50_000_000, cpu, runs=10, slots=1) == 1
-    assert auto_pack_size(2_000_000, torch.device("cuda"), runs=1000, slots=1) == 64
+    assert auto_pack_size(2_000_000, torch.device("cuda"), runs=1000, slots=1) == 63  # 16 packs: 15 x 63 + 55
+    # balanced over the slots: whole waves, no last pack alone while slots idle (issue 22)
+    assert auto_pack_size(25_000, cpu, runs=288, slots=4) == 36  # 8 packs of 36, not 4 x 64 + 32
+    for runs, slots in [(288, 4), (1000, 2), (70, 2), (18, 2), (5, 4), (129, 2)]:
+        size = auto_pack_size(25_000, cpu, runs=runs, slots=slots)
+        packs = -(-runs // size)
+        assert size <= 64 and (packs % slots == 0 or packs < slots), (runs, slots, size)
+        waves = math.ceil(math.ceil(runs / 64) / slots)
+        assert packs <= slots * waves  # no more packs than the whole waves the cap needs
 
 
 def test_a_pack_trains_under_bf16_autocast(taught, tmp_path):
