@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import failures, tracking
-from harness.config import ConfigError, ExperimentConfig, config_hash, to_dict
+from harness.config import ConfigError, ExperimentConfig, config_hash, seed_list, to_dict
 from harness.config_validation import pack_size_setting
 from harness.distill import distill_pack
 from harness.experiment import load_splits, open_store
@@ -56,7 +56,7 @@ def saved_epochs(cfg: ExperimentConfig, teacher_arch: str) -> list[int]:
     """The saved epochs of the teacher trajectories of ``teacher_arch``: a finished trajectory's
     (its manifest), else the checkpoint schedule (the same: it is in the trajectory's hash)."""
     store = open_store(cfg)
-    for seed in cfg.teacher.seeds:
+    for seed in seed_list(cfg.teacher):
         traj = store.trajectory(trajectory_name(teacher_arch, cfg.data.name, seed))
         if traj.is_finished():
             return traj.finished_epochs()
@@ -124,6 +124,7 @@ def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
     student_archs = list(cfg.sweep.student_archs) or list(cfg.student.archs)
     runs: list[Run] = []
     seen: set[Run] = set()
+    seeds = (seed_list(cfg.sweep), seed_list(cfg.teacher))  # read once: a range stays a range
     choices = {ta: expand_teacher_choices(cfg, ta) for ta in teacher_archs}
     for ta, sa in itertools.product(teacher_archs, student_archs):
         for choice in choices[ta]:
@@ -136,10 +137,10 @@ def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
                     )
                 )
             )
-            for (T, w), i in itertools.product(hps, range(len(cfg.sweep.seeds))):
-                run = Run.in_grid(cfg, ta, sa, choice, T, w, i)
+            for (T, w), i in itertools.product(hps, range(len(seeds[0]))):
+                run = Run.in_grid(cfg, ta, sa, choice, T, w, i, seeds)
                 if choice_of(choice).is_none:  # no teacher: arch and teacher seed do not matter
-                    run = dataclasses.replace(run, teacher_arch=teacher_archs[0], teacher_seed=teacher_seed_for(cfg, 0))
+                    run = dataclasses.replace(run, teacher_arch=teacher_archs[0], teacher_seed=seeds[1][0])
                 if run not in seen:
                     seen.add(run)
                     runs.append(run)
@@ -163,10 +164,11 @@ def plan(cfg: ExperimentConfig, runs: Sequence[Run] | None = None) -> list[Plann
     return out
 
 
-def record_skips(cfg: ExperimentConfig, planned: Sequence[PlannedRun]) -> list[PlannedRun]:
+def record_skips(cfg: ExperimentConfig, planned: Sequence[PlannedRun], say: bool = True) -> list[PlannedRun]:
     """Record the planned runs that cannot train (``harness/failures.py``), one console line per
     reason naming its runs; clear the records of done runs and the skips of runs that resolve now
-    (a failed run keeps its record until it trains); the skipped runs."""
+    (a failed run keeps its record until it trains); the skipped runs. ``say=False``: no lines
+    (the runs were said when they were skipped, e.g. by the overlapped sweep's searcher)."""
     root = open_store(cfg).root
     skipped = [p for p in planned if p.skip]
     failures.clear(root, [p.run.to_dict() for p in planned if p.done])
@@ -175,7 +177,7 @@ def record_skips(cfg: ExperimentConfig, planned: Sequence[PlannedRun]) -> list[P
     for p in skipped:
         failures.record(root, p.run.to_dict(), "skipped", p.skip, stage="sweep")
         by_reason.setdefault(p.skip, []).append(failures.run_label(p.run.to_dict()))
-    for reason, labels in by_reason.items():
+    for reason, labels in by_reason.items() if say else ():
         shown = ", ".join(labels[:3]) + (f" (+{len(labels) - 3} more)" if len(labels) > 3 else "")
         logger.warning(f"[sweep] skipped {len(labels)} run(s) before launch, {shown}: {reason}")
     return skipped

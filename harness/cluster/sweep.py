@@ -213,7 +213,10 @@ def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
     if status.failed:
         return store.read_results()
     planned = plan(cfg, runs)
-    record_skips(cfg, planned)  # the runs ReadyRuns did not release: their teachers or selection failed
+    said = {e["key"] for e in failures.read_failures(store.root) if e["status"] == "skipped"}
+    new = [p for p in planned if not p.skip or failures.run_key(p.run.to_dict()) not in said]
+    record_skips(cfg, new)  # runs ReadyRuns never saw (their teachers failed); its own skips were said
+    record_skips(cfg, planned, say=False)
     return _check_rows(cfg, store, [p for p in planned if not p.skip], path)
 
 
