@@ -7,6 +7,10 @@
   present (median of a few writes). Rows are realistic in size (per-epoch accuracy lists).
 - **planning**: seconds to list and resolve a grid of ~10^3 / 10^4 / 10^5 runs against a store
   of finished (fake, manifest-only) teacher trajectories, and to find the done runs.
+- **CLI planning** (``--cli-runs``): the user's path, ``ckd sweep configs/quickstart.yaml
+  sweep.seeds=range(0,N) --dry-run`` (teachers not trained) as a subprocess under
+  ``/usr/bin/time -v``: wall seconds (imports included) and peak RSS at ~10^3 / 10^4 / 10^5 runs.
+  A checkout without seed ranges gets the same seeds as a list (refused past 1,000 seeds).
 
 ``--before DIR`` also times a checkout of an older version (run with ``PYTHONPATH=DIR``) in the
 same sitting, for the before/after table; its sizes are capped (``--before-rows``,
@@ -147,12 +151,47 @@ def time_planning(sizes: list[int]) -> dict:
     return out
 
 
-def before(checkout: str, rows: str, runs: str) -> dict:
+RUNS_PER_SEED = 6  # configs/quickstart.yaml: six teacher choices, one T and kd_weight
+
+
+def cli_dry_run(runs: int) -> dict:
+    """``ckd sweep --dry-run`` of ~``runs`` runs in a subprocess: wall s, peak RSS MiB, its grid line."""
+    n = max(1, round(runs / RUNS_PER_SEED))
+    try:
+        from harness.config import seed_list  # noqa: F401  (seed ranges exist)
+
+        seeds = f"range(0,{n})"
+    except ImportError:
+        seeds = "[" + ",".join(map(str, range(n))) + "]"
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [sys.executable, "-m", "harness.cli", "sweep", str(ROOT / "configs" / "quickstart.yaml")]
+        cmd += [f"sweep.seeds={seeds}", f"storage={d}/runs", "tracking.mode=disabled", "--dry-run"]
+        began = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=os.environ.copy())
+        wall = time.perf_counter() - began
+    rss = next((int(x.split()[-1]) for x in p.stderr.splitlines() if "Maximum resident set size" in x), 0)
+    grid = next((x.split(";")[0] for x in p.stdout.splitlines() if "runs in the grid" in x), "")
+    refused = next((x for x in p.stderr.splitlines() if x.startswith("ckd")), "")[:160]
+    return {"seeds": n, "rc": p.returncode, "wall_s": round(wall, 2), "peak_rss_mib": round(rss / 1024, 1)} | (
+        {"grid": grid} if p.returncode == 0 else {"refused": refused}
+    )
+
+
+def time_cli_planning(sizes: list[int]) -> dict:
+    out = {}
+    for n in sizes:
+        out[str(n)] = got = cli_dry_run(n)
+        print(f"ckd sweep --dry-run, ~{n:>7} runs: {got}", flush=True)
+    return out
+
+
+def before(checkout: str, rows: str, runs: str, cli_runs: str = "") -> dict:
     """The same measurements with an older checkout's ``harness`` (a subprocess)."""
     env = {**os.environ, "PYTHONPATH": checkout}
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         subprocess.run(
-            [sys.executable, __file__, "--rows", rows, "--runs", runs, "--out", f.name, "--quiet-before"],
+            [sys.executable, __file__, "--rows", rows, "--runs", runs, "--out", f.name, "--quiet-before"]
+            + ["--cli-runs", cli_runs],
             env=env,
             check=True,
             cwd=checkout,
@@ -167,6 +206,7 @@ def main() -> None:
     p.add_argument("--before", help="an older checkout to time in the same sitting")
     p.add_argument("--before-rows", default="0,1000,10000")
     p.add_argument("--before-runs", default="1000")
+    p.add_argument("--cli-runs", default="", help="e.g. 1000,10000,100000: time `ckd sweep --dry-run` (a subprocess)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scale_cpu2.json"))
     p.add_argument("--quiet-before", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -178,9 +218,11 @@ def main() -> None:
         "results_write_s": time_writes([int(x) for x in args.rows.split(",") if x]),
         "planning_s": time_planning([int(x) for x in args.runs.split(",") if x]),
     }
+    if args.cli_runs:
+        result["cli_dry_run"] = time_cli_planning([int(x) for x in args.cli_runs.split(",") if x])
     if args.before:
         print(f"--- before: {args.before}", flush=True)
-        result["before"] = before(args.before, args.before_rows, args.before_runs)
+        result["before"] = before(args.before, args.before_rows, args.before_runs, args.cli_runs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.config import seed_list  # noqa: E402
 from harness.config_loading import load_config  # noqa: E402
 from harness.data import make_loader  # noqa: E402
 from harness.experiment import load_splits, open_store, set_threads  # noqa: E402
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(args.config, [f"storage={storage}", "tracking.mode=disabled", *args.overrides])
     set_threads(cfg, "scorer")
     arch = args.arch or cfg.teacher.archs[0]
-    seed = cfg.teacher.seeds[0] if args.seed is None else args.seed
+    seed = seed_list(cfg.teacher)[0] if args.seed is None else args.seed
     device = resolve_device(cfg.device)
     store = open_store(cfg)
     name = trajectory_name(arch, cfg.data.name, seed)

@@ -10,14 +10,16 @@ numeric field without one. ``config_hash`` tells whether stored work matches a c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -112,7 +114,7 @@ class OptimConfig:
 @dataclass
 class TeacherConfig:
     archs: list[str] = field(default_factory=lambda: ["cnn1d_small"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of ints or "range(a, b[, step])": seed_list
     epochs: int = 80
     checkpoint_every: int = 10
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -212,7 +214,7 @@ class SweepConfig:
     teacher_choices: list[str] = field(default_factory=lambda: ["none", "full", "fraction:0.5"])
     temperature: list[float] = field(default_factory=lambda: [4.0])
     kd_weight: list[float] = field(default_factory=lambda: [0.5])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # student seeds
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # student seeds: a list or "range(a, b[, step])"
     student_archs: list[str] = field(default_factory=list)  # empty: student.archs
     teacher_archs: list[str] = field(default_factory=list)  # empty: teacher.archs
     # paired: the student of seed i learns from the trajectory of teacher.seeds[i % n], so the
@@ -298,6 +300,41 @@ class ExperimentConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+
+SEED_RANGE = re.compile(r"\s*range\(\s*([+-]?\d+)\s*,\s*([+-]?\d+)\s*(?:,\s*([+-]?\d+)\s*)?\)\s*")
+
+
+@functools.lru_cache(maxsize=256)
+def range_parts(text: str) -> tuple[int, int, int] | None:
+    """``(start, stop, step)`` of ``range(a, b[, step])`` (spaces free), or None for other text."""
+    m = SEED_RANGE.fullmatch(text)
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3]) if m[3] is not None else 1)
+
+
+def range_text(start: int, stop: int, step: int = 1) -> str:
+    """The canonical form of a seed range, as ``ckd config`` prints it: ``range(0, 100000)``."""
+    return f"range({start}, {stop})" if step == 1 else f"range({start}, {stop}, {step})"
+
+
+@functools.lru_cache(maxsize=256)
+def _seed_range(text: str) -> range:
+    parts = range_parts(text)
+    if parts is None or parts[2] <= 0:
+        raise ConfigError(f"seeds {text!r}: not range(start, stop[, step]) with a positive step")
+    return range(*parts)
+
+
+def seed_list(section: Any) -> Sequence[int]:
+    """The seeds of ``section`` (``cfg.teacher`` or ``cfg.sweep``, or the raw value): a ``range``
+    for ``range(a, b[, step])`` (kept compact: len, index and ``in`` are O(1)), else a tuple of
+    ints. The one place seeds are read; validation (``config_validation``) checks them first."""
+    value = section if isinstance(section, (str, range, list, tuple, ListConfig)) else section.seeds
+    if isinstance(value, str):
+        return _seed_range(value)
+    if isinstance(value, range):
+        return value
+    return tuple(int(s) for s in value)
 
 
 def to_dict(cfg: Any) -> dict:

@@ -13,7 +13,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config import ConfigError, ExperimentConfig
+from harness.config import ConfigError, ExperimentConfig, range_parts, range_text
+from harness.config_bounds import MAX_LIST
 from harness.config_validation import validate
 from harness.registry import did_you_mean
 
@@ -34,6 +35,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
                 "config key 'name': missing; set `name: <experiment>` in the file or name=... on the command line"
             )
         expand_home(cfg)
+        canonical_seeds(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_omegaconf_message(e, list(overrides))) from None
     validate(cfg)
@@ -50,6 +52,48 @@ def expand_home(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, str) and value.startswith("~"):
             OmegaConf.update(cfg, key, os.path.expanduser(value))
+
+
+SEED_KEYS = ("teacher.seeds", "sweep.seeds")  # a list of ints or "range(a, b[, step])" (harness.config.seed_list)
+NODE_LIMIT = "node expansion exceeds"  # OmegaConf's YAML loader: at most 10^4 nodes per document
+
+
+def canonical_seeds(cfg: DictConfig) -> None:
+    """A seed range as ``ckd config`` prints it (``range(0,10)`` -> ``range(0, 10)``): one text per range."""
+    for key in SEED_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str) and (parts := range_parts(value)) is not None:
+            OmegaConf.update(cfg, key, range_text(*parts), merge=False)
+
+
+def too_long(key: str, items: Any, in_file: bool = False) -> ConfigError:
+    """A list longer than OmegaConf's YAML loader reads, in one line naming its key and the fix
+    (a seed range for seeds: exact when the list is one; ``in_file``: the fix in YAML syntax)."""
+    n = len(items) if isinstance(items, list) else "too many"
+    if key in SEED_KEYS:
+        seeds = "range(start, stop[, step])"
+        if isinstance(items, list) and len(items) > 1 and all(isinstance(x, int) for x in items):
+            step = items[1] - items[0]
+            if step > 0 and items == list(range(items[0], items[-1] + 1, step)):
+                seeds = range_text(items[0], items[-1] + step, step)
+        name = key.rsplit(".", 1)[-1]
+        fix = f"write {name}: {seeds} (under {key.split('.')[0]}:)" if in_file else f"write '{key}={seeds}'"
+    else:
+        fix = f"a list holds at most {MAX_LIST} values"
+    return ConfigError(
+        f"config key {key!r}: {n} values are more than OmegaConf reads from YAML (its node limit); {fix}"
+    )
+
+
+def _longest_list(node: Any, key: str = "") -> tuple[str, Any]:
+    """The dotted key and items of the longest list in plain YAML data (the one past the limit)."""
+    if isinstance(node, list):
+        return key, node
+    best: tuple[str, Any] = ("", [])
+    for k, v in node.items() if isinstance(node, dict) else ():
+        got = _longest_list(v, f"{key}.{k}" if key else str(k))
+        best = got if len(got[1]) > len(best[1]) else best
+    return best
 
 
 def _merge(layers: list[Any], overrides: list[str]) -> DictConfig:
@@ -83,6 +127,8 @@ def _from_dotlist(overrides: list[str]) -> DictConfig:
             parsed = OmegaConf.select(OmegaConf.from_dotlist([o]), key)
         except yaml.YAMLError as e:
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            if NODE_LIMIT in str(e):
+                raise too_long(key, _plain(value)) from None
             raise ConfigError(
                 f"override {o!r}: YAML cannot read the value ({problem}); {_quote_fix(schema, key, value)}"
             ) from None
@@ -96,6 +142,14 @@ def _from_dotlist(overrides: list[str]) -> DictConfig:
                     + _quote_fix(schema, key, value)
                 )
     return OmegaConf.from_dotlist(overrides)
+
+
+def _plain(value: str) -> Any:
+    """``value`` read by PyYAML alone (no node limit), or None when it cannot be read."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return None
 
 
 def _select(cfg: DictConfig, key: str) -> Any:
@@ -169,7 +223,12 @@ def _load_yaml(path: Path) -> DictConfig:
             f"config file {str(path)!r}: the top level must be a mapping of keys "
             f"(name:, data:, teacher:, ...), not a {type(data).__name__}"
         )
-    return OmegaConf.load(path)
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        if NODE_LIMIT not in str(e):
+            raise
+        raise too_long(*_longest_list(data), in_file=True) from None
 
 
 KINDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}

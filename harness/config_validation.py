@@ -3,6 +3,8 @@ before any compute is spent; each failure is a ``ConfigError`` that names its ke
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from harness.config import (
@@ -12,8 +14,11 @@ from harness.config import (
     REPORTED_EPOCHS,
     ConfigError,
     is_safe_name,
+    range_parts,
+    range_text,
+    seed_list,
 )
-from harness.config_bounds import MAX_PACK, MAX_THREADS, check_bounds
+from harness.config_bounds import MAX_LIST, MAX_PACK, MAX_SEED, MAX_THREADS, check_bounds
 from harness.registry import did_you_mean, known_names, parse_name, unknown_name_message
 
 
@@ -113,8 +118,7 @@ def _validate_teacher_student(cfg: Any) -> None:
     t, s = cfg.teacher, cfg.student
     _check(len(t.archs) > 0, "teacher.archs", "needs at least one architecture")
     _check_names(t.archs, "teacher.archs", "model")
-    _check(len(t.seeds) > 0, "teacher.seeds", "needs at least one seed")
-    _check(len(set(t.seeds)) == len(t.seeds), "teacher.seeds", "has duplicates")
+    validate_seeds(t.seeds, "teacher.seeds")
     _check(t.epochs > 0, "teacher.epochs", f"must be positive, got {t.epochs}")
     _check(t.checkpoint_every > 0, "teacher.checkpoint_every", "must be positive")
     _check(
@@ -138,9 +142,9 @@ def _validate_distill(cfg: Any) -> None:
         _check_known(d.teacher_arch, "distill.teacher_arch", list(t.archs), "teacher arch (not in teacher.archs)")
     if d.teacher_seed is not None:
         _check(
-            d.teacher_seed in t.seeds,
+            d.teacher_seed in seed_list(t),
             "distill.teacher_seed",
-            f"{d.teacher_seed} is not in teacher.seeds {list(t.seeds)}",
+            f"{d.teacher_seed} is not in teacher.seeds {seeds_text(t.seeds)}",
         )
     if d.student_arch is not None:
         _check_known(d.student_arch, "distill.student_arch", known_names("model"), "model")
@@ -148,6 +152,69 @@ def _validate_distill(cfg: Any) -> None:
     for i, choice in enumerate(cfg.sweep.teacher_choices):
         if choice != "every_checkpoint":
             _check_choice(choice, f"sweep.teacher_choices[{i}]")
+
+
+RANGE_HINT = "range(start, stop[, step])"
+
+
+def seeds_text(value: Any, limit: int = 10) -> str:
+    """Seeds as the user wrote them, short: ``range(0, 100000)`` or ``[0, 1, 2]`` (long lists cut)."""
+    if isinstance(value, str):
+        return value.strip()
+    items = list(value)
+    return "[" + ", ".join(map(str, items[:limit])) + (", ...]" if len(items) > limit else "]")
+
+
+def validate_seeds(value: Any, key: str) -> Sequence[int]:
+    """``teacher.seeds`` / ``sweep.seeds``: a list of distinct ints (at most ``MAX_LIST``) or
+    ``range(start, stop[, step])`` (positive step, not empty), every seed in [0, ``MAX_SEED``];
+    the seeds (``seed_list``), else a one-line ConfigError naming ``key`` and the fix."""
+    if isinstance(value, str):
+        return _validate_range(value, key)
+    if value is None or isinstance(value, (bool, int, float)):
+        got = "nothing" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        fix = f"; write {key}=[{value}]" if isinstance(value, int) and not isinstance(value, bool) else ""
+        _check(False, key, f"expected a list, got {got}{fix} (or {key}={RANGE_HINT} for a long grid)")
+    if hasattr(value, "keys") or not hasattr(value, "__len__"):
+        _check(False, key, f"expected a list of integers or {RANGE_HINT}, got {value}")
+    for i, x in enumerate(value):
+        _check(
+            isinstance(x, int) and not isinstance(x, bool), key, f"expected a list of integers; element {i} is {x!r}"
+        )
+        _check(0 <= x <= MAX_SEED, f"{key}[{i}]", f"{x!r} is out of range; must be in [0, {MAX_SEED}]")
+    _check(len(value) > 0, key, f"needs at least one seed, e.g. {key}=[0,1,2]")
+    n = len(value)
+    _check(n <= MAX_LIST, key, f"{n} values; at most {MAX_LIST} in a list (more seeds: {key}={RANGE_HINT})")
+    twice = [s for s, c in Counter(value).items() if c > 1]
+    _check(not twice, key, f"has duplicates ({', '.join(map(str, twice[:5]))}); list each seed once")
+    return seed_list(value)
+
+
+def _validate_range(text: str, key: str) -> range:
+    parts = range_parts(text)
+    _check(
+        parts is not None,
+        key,
+        f"{text!r} is neither a list of seeds nor {RANGE_HINT} with integers; e.g. {key}=[0,1,2] or {key}=range(0,100)",
+    )
+    start, stop, step = parts  # type: ignore[misc]
+    written = range_text(start, stop, step)
+    if step <= 0:
+        down = range(start, stop, step) if step else range(0)
+        fix = f"write {range_text(down[-1], down[0] + 1, -step)}" if down else f"e.g. {range_text(start, start + 10)}"
+        _check(False, key, f"{written}: the step must be positive (seeds in increasing order); {fix}")
+    seeds = range(start, stop, step)
+    _check(
+        len(seeds) > 0,
+        key,
+        f"{written} is empty; the stop must be above the start, e.g. {range_text(start, start + 10)}",
+    )
+    _check(
+        start >= 0 and seeds[-1] <= MAX_SEED,
+        key,
+        f"{range_text(start, stop, step)} is out of range; every seed must be in [0, {MAX_SEED}]",
+    )
+    return seeds
 
 
 def _check_choice(text: str, key: str) -> None:
@@ -166,8 +233,7 @@ def _validate_sweep(cfg: Any) -> None:
     )
     _check(all(x > 0 for x in s.temperature), "sweep.temperature", "must be positive")
     _check(all(0 <= x <= 1 for x in s.kd_weight), "sweep.kd_weight", "must lie in [0, 1]")
-    _check(len(s.seeds) > 0, "sweep.seeds", "needs at least one seed")
-    _check(len(set(s.seeds)) == len(s.seeds), "sweep.seeds", "has duplicates")
+    validate_seeds(s.seeds, "sweep.seeds")
     _check_names(s.student_archs, "sweep.student_archs", "model")
     _check_names(s.teacher_archs, "sweep.teacher_archs", "teacher arch (not in teacher.archs)", list(cfg.teacher.archs))
     _check(s.grace_period >= 1, "sweep.grace_period", "must be >= 1")

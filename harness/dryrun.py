@@ -24,7 +24,7 @@ from harness.models import create_model
 from harness.packing import auto_pack_size, parameter_count
 from harness.report.console import cut
 from harness.runs import Run
-from harness.status import WIDTH, measured_rates, sweep_state
+from harness.status import WIDTH, SweepState, measured_rates, sweep_state
 from harness.sweep import sweep_runs
 from harness.teachers import checkpoint_epochs
 
@@ -37,13 +37,17 @@ def describe(cfg: ExperimentConfig, verb: str) -> str:
         f"plan of `ckd {verb}` for experiment {cfg.name!r} in {open_store(cfg).root} "
         f"({'in this process' if cfg.cluster.mode == 'local' else 'on Ray'}); nothing was run or written"
     ]
-    for stage in STAGES[verb]:
-        parts.append({"teachers": _teachers, "score": _score, "sweep": _sweep}[stage](cfg))
-    parts.append(f"[time] {_estimate(cfg, verb)}")
+    state = None
+    if "sweep" in STAGES[verb]:  # the grid listed and resolved once (a 10^5-run grid takes seconds)
+        runs = sweep_runs(cfg)
+        state = sweep_state(cfg, runs)
+    stages = {"teachers": _teachers, "score": _score, "sweep": lambda c: _sweep(c, runs, state)}
+    parts += [stages[stage](cfg) for stage in STAGES[verb]]
+    parts.append(f"[time] {_estimate(cfg, verb, state)}")
     return "\n\n".join(parts)
 
 
-def _estimate(cfg: ExperimentConfig, verb: str) -> str:
+def _estimate(cfg: ExperimentConfig, verb: str, state: SweepState | None = None) -> str:
     """The work left of ``verb``'s stages at the store's measured rates (or none measured yet)."""
     from harness.scoring.freshness import scores_fresh
 
@@ -55,7 +59,7 @@ def _estimate(cfg: ExperimentConfig, verb: str) -> str:
             teacher_epochs += t.epochs - (traj.checkpoints()[-1]["epoch"] if traj.checkpoints() else 0)
         to_score += "score" in stages and not scores_fresh(cfg, spec.name)
     if "sweep" in stages:
-        state = sweep_state(cfg, sweep_runs(cfg))
+        state = state or sweep_state(cfg, sweep_runs(cfg))
         student_epochs = (len(state.todo) + len(state.waiting)) * cfg.student.epochs
     return measured_rates(cfg).estimate(teacher_epochs, student_epochs, to_score)
 
@@ -148,9 +152,7 @@ def _proxies(cfg: ExperimentConfig) -> str:
     return f"proxy selectors {'; '.join(parts)}; " if parts else ""
 
 
-def _sweep(cfg: ExperimentConfig) -> str:
-    runs = sweep_runs(cfg)
-    state = sweep_state(cfg, runs)
+def _sweep(cfg: ExperimentConfig, runs: list[Run], state: SweepState) -> str:
     todo = len(state.todo) + len(state.waiting)
     trials = len(runs) * cfg.sweep.num_samples if cfg.sweep.search != "grid" else todo
     waits = {w: sum(x == w for _, x in state.waiting) for w in ("teachers", "scores")}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ConfigError, ExperimentConfig
+from harness.config import ConfigError, ExperimentConfig, seed_list
 from harness.config_validation import device_data_setting
 from harness.data import DataSplits, TensorSplit, build_splits, dataset_options, to_device_images, use_device_images
 from harness.store import CheckpointStore, trajectory_name
@@ -96,7 +96,7 @@ class TrajectorySpec:
 
 def trajectory_specs(cfg: ExperimentConfig) -> list[TrajectorySpec]:
     """Every (teacher arch x seed) trajectory the config asks for, in a stable order."""
-    return [TrajectorySpec(a, s, cfg.data.name) for a in cfg.teacher.archs for s in cfg.teacher.seeds]
+    return [TrajectorySpec(a, s, cfg.data.name) for a in cfg.teacher.archs for s in seed_list(cfg.teacher)]
 
 
 STAGES_CPUS = ("trajectory", "trial", "scorer")  # cluster.<stage>.cpus: what each stage's process is given

@@ -37,14 +37,15 @@ import csv
 import io
 import json
 import logging
-import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.fileio import (
     ROW_MAX_BYTES,
+    TEMP_SUFFIX,
     VIEW_MAX_BYTES,
     StoredFileError,
     atomic_create,
@@ -56,10 +57,23 @@ from harness.fileio import (
     read_regular_text,
     remove_stale_temps,
 )
+from harness.results_views import (  # noqa: F401 (rows_csv, flatten_row: used from here)
+    NA,
+    RowIndex,
+    append_view,
+    csv_cells,
+    flatten_row,
+    load_index,
+    lstat_signature,
+    new_rows,
+    read_trusted,
+    rows_csv,
+    rows_csv_columns,
+    signature,
+)
 from harness.row_schema import DIGEST_KEY, RANGE, SCHEMA, row_digest, row_problem
 
 logger = logging.getLogger(__name__)
-NA = "n/a"  # the one "no value" marker of every CSV the harness writes
 UNREADABLE, MISNAMED, DIGEST = "unreadable", "misnamed", "digest"
 LEGACY_LINES = "line"  # lines of an older store's results.jsonl, in results.rejected.jsonl
 REASONS = {  # why a row was set aside -> the report's words (after a count)
@@ -92,7 +106,7 @@ class RowScan:
 
     rows: list[dict] = field(default_factory=list)
     set_aside: list[SetAside] = field(default_factory=list)
-    signatures: dict[str, str] = field(default_factory=dict)  # file name -> _signature, of the valid rows
+    signatures: dict[str, str] = field(default_factory=dict)  # file name -> signature, of the valid rows
 
 
 def row_json(row: dict) -> str:
@@ -191,31 +205,24 @@ class ResultsTable:
         return found if isinstance(found, dict) else None
 
     def ids(self) -> set[str]:
-        """Run ids that have a valid row: the done-lookup of a sweep, cheap for 10^5 rows. A row
-        file that the last compaction verified and that has not changed since (same size, mtime
-        and inode: one ``lstat``) is not read again; any other file is read and checked."""
+        """Run ids that have a valid row: the done-lookup of a sweep, asked once per grid, O(n)
+        ``lstat`` calls for 10^5 rows. A row file that a compaction verified and that has not
+        changed since (same ``signature``) is not read again; any other file is read and checked."""
         if self._legacy():
             return {r["run_id"] for r in self._legacy_scan().rows}
-        verified, out = self._verified(), set()
-        for path, signature in self._row_files():
-            if verified.get(path.name) == signature:
-                out.add(path.name[:-5])
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if isinstance(found := check_row_file(path), dict):
-                    out.add(found["run_id"])
+        verified, out = load_index(self.verified_path).rows, set()
+        if not self.rows_dir.is_dir():
+            return out
+        with os.scandir(self.rows_dir) as it:
+            for entry in it:
+                if not _is_row_name(entry.name):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if verified.get(entry.name) == signature(entry.stat(follow_symlinks=False)):
+                        out.add(entry.name[:-5])
+                    elif isinstance(found := check_row_file(Path(entry.path)), dict):
+                        out.add(found["run_id"])
         return out
-
-    def _verified(self) -> dict[str, str]:
-        """The row files the last compaction verified (name -> ``_signature``); {} if unreadable."""
-        try:
-            index = json.loads(read_regular_text(self.verified_path, VIEW_MAX_BYTES, "verified rows index"))
-        except FileNotFoundError:
-            return {}
-        except (StoredFileError, OSError, ValueError) as e:
-            logger.warning(f"[store] {str(e)[:300]}; every row file is read instead")
-            return {}
-        return index if isinstance(index, dict) else {}
 
     def read(self) -> list[dict]:
         """Every valid row, each run once, in the order they were recorded; says what it skipped."""
@@ -228,19 +235,24 @@ class ResultsTable:
             )
         return scan.rows
 
-    def scan(self) -> RowScan:
-        """Check every row file (see the module doc); nothing is moved."""
+    def scan(self, trust: bool = False) -> RowScan:
+        """Every row file (see the module doc), nothing moved, each checked (the report's numbers
+        come from here: a row edited in place keeping its size and mtime is still caught).
+        ``trust=True``: a file the last compaction verified, opened unchanged (same
+        ``signature``), is parsed, not checked again (for views that are not verdicts)."""
         if self._legacy():
             return self._legacy_scan()
-        scan = RowScan()
-        for path, signature in self._row_files():
+        scan, verified = RowScan(), load_index(self.verified_path).rows if trust else {}
+        for st, name in self._row_files():
+            path, known = os.path.join(self.rows_dir, name), signature(st)
+            found = read_trusted(path, known) if verified.get(name) == known else None
             try:
-                found = check_row_file(path)
+                found = found if found is not None else check_row_file(Path(path))
             except FileNotFoundError:
                 continue  # set aside meanwhile by a compaction
             if isinstance(found, dict):
                 scan.rows.append(found)
-                scan.signatures[path.name] = signature
+                scan.signatures[name] = known
             else:
                 scan.set_aside.append(found)
         return scan
@@ -266,22 +278,76 @@ class ResultsTable:
                 counts[LEGACY_LINES] = lines
         return counts
 
-    # ------------------------------------------------------------------ compaction: O(n)
+    # ------------------------------------------------------------------ compaction: O(new rows)
     def compact(self) -> int:
-        """Rebuild results.jsonl + results.csv from the valid row files (under the results lock),
-        moving the others aside; returns the number of rows."""
+        """Bring results.jsonl + results.csv up to date with the valid row files (under the results
+        lock), moving the others aside; returns the number of rows. The new rows are appended when
+        nothing else changed since the last compaction (``results_views.new_rows``), else both
+        views are rebuilt from every row file, each read and checked again."""
         with exclusive_lock(self.lock_path):
             remove_stale_temps(self.root)
-            remove_stale_temps(self.rows_dir)
+            self._remove_stale_row_temps()
             self._migrate_locked()
-            scan = self.scan()
-            self._set_aside(scan.set_aside)
-            if scan.rows or os.path.lexists(self.jsonl):
-                atomic_write_bytes(self.jsonl, "".join(row_json(r) + "\n" for r in scan.rows).encode())
-                atomic_write_bytes(self.csv, rows_csv(scan.rows, self.root).encode())
-            if scan.signatures or os.path.lexists(self.verified_path):
-                atomic_write_bytes(self.verified_path, json.dumps(scan.signatures).encode())
+            appended = self._append_new(load_index(self.verified_path))
+            return appended if appended is not None else self._rebuild()
+
+    def _remove_stale_row_temps(self, age_s: float = 600.0) -> None:
+        """Delete the temp files of row writes interrupted ``age_s`` ago or more; a younger one
+        may be a write in flight (``append`` holds no lock), which must keep its temp."""
+        if not self.rows_dir.is_dir():
+            return
+        old = time.time_ns() - int(age_s * 1e9)
+        with os.scandir(self.rows_dir) as it:
+            for e in it:
+                if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        if e.stat(follow_symlinks=False).st_mtime_ns < old:
+                            os.unlink(e.path)
+
+    def _rebuild(self) -> int:
+        """Both views and the index from every row file, each checked (under the lock)."""
+        scan = self.scan(trust=False)
+        self._set_aside(scan.set_aside)
+        index = RowIndex(scan.signatures, root=str(self.root))
+        if scan.rows or os.path.lexists(self.jsonl):
+            text, index.columns = rows_csv_columns(scan.rows, self.root)
+            atomic_write_bytes(self.jsonl, "".join(row_json(r) + "\n" for r in scan.rows).encode())
+            atomic_write_bytes(self.csv, text.encode())
+        if scan.signatures:
+            name, sig = next(reversed(scan.signatures.items()))
+            index.last = (int(sig.split()[2]), name)
+        index.views = self._view_signatures()
+        if scan.signatures or os.path.lexists(self.verified_path):
+            atomic_write_bytes(self.verified_path, index.to_bytes())
         return len(scan.rows)
+
+    def _append_new(self, index: RowIndex) -> int | None:
+        """Append the rows recorded since the indexed compaction to both views; None when they
+        must be rebuilt instead (``results_views.new_rows``, or new CSV columns). Under the lock."""
+        fresh = new_rows(index, self._row_files(), self._view_signatures(), str(self.root))
+        if fresh is None:
+            return None
+        rows, bad = [], []
+        for st, name in fresh:
+            with contextlib.suppress(FileNotFoundError):
+                found = check_row_file(self.rows_dir / name)
+                (rows if isinstance(found, dict) else bad).append((st, name, found))
+        flat = [csv_cells(flatten_row(r), r, self.root) for _, _, r in rows]
+        if any(not set(f) <= set(index.columns) for f in flat):
+            return None  # a new column: the header changes
+        self._set_aside([found for _, _, found in bad])
+        if rows:
+            buf = io.StringIO()
+            csv.DictWriter(buf, fieldnames=index.columns, restval=NA).writerows(flat)
+            index.views["jsonl"] = append_view(self.jsonl, "".join(row_json(r) + "\n" for _, _, r in rows).encode())
+            index.views["csv"] = append_view(self.csv, buf.getvalue().encode())
+            index.rows.update((name, signature(st)) for st, name, _ in rows)
+            index.last = (rows[-1][0].st_mtime_ns, rows[-1][1])
+            atomic_write_bytes(self.verified_path, index.to_bytes())
+        return len(index.rows)
+
+    def _view_signatures(self) -> dict[str, str | None]:
+        return {"jsonl": lstat_signature(self.jsonl), "csv": lstat_signature(self.csv)}
 
     def _set_aside(self, items: list[SetAside]) -> None:
         """Move each file to ``results/rejected/<reason>/`` (a new name if that one is taken)."""
@@ -355,20 +421,15 @@ class ResultsTable:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _row_files(self) -> list[tuple[Path, str]]:
-        """The row files with their ``_signature``, oldest first (by modification time, then
-        name): the order they were recorded in."""
+    def _row_files(self) -> list[tuple[os.stat_result, str]]:
+        """The row files' (``lstat``, name), oldest first (by modification time, then name): the
+        order they were recorded in."""
         if not self.rows_dir.is_dir():
             return []
         with os.scandir(self.rows_dir) as it:
-            entries = [(e.stat(follow_symlinks=False), e.name, e.path) for e in it if _is_row_name(e.name)]
+            entries = [(e.stat(follow_symlinks=False), e.name) for e in it if _is_row_name(e.name)]
         entries.sort(key=lambda e: (e[0].st_mtime_ns, e[1]))
-        return [(Path(p), _signature(st)) for st, _, p in entries]
-
-
-def _signature(st: os.stat_result) -> str:
-    """What changes when a file is rewritten, replaced or is no regular file: type, size, mtime, inode."""
-    return f"{st.st_mode:o} {st.st_size} {st.st_mtime_ns} {st.st_ino}"
+        return entries
 
 
 def _is_row_name(name: str) -> bool:
@@ -381,42 +442,3 @@ def summary(items: list[SetAside]) -> str:
     for item in items:
         counts[item.reason] = counts.get(item.reason, 0) + 1
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-
-
-def rows_csv(rows: list[dict], root: Path | None = None) -> str:
-    """Flat CSV of the rows: nested dicts become dotted columns, lists JSON cells; accuracies stay
-    fractions as in the rows; ``teacher_epochs`` added (``40+80``), ``tune_trial_dir`` relative to
-    ``root`` (the experiment folder) when under it, and ``n/a`` for every absent value."""
-    flat = [_tidy(flatten_row(r), r, root) for r in rows]
-    columns = sorted({k for r in flat for k in r})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval=NA)
-    writer.writeheader()
-    writer.writerows(flat)
-    return buf.getvalue()
-
-
-def _tidy(flat: dict, row: dict, root: Path | None) -> dict:
-    """One flat row of results.csv: the added and relative columns, ``n/a`` for None, NaN and ''."""
-    ckpts = row.get("teacher_checkpoints") or []
-    epochs = sorted(c.get("epoch") for c in ckpts if isinstance(c, dict) and c.get("epoch") is not None)
-    flat["teacher_epochs"] = "+".join(map(str, epochs))
-    trial = flat.get("tune_trial_dir")
-    if root is not None and isinstance(trial, str) and Path(trial).is_absolute():
-        with contextlib.suppress(ValueError):
-            flat["tune_trial_dir"] = str(Path(trial).relative_to(root))
-    return {k: NA if v is None or v == "" or (isinstance(v, float) and math.isnan(v)) else v for k, v in flat.items()}
-
-
-def flatten_row(row: dict, prefix: str = "") -> dict:
-    """Nested dicts become dotted columns; lists become JSON strings (one CSV cell each)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_row(v, key + "."))
-        elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v, default=str)
-        else:
-            out[key] = v
-    return out

@@ -16,11 +16,11 @@ A run has three shapes on its way through the harness, each a frozen record buil
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from harness.config import ExperimentConfig, config_hash, to_dict
+from harness.config import ExperimentConfig, config_hash, seed_list, to_dict
 from harness.experiment import open_store
 from harness.row_schema import DIGEST_KEY, ENVIRONMENT_KEY, INPUTS_KEY, WEIGHTS_KEY, row_digest
 from harness.teacher_choices import ResolveContext, TeacherRef, parse_teacher_choice, resolve_teacher_choice
@@ -37,13 +37,20 @@ RUN_ID_KEYS = (
 )
 
 
-def teacher_seed_for(cfg: ExperimentConfig, seed_index: int) -> int:
+def teacher_seed_rule(cfg: ExperimentConfig, teacher_seeds: Sequence[int] | None = None) -> Callable[[int], int]:
+    """``teacher_seed_for`` with the config read once: seed index -> teacher seed (a grid's loop)."""
+    seeds = seed_list(cfg.teacher) if teacher_seeds is None else teacher_seeds
+    if cfg.sweep.teacher_seeds == "paired":
+        n = len(seeds)
+        return lambda seed_index: int(seeds[seed_index % n])
+    first = int(cfg.distill.teacher_seed if cfg.distill.teacher_seed is not None else seeds[0])
+    return lambda _seed_index: first
+
+
+def teacher_seed_for(cfg: ExperimentConfig, seed_index: int, teacher_seeds: Sequence[int] | None = None) -> int:
     """The teacher seed of the student seed ``sweep.seeds[seed_index]`` (a single run: index 0):
     ``paired`` wraps over ``teacher.seeds``; ``first`` takes ``distill.teacher_seed`` or the first."""
-    seeds = list(cfg.teacher.seeds)
-    if cfg.sweep.teacher_seeds == "paired":
-        return int(seeds[seed_index % len(seeds)])
-    return int(cfg.distill.teacher_seed if cfg.distill.teacher_seed is not None else seeds[0])
+    return teacher_seed_rule(cfg, teacher_seeds)(seed_index)
 
 
 @dataclass(frozen=True)
@@ -73,16 +80,19 @@ class Run:
         temperature: float,
         kd_weight: float,
         seed_index: int,
+        seeds: tuple[Sequence[int], Callable[[int], int]] | None = None,
     ) -> Run:
-        """The run of student seed ``sweep.seeds[seed_index]``, its teacher seed per the policy."""
+        """The run of student seed ``sweep.seeds[seed_index]``, its teacher seed per the policy
+        (``seeds``: ``(seed_list(cfg.sweep), teacher_seed_rule(cfg))`` when a grid's loop holds them)."""
+        students, teacher_seed = seeds or (seed_list(cfg.sweep), teacher_seed_rule(cfg))
         return cls(
             teacher_arch,
-            teacher_seed_for(cfg, seed_index),
+            teacher_seed(seed_index),
             student_arch,
             str(choice),
             float(temperature),
             float(kd_weight),
-            int(cfg.sweep.seeds[seed_index]),
+            int(students[seed_index]),
         )
 
     @classmethod
@@ -109,7 +119,7 @@ class Run:
         if run.get("teacher_seed") is not None:
             teacher_seed = int(run["teacher_seed"])
         else:
-            seeds = [int(x) for x in cfg.sweep.seeds]
+            seeds = seed_list(cfg.sweep)
             teacher_seed = teacher_seed_for(cfg, seeds.index(seed) if seed in seeds else 0)
         return cls(
             run.get("teacher_arch") or d.teacher_arch or cfg.teacher.archs[0],
@@ -181,7 +191,7 @@ class RunResolver:
             "student": to_dict(cfg.student),
             "teachers": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
         }
-        self.dataset, self.teacher_seeds = cfg.data.name, [int(s) for s in cfg.teacher.seeds]
+        self.dataset, self.teacher_seeds = cfg.data.name, list(seed_list(cfg.teacher))
         self._refs: dict[tuple[str, int, str], tuple[TeacherRef, ...]] = {}
 
     def refs(self, teacher_arch: str, teacher_seed: int, choice: str) -> tuple[TeacherRef, ...]:

@@ -22,7 +22,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import ExperimentConfig
+from harness.config import ExperimentConfig, seed_list
 from harness.experiment import open_store, trajectory_specs
 from harness.failures import read_failures, run_key, run_label
 from harness.leases import lease_path
@@ -55,9 +55,10 @@ def sweep_state(cfg: ExperimentConfig, runs: list[Run]) -> SweepState:
     finished: dict[str, bool] = {}
     fresh: dict[str, bool] = {}
     state = SweepState()
+    dataset, teacher_seeds = cfg.data.name, seed_list(cfg.teacher)  # read once, not per run
     for run in runs:
         choice = choice_of(run.teacher_choice)
-        names = choice.trajectories(run.teacher_arch, cfg.data.name, run.teacher_seed, list(cfg.teacher.seeds))
+        names = choice.trajectories(run.teacher_arch, dataset, run.teacher_seed, teacher_seeds)
         names = () if choice.is_none else names
         for n in names:
             if n not in finished:

@@ -29,7 +29,7 @@ from harness.experiment import load_splits, open_store
 from harness.models import create_model
 from harness.packing import auto_pack_size, parameter_count
 from harness.progress import Progress
-from harness.runs import NOT_IN_RUN_ID, Run, RunResolver, teacher_seed_for
+from harness.runs import NOT_IN_RUN_ID, Run, RunResolver, teacher_seed_rule
 from harness.store import CheckpointStore, trajectory_name
 from harness.teacher_choices import EVERY_CHECKPOINT, choice_of
 from harness.teachers import checkpoint_epochs
@@ -124,13 +124,15 @@ def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
     student_archs = list(cfg.sweep.student_archs) or list(cfg.student.archs)
     runs: list[Run] = []
     seen: set[Run] = set()
-    seeds = (seed_list(cfg.sweep), seed_list(cfg.teacher))  # read once: a range stays a range
+    seeds = (seed_list(cfg.sweep), teacher_seed_rule(cfg))  # read once: a range stays a range
+    no_teacher_seed = seeds[1](0)
     choices = {ta: expand_teacher_choices(cfg, ta) for ta in teacher_archs}
     for ta, sa in itertools.product(teacher_archs, student_archs):
         for choice in choices[ta]:
+            none = choice_of(choice).is_none
             hps = (
                 [(float(cfg.sweep.temperature[0]), 0.0)]
-                if choice_of(choice).is_none
+                if none
                 else list(
                     itertools.product(
                         [float(t) for t in cfg.sweep.temperature], [float(w) for w in cfg.sweep.kd_weight]
@@ -139,8 +141,8 @@ def sweep_runs(cfg: ExperimentConfig) -> list[Run]:
             )
             for (T, w), i in itertools.product(hps, range(len(seeds[0]))):
                 run = Run.in_grid(cfg, ta, sa, choice, T, w, i, seeds)
-                if choice_of(choice).is_none:  # no teacher: arch and teacher seed do not matter
-                    run = dataclasses.replace(run, teacher_arch=teacher_archs[0], teacher_seed=seeds[1][0])
+                if none:  # no teacher: arch and teacher seed do not matter
+                    run = dataclasses.replace(run, teacher_arch=teacher_archs[0], teacher_seed=no_teacher_seed)
                 if run not in seen:
                     seen.add(run)
                     runs.append(run)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from harness.config import ExperimentConfig
+from harness.config import ExperimentConfig, seed_list
 from harness.experiment import open_store
 from harness.runs import Run, RunResolver
 from harness.teacher_choices import choice_of
@@ -53,7 +53,7 @@ class Readiness:
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         self.cfg, self.store = cfg, open_store(cfg)
-        self.seeds = [int(s) for s in cfg.teacher.seeds]
+        self.seeds = seed_list(cfg.teacher)
         self._yes: set[tuple[str, str]] = set()
         self._asked: dict[tuple[str, str], float] = {}
 
