@@ -28,7 +28,7 @@ from harness.experiment import load_splits, open_store, set_threads
 from harness.fingerprint import environment, state_sha256
 from harness.leases import train_leased
 from harness.packing import threads_of_pack
-from harness.runs import ResolvedRun, ResultRow, Run, RunResolver
+from harness.runs import ResolvedRun, ResultRow, Run, RunResolver, teachers_text
 from harness.store import StoreError
 from harness.student_pack import StudentPack, build_pack, evaluate, load_pack_state, pack_state, train_epoch
 from harness.teacher_logits import LogitCache
@@ -160,7 +160,7 @@ def _train_isolated(
             _record_failure(store.root, runs[0], e)
             return {}
         logger.warning(
-            f"[distill] a pack of {len(runs)} failed ({type(e).__name__}: {_first_line(e)}); training its "
+            f"[distill] a pack of {len(runs)} failed ({failures.reason_of(e)}); training its "
             "members one at a time, so that the failure stays with its member"
         )
         out: dict[str, dict] = {}
@@ -170,14 +170,9 @@ def _train_isolated(
     return _record(job, time.perf_counter() - began, fields, store)
 
 
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
 def _record_failure(root, run: ResolvedRun, error: BaseException) -> None:
     """The failure record of ``run`` (traceback in the experiment's ``failures/`` folder) and one line."""
-    reason = f"{type(error).__name__}: {_first_line(error)}"
+    reason = failures.reason_of(error)
     entry = failures.record(root, run.run.to_dict(), "failed", reason, error=error, run_id=run.run_id)
     logger.error(f"[distill] FAILED {entry['label']}: {entry['reason']} (traceback: {root}/{entry['log']})")
 
@@ -286,9 +281,13 @@ def _epoch(job: Distillation, epoch: int) -> dict:
 def _identity(run: ResolvedRun) -> dict:
     """Who a member is, for per-member reports (Tune, W&B): run id, label, the grid point and
     the resolved teacher checkpoints (``trajectory:epoch`` joined by ``+``)."""
-    teachers = "+".join(f"{t.trajectory}:{t.epoch}" for t in run.teachers) or "none"
     grid_point = run.run.to_dict()
-    return {"run_id": run.run_id, "label": failures.run_label(grid_point), **grid_point, "teachers": teachers}
+    return {
+        "run_id": run.run_id,
+        "label": failures.run_label(grid_point),
+        **grid_point,
+        "teachers": teachers_text(run.teachers),
+    }
 
 
 def _rows(job: Distillation, wall_time_s: float, fields: dict) -> dict[str, dict]:

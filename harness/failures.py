@@ -56,6 +56,13 @@ def failures_dir(root: Path) -> Path:
     return Path(root) / "failures"
 
 
+def reason_of(error: BaseException, last: bool = False) -> str:
+    """One line for an error: ``Type: first line of its message`` (``last``: its last line, for
+    a wrapped error whose cause ends the text, e.g. Tune's)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[-1 if last else 0]}" if lines else type(error).__name__
+
+
 def is_deterministic(error: BaseException) -> bool:
     """Would the same inputs fail the same way? Everything but I/O, memory and connection errors:
     training is bit-reproducible, so a Python error repeats on a retry."""

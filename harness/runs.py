@@ -136,6 +136,14 @@ class Run:
         return asdict(self)
 
 
+def teachers_text(refs: Sequence[TeacherRef | Mapping[str, Any]] | None) -> str:
+    """A run's teacher checkpoints as ``trajectory:epoch`` joined by ``+`` (``none`` without a
+    teacher), from ``TeacherRef``s or a row's ``teacher_checkpoints``: how Tune reports and W&B
+    runs name them."""
+    pairs = [(r["trajectory"], r["epoch"]) if isinstance(r, Mapping) else (r.trajectory, r.epoch) for r in refs or []]
+    return "+".join(f"{t}:{e}" for t, e in pairs) or "none"
+
+
 @dataclass(frozen=True)
 class ResolvedRun:
     """A run with the teacher checkpoints its choice resolves to (none: no teacher) and its id."""

@@ -166,11 +166,13 @@ def plan(cfg: ExperimentConfig, runs: Sequence[Run] | None = None) -> list[Plann
     return out
 
 
-def record_skips(cfg: ExperimentConfig, planned: Sequence[PlannedRun], say: bool = True) -> list[PlannedRun]:
+def record_skips(
+    cfg: ExperimentConfig, planned: Sequence[PlannedRun], said: frozenset[str] = frozenset()
+) -> list[PlannedRun]:
     """Record the planned runs that cannot train (``harness/failures.py``), one console line per
     reason naming its runs; clear the records of done runs and the skips of runs that resolve now
-    (a failed run keeps its record until it trains); the skipped runs. ``say=False``: no lines
-    (the runs were said when they were skipped, e.g. by the overlapped sweep's searcher)."""
+    (a failed run keeps its record until it trains); the skipped runs. ``said``: keys
+    (``failures.run_key``) of skips already said (by the overlapped sweep's searcher): no line again."""
     root = open_store(cfg).root
     skipped = [p for p in planned if p.skip]
     failures.clear(root, [p.run.to_dict() for p in planned if p.done])
@@ -178,8 +180,9 @@ def record_skips(cfg: ExperimentConfig, planned: Sequence[PlannedRun], say: bool
     by_reason: dict[str, list[str]] = {}
     for p in skipped:
         failures.record(root, p.run.to_dict(), "skipped", p.skip, stage="sweep")
-        by_reason.setdefault(p.skip, []).append(failures.run_label(p.run.to_dict()))
-    for reason, labels in by_reason.items() if say else ():
+        if failures.run_key(p.run.to_dict()) not in said:
+            by_reason.setdefault(p.skip, []).append(failures.run_label(p.run.to_dict()))
+    for reason, labels in by_reason.items():
         shown = ", ".join(labels[:3]) + (f" (+{len(labels) - 3} more)" if len(labels) > 3 else "")
         logger.warning(f"[sweep] skipped {len(labels)} run(s) before launch, {shown}: {reason}")
     return skipped

@@ -172,7 +172,8 @@ def init_kwargs(cfg: ExperimentConfig, **extra: Any) -> dict:
     return kw
 
 
-def _import_wandb():
+def import_wandb():
+    """``wandb``, imported quietly (only when tracking is on: the core never needs it)."""
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
@@ -265,8 +266,9 @@ def log_student_row(cfg: ExperimentConfig, row: dict) -> Path | None:
         return None
     run_id = str(row.get("run_id"))
     config = {**to_dict(cfg), **{k: v for k, v in row.items() if is_scalar(v)}}
-    name = f"{row.get('teacher_choice')}/{row.get('student_arch')}/s{row.get('seed')}"
-    init = {"name": name, "config": config, "job_type": "student", "tags": trial_tags(row)}
+    from harness.failures import run_label
+
+    init = {"name": run_label(row), "config": config, "job_type": "student", "tags": trial_tags(row)}
     curve = student_curve(row)
 
     def body(wandb, run) -> None:
@@ -311,7 +313,8 @@ def is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float, str, bool)) or v is None
 
 
-def _run_dir(run) -> Path | None:
+def run_dir_of(run) -> Path | None:
+    """The local folder W&B writes ``run`` into (``offline-run-...``), or None."""
     try:
         return Path(run.dir).parent
     except Exception:
@@ -339,7 +342,7 @@ def logged_run(
         run = _log_once(cfg, key, body, init)  # W&B failed online: this run again, offline
     if run is None:
         return None
-    run_dir = _run_dir(run)
+    run_dir = run_dir_of(run)
     if remember:
         _mark_logged(cfg, key, fp, run_dir)
     return run_dir
@@ -351,7 +354,7 @@ def _log_once(cfg: ExperimentConfig, key: str, body: Callable[[Any, Any], None],
     run = None
     mode = tracking_mode(cfg)
     try:
-        wandb = _import_wandb()
+        wandb = import_wandb()
         run = wandb.init(**init_kwargs(cfg, reinit="create_new", **init))
         body(wandb, run)
         run.finish()

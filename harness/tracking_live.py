@@ -16,7 +16,8 @@ from pathlib import Path
 
 from harness.config import ExperimentConfig, to_dict
 from harness.failures import run_label
-from harness.tracking import _import_wandb, _run_dir, enabled, init_kwargs, is_scalar, student_curve, trial_tags
+from harness.runs import teachers_text
+from harness.tracking import enabled, import_wandb, init_kwargs, is_scalar, run_dir_of, student_curve, trial_tags
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class LiveRun:
             return
         init = {"name": name, "config": config, "job_type": "student", "tags": trial_tags(config, base=tags)}
         try:
-            self.run = _import_wandb().init(**init_kwargs(cfg, reinit="create_new", **init))
+            self.run = import_wandb().init(**init_kwargs(cfg, reinit="create_new", **init))
         except Exception as e:  # tracking must never stop the pipeline
             self._quiet(e)
 
@@ -57,7 +58,7 @@ class LiveRun:
                 run.tags = (*run.tags, "failed")
             run.summary["failed"] = failed
             run.finish(exit_code=1 if failed else 0)
-            return _run_dir(run)
+            return run_dir_of(run)
         except Exception as e:
             self._quiet(e)
             return None
@@ -98,7 +99,7 @@ class PackRuns:
 
     def row(self, pack: str, index: str, row: dict) -> None:
         """A member that was done before this process saw it: its curve from its result row."""
-        run = self.member(pack, index, {**row, "teachers": _teachers_of(row)})
+        run = self.member(pack, index, {**row, "teachers": teachers_text(row.get("teacher_checkpoints"))})
         for metrics in student_curve(row):
             run.log(metrics, step=metrics["epoch"])
 
@@ -110,8 +111,3 @@ class PackRuns:
                 self.member(pack, str(i), dict(grid[int(i)]))
         for key in [k for k in self.open if k[0] == pack]:
             self.open.pop(key).finish(failed=key[1] in {str(i) for i in failed})
-
-
-def _teachers_of(row: dict) -> str:
-    refs = row.get("teacher_checkpoints") or []
-    return "+".join(f"{t.get('trajectory')}:{t.get('epoch')}" for t in refs) or "none"

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from harness import failures
 from harness.cluster.connection import ClusterSession
-from harness.cluster.trainable import METRIC, MODE, distill_trial, trial_dirname, trial_name
+from harness.cluster.trainable import METRIC, MODE, distill_trial, record_unfinished, trial_dirname, trial_name
 from harness.config import ConfigError, ExperimentConfig, to_dict
 from harness.experiment import open_store
-from harness.runs import Run, RunResolver
+from harness.runs import Run
 from harness.sweep import (
     PlannedRun,
     grid_name,
@@ -213,10 +213,8 @@ def run_sweep_overlapped(session: ClusterSession, status) -> list[dict]:
     if status.failed:
         return store.read_results()
     planned = plan(cfg, runs)
-    said = {e["key"] for e in failures.read_failures(store.root) if e["status"] == "skipped"}
-    new = [p for p in planned if not p.skip or failures.run_key(p.run.to_dict()) not in said]
-    record_skips(cfg, new)  # runs ReadyRuns never saw (their teachers failed); its own skips were said
-    record_skips(cfg, planned, say=False)
+    said = frozenset(e["key"] for e in failures.read_failures(store.root) if e["status"] == "skipped")
+    record_skips(cfg, planned, said)  # says only runs ReadyRuns never saw (their teachers failed)
     return _check_rows(cfg, store, [p for p in planned if not p.skip], path)
 
 
@@ -286,20 +284,10 @@ def _slices(cfg: ExperimentConfig, planned: list[PlannedRun], runs: list[Run]) -
 
 def _record_trial_errors(cfg: ExperimentConfig, errors: list) -> None:
     """Trials Tune gave up on (a transient error repeated past ``sweep.max_failures`` retries,
-    or a dead worker): each of their runs without a row gets a failure record whose log holds
-    Tune's error text, kept in the experiment's ``failures/`` folder (not a temporary one)."""
-    store = open_store(cfg)
+    or a dead worker): their runs without a row are recorded as failed (``record_unfinished``)."""
     for r in errors:
-        text = str(r.error).strip()
-        reason = (
-            f"trial failed after sweep.max_failures={cfg.sweep.max_failures} retries: "
-            f"{text.splitlines()[-1] if text else type(r.error).__name__}"
-        )
-        for run in trial_runs(r.config or {}):
-            got = RunResolver(cfg).resolve_or_reason(Run.from_dict(cfg, run))
-            if isinstance(got, str) or store.results.find(got.run_id) is None:
-                entry = failures.record(store.root, run, "failed", reason, stage="sweep", error=r.error)
-                logger.error(f"[sweep] FAILED {entry['label']}: {reason} (traceback: {store.root}/{entry['log']})")
+        reason = f"trial failed after sweep.max_failures={cfg.sweep.max_failures} retries: "
+        record_unfinished(cfg, trial_runs(r.config or {}), reason + failures.reason_of(r.error, last=True), r.error)
 
 
 def _check_rows(cfg: ExperimentConfig, store, planned: list[PlannedRun], path: Path) -> list[dict]:

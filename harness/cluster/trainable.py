@@ -25,7 +25,7 @@ from harness.distill import distill_pack
 from harness.experiment import open_store, stage_threads
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
 from harness.logs import file_log
-from harness.runs import Run, RunResolver
+from harness.runs import Run, RunResolver, teachers_text
 from harness.store import CHECKPOINT_MAX_BYTES, StoreError
 from harness.sweep import describe_pack, trial_runs
 
@@ -129,21 +129,22 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
         except Exception as e:
             if not failures.is_deterministic(e):
                 raise  # Tune retries the trial from its state file
-            rows = _record_trial_failure(cfg, members, e)
+            rows = record_unfinished(cfg, runs, failures.reason_of(e), e)
         reporter.finish(rows)
 
 
-def _record_trial_failure(cfg: ExperimentConfig, members: list[Run], error: BaseException) -> list[dict | None]:
-    """A deterministic error outside any one member (data, state file): every member still
-    without a row is recorded as failed with the traceback; their rows (None where failed)."""
-    store = open_store(cfg)
-    reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+def record_unfinished(cfg: ExperimentConfig, runs: list[dict], reason: str, error: BaseException) -> list[dict | None]:
+    """Every run of ``runs`` (trial config entries) still without a row is recorded as failed
+    with ``error``'s traceback (in the experiment's ``failures/`` folder) and one console line;
+    their rows (None where failed). For an error outside any one member (data, state file) and
+    for trials Tune gave up on."""
+    store, resolver = open_store(cfg), RunResolver(cfg)
     rows: list[dict | None] = []
-    for run in members:
-        got = RunResolver(cfg).resolve_or_reason(run)
+    for run in runs:
+        got = resolver.resolve_or_reason(Run.from_dict(cfg, run))
         row = None if isinstance(got, str) else store.results.find(got.run_id)
         if row is None:
-            entry = failures.record(store.root, run.to_dict(), "failed", reason, stage="sweep", error=error)
+            entry = failures.record(store.root, run, "failed", reason, stage="sweep", error=error)
             logger.error(f"[sweep] FAILED {entry['label']}: {reason} (traceback: {store.root}/{entry['log']})")
         rows.append(row)
     return rows
@@ -240,7 +241,7 @@ def _row_report(row: dict | None) -> dict:
     return {
         "run_id": row["run_id"],
         "label": failures.run_label(row),
-        "teachers": "+".join(f"{t['trajectory']}:{t['epoch']}" for t in row.get("teacher_checkpoints") or []) or "none",
+        "teachers": teachers_text(row.get("teacher_checkpoints")),
         "epoch": row.get("epochs"),
         METRIC: row["final_val_acc"],
         "test_acc": row["final_test_acc"],

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.failures import run_label
 from harness.sweep import trial_runs
 
 RUN_COLUMNS = ("teacher_arch", "teacher_seed", "student_arch", "teacher_choice", "temperature", "kd_weight", "seed")
@@ -52,8 +53,7 @@ def runs_frame(results: Any) -> pd.DataFrame:
                 {
                     **{k: point.get(k) for k in RUN_COLUMNS},
                     "run_id": m.get("run_id"),
-                    "label": m.get("label")
-                    or f"{point.get('teacher_choice')}/{point.get('student_arch')}/s{point.get('seed')}",
+                    "label": m.get("label") or run_label(point),
                     "teachers": m.get("teachers"),
                     "epoch": m.get("epoch"),
                     "val_acc": m.get("val_acc"),
