@@ -44,6 +44,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from harness.data import DataSplits, build_splits, make_loader, to_device_images  # noqa: E402
 from harness.models import create_model  # noqa: E402
 from harness.precision import autocast, prepare_model, to_memory_format  # noqa: E402
@@ -284,6 +285,7 @@ def environment(device: torch.device, args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_avg_1_5_15_before": [round(v, 2) for v in os.getloadavg()],  # was the machine busy?
+        "machine_info": machine_info(cuda=device.type == "cuda"),
         "args": {k: v for k, v in vars(args).items() if k != "out"},
     }
 

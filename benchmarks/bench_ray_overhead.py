@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import machine_info  # noqa: E402
+
 STAGES = re.compile(r"\[run\] stage times: (.*)")
 
 
@@ -55,6 +59,7 @@ def overhead(args: argparse.Namespace, overrides: list[str]) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     if not args.keep_tracking:
         overrides = [*overrides, "tracking.mode=disabled"]
+    machine = machine_info()
     results: dict[str, dict] = {}
     for mode in args.modes.split(","):
         storage = root / f"storage-{mode}-{int(time.time())}"
@@ -74,17 +79,13 @@ def overhead(args: argparse.Namespace, overrides: list[str]) -> dict:
         results["ray_over_local"] = {"seconds": round(ray_s - local_s, 1), "ratio": ratio}
         print(f"Ray vs in-process: {ray_s - local_s:+.1f}s ({ray_s / local_s:.2f}x)", flush=True)
     out = root / "bench_ray_overhead.json"
-    out.write_text(
-        json.dumps(
-            {"config": args.config, "overrides": overrides, "cpus": os.cpu_count(), "results": results}, indent=2
-        )
-    )
+    report = {"config": args.config, "overrides": overrides, "cpus": os.cpu_count(), "machine_info": machine}
+    out.write_text(json.dumps({**report, "results": results}, indent=2))
     print(f"written {out}")
     return results
 
 
 def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from harness.config_loading import load_config
@@ -96,6 +97,7 @@ def epoch_times(args: argparse.Namespace, overrides: list[str]) -> dict:
         "torch": torch.__version__,
         "cuda": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "machine_info": machine_info(),
     }
     for device in args.epoch_times.split(","):
         # one storage (so one data cache under <root>/epochs/cache), a fresh experiment per device

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))  # benchmarks.machine; appended, so --before's PYTHONPATH keeps `harness`
 EPOCHS = 30
 
 
@@ -211,10 +212,12 @@ def main() -> None:
     p.add_argument("--quiet-before", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     import harness
+    from benchmarks.machine import machine_info
 
     result = {
         "harness": str(Path(harness.__path__[0]).parent),
         "machine": f"{os.cpu_count()} CPUs",
+        "machine_info": machine_info(),
         "results_write_s": time_writes([int(x) for x in args.rows.split(",") if x]),
         "planning_s": time_planning([int(x) for x in args.runs.split(",") if x]),
     }

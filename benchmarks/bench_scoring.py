@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from harness.config import seed_list  # noqa: E402
 from harness.config_loading import load_config  # noqa: E402
 from harness.data import make_loader  # noqa: E402
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     storage = args.storage or tempfile.mkdtemp(prefix="bench-scoring-")
     cfg = load_config(args.config, [f"storage={storage}", "tracking.mode=disabled", *args.overrides])
     set_threads(cfg, "scorer")
+    machine = machine_info(cuda=resolve_device(cfg.device).type == "cuda")
     arch = args.arch or cfg.teacher.archs[0]
     seed = seed_list(cfg.teacher)[0] if args.seed is None else args.seed
     device = resolve_device(cfg.device)
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
+        "machine_info": machine,
         "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
         "one_training_epoch_s": round(one_epoch, 4),
         "shared": {k2: shared[k2] for k2 in ("wall_s", "load_s", "features_s", "estimators_s")},

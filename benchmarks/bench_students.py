@@ -8,7 +8,11 @@ locally) and models, with ``--threads`` torch threads (1 = what one sweep trial 
 - **pack**: seconds per student per training epoch of ``mlp_small`` (batch 32, the quickstart's
   student recipe) in packs of 1, 4, 16, 64 members, against the FLOP floor: the epoch's
   multiply-adds (forward x 3 for forward + backward) at the rate a large matrix product reaches
-  on this machine with the same threads. Evaluation (val + test, every epoch) is timed apart.
+  on this machine with the same threads (``benchmarks/machine.py``'s ``machine_info``). Evaluation
+  is timed apart, per policy: before issue 22 val + test after every epoch; now val every epoch
+  and test twice at the end (final and best-val weights, the worst case) over ``student.epochs``.
+- **eval batch**: one test-split pass per student for packs of 1, 16, 64 at eval batch sizes
+  256, 1024, 4096 and the whole split (``data.eval_batch_size`` is picked from it).
 - **set-up**: building a student pack of one (data from the cache, teacher logits from the
   logit cache or computed, model, optimizer) vs one training epoch of it.
 - **ensemble**: soft targets of K = 2, 4, 8 teacher checkpoints (``cnn1d_small``, one batch of
@@ -34,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from harness.config_loading import load_config  # noqa: E402
 from harness.data import derive_seed  # noqa: E402
 from harness.experiment import load_splits, open_store  # noqa: E402
@@ -49,17 +54,6 @@ from harness.training import make_optimizer, seed_everything  # noqa: E402
 STUDENT = "mlp_small"
 
 
-def peak_gflops(threads: int, n: int = 1024, reps: int = 10) -> float:
-    """The rate of a large float32 matrix product with ``threads`` threads (the floor's rate)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    began = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - began) / 1e9
-
-
 def mlp_flops(model: torch.nn.Module) -> int:
     """Forward FLOPs per sample of an MLP: 2 x multiply-adds of its linear layers."""
     return sum(2 * m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
@@ -73,29 +67,56 @@ class _Member:
         self.seed, self.temperature, self.kd_weight, self.teachers = seed, 4.0, 0.5, ()
 
 
+def _eval_split(model, split, batch: int, cpu: torch.device) -> float:
+    """Seconds of one evaluation pass of ``model`` over ``split`` in batches of ``batch`` rows."""
+    t0 = time.perf_counter()
+    predict_packed(model, [(split.x[i : i + batch], split.y[i : i + batch]) for i in range(0, len(split), batch)], cpu)
+    return time.perf_counter() - t0
+
+
 def bench_pack(cfg, splits, size: int, epochs: int) -> dict:
-    """Per-student train and eval seconds per epoch for a pack of ``size`` mlp_small students."""
+    """Per-student train and eval seconds per epoch for a pack of ``size`` mlp_small students.
+    Eval before (issue 22): val + test every epoch; after: val every epoch + test twice at the end
+    (final weights and best-val copies: the worst case) spread over ``cfg.student.epochs``."""
     cpu = torch.device("cpu")
     members = [_Member(i) for i in range(size)]
     model, optimizer, _ = new_students(STUDENT, range(size), splits, cfg.student.optim, cfg.student.epochs, cpu)
     batches = PackBatches(cfg, splits, members, LogitCache(cfg, open_store(cfg), splits, cpu), cpu)
-    train_s, eval_s = [], []
+    train_s, val_s, test_s = [], [], []
+    batch = cfg.data.eval_batch_size
     for epoch in range(1, epochs + 2):  # the first epoch warms up and is not counted
         t0 = time.perf_counter()
         train_packed_epoch(model, batches.epoch(epoch), optimizer, batches.loss)
         t1 = time.perf_counter()
-        for split in (splits.val, splits.test):
-            predict_packed(
-                model, [(split.x[i : i + 1024], split.y[i : i + 1024]) for i in range(0, len(split), 1024)], cpu
-            )
+        val, test = _eval_split(model, splits.val, batch, cpu), _eval_split(model, splits.test, batch, cpu)
         if epoch > 1:
             train_s.append(t1 - t0)
-            eval_s.append(time.perf_counter() - t1)
+            val_s.append(val)
+            test_s.append(test)
+    train, val, test = (statistics.median(v) / size for v in (train_s, val_s, test_s))
+    after = val + 2 * test / cfg.student.epochs
     return {
         "pack_size": size,
-        "train_s_per_student_epoch": statistics.median(train_s) / size,
-        "eval_s_per_student_epoch": statistics.median(eval_s) / size,
+        "train_s_per_student_epoch": train,
+        "eval_s_per_student_epoch_before": val + test,
+        "eval_s_per_student_epoch": after,
+        "eval_train_ratio_before": (val + test) / train,
+        "eval_train_ratio": after / train,
     }
+
+
+def bench_eval_batch(cfg, splits, sizes: list[int], batches: list[int | None], reps: int = 3) -> list[dict]:
+    """Seconds per student of one test-split evaluation for packs of ``sizes`` at eval batch
+    sizes ``batches`` (None: the whole split at once): what ``data.eval_batch_size`` is picked from."""
+    cpu, out = torch.device("cpu"), []
+    for size in sizes:
+        model, _, _ = new_students(STUDENT, range(size), splits, cfg.student.optim, cfg.student.epochs, cpu)
+        for b in batches:
+            rows = b or len(splits.test)
+            _eval_split(model, splits.test, rows, cpu)
+            best = min(_eval_split(model, splits.test, rows, cpu) for _ in range(reps))
+            out.append({"pack_size": size, "eval_batch": b or "whole", "s_per_student": best / size})
+    return out
 
 
 def bench_unpacked(cfg, splits, epochs: int) -> dict:
@@ -223,23 +244,38 @@ def main() -> None:
             * len(splits.train)
         )
         eval_flops = flops // 3 * (len(splits.val) + len(splits.test)) // len(splits.train)
-        rate = peak_gflops(args.threads)
+        eval_flops_after = (
+            flops // 3 * (len(splits.val) + 2 * len(splits.test) / cfg.student.epochs) / len(splits.train)
+        )
+        info = machine_info(args.threads)
+        torch.set_num_threads(args.threads)
+        rate = info["matmul_gflops"]
         packs = [bench_pack(cfg, splits, int(n), args.epochs) for n in args.packs.split(",")]
+        eval_batch = bench_eval_batch(cfg, splits, [1, 16, 64], [256, 1024, 4096, None])
         unpacked = bench_unpacked(cfg, splits, args.epochs)
         unpacked["x_floor"] = unpacked["train_s_per_student_epoch"] / (flops / rate / 1e9)
         for p in packs:
             p["floor_s"] = flops / rate / 1e9
             p["x_floor"] = p["train_s_per_student_epoch"] / p["floor_s"]
-            p["eval_x_floor"] = p["eval_s_per_student_epoch"] / (eval_flops / rate / 1e9)
+            p["eval_x_floor"] = p["eval_s_per_student_epoch_before"] / (eval_flops / rate / 1e9)
+            p["train_eval_x_floor"] = (p["train_s_per_student_epoch"] + p["eval_s_per_student_epoch"]) / (
+                (flops + eval_flops_after) / rate / 1e9
+            )
         refs = trained_teachers(cfg, 4)
         result = {
             "machine": f"{platform.machine()} {torch.get_num_threads()} thread(s)",
             "torch": torch.__version__,
+            "machine_info": info,
             "peak_gflops": rate,
+            "student_epochs": cfg.student.epochs,
+            "eval_batch_size": cfg.data.eval_batch_size,
+            "eval_gflop_per_epoch_before": eval_flops / 1e9,
+            "eval_gflop_per_epoch": eval_flops_after / 1e9,
             "train_rows": len(splits.train),
             "train_gflop_per_epoch": flops / 1e9,
             "packs": packs,
             "unpacked": unpacked,
+            "eval_batch": eval_batch,
             "setup": bench_setup(cfg, refs[0]),
             "ensemble": bench_ensemble(cfg, refs, [int(k) for k in args.ensembles.split(",")]),
             "cache": bench_cache(cfg, refs[0]),
@@ -255,12 +291,15 @@ def print_table(r: dict) -> None:
         f"{r['machine']}, torch {r['torch']}: matmul peak {r['peak_gflops']:.1f} GFLOP/s; "
         f"mlp_small epoch = {r['train_gflop_per_epoch']:.3f} GFLOP on {r['train_rows']} rows"
     )
-    print("pack  train s/student-epoch  x floor  eval s/student-epoch  eval x floor")
+    print("pack  train s/st-ep  x floor  eval s/st-ep before  after  eval/train before  after  train+eval x floor")
     for p in r["packs"]:
         print(
-            f"{p['pack_size']:4d}  {p['train_s_per_student_epoch']:21.4f}  {p['x_floor']:7.2f}  "
-            f"{p['eval_s_per_student_epoch']:20.4f}  {p['eval_x_floor']:12.2f}"
+            f"{p['pack_size']:4d}  {p['train_s_per_student_epoch']:14.4f}  {p['x_floor']:7.2f}  "
+            f"{p['eval_s_per_student_epoch_before']:19.4f}  {p['eval_s_per_student_epoch']:.4f}  "
+            f"{p['eval_train_ratio_before']:17.2f}  {p['eval_train_ratio']:5.2f}  {p['train_eval_x_floor']:18.2f}"
         )
+    for e in r["eval_batch"]:
+        print(f"eval pack {e['pack_size']:2d} batch {e['eval_batch']!s:>5}: {1e3 * e['s_per_student']:.2f} ms/student")
     u = r["unpacked"]
     print(
         f"reference (one student, ordinary module, unfused SGD): {u['train_s_per_student_epoch']:.4f} s/epoch, "

@@ -20,6 +20,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import machine_info  # noqa: E402
+
 GRID = ["sweep.teacher_choices=[none,full]", "sweep.seeds=[0,1,2,3]"]
 
 
@@ -52,7 +56,7 @@ def main() -> None:
     p.add_argument("--teachers", required=True, help="a finished quickstart experiment folder")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_wandb_cpu2.json"))
     args = p.parse_args()
-    result = {}
+    result: dict = {"machine_info": machine_info()}
     with tempfile.TemporaryDirectory() as d:
         for mode in ("disabled", "offline"):
             storage = Path(d) / mode

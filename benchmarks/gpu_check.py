@@ -22,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from harness.config_loading import load_config  # noqa: E402
 from harness.distill import distill_student  # noqa: E402
 from harness.models import create_model  # noqa: E402
@@ -100,6 +101,7 @@ def main() -> None:
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "machine_info": machine_info(),  # CPU GFLOP/s and, on a GPU, its bf16/fp32 matmul TFLOP/s
         "pipeline": {},
         "steps": {},
     }

@@ -10,6 +10,13 @@ checkpoint for every trial) and each member's soft targets are precomputed from 
 augmentation the teachers run per batch, one vmapped pass per ensemble (``FrozenTeacher``)
 serving every member that sees the same batch.
 
+**Evaluation** (issue 22): validation after every epoch (what the best epoch and Tune's
+schedulers rank on), test only where a row reports it: after the last epoch, and at each
+member's best-val epoch from a copy of its weights kept when its validation accuracy last
+improved (``_keep_best``, ``_test_best``). Evaluating touches no RNG or training state, so the
+rows are bit for bit those of testing every epoch; a row's ``test_acc_per_epoch`` is null at
+the epochs not tested on.
+
 Every row says where it was computed (``environment``: ``harness/fingerprint.py``) and with which
 final weights (``weights_sha256``). ``retrain`` trains runs and builds their rows without recording
 anything: ``ckd verify`` (``harness/verify.py``) compares them with the stored rows.
@@ -21,6 +28,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import torch
 
 from harness import failures
 from harness.config import ExperimentConfig
@@ -36,6 +45,7 @@ from harness.training import metrics_from_logits, resolve_device
 
 logger = logging.getLogger(__name__)
 OnEpoch = Callable[[dict, dict], None]
+_test_every_epoch = False  # the old policy (test after every epoch); tests compare against it only
 
 
 class ForeignState(StoreError):
@@ -57,10 +67,12 @@ class Member:
 
 @dataclass
 class Distillation:
-    """A pack being distilled: the trainer's pack and, per member, what its row records."""
+    """A pack being distilled: the trainer's pack, per member what its row records, and the
+    members' best-val weights (``_keep_best``)."""
 
     pack: StudentPack
     members: list[Member]
+    best: dict | None = None  # each member's weights (and buffers) of its best-val epoch, stacked
 
     @property
     def tag(self) -> str:
@@ -69,11 +81,13 @@ class Distillation:
         return f"pack of {len(self.members)} {self.pack.arch}"
 
     def state(self) -> dict:
-        """What a resumed pack continues from (Tune trials save it every few epochs)."""
+        """What a resumed pack continues from (Tune trials save it every few epochs): the pack,
+        the histories and the best-val copies whose test accuracy is still to be evaluated."""
         return {
             **pack_state(self.pack),
             "histories": [m.history for m in self.members],
             "run_ids": [m.run.run_id for m in self.members],
+            **({"best": self.best} if self.best is not None else {}),
         }
 
 
@@ -201,6 +215,8 @@ def _train(
         _resume(job, resume)
     for epoch in range(len(job.members[0].history) + 1, cfg.student.epochs + 1):
         metrics = _epoch(job, epoch)
+        if epoch == cfg.student.epochs:
+            _test_best(job)
         if on_epoch is not None:
             on_epoch(metrics, job.state())
     return job
@@ -247,35 +263,85 @@ def _resume(job: Distillation, state: dict) -> None:
         )
     load_pack_state(job.pack, state)
     for m, history in zip(job.members, state["histories"]):
-        m.history = list(history)
+        m.history = [dict(h) for h in history]
+    if "best" in state:  # (states saved before best-val copies have a test accuracy every epoch)
+        job.best = {part: {k: v.clone() for k, v in tensors.items()} for part, tensors in state["best"].items()}
     logger.info(f"[distill] resuming {job.tag} after epoch {len(job.members[0].history)}")
 
 
 def _epoch(job: Distillation, epoch: int) -> dict:
-    """Train one epoch, evaluate every member on val and test, log; the members' mean metrics and,
-    under ``runs``, each member's own (with its identity, ``_identity``)."""
+    """Train one epoch, evaluate every member on val (and on test after the last epoch only:
+    test is reported there and at the best-val epoch, ``_test_best``), keep the best-val copies,
+    log; the members' mean metrics and, under ``runs``, each member's own (``_identity``)."""
     cfg, members = job.pack.cfg, job.members
     t0 = time.perf_counter()
     res = train_epoch(job.pack, epoch, f"[{job.tag}]")
     per_member = [
         {"epoch": epoch, "train_loss": float(res.loss[i]), "train_acc": float(res.acc[i])} for i in range(len(members))
     ]
-    for name in ("val", "test"):
+    last = epoch == cfg.student.epochs
+    for name in ("val", "test") if last or _test_every_epoch else ("val",):
         logits, y = evaluate(job.pack, name)
         for i, m in enumerate(per_member):
             m.update(metrics_from_logits(logits[i], y, name))
+    if not last:
+        _keep_best(job, [m["val_acc"] for m in per_member])
     seconds = time.perf_counter() - t0
     for m, metrics in zip(members, per_member):
         metrics["seconds"] = seconds
         m.history.append(metrics)
     mean = {k: sum(m[k] for m in per_member) / len(per_member) for k in per_member[0]}
     runs = [{**_identity(m.run), **metrics} for m, metrics in zip(members, per_member)]
+    test = f" test {mean['test_acc']:6.2%}" if "test_acc" in mean else ""  # the last epoch only
     logger.info(
         f"[{job.tag}] epoch {epoch:3d}/{cfg.student.epochs} loss {mean['train_loss']:.4f} acc {mean['train_acc']:6.2%} "
-        f"val {mean['val_acc']:6.2%} test {mean['test_acc']:6.2%} {seconds:5.2f}s"
-        + ("" if len(members) == 1 else " (means over the pack)")
+        f"val {mean['val_acc']:6.2%}{test} {seconds:5.2f}s" + ("" if len(members) == 1 else " (means over the pack)")
     )
     return {**mean, "epoch": epoch, "members": len(members), "runs": runs}
+
+
+def _best_val(history: list[dict]) -> float:
+    return max((h["val_acc"] for h in history), default=-1.0)
+
+
+def _best_entry(history: list[dict]) -> dict:
+    """The epoch a row reports as best: the highest validation accuracy, the earlier on ties."""
+    return max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
+
+
+def _keep_best(job: Distillation, val: list[float]) -> None:
+    """Copy the slices of the members whose validation accuracy beats their best so far (ties:
+    the earlier epoch stays best, as in ``ResultRow.of``) into ``job.best``; nothing else is
+    touched (no RNG, no training state), so the run's bits are those of an unevaluated run."""
+    improved = [i for i, (m, v) in enumerate(zip(job.members, val)) if v > _best_val(m.history)]
+    state = job.pack.model.state_dict()
+    if job.best is None:
+        job.best = {part: {k: v.clone() for k, v in tensors.items()} for part, tensors in state.items()}
+    elif improved:
+        index = torch.tensor(improved, dtype=torch.long)
+        for part, tensors in state.items():
+            for k, v in tensors.items():
+                if v.dim() > 0:
+                    job.best[part][k][index.to(v.device)] = v[index.to(v.device)]
+
+
+def _test_best(job: Distillation) -> None:
+    """Test accuracy at each member's best-val epoch, where its history lacks it: the pack's
+    weights swapped for the best-val copies for one test pass, then put back (exact copies)."""
+    need = [i for i, m in enumerate(job.members) if "test_acc" not in _best_entry(m.history)]
+    if not need:
+        return
+    if job.best is None:
+        raise RuntimeError("no best-validation weights kept for the test at the best epoch")
+    model = job.pack.model
+    final = {part: {k: v.clone() for k, v in tensors.items()} for part, tensors in model.state_dict().items()}
+    model.load_state_dict(job.best)
+    try:
+        logits, y = evaluate(job.pack, "test")
+    finally:
+        model.load_state_dict(final)
+    for i in need:
+        _best_entry(job.members[i].history)["test_acc"] = metrics_from_logits(logits[i], y, "test")["test_acc"]
 
 
 def _identity(run: ResolvedRun) -> dict:

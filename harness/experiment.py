@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ConfigError, ExperimentConfig, seed_list
+from harness import process_memo
+from harness.config import ConfigError, ExperimentConfig, seed_list, to_dict
 from harness.config_validation import device_data_setting
 from harness.data import DataSplits, TensorSplit, build_splits, dataset_options, to_device_images, use_device_images
 from harness.store import CheckpointStore, trajectory_name
@@ -28,8 +30,14 @@ def load_splits(cfg: ExperimentConfig, device: torch.device | str | None = None)
 
     With ``device``, in-memory splits are moved there once (GPU-resident data: no host-to-device
     copy per batch), and CIFAR-shaped image sets go there too when ``data.device_data`` says so
-    (``place_splits``). Without, ``data.device_data=on`` is only checked (preflight).
+    (``place_splits``). Without, ``data.device_data=on`` is only checked (preflight). A Tune
+    trial worker keeps the last splits for its next trial (``harness/process_memo.py``).
     """
+    key = (json.dumps(to_dict(cfg.data), sort_keys=True, default=str), str(open_store(cfg).cache_dir), str(device))
+    return process_memo.SPLITS.get_or_make(key, lambda: _load_splits(cfg, device))
+
+
+def _load_splits(cfg: ExperimentConfig, device: torch.device | str | None) -> DataSplits:
     options = dict(cfg.data.options)
     if "num_samples" in dataset_options(cfg.data.name):
         options.setdefault("num_samples", cfg.data.num_samples)

@@ -8,8 +8,10 @@ Layout under ``<storage>/<name>/``::
                                  (``ckd leaderboard``, the end of a sweep, ``ckd distill``); never
                                  read back, so an edit to them is overwritten, never kept
     results/rejected/<reason>/   row files set aside (``REASONS``), each moved once, counted by the report
-    results/rows.verified.json   which row files ``compact`` verified (size, mtime, inode): the
-                                 done-lookup (``ids``) reads only the others; never decides what counts
+    results/rows.journal         one line per row file recorded (run id, size, sha256), appended
+                                 (``harness/results_journal.py``): the done-lookup and compaction
+                                 read only its new lines; never makes a row count by itself
+    results/rows.verified.json   how far ``compact`` processed the journal (``results_views.RowIndex``)
     results.rejected.jsonl       lines of an older store's results.jsonl that were no valid row
 
 A row file counts only if it is valid (``check_row_file``): a regular file of at most 1 MiB
@@ -25,7 +27,8 @@ the other checks.
 Finishing a run costs the same with 0 or 100,000 rows present: a temp file in ``rows/`` is
 hard-linked to ``<run_id>.json`` (fails if it exists, so a retried run is never duplicated) and
 no shared file is rewritten, which is also what makes it safe on NFS-like shared storage.
-Reading all rows (the report, the sweep's done-lookup) is O(n) small-file reads. A store from
+The sweep's done-lookup (``done_ids``) and compaction cost one listing of the names in
+``rows/`` plus O(new rows); reading all rows (``scan``, the report) is O(n) small-file reads. A store from
 before row files (a results.jsonl and no ``rows/``) is read as it is, and migrated into row files
 (each line checked like a row file) by its first write or compaction.
 """
@@ -33,15 +36,12 @@ before row files (a results.jsonl and no ``rows/``) is read as it is, and migrat
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
+import hashlib
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.fileio import (
     ROW_MAX_BYTES,
@@ -49,94 +49,42 @@ from harness.fileio import (
     VIEW_MAX_BYTES,
     StoredFileError,
     atomic_create,
-    atomic_write_bytes,
     exclusive_lock,
-    open_regular,
-    read_json_object,
     read_regular_bytes,
     read_regular_text,
     remove_stale_temps,
 )
+from harness.results_journal import ADD, FLAG, Journal, append_new, journal, migrate, rebuild, vouched, write
+from harness.results_journal import line as jline
 from harness.results_views import (  # noqa: F401 (rows_csv, flatten_row: used from here)
     NA,
     RowIndex,
     append_view,
     csv_cells,
+    current,
     flatten_row,
     load_index,
     lstat_signature,
-    new_rows,
-    read_trusted,
     rows_csv,
     rows_csv_columns,
     signature,
 )
-from harness.row_schema import DIGEST_KEY, RANGE, SCHEMA, row_digest, row_problem
+from harness.row_files import (
+    LEGACY_LINES,
+    REASONS,
+    UNREADABLE,
+    RowError,
+    RowScan,
+    SetAside,
+    check_row,
+    check_row_data,
+    check_row_file,
+    row_bytes,
+    row_json,
+    summary,
+)
 
 logger = logging.getLogger(__name__)
-UNREADABLE, MISNAMED, DIGEST = "unreadable", "misnamed", "digest"
-LEGACY_LINES = "line"  # lines of an older store's results.jsonl, in results.rejected.jsonl
-REASONS = {  # why a row was set aside -> the report's words (after a count)
-    UNREADABLE: "unreadable (torn, not one JSON object, a link, a FIFO, too large)",
-    MISNAMED: "not named by its run id (a copy under another name)",
-    SCHEMA: "with a key missing or of the wrong type",
-    RANGE: "with a value out of range (an accuracy outside [0, 1], epochs < 1, not finite)",
-    DIGEST: "that do not match their digest (changed after they were written)",
-    LEGACY_LINES: "line(s) of an older results.jsonl that were no valid row (in results.rejected.jsonl)",
-}
-
-
-class RowError(ValueError):
-    """A row that cannot be recorded (not a valid row, or not read back as written); the message
-    names the file and what to do."""
-
-
-@dataclass(frozen=True)
-class SetAside:
-    """A row file (or an older store's line) that is no valid row: where, why (``REASONS``), what."""
-
-    path: Path
-    reason: str
-    detail: str
-
-
-@dataclass
-class RowScan:
-    """Every valid row (in the order they were recorded) and what was found that is no valid row."""
-
-    rows: list[dict] = field(default_factory=list)
-    set_aside: list[SetAside] = field(default_factory=list)
-    signatures: dict[str, str] = field(default_factory=dict)  # file name -> signature, of the valid rows
-
-
-def row_json(row: dict) -> str:
-    return json.dumps(row, sort_keys=True, default=str)
-
-
-def check_row(row: Any, name: str) -> tuple[str, str] | None:
-    """None if ``row`` is a valid row stored under the run id ``name``, else ``(reason, detail)``."""
-    if not isinstance(row, dict):
-        return UNREADABLE, f"holds a JSON {type(row).__name__}, not an object"
-    if problem := row_problem(row):
-        return problem
-    if DIGEST_KEY in row and row[DIGEST_KEY] != row_digest(row):
-        return DIGEST, "does not match its digest (changed after it was written)"
-    if row["run_id"] != name:
-        return MISNAMED, f"records run {row['run_id']!r}, not {name!r}"
-    return None
-
-
-def check_row_file(path: Path) -> dict | SetAside:
-    """The row stored at ``path`` if it is a valid row file (see the module doc), else why not.
-    A missing file raises ``FileNotFoundError``; nothing here blocks or follows a link."""
-    try:
-        row = read_json_object(path, ROW_MAX_BYTES, "result row file")
-    except FileNotFoundError:
-        raise
-    except (StoredFileError, OSError) as e:
-        return SetAside(path, UNREADABLE, str(e).split(";")[0])
-    problem = check_row(row, path.name[:-5])
-    return row if problem is None else SetAside(path, *problem)
 
 
 class ResultsTable:
@@ -148,7 +96,8 @@ class ResultsTable:
         self.jsonl, self.csv = root / "results.jsonl", root / "results.csv"
         self.rejected_jsonl, self.rejected_dir = root / "results.rejected.jsonl", root / "results" / "rejected"
         self.lock_path = root / ".results.lock"
-        self.verified_path = root / "results" / "rows.verified.json"  # the done-lookup's index (``ids``)
+        self.verified_path = root / "results" / "rows.verified.json"  # how far compaction processed the journal
+        self.journal_path = root / "results" / "rows.journal"
 
     def row_path(self, run_id: str) -> Path:
         if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
@@ -170,14 +119,16 @@ class ResultsTable:
         path, data = self.row_path(run_id), (text + "\n").encode()
         for _ in range(3):
             if atomic_create(path, data):
-                return self._verify_written(path, data)
+                self._verify_written(path, data)
+                self._journal_written(run_id, data)
+                return True
             try:
                 found = check_row_file(path)
             except FileNotFoundError:
                 continue  # set aside meanwhile by another process: try again
             if isinstance(found, dict):
                 return False
-            self._set_aside([found])
+            self.set_aside([found])
         raise RowError(f"could not record run {run_id}: {path} kept being taken by files that are no valid row")
 
     def _verify_written(self, path: Path, data: bytes) -> bool:
@@ -193,6 +144,14 @@ class ResultsTable:
             )
         return True
 
+    def _journal_written(self, run_id: str, data: bytes) -> None:
+        """The row's journal line (one ``O_APPEND`` write). A failed line is no failed row: its
+        file is then found by the name listing, checked and given an ``a`` line by a compaction."""
+        try:
+            write(self.journal_path, jline(ADD, run_id, hashlib.sha256(data).hexdigest(), len(data)))
+        except (StoredFileError, OSError) as e:
+            logger.warning(f"[store] row {run_id} recorded, its journal line not ({e}); its file is read instead")
+
     # ------------------------------------------------------------------ read
     def find(self, run_id: str) -> dict | None:
         """The valid row of ``run_id`` or None: one file read (an older store: its results.jsonl)."""
@@ -204,29 +163,40 @@ class ResultsTable:
             return None
         return found if isinstance(found, dict) else None
 
-    def ids(self) -> set[str]:
-        """Run ids that have a valid row: the done-lookup of a sweep, asked once per grid, O(n)
-        ``lstat`` calls for 10^5 rows. A row file that a compaction verified and that has not
-        changed since (same ``signature``) is not read again; any other file is read and checked."""
+    def done_ids(self) -> set[str]:
+        """Run ids that have a row: the sweep's done-lookup, O(new rows) plus one listing of the
+        names in ``rows/``. Trusts the journal: a name in ``rows/`` with a live journal line counts
+        unread (an in-place edit since is caught by ``scan``/``ids``, not here); a name without
+        one (an older store, a planted file, a crash before the line) is read and checked."""
         if self._legacy():
             return {r["run_id"] for r in self._legacy_scan().rows}
-        verified, out = load_index(self.verified_path).rows, set()
         if not self.rows_dir.is_dir():
-            return out
-        with os.scandir(self.rows_dir) as it:
-            for entry in it:
-                if not _is_row_name(entry.name):
-                    continue
+            return set()
+        live, out = self._journal().live(), set()
+        for name in self._names()[0]:
+            if (rid := name[:-5]) in live:
+                out.add(rid)
+            else:
                 with contextlib.suppress(FileNotFoundError):
-                    if verified.get(entry.name) == signature(entry.stat(follow_symlinks=False)):
-                        out.add(entry.name[:-5])
-                    elif isinstance(found := check_row_file(Path(entry.path)), dict):
+                    if isinstance(found := check_row_file(self.rows_dir / name), dict):
                         out.add(found["run_id"])
         return out
 
+    def ids(self) -> set[str]:
+        """Run ids that have a valid row, every row file read (``scan(trust=True)``: a file holding
+        the bytes its journal line records is parsed, any other checked)."""
+        return {r["run_id"] for r in self.scan(trust=True).rows}
+
+    def _journal(self) -> Journal:
+        """The cached journal, its lines up to the indexed compaction's offset folded."""
+        j = journal(self.journal_path)
+        if (at := load_index(self.verified_path).journal) and at[0] == j.ino:
+            j.advance(at[1])
+        return j
+
     def read(self) -> list[dict]:
         """Every valid row, each run once, in the order they were recorded; says what it skipped."""
-        scan = self.scan()
+        scan = self.scan(trust=True)
         if scan.set_aside:
             where = self.jsonl if self._legacy() else self.rows_dir
             logger.warning(
@@ -238,21 +208,38 @@ class ResultsTable:
     def scan(self, trust: bool = False) -> RowScan:
         """Every row file (see the module doc), nothing moved, each checked (the report's numbers
         come from here: a row edited in place keeping its size and mtime is still caught).
-        ``trust=True``: a file the last compaction verified, opened unchanged (same
-        ``signature``), is parsed, not checked again (for views that are not verdicts)."""
+        ``trust=True``: a file holding the bytes its journal line records (sha256) is parsed, not
+        checked again (``read``, ``ids``: any change to the file is still caught). A journaled row
+        file found changed gets a ``!`` line: the next compaction rebuilds the views."""
+        scan = self.scan_checked(trust)
+        if changed := [item.path.name[:-5] for item in scan.set_aside] + list(scan.shas):
+            live = self._journal().live()
+            with contextlib.suppress(StoredFileError, OSError):
+                write(self.journal_path, b"".join(jline(FLAG, rid) for rid in changed if rid in live))
+        return scan
+
+    def scan_checked(self, trust: bool = False) -> RowScan:
+        """``scan`` without the ``!`` lines (the rebuild's, under the lock)."""
         if self._legacy():
             return self._legacy_scan()
-        scan, verified = RowScan(), load_index(self.verified_path).rows if trust else {}
+        scan, live = RowScan(), self._journal().live()
         for st, name in self._row_files():
-            path, known = os.path.join(self.rows_dir, name), signature(st)
-            found = read_trusted(path, known) if verified.get(name) == known else None
+            path, rid = self.rows_dir / name, name[:-5]
             try:
-                found = found if found is not None else check_row_file(Path(path))
+                data = row_bytes(path)
             except FileNotFoundError:
                 continue  # set aside meanwhile by a compaction
+            if isinstance(data, SetAside):
+                scan.set_aside.append(data)
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            found = vouched(data) if trust and live.get(rid) == sha else None
+            found = found if found is not None else check_row_data(data, path)
             if isinstance(found, dict):
                 scan.rows.append(found)
-                scan.signatures[name] = known
+                scan.signatures[name] = signature(st)
+                if live.get(rid) != sha:
+                    scan.shas[rid] = (sha, len(data))
             else:
                 scan.set_aside.append(found)
         return scan
@@ -279,77 +266,33 @@ class ResultsTable:
         return counts
 
     # ------------------------------------------------------------------ compaction: O(new rows)
-    def compact(self) -> int:
+    def compact(self, full: bool = False) -> int:
         """Bring results.jsonl + results.csv up to date with the valid row files (under the results
-        lock), moving the others aside; returns the number of rows. The new rows are appended when
-        nothing else changed since the last compaction (``results_views.new_rows``), else both
-        views are rebuilt from every row file, each read and checked again."""
+        lock), moving the others aside; returns the number of rows. The rows of the journal lines
+        since the last compaction (and unjournaled row files) are checked and appended when nothing
+        else changed (``results_journal.append_new``); else, or with ``full``, both views are rebuilt from every
+        row file, each read and checked again (what catches a row edited in place)."""
         with exclusive_lock(self.lock_path):
             remove_stale_temps(self.root)
-            self._remove_stale_row_temps()
             self._migrate_locked()
-            appended = self._append_new(load_index(self.verified_path))
-            return appended if appended is not None else self._rebuild()
+            names, temps = self._names()
+            self._remove_stale_row_temps(temps)
+            appended = None if full else append_new(self, load_index(self.verified_path), names)
+            return appended if appended is not None else rebuild(self)
 
-    def _remove_stale_row_temps(self, age_s: float = 600.0) -> None:
+    def _remove_stale_row_temps(self, temps: list[str], age_s: float = 600.0) -> None:
         """Delete the temp files of row writes interrupted ``age_s`` ago or more; a younger one
         may be a write in flight (``append`` holds no lock), which must keep its temp."""
-        if not self.rows_dir.is_dir():
-            return
         old = time.time_ns() - int(age_s * 1e9)
-        with os.scandir(self.rows_dir) as it:
-            for e in it:
-                if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        if e.stat(follow_symlinks=False).st_mtime_ns < old:
-                            os.unlink(e.path)
-
-    def _rebuild(self) -> int:
-        """Both views and the index from every row file, each checked (under the lock)."""
-        scan = self.scan(trust=False)
-        self._set_aside(scan.set_aside)
-        index = RowIndex(scan.signatures, root=str(self.root))
-        if scan.rows or os.path.lexists(self.jsonl):
-            text, index.columns = rows_csv_columns(scan.rows, self.root)
-            atomic_write_bytes(self.jsonl, "".join(row_json(r) + "\n" for r in scan.rows).encode())
-            atomic_write_bytes(self.csv, text.encode())
-        if scan.signatures:
-            name, sig = next(reversed(scan.signatures.items()))
-            index.last = (int(sig.split()[2]), name)
-        index.views = self._view_signatures()
-        if scan.signatures or os.path.lexists(self.verified_path):
-            atomic_write_bytes(self.verified_path, index.to_bytes())
-        return len(scan.rows)
-
-    def _append_new(self, index: RowIndex) -> int | None:
-        """Append the rows recorded since the indexed compaction to both views; None when they
-        must be rebuilt instead (``results_views.new_rows``, or new CSV columns). Under the lock."""
-        fresh = new_rows(index, self._row_files(), self._view_signatures(), str(self.root))
-        if fresh is None:
-            return None
-        rows, bad = [], []
-        for st, name in fresh:
+        for name in temps:
             with contextlib.suppress(FileNotFoundError):
-                found = check_row_file(self.rows_dir / name)
-                (rows if isinstance(found, dict) else bad).append((st, name, found))
-        flat = [csv_cells(flatten_row(r), r, self.root) for _, _, r in rows]
-        if any(not set(f) <= set(index.columns) for f in flat):
-            return None  # a new column: the header changes
-        self._set_aside([found for _, _, found in bad])
-        if rows:
-            buf = io.StringIO()
-            csv.DictWriter(buf, fieldnames=index.columns, restval=NA).writerows(flat)
-            index.views["jsonl"] = append_view(self.jsonl, "".join(row_json(r) + "\n" for _, _, r in rows).encode())
-            index.views["csv"] = append_view(self.csv, buf.getvalue().encode())
-            index.rows.update((name, signature(st)) for st, name, _ in rows)
-            index.last = (rows[-1][0].st_mtime_ns, rows[-1][1])
-            atomic_write_bytes(self.verified_path, index.to_bytes())
-        return len(index.rows)
+                if os.lstat(self.rows_dir / name).st_mtime_ns < old:
+                    os.unlink(self.rows_dir / name)
 
-    def _view_signatures(self) -> dict[str, str | None]:
+    def view_signatures(self) -> dict[str, str | None]:
         return {"jsonl": lstat_signature(self.jsonl), "csv": lstat_signature(self.csv)}
 
-    def _set_aside(self, items: list[SetAside]) -> None:
+    def set_aside(self, items: list[SetAside]) -> None:
         """Move each file to ``results/rejected/<reason>/`` (a new name if that one is taken)."""
         moved = []
         for item in items:
@@ -398,27 +341,9 @@ class ResultsTable:
         return scan
 
     def _migrate_locked(self) -> None:
-        """Give every valid row of an older store's results.jsonl its row file and move the other
-        lines to results.rejected.jsonl (once: the rows folder then exists). Under the lock."""
-        if not self._legacy():
-            return
-        scan = self._legacy_scan()
-        for row in scan.rows:
-            atomic_create(self.row_path(row["run_id"]), (row_json(row) + "\n").encode())
-        if scan.set_aside:
-            lines = "".join(item.detail + "\n" for item in scan.set_aside).encode()
-            fd = open_regular(self.rejected_jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "rejected rows file")
-            try:
-                os.write(fd, lines)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
-        logger.warning(
-            f"[store] gave the {len(scan.rows)} row(s) of {self.jsonl} (a store from before row files) "
-            f"their row files in {self.rows_dir}; {len(scan.set_aside)} line(s) that were no valid row "
-            f"({summary(scan.set_aside)}) moved to {self.rejected_jsonl}"
-        )
+        """Give every valid row of an older store's results.jsonl its row file (``migrate``)."""
+        if self._legacy():
+            migrate(self, self._legacy_scan())
 
     # ------------------------------------------------------------------ helpers
     def _row_files(self) -> list[tuple[os.stat_result, str]]:
@@ -431,14 +356,12 @@ class ResultsTable:
         entries.sort(key=lambda e: (e[0].st_mtime_ns, e[1]))
         return entries
 
+    def _names(self) -> tuple[list[str], list[str]]:
+        """The names of the row files and of the row writes' temp files in ``rows/`` (no ``stat``)."""
+        names = os.listdir(self.rows_dir) if self.rows_dir.is_dir() else []
+        temps = [n for n in names if n.startswith(".") and n.endswith(TEMP_SUFFIX)]
+        return [n for n in names if _is_row_name(n)], temps
+
 
 def _is_row_name(name: str) -> bool:
     return name.endswith(".json") and not name.startswith(".")
-
-
-def summary(items: list[SetAside]) -> str:
-    """``2 misnamed, 1 range``: how many of each reason."""
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.reason] = counts.get(item.reason, 0) + 1
-    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))

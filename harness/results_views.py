@@ -1,14 +1,14 @@
-"""The verified-rows index of a results table (``results/rows.verified.json``) and the appends
-that keep its views current in O(new rows).
+"""The compaction index of a results table (``results/rows.verified.json``) and the appends that
+keep its views current in O(new rows).
 
-A compaction records, under the results lock, which row files it verified (name -> ``signature``:
-type, size, mtime, inode; in the order they were recorded), the last row's sort key, the
-signatures of the results.jsonl / results.csv it left and the CSV's columns. The next compaction
-appends the new rows to both views only when nothing else moved since: every indexed row file
-is in place with its signature, the views are as it left them, the experiment folder is where
-it was, the new rows sort after the last one and their CSV columns are the header's. Otherwise
-the caller rebuilds (harness/results.py). The index never decides what counts: a row file whose
-signature differs from it is read and checked again; an unreadable index is no index.
+A compaction records, under the results lock, how far it processed the rows journal
+(``harness/results_journal.py``: the journal's inode and offset; the views hold exactly the rows of
+the journal's lines up to there), the last row's sort key, the signatures of the results.jsonl /
+results.csv it left and the CSV's columns: a small file, rewritten once per compaction. The next
+compaction appends the rows of the later lines when nothing else moved: the views are as it left
+them, the experiment folder and the journal are where they were, the new rows sort after the last
+one and their CSV columns are the header's. Otherwise the caller rebuilds (harness/results.py).
+The index never decides what counts; an unreadable index is no index (a rebuild).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from harness.fileio import VIEW_MAX_BYTES, StoredFileError, open_regular, read_r
 
 logger = logging.getLogger(__name__)
 NA = "n/a"  # the one "no value" marker of every CSV the harness writes
-FORMAT = 2  # 1: a flat {name: signature} (still read by the done-lookup)
+FORMAT = 3  # 1, 2: indexes of every row file's signature, from before the rows journal
 
 
 def signature(st: os.stat_result) -> str:
@@ -46,74 +46,55 @@ def lstat_signature(path: Path) -> str | None:
 
 @dataclass
 class RowIndex:
-    """What the last compaction verified and left (see the module doc)."""
+    """What the last compaction processed and left (see the module doc)."""
 
-    rows: dict[str, str] = field(default_factory=dict)  # row file name -> signature, in recorded order
     last: tuple[int, str] | None = None  # (mtime_ns, name) of the last row, the order's key
     views: dict[str, str | None] = field(default_factory=dict)  # "jsonl" / "csv" -> signature
     columns: list[str] = field(default_factory=list)  # results.csv's header
     root: str = ""  # the experiment folder the CSV's relative paths were made against
-    appendable: bool = False  # a format-2 index: the views may be appended to
+    journal: tuple[int, int] | None = None  # (inode, offset) of the rows journal processed
+    appendable: bool = False  # read from a current index: the views may be appended to
 
     def to_bytes(self) -> bytes:
         body = {"format": FORMAT, "root": self.root, "last": self.last, "views": self.views}
-        return json.dumps({**body, "columns": self.columns, "rows": self.rows}).encode()
+        return json.dumps({**body, "columns": self.columns, "journal": self.journal}).encode()
 
 
 def load_index(path: Path) -> RowIndex:
-    """The index at ``path``; an empty one (nothing trusted, nothing appended) when it is missing,
-    unreadable or of another shape (a format-1 index: its rows only, for the done-lookup)."""
+    """The index at ``path``; an empty one (nothing appended: a rebuild) when it is missing,
+    unreadable or of another shape (an index from before the journal)."""
     try:
         raw = json.loads(read_regular_text(path, VIEW_MAX_BYTES, "verified rows index"))
     except FileNotFoundError:
         return RowIndex()
     except (StoredFileError, OSError, ValueError, RecursionError) as e:
-        logger.warning(f"[store] {str(e)[:300]}; every row file is read instead")
+        logger.warning(f"[store] {str(e)[:300]}; the views are rebuilt")
         return RowIndex()
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         return RowIndex()
-    if raw.get("format") != FORMAT:  # format 1: {name: signature}
-        return RowIndex(rows={k: v for k, v in raw.items() if isinstance(v, str)})
-    rows, views, columns, last = raw.get("rows"), raw.get("views"), raw.get("columns"), raw.get("last")
+    views, columns, last, jr = raw.get("views"), raw.get("columns"), raw.get("last"), raw.get("journal")
     shaped = (
-        isinstance(rows, dict)
-        and isinstance(views, dict)
+        isinstance(views, dict)
         and isinstance(columns, list)
         and all(isinstance(c, str) for c in columns)
         and (last is None or (isinstance(last, list) and len(last) == 2 and isinstance(last[0], int)))
+        and (jr is None or (isinstance(jr, list) and len(jr) == 2 and all(isinstance(x, int) for x in jr)))
     )
     if not shaped:
         logger.warning(f"[store] verified rows index {path} is not shaped as this harness writes it; ignored")
         return RowIndex()
-    rows = {k: v for k, v in rows.items() if isinstance(v, str)}
     key = (last[0], str(last[1])) if last else None
-    return RowIndex(rows, key, views, columns, str(raw.get("root", "")), appendable=True)
+    return RowIndex(key, views, columns, str(raw.get("root", "")), tuple(jr) if jr else None, appendable=True)
 
 
-def new_rows(index: RowIndex, files: list[tuple[os.stat_result, str]], views: dict[str, str | None], root: str):
-    """The row files added since the indexed compaction (``files``: (lstat, name), recorded
-    order), when the views can take them as an append; None when a rebuild is needed (a row
-    changed or removed, a view changed, the folder moved, a new row sorting before the last)."""
-    if (
-        not index.appendable
-        or index.root != root
-        or any(views[k] is None or views[k] != index.views.get(k) for k in views)
-    ):
-        return None
-    fresh, kept = [], 0
-    for st, name in files:
-        known = index.rows.get(name)
-        if known is None:
-            fresh.append((st, name))
-        elif known == signature(st):
-            kept += 1
-        else:
-            return None  # changed since: rebuild (its place in the order may have changed too)
-    if kept != len(index.rows):
-        return None  # a verified row is gone
-    if fresh and index.last is not None and (fresh[0][0].st_mtime_ns, fresh[0][1]) <= index.last:
-        return None  # recorded before the last row: appended, it would be out of order
-    return fresh
+def current(index: RowIndex, views: dict[str, str | None], root: str) -> bool:
+    """Whether the views are as the indexed compaction left them (so new rows may be appended)."""
+    return (
+        index.appendable
+        and index.root == root
+        and index.journal is not None
+        and all(views[k] is not None and views[k] == index.views.get(k) for k in views)
+    )
 
 
 def append_view(path: Path, data: bytes) -> str:
@@ -127,29 +108,6 @@ def append_view(path: Path, data: bytes) -> str:
         return signature(os.fstat(fd))
     finally:
         os.close(fd)
-
-
-def read_trusted(path: str, known: str | None) -> dict | None:
-    """The JSON object of the row file ``path`` without checking it again, if the file opened is
-    still the one the index verified (``fstat`` signature ``known``); None otherwise (check it)."""
-    if known is None:
-        return None
-    try:
-        fd = open_regular(path, os.O_RDONLY, "result row file")
-    except (StoredFileError, OSError):
-        return None
-    try:
-        st = os.fstat(fd)
-        if signature(st) != known:
-            return None
-        data = os.read(fd, st.st_size + 1)
-    finally:
-        os.close(fd)
-    try:
-        row = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return row if isinstance(row, dict) and len(data) == st.st_size else None
 
 
 def rows_csv(rows: list[dict], root: Path | None = None) -> str:

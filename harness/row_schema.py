@@ -6,7 +6,9 @@ required keys with their types, every accuracy a finite number in [0, 1], ``epoc
 best epoch one of them, finite floats (``NaN``/``Infinity`` parse as JSON but are no result).
 Keys that rows of older versions may lack (``pack_size``, ``device``, ``wall_time_s``, the
 per-epoch curves, ``inputs``, ``environment``, ``weights_sha256``, ``digest``) are checked when
-present. Anything else (a Tune trial's identity, new artifact fields) is free. ``row_problem``
+present; ``test_acc_per_epoch`` has null at the epochs test was not evaluated on (since issue 22,
+all but the final and best-val ones), older rows a number every epoch. Anything else (a Tune
+trial's identity, new artifact fields) is free. ``row_problem``
 says what is wrong, or None; a pure function with no harness imports, so the results table can
 use it without an import cycle.
 
@@ -94,6 +96,14 @@ def _curve(key: str, v: Any) -> Problem | None:
     return next((p for i, x in enumerate(v) if (p := _accuracy(f"{key}[{i}]", x))), None)
 
 
+def _sparse_curve(key: str, v: Any) -> Problem | None:
+    """A curve with null where the epoch was not evaluated (test: only the final and best-val
+    epochs since issue 22; older rows have a number every epoch)."""
+    if isinstance(v, list) and None in v:
+        return _curve(key, [x for x in v if x is not None])
+    return _curve(key, v)
+
+
 def _checkpoints(key: str, v: Any) -> Problem | None:
     if not isinstance(v, list):
         return SCHEMA, f"{key} is {_kind(v)}, not a list"
@@ -146,7 +156,8 @@ REQUIRED: dict[str, Check] = {
     "best_val_epoch": lambda k, v: _integer(k, v, 1),
 }
 OPTIONAL: dict[str, Check] = {
-    **dict.fromkeys(CURVES, _curve),
+    "val_acc_per_epoch": _curve,
+    "test_acc_per_epoch": _sparse_curve,
     "wall_time_s": lambda k, v: _number(k, v, 0.0),
     "pack_size": lambda k, v: _integer(k, v, 1),
     "device": _text,

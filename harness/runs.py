@@ -278,7 +278,7 @@ class ResultRow:
     best_val_epoch: int
     test_acc_at_best_val: float
     val_acc_per_epoch: tuple[float, ...]
-    test_acc_per_epoch: tuple[float, ...]
+    test_acc_per_epoch: tuple[float | None, ...]  # null where not evaluated (only the final and best-val epochs)
     wall_time_s: float
     pack_size: int
     device: str
@@ -322,7 +322,7 @@ class ResultRow:
             best["epoch"],
             best["test_acc"],
             tuple(m["val_acc"] for m in history),
-            tuple(m["test_acc"] for m in history),
+            tuple(m.get("test_acc") for m in history),  # None: an epoch test was not evaluated on
             wall_time_s,
             pack_size,
             device,

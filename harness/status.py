@@ -51,7 +51,7 @@ def sweep_state(cfg: ExperimentConfig, runs: list[Run]) -> SweepState:
     from harness.scoring.freshness import scores_fresh
 
     resolver = RunResolver(cfg)
-    store, done_ids = resolver.store, resolver.store.results.ids()
+    store, done_ids = resolver.store, resolver.store.results.done_ids()
     finished: dict[str, bool] = {}
     fresh: dict[str, bool] = {}
     state = SweepState()

@@ -155,7 +155,7 @@ def plan(cfg: ExperimentConfig, runs: Sequence[Run] | None = None) -> list[Plann
     copies, each trajectory's choices resolved once, done runs found by a set lookup."""
     runs = sweep_runs(cfg) if runs is None else runs
     resolver = RunResolver(cfg)
-    done_ids = resolver.store.results.ids()
+    done_ids = resolver.store.results.done_ids()
     out = []
     for run in runs:
         got = resolver.resolve_or_reason(run)

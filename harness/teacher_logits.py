@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from harness import process_memo
 from harness.config import ExperimentConfig, config_hash, to_dict
 from harness.data import DataSplits, make_loader
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
@@ -154,6 +155,11 @@ class LogitCache:
             raise ValueError(
                 f"the {split} split is augmented: its teacher outputs change every epoch and are not cached"
             )
+        key = (self.sha256(ref), self.key, split, str(self.device))  # what fixed the table (process_memo)
+        return process_memo.LOGITS.get_or_make(key, lambda: self._load(ref, split))
+
+    def _load(self, ref: TeacherRef, split: str) -> dict[str, Tensor]:
+        """The verified cache file of ``ref`` on ``split``, or the table computed (and cached) anew."""
         path = self.path(ref, split)
         cached, problem = self._read(ref, split, path)
         if cached is None:

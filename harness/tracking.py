@@ -252,9 +252,14 @@ def log_student_run(
 
 
 def student_curve(row: dict) -> list[dict]:
-    """A result row's per-epoch accuracies as the steps of its W&B run."""
-    pairs = zip(row.get("val_acc_per_epoch") or [], row.get("test_acc_per_epoch") or [])
-    return [{"epoch": e + 1, "val_acc": v, "test_acc": t} for e, (v, t) in enumerate(pairs)]
+    """A result row's per-epoch accuracies as the steps of its W&B run; ``test_acc`` only at
+    the epochs it was evaluated on (null in the row's curve: not a step value)."""
+    val, test = row.get("val_acc_per_epoch") or [], row.get("test_acc_per_epoch") or []
+    test = list(test) + [None] * (len(val) - len(test))
+    return [
+        {"epoch": e + 1, "val_acc": v, **({} if t is None else {"test_acc": t})}
+        for e, (v, t) in enumerate(zip(val, test))
+    ]
 
 
 def log_student_row(cfg: ExperimentConfig, row: dict) -> Path | None:

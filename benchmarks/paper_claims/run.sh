@@ -10,12 +10,13 @@ read -r name root < <(.venv/bin/python -c "import sys; from pathlib import Path;
 c = load_config(sys.argv[1], sys.argv[2:]); print(c.name, Path(c.storage) / c.name)" "$config" "$@")
 out="benchmarks/results/paper_claims/$name"
 mkdir -p "$out"
+machine=$(.venv/bin/python benchmarks/machine.py)  # the machine and its measured matmul rate, before the run
 start=$(date +%s)
 .venv/bin/ckd run --progress lines "$config" "$@" | tee "$out/ckd_run_stdout.txt"
 wall=$(( $(date +%s) - start ))
 cp "$root"/leaderboard.{md,csv,html} "$root"/claims.{md,csv} "$root"/selectors.{md,csv} "$out"/
 mkdir -p "$out/plots" && cp "$root"/plots/*.png "$out/plots/"
 cp "$root/logs/run.log" "$out/run.log" 2>/dev/null || true
-printf '{"config": "%s", "overrides": "%s", "wall_s": %d, "cpus": %d, "date": "%s"}\n' \
-  "$config" "$*" "$wall" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$out/wall_time.json"
+printf '{"config": "%s", "overrides": "%s", "wall_s": %d, "cpus": %d, "date": "%s", "machine_info": %s}\n' \
+  "$config" "$*" "$wall" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$machine" > "$out/wall_time.json"
 echo "wall time: ${wall}s; results in $out"

@@ -37,6 +37,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from harness.config_loading import load_config  # noqa: E402
 from harness.experiment import open_store, set_threads  # noqa: E402
 from harness.report.stats import mean_interval, spearman  # noqa: E402
@@ -192,7 +193,9 @@ def _num(x: float, fmt: str) -> str:
     return "n/a" if x is None or math.isnan(x) else fmt.format(x)
 
 
-def markdown(rows: list[dict], chosen: str, wall_s: float) -> str:
+def markdown(rows: list[dict], chosen: str, wall_s: float, machine: dict | None = None) -> str:
+    m = machine or {}
+    rate = f" (float32 matmul {m['matmul_gflops']} GFLOP/s at {m['threads']} torch thread(s))" if m else ""
     lines = [
         "# Proxy selector study (validation regret; test accuracy not used)",
         "",
@@ -203,7 +206,7 @@ def markdown(rows: list[dict], chosen: str, wall_s: float) -> str:
         "seeds, and the mean, SE and 95% t-interval are over the trajectories (n = 4, df 3). The rule fixed in "
         "advance (cheapest setting within one SE of the lowest mean regret) was re-applied with this clustered SE "
         "(an earlier version of this table treated the 20 picks per setting as independent, which shrank the SE): "
-        f"**{chosen}**. Wall time of the run {wall_s:.0f} s on 2 shared cores.",
+        f"**{chosen}**. Wall time of the run {wall_s:.0f} s on 2 shared cores{rate}.",
         "",
         "| setting | n | val regret pp (SE) [95% CI] | mean rank of 8 | Spearman rho | student-epochs/traj | s/traj |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -222,7 +225,7 @@ def write(out: Path, study: dict) -> None:
     """``study.json`` (the settings, ground truth, picks and their clustered summary) and ``study.md``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps(study, indent=1, default=str))
-    text = markdown(study["summary"], study["chosen"], study["wall_s"])
+    text = markdown(study["summary"], study["chosen"], study["wall_s"], study.get("machine_info"))
     (out / "study.md").write_text(text)
     print(text)
 
@@ -249,6 +252,7 @@ def main() -> None:
     began = time.perf_counter()
     cfg = load_config(CONFIG, ["tracking.mode=disabled"])
     set_threads(cfg, "trial")
+    machine = machine_info()
     store = open_store(cfg)
     gt = ground_truth(store.read_results())
     selections = baselines(gt, store)
@@ -257,6 +261,7 @@ def main() -> None:
     rows = summarize(selections)
     study = {
         "settings": SETTINGS,
+        "machine_info": machine,
         "replicates": REPLICATES,
         "ground_truth": gt,
         "summary": rows,

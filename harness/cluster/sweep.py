@@ -25,7 +25,15 @@ from pathlib import Path
 
 from harness import failures
 from harness.cluster.connection import ClusterSession
-from harness.cluster.trainable import METRIC, MODE, distill_trial, record_unfinished, trial_dirname, trial_name
+from harness.cluster.trainable import (
+    METRIC,
+    MODE,
+    distill_trial,
+    record_unfinished,
+    trial_config,
+    trial_dirname,
+    trial_name,
+)
 from harness.config import ConfigError, ExperimentConfig, to_dict
 from harness.experiment import open_store
 from harness.runs import Run
@@ -108,7 +116,8 @@ def _trainable(session: ClusterSession, function: Callable = None):
     cfg = session.cfg
     res = session.resources("trial")
     return tune.with_resources(
-        tune.with_parameters(function or distill_trial, cfg=cfg), {"cpu": res["num_cpus"], "gpu": res["num_gpus"]}
+        tune.with_parameters(function or distill_trial, cfg=trial_config(cfg)),
+        {"cpu": res["num_cpus"], "gpu": res["num_gpus"]},
     )
 
 

@@ -5,7 +5,8 @@ the students (a bar on a terminal) and, off a terminal, one ``[sweep]`` line per
 ``[sweep] 5/18 students done, 9 running, 4 waiting for the scorer (s0); ETA 0:50``. What the
 students wait for comes from ``waiting()`` (the pipeline knows: teachers, the scorer); the ETA
 runs the waiting packs after the running ones at the measured time per pack. One line per
-finished, retried or failed trial is logged as well.
+retried or failed trial is logged as well, and per finished trial in sweeps of up to
+``TRIAL_LINES`` trials (larger ones: with ``-v``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from harness.progress import Progress, StageLine, publish, slot_eta
 from harness.sweep import describe_pack, trial_runs
 
 logger = logging.getLogger(__name__)
+TRIAL_LINES = 200  # sweeps of more trials log a finished trial only with -v (debug), or when it failed
 
 
 def _pct(x) -> str:
@@ -161,10 +163,13 @@ class SweepProgress(tune.Callback):
         self.first_epoch.pop(trial.trial_id, None)
         failed = int(r.get("failed", 0))  # members that failed alone (harness/failures.py): counted, said
         self.progress.update(members)
-        logger.info(
+        # a line per finished trial while they are few; past that, the periodic line says it (-v: all)
+        say = logger.info if failed or (self.trials or 0) <= TRIAL_LINES else logger.debug
+        say(
             f"[sweep] {self.progress.n}/{self.progress.total} students {'stopped early' if stopped else 'done'}: "
-            f"{self._label(trial)}: {'mean ' if members - failed > 1 else ''}val {_pct(r.get('val_acc'))} "
-            f"test {_pct(r.get('test_acc'))} after {r.get('epoch', '-')} epochs"
+            f"{self._label(trial)}: {'mean ' if members - failed > 1 else ''}val {_pct(r.get('val_acc'))}"
+            + (f" test {_pct(r['test_acc'])}" if r.get("test_acc") is not None else "")
+            + f" after {r.get('epoch', '-')} epochs"
             + (f"; {failed} of {members} FAILED (see the end of the run)" if failed else "")
         )
 

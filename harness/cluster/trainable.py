@@ -19,10 +19,10 @@ import os
 import re
 from pathlib import Path
 
-from harness import failures
+from harness import failures, process_memo
 from harness.config import ExperimentConfig
 from harness.distill import distill_pack
-from harness.experiment import open_store, stage_threads
+from harness.experiment import open_store, set_threads, stage_threads
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
 from harness.logs import file_log
 from harness.runs import Run, RunResolver, teachers_text
@@ -93,20 +93,18 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
     (``failures.is_deterministic``) is recorded for the runs still without a row and the trial
     ends normally, so Tune retries only transient failures (``sweep.max_failures``)."""
     import ray
-    import torch
     from ray import tune
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "checkpoint created" line per epoch
+    process_memo.enable()  # this worker's next trials reuse the verified data and teacher logits
     runs = trial_runs(config)
-    rcfg = copy.deepcopy(cfg)
-    rcfg.threads = stage_threads(cfg, "trial")
-    torch.set_num_threads(rcfg.threads)
+    threads = set_threads(cfg, "trial")  # cfg: trial_config's, shared by the worker's trials, never modified
     ctx = tune.get_context()
     trial_dir = trial_storage_dir(ctx)
     with file_log(trial_dir / "distill.log"):
         logger.info(
             f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "
-            f"{ray.get_runtime_context().get_node_id()}, {rcfg.threads} torch thread(s); "
+            f"{ray.get_runtime_context().get_node_id()}, {threads} torch thread(s); "
             f"{len(runs)} student(s): {describe_pack(runs)}"
         )
         reporter = TrialReporter(trial_dir / STATE_FILE, cfg.sweep.checkpoint_every, cfg.student.epochs)
@@ -120,7 +118,7 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
         members = [Run.from_dict(cfg, r) for r in runs]
         try:
             rows = distill_pack(
-                rcfg,
+                cfg,
                 members,
                 on_epoch=reporter.on_epoch,
                 resume=_load_trial_state(trial_dir, ctx.get_trial_name()),
@@ -131,6 +129,22 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
                 raise  # Tune retries the trial from its state file
             rows = record_unfinished(cfg, runs, failures.reason_of(e), e)
         reporter.finish(rows)
+
+
+def trial_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """What every trial receives (``tune.with_parameters``): the config without the grid's lists
+    (``sweep.teacher_choices``, ``temperature``, ``kd_weight``, archs; ``seeds`` too where the
+    trials' entries name their teacher seed, i.e. grid and random search), and with the trial's
+    torch threads set, so a trial neither unpickles the grid nor copies the config. A trial's
+    runs come in its own Tune config (``trial_runs``); nothing of a run's id or row depends on
+    the lists (``RunResolver``, ``ResultRow``)."""
+    slim = copy.deepcopy(cfg)
+    slim.threads = stage_threads(cfg, "trial")
+    for key in ("teacher_choices", "temperature", "kd_weight", "student_archs", "teacher_archs"):
+        setattr(slim.sweep, key, [])
+    if cfg.sweep.search in ("grid", "random"):
+        slim.sweep.seeds = []
+    return slim
 
 
 def record_unfinished(cfg: ExperimentConfig, runs: list[dict], reason: str, error: BaseException) -> list[dict | None]:
