@@ -3,8 +3,8 @@
     python benchmarks/bench_sweep_packs.py --teachers runs/quickstart [--seeds 9] [--cpus 2] [--code DIR] [--out FILE]
 
 ``--teachers``: an experiment folder whose trajectories ``ckd teachers configs/quickstart.yaml``
-trained (they are linked, not copied). Two sides, one after the other, each on a fresh results
-folder over the same trajectories:
+trained (copied). Two sides, one after the other, each on a fresh results
+folder with a copy of the same trajectories:
 
 - **ckd**: ``ckd sweep configs/quickstart.yaml 'sweep.teacher_choices=[every_checkpoint]'
   'sweep.seeds=range(0,N)'`` on a local Ray cluster of ``--cpus`` CPUs (``sweep.pack_size=auto``:
@@ -25,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,14 +49,14 @@ def overrides(storage: Path, seeds: int) -> list[str]:
     ]
 
 
-def link_teachers(teachers: Path, storage: Path) -> None:
-    """``storage``/quickstart with the trained trajectories (and the data cache) linked in."""
+def copy_teachers(teachers: Path, storage: Path) -> None:
+    """``storage``/quickstart with a copy of the trained trajectories and the data cache (copies:
+    the store refuses links that lead out of ``storage``)."""
     exp = storage / "quickstart"
     exp.mkdir(parents=True)
-    (exp / "trajectories").symlink_to(teachers.resolve() / "trajectories", target_is_directory=True)
-    cache = teachers.resolve().parent / "cache"
-    if cache.is_dir():
-        (storage / "cache").symlink_to(cache, target_is_directory=True)
+    shutil.copytree(teachers / "trajectories", exp / "trajectories")
+    if (teachers.parent / "cache").is_dir():
+        shutil.copytree(teachers.parent / "cache", storage / "cache")
 
 
 def ckd_side(storage: Path, seeds: int, cpus: int, log: Path) -> dict:
@@ -123,7 +124,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for side in ("plain", "ckd"):
             storage = Path(d) / side
-            link_teachers(args.teachers, storage)
+            copy_teachers(args.teachers.resolve(), storage)
             if side == "ckd":
                 result[side] = ckd_side(storage, args.seeds, args.cpus, Path(d) / "ckd.log")
             else:

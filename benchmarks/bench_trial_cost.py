@@ -12,7 +12,10 @@ Side by side in one sitting, each side in its own process with its own local Ray
   its Tune experiments (the ``[sweep] Tune experiment ...: N trials ..., S s`` lines), i.e. what
   the trials cost, not planning or Ray's start; the whole command's wall time is recorded too.
 - **bare**: ``tune.Tuner`` over a grid of the same N run dicts with a function trainable that
-  reports once, ``reuse_actors=True``, timed around ``fit()``.
+  reports once, ``reuse_actors=True``, timed around ``fit()``; cut into Tune experiments of
+  ``--part`` trials (500, what ``ckd sweep`` does by default), because one Tune experiment slows
+  with its trial count (``--bare-whole S`` times one Tuner for the whole grid too, stopped after
+  S seconds).
 - **compute**: the students' own work, the mean ``wall_time_s`` of the N result rows (data,
   teacher logits, model, one epoch of training and evaluation), so the harness's overhead per
   trial is ``ckd - compute``.
@@ -95,10 +98,12 @@ def ckd_side(config: Path, trials: int, checkout: Path, log: Path) -> dict:
     }
 
 
-def bare_side(trials: int, cpus: int, storage: Path) -> dict:
-    """A bare Tune function trainable over the same grid, in a fresh process with its own cluster."""
+def bare_side(trials: int, cpus: int, storage: Path, part: int = 0, timeout_s: float | None = None) -> dict:
+    """A bare Tune function trainable over the same grid, in a fresh process with its own cluster:
+    one ``Tuner`` for the whole grid, or (``part``) one per ``part`` runs, as ``ckd sweep`` cuts a
+    grid (``sweep.trials_per_experiment``). Past ``timeout_s`` it is stopped and said so."""
     code = f"""
-import json, logging, time
+import logging, time
 import ray
 from ray import tune
 def noop(config):
@@ -106,20 +111,25 @@ def noop(config):
 runs = [{{"teacher_arch": "cnn1d_small", "teacher_seed": 0, "student_arch": "mlp_small", "teacher_choice": "full",
           "temperature": 4.0, "kd_weight": 0.5, "seed": i}} for i in range({trials})]
 ray.init(num_cpus={cpus}, include_dashboard=False, logging_level=logging.WARNING)
-tuner = tune.Tuner(noop, param_space={{"run": tune.grid_search(runs)}},
-    tune_config=tune.TuneConfig(metric="val_acc", mode="max", reuse_actors=True),
-    run_config=tune.RunConfig(name="bare", storage_path={str(storage)!r}, verbose=0))
+size = {part} or len(runs)
 began = time.perf_counter()
-tuner.fit()
+for k in range(0, len(runs), size):
+    tune.Tuner(noop, param_space={{"run": tune.grid_search(runs[k : k + size])}},
+        tune_config=tune.TuneConfig(metric="val_acc", mode="max", reuse_actors=True),
+        run_config=tune.RunConfig(name=f"bare{{k}}", storage_path={str(storage)!r}, verbose=0)).fit()
 print("FIT", time.perf_counter() - began)
 """
     env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_THRESHOLD_S": "60"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
+        return {"part": part or trials, "timed_out_s": timeout_s}
     fit = [line for line in out.stdout.splitlines() if line.startswith("FIT ")]
     if out.returncode or not fit:
         raise SystemExit(f"bare Tune failed: {out.stderr[-2000:]}")
     fit_s = float(fit[0].split()[1])
-    return {"fit_s": round(fit_s, 1), "ms_per_trial": round(1000 * fit_s / trials, 1)}
+    return {"part": part or trials, "fit_s": round(fit_s, 1), "ms_per_trial": round(1000 * fit_s / trials, 1)}
 
 
 def main() -> None:
@@ -129,6 +139,15 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1000, help="MNIST-1D rows (train is ~80%%)")
     p.add_argument("--before", type=Path, help="an older checkout: its ckd side is timed too")
     p.add_argument("--after", type=Path, default=ROOT, help="the checkout timed as ckd (default: this one)")
+    p.add_argument(
+        "--part",
+        type=int,
+        default=500,
+        help="bare Tune in experiments of this many trials, as ckd cuts a grid (0: one)",
+    )
+    p.add_argument(
+        "--bare-whole", type=float, metavar="S", help="also one bare Tuner for the whole grid, stopped after S s"
+    )
     p.add_argument("--work", help="where the stores and logs go (a temporary folder, removed after)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_trial_cost_cpu2.json"))
     args = p.parse_args()
@@ -137,7 +156,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.work) as d:
         work = Path(d)
         for trials in args.trials:
-            sizes: dict = {"bare": bare_side(trials, args.cpus, work / f"tune-bare-{trials}")}
+            sizes: dict = {}
+            if args.bare_whole:  # one Tuner for the whole grid, as a bare script would run it
+                sizes["bare_one_experiment"] = bare_side(trials, args.cpus, work / "tune-whole", 0, args.bare_whole)
+                print(trials, "bare_one_experiment", sizes["bare_one_experiment"], flush=True)
+            sizes["bare"] = bare_side(trials, args.cpus, work / f"tune-bare-{trials}", args.part)
             print(trials, "bare", sizes["bare"], flush=True)
             for side, checkout in checkouts.items():
                 config = make_store(work, f"{side}-{trials}", args.samples, args.cpus, checkout)
