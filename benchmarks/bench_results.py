@@ -101,7 +101,7 @@ def main() -> None:
 
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {}
-    result |= {"machine": machine_info(threads=1), "checkouts": {k: str(v) for k, v in sides.items()}}
+    result |= {"machine_info": machine_info(threads=1), "checkouts": {k: str(v) for k, v in sides.items()}}
     for n in sizes:
         for side, checkout in sides.items():
             root = Path(args.dir) / f"{side}_{n}" / "bench"
