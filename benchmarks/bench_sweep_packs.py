@@ -24,9 +24,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,9 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # benchmarks.machine; harness comes from --code (first on the path)
 
+from benchmarks.bench_trial_cost import ckd, fit_seconds  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
-
-FIT_LINE = re.compile(r"\[sweep\] Tune experiment \S+: (\d+) trials .*?, ([\d.]+)s")
 
 
 def overrides(storage: Path, seeds: int) -> list[str]:
@@ -59,17 +56,10 @@ def copy_teachers(teachers: Path, storage: Path) -> None:
         shutil.copytree(teachers.parent / "cache", storage / "cache")
 
 
-def ckd_side(storage: Path, seeds: int, cpus: int, log: Path) -> dict:
+def ckd_side(storage: Path, seeds: int, cpus: int, code: Path, log: Path) -> dict:
     args = ["sweep", str(ROOT / "configs" / "quickstart.yaml"), *overrides(storage, seeds), f"cluster.num_cpus={cpus}"]
-    began = time.perf_counter()
-    with log.open("w") as out:
-        # cwd: not this checkout (``python -m`` puts the working folder first on the path)
-        cmd = [sys.executable, "-m", "harness.cli", *args]
-        rc = subprocess.run(cmd, stdout=out, stderr=out, env=os.environ, cwd=log.parent).returncode
-    wall = time.perf_counter() - began
-    if rc:
-        raise SystemExit(f"ckd sweep exited {rc}:\n{log.read_text()[-3000:]}")
-    fits = [(int(n), float(s)) for n, s in FIT_LINE.findall(log.read_text())]
+    wall = ckd(args, code, log)
+    fits = fit_seconds(log)
     return {
         "trials": sum(n for n, _ in fits),
         "fit_s": round(sum(s for _, s in fits), 1),
@@ -126,7 +116,7 @@ def main() -> None:
             storage = Path(d) / side
             copy_teachers(args.teachers.resolve(), storage)
             if side == "ckd":
-                result[side] = ckd_side(storage, args.seeds, args.cpus, Path(d) / "ckd.log")
+                result[side] = ckd_side(storage, args.seeds, args.cpus, Path(code), Path(d) / "ckd.log")
             else:
                 result[side] = plain_side(storage, args.seeds, args.cpus)
             print(side, result[side], flush=True)

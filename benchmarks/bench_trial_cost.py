@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # benchmarks.machine; never ahead of a --code / PYTHONPATH harness
 
 from benchmarks.machine import machine_info  # noqa: E402
 
@@ -70,6 +70,11 @@ def ckd(args: list[str], pythonpath: Path, log: Path) -> float:
     return time.perf_counter() - began
 
 
+def fit_seconds(log: Path) -> list[tuple[int, float]]:
+    """(trials, seconds) of every Tune experiment a ``ckd sweep`` log reports."""
+    return [(int(n), float(s)) for n, s in FIT_LINE.findall(log.read_text())]
+
+
 def make_store(work: Path, name: str, samples: int, cpus: int, checkout: Path) -> Path:
     """A config and its store with the one teacher trained (``ckd teachers --local``)."""
     config = work / f"{name}.yaml"
@@ -80,7 +85,7 @@ def make_store(work: Path, name: str, samples: int, cpus: int, checkout: Path) -
 
 def ckd_side(config: Path, trials: int, checkout: Path, log: Path) -> dict:
     wall = ckd(["sweep", str(config), f"sweep.seeds=range(0,{trials})"], checkout, log)
-    fits = [(int(n), float(s)) for n, s in FIT_LINE.findall(log.read_text())]
+    fits = fit_seconds(log)
     if sum(n for n, _ in fits) != trials:
         raise SystemExit(f"expected {trials} trials in {log}, found {fits}")
     rows = [json.loads(p.read_text()) for p in (config.parent / f"store-{config.stem}").glob("*/results/rows/*.json")]

@@ -33,7 +33,10 @@ def load_splits(cfg: ExperimentConfig, device: torch.device | str | None = None)
     (``place_splits``). Without, ``data.device_data=on`` is only checked (preflight). A Tune
     trial worker keeps the last splits for its next trial (``harness/process_memo.py``).
     """
-    key = (json.dumps(to_dict(cfg.data), sort_keys=True, default=str), str(open_store(cfg).cache_dir), str(device))
+
+    def key() -> tuple[str, str, str]:  # everything that fixes the splits, and where they live
+        return json.dumps(to_dict(cfg.data), sort_keys=True, default=str), str(open_store(cfg).cache_dir), str(device)
+
     return process_memo.SPLITS.get_or_make(key, lambda: _load_splits(cfg, device))
 
 

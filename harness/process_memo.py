@@ -41,10 +41,12 @@ class Memo:
         self.size = size
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
 
-    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        """``make()``'s value, kept under ``key`` while enabled (else made every time)."""
+    def get_or_make(self, key_of: Callable[[], Hashable], make: Callable[[], Any]) -> Any:
+        """``make()``'s value, kept under ``key_of()`` while enabled (else made every time, and
+        the key, which may cost a config conversion, never computed)."""
         if not _enabled:
             return make()
+        key = key_of()
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]

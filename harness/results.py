@@ -36,7 +36,6 @@ before row files (a results.jsonl and no ``rows/``) is read as it is, and migrat
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -53,8 +52,9 @@ from harness.fileio import (
     read_regular_bytes,
     read_regular_text,
     remove_stale_temps,
+    sha256_bytes,
 )
-from harness.results_journal import ADD, FLAG, Journal, append_new, journal, migrate, rebuild, vouched, write
+from harness.results_journal import ADD, FLAG, Journal, append_new, journal, migrate, rebuild, row_line, vouched, write
 from harness.results_journal import line as jline
 from harness.results_views import (  # noqa: F401 (rows_csv, flatten_row: used from here)
     NA,
@@ -148,7 +148,7 @@ class ResultsTable:
         """The row's journal line (one ``O_APPEND`` write). A failed line is no failed row: its
         file is then found by the name listing, checked and given an ``a`` line by a compaction."""
         try:
-            write(self.journal_path, jline(ADD, run_id, hashlib.sha256(data).hexdigest(), len(data)))
+            write(self.journal_path, row_line(ADD, run_id, data))
         except (StoredFileError, OSError) as e:
             logger.warning(f"[store] row {run_id} recorded, its journal line not ({e}); its file is read instead")
 
@@ -232,7 +232,7 @@ class ResultsTable:
             if isinstance(data, SetAside):
                 scan.set_aside.append(data)
                 continue
-            sha = hashlib.sha256(data).hexdigest()
+            sha = sha256_bytes(data)
             found = vouched(data) if trust and live.get(rid) == sha else None
             found = found if found is not None else check_row_data(data, path)
             if isinstance(found, dict):

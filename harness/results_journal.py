@@ -21,7 +21,6 @@ later ones kept as ``records``, so each call reads only the bytes appended since
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -30,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.fileio import VIEW_MAX_BYTES, StoredFileError, atomic_create, atomic_write_bytes, open_regular
+from harness.fileio import (
+    VIEW_MAX_BYTES,
+    StoredFileError,
+    atomic_create,
+    atomic_write_bytes,
+    open_regular,
+    sha256_bytes,
+)
 from harness.results_views import NA, RowIndex, append_view, csv_cells, current, flatten_row, rows_csv_columns
 from harness.row_files import RowScan, SetAside, check_row_data, row_bytes, row_json, summary
 
@@ -47,6 +53,11 @@ def line(op: str, run_id: str, sha: str = "", size: int = 0) -> bytes:
     """One journal line (see the module doc)."""
     rid = run_id if run_id.isprintable() and " " not in run_id and not run_id.startswith('"') else json.dumps(run_id)
     return (f"{op} {rid}\n" if op in (DROP, FLAG) else f"{op} {sha} {size} {rid}\n").encode()
+
+
+def row_line(op: str, run_id: str, data: bytes) -> bytes:
+    """The ``+`` / ``a`` line of a row file holding ``data``."""
+    return line(op, run_id, sha256_bytes(data), len(data))
 
 
 def parse(data: bytes, start: int) -> tuple[list[Record], int]:
@@ -268,7 +279,7 @@ def _check_new(table: ResultsTable, journaled: list[str], unjournaled: list[str]
             continue
         rows.append((st.st_mtime_ns, path.name, found))
         if rid in adopt:
-            lines.append(line(ADOPT, rid, hashlib.sha256(data).hexdigest(), len(data)))
+            lines.append(row_line(ADOPT, rid, data))
     rows.sort(key=lambda x: x[:2])
     return rows, bad, lines
 
@@ -291,7 +302,7 @@ def migrate(table: ResultsTable, scan: RowScan) -> None:
     for row in scan.rows:
         data = (row_json(row) + "\n").encode()
         if atomic_create(table.row_path(row["run_id"]), data):
-            lines.append(line(ADOPT, row["run_id"], hashlib.sha256(data).hexdigest(), len(data)))
+            lines.append(row_line(ADOPT, row["run_id"], data))
     if lines:
         write(table.journal_path, b"".join(lines))
     if scan.set_aside:

@@ -103,3 +103,13 @@ def private_copy(trained: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "runs"
     shutil.copytree(trained, dst)
     return dst
+
+
+def assert_refused_in_one_line(capsys, argv: list[str], storage: Path, expected: str) -> None:
+    """``ckd <argv>`` exits 2 with one stderr line holding ``expected``, and writes nothing under ``storage``."""
+    from harness.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert not storage.exists()

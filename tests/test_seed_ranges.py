@@ -16,7 +16,7 @@ from harness.config import ConfigError, seed_list
 from harness.config_loading import load_config
 from harness.runs import Run
 from harness.sweep import grid_name, plan, sweep_runs
-from tests.helpers import QUICKSTART
+from tests.helpers import QUICKSTART, assert_refused_in_one_line
 
 CHOICES = 'sweep.teacher_choices=["none","full","fraction:0.5","every_checkpoint","full_ensemble:2"]'
 
@@ -119,10 +119,9 @@ def test_teacher_seed_policies_and_searcher_entries_read_ranges(tmp_path):
 )
 def test_seed_mistakes_are_one_line_naming_the_key_and_the_fix(tmp_path, capsys, override, expected):
     storage = tmp_path / "runs"
-    assert main(["sweep", str(QUICKSTART), f"storage={storage}", override, "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and expected in err, err
-    assert not storage.exists()
+    assert_refused_in_one_line(
+        capsys, ["sweep", str(QUICKSTART), f"storage={storage}", override, "--dry-run"], storage, expected
+    )
 
 
 def test_a_list_past_omegaconfs_yaml_node_limit_is_one_line_naming_the_key(tmp_path):
