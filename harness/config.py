@@ -118,6 +118,9 @@ class TeacherConfig:
     epochs: int = 80
     checkpoint_every: int = 10
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # seeds of one arch trained as one vectorized pack (harness/teacher_pack.py): an int >= 1 or
+    # "auto" (1 for conv models on a CPU, else a parameter budget); packs are cut from the config alone
+    pack_size: str = "auto"
 
 
 @dataclass
@@ -161,6 +164,19 @@ class ReconConfig:
 
 
 @dataclass
+class RidgeConfig:
+    """The ``ridge`` estimator (harness/scoring/ridge.py): a linear decoder of the input from the
+    last conv stage, fitted in closed form on training-split rows, its penalty chosen on rows held
+    out from those, reported on the validation scoring sample (never used for fitting or choosing)."""
+
+    train_samples: int = 500  # training-split rows each decoder draws from the pool (with scoring.seed): fit + held out
+    holdout_fraction: float = 0.2  # of those rows: held out to choose the penalty
+    # ridge penalties relative to the mean eigenvalue of the features' covariance; the best on the held-out rows wins
+    penalties: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
+    seeds: int = 3  # decoders per checkpoint, each on its own rows: the fit rows' noise is in the error bars
+
+
+@dataclass
 class ProxyConfig:
     """Student-aware selection ``selected:proxy`` (harness/scoring/proxy.py): successive halving
     of short distillations from every checkpoint, picked by the proxy students' validation accuracy.
@@ -186,9 +202,9 @@ class ProxyConfig:
 class ScoringConfig:
     """MI scoring of teacher checkpoints (harness/scoring; selectors in scoring/selection.py)."""
 
-    estimators: list[str] = field(default_factory=lambda: ["recon", "accuracy", "ce_bound", "kde", "binning"])
+    estimators: list[str] = field(default_factory=lambda: ["ridge", "accuracy", "ce_bound", "kde", "binning"])
     num_samples: int = 1000  # validation samples shared by every checkpoint of a trajectory
-    seed: int = 0  # draws the scoring sample and seeds the recon decoders
+    seed: int = 0  # draws the scoring sample, the ridge rows and seeds the recon decoders
     batch_size: int = 500  # forward batch of the shared feature pass
     normalization: str = "minmax"  # minmax | zscore | rank | none
     x_weight: float = 1.0  # weight of normalized I(X;F) in the selection score
@@ -203,7 +219,8 @@ class ScoringConfig:
     kde_shuffles: int = 5  # label permutations averaged for kde's shuffled-label floor (subtracted from i_y)
     binning_bins: int = 30
     feature_cache_mb: float = 1024.0  # keep conv stages of all checkpoints in memory up to this size
-    recon: ReconConfig = field(default_factory=ReconConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)  # only when "recon" is in estimators
+    ridge: RidgeConfig = field(default_factory=RidgeConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 

@@ -28,7 +28,7 @@ MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 MAX_SAMPLES = 10_000_000
 MAX_LIST = 1000  # values in one list (seeds, temperatures, ...): bounds the grid and its planning
-MAX_PACK = 512  # sweep.pack_size: students trained as one vectorized pack
+MAX_PACK = 512  # sweep.pack_size and teacher.pack_size: members trained as one vectorized pack
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,10 @@ BOUNDS: dict[str, Range] = {
     "ReconConfig.lr": LR,
     "ReconConfig.hidden_channels": Range(1, 4096),
     "ReconConfig.batch_size": Range(2, MAX_BATCH),
+    "RidgeConfig.train_samples": Range(4, MAX_SAMPLES),
+    "RidgeConfig.holdout_fraction": FRACTION,
+    "RidgeConfig.penalties": _lo_open(0, 1e12),
+    "RidgeConfig.seeds": Range(1, 100),
     "ProxyConfig.epochs": Range(1, 10_000),
     "ProxyConfig.rungs": Range(1, 20),
     "ProxyConfig.reduction_factor": Range(2, 100),

@@ -131,6 +131,7 @@ def _validate_teacher_student(cfg: Any) -> None:
     _check(len(s.archs) > 0, "student.archs", "needs at least one architecture")
     _check_names(s.archs, "student.archs", "model")
     _validate_optim(t.optim, "teacher.optim")
+    teacher_pack_size_setting(t)
     _validate_optim(s.optim, "student.optim")
 
 
@@ -261,6 +262,19 @@ def pack_size_setting(s: Any) -> int | None:
     return int(text)
 
 
+def teacher_pack_size_setting(t: Any) -> int | None:
+    """``teacher.pack_size`` as an int, or None for ``auto``; raises ConfigError for anything else."""
+    text = str(t.pack_size).strip()
+    if text == "auto":
+        return None
+    _check(
+        text.isdigit() and 1 <= int(text) <= MAX_PACK,
+        "teacher.pack_size",
+        f"must be a positive integer or auto (at most {MAX_PACK}), got {text!r}",
+    )
+    return int(text)
+
+
 def _validate_pack_size(s: Any) -> None:
     size = pack_size_setting(s)
     if size is None or size == 1:
@@ -333,6 +347,7 @@ def _validate_scoring(sc: Any) -> None:
     _check(0.0 < r.holdout_fraction < 1.0, "scoring.recon.holdout_fraction", "must lie in (0, 1)")
     _check(r.train_samples >= 10, "scoring.recon.train_samples", "must be >= 10")
     _check(r.seeds >= 1, "scoring.recon.seeds", "must be >= 1")
+    _check(len(sc.ridge.penalties) > 0, "scoring.ridge.penalties", "needs at least one penalty")
     _validate_proxy(sc.proxy)
 
 

@@ -26,7 +26,7 @@ from harness.report.console import cut
 from harness.runs import Run
 from harness.status import WIDTH, SweepState, measured_rates, sweep_state
 from harness.sweep import sweep_runs
-from harness.teachers import checkpoint_epochs
+from harness.teachers import checkpoint_epochs, teacher_packs
 
 STAGES = {"teachers": ("teachers",), "score": ("score",), "sweep": ("sweep",), "run": ("teachers", "score", "sweep")}
 
@@ -86,7 +86,9 @@ def _teachers(cfg: ExperimentConfig) -> str:
         f"[teachers] {len(lines)} trajectories x {t.epochs} epochs, checkpoints at {saves} "
         f"({len(saves)} each); {epochs_left} teacher-epochs to train; {_resources(cfg, 'trajectory')}"
     )
-    return "\n".join([head, *lines])
+    packs = teacher_packs(cfg)
+    shown = ", ".join(f"{p.arch} {list(p.seeds)}" for p in packs[:8]) + (", ..." if len(packs) > 8 else "")
+    return "\n".join([head, f"  teacher.pack_size={cfg.teacher.pack_size}: {len(packs)} pack(s): {shown}", *lines])
 
 
 def _score(cfg: ExperimentConfig) -> str:

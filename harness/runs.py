@@ -197,7 +197,7 @@ class RunResolver:
             "experiment": cfg.name,
             "data": {k: v for k, v in to_dict(cfg.data).items() if k not in NOT_IN_RUN_ID},
             "student": to_dict(cfg.student),
-            "teachers": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
+            "teachers": {k: v for k, v in to_dict(cfg.teacher).items() if k not in ("seeds", "pack_size")},
         }
         self.dataset, self.teacher_seeds = cfg.data.name, list(seed_list(cfg.teacher))
         self._refs: dict[tuple[str, int, str], tuple[TeacherRef, ...]] = {}

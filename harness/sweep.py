@@ -200,7 +200,7 @@ def grid_name(cfg: ExperimentConfig, runs: Sequence[Run], pins: list | None = No
         "runs": [r.to_dict() for r in runs],
         "student": to_dict(cfg.student),
         "data": data,
-        "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "seeds"},
+        "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k not in ("seeds", "pack_size")},
         "search": cfg.sweep.search,
         "scheduler": cfg.sweep.scheduler,
         "num_samples": cfg.sweep.num_samples,

@@ -160,6 +160,8 @@ def _overrides(storage: Path) -> list[str]:
             "scoring.recon.patience": 1,
             "scoring.recon.seeds": 1,
             "scoring.recon.train_samples": 100,
+            "scoring.estimators": "[ridge,recon,accuracy,ce_bound,kde,binning]",
+            "scoring.ridge.train_samples": 100,
             "sweep.teacher_choices": every_selector,
             "scoring.proxy.epochs": 1,
             "scoring.proxy.rungs": 1,

@@ -57,7 +57,9 @@ TRAJECTORY = {
     "data.num_samples": 2000,
     "data.batch_size": 64,
 }
-SCORING = {  # every estimator, recon shrunk, plus the student-aware proxy selector
+SCORING = {  # every estimator (recon too: the kill lands in its training), recon shrunk, plus the proxy selector
+    "scoring.estimators": "[ridge,recon,accuracy,ce_bound,kde,binning]",
+    "scoring.ridge.train_samples": 150,
     "scoring.num_samples": 200,
     "scoring.recon.train_samples": 300,
     "scoring.recon.seeds": 2,
@@ -84,11 +86,12 @@ NOT_COMPARED = frozenset(
 KILLED_TRAJECTORY = """
 import sys, time
 from pathlib import Path
+import harness.teacher_pack as teacher_pack
 import harness.teachers as teachers
 from harness.config_loading import load_config
 
 config, marker, kill_epoch, arch, seed, *overrides = sys.argv[1:]
-real = teachers.train_epoch
+real = teacher_pack.train_packed_epoch
 
 def train_epoch(model, batches, *args, progress=None, **kwargs):
     epoch = int(progress.rsplit(" ", 1)[1])  # "[name] epoch 6"
@@ -102,7 +105,7 @@ def train_epoch(model, batches, *args, progress=None, **kwargs):
 
     return real(model, batches_of_this_epoch(), *args, progress=progress, **kwargs)
 
-teachers.train_epoch = train_epoch
+teacher_pack.train_packed_epoch = train_epoch
 teachers.train_trajectory(load_config(config, overrides), arch, int(seed))
 """
 
@@ -348,9 +351,9 @@ def _kill_once_in_epoch_6(marker: Path):
     def hook() -> None:
         import os
 
-        import harness.teachers as teachers
+        import harness.teacher_pack as teacher_pack
 
-        real = teachers.train_epoch
+        real = teacher_pack.train_packed_epoch
 
         def train_epoch(model, batches, *args, progress=None, **kwargs):
             def batches_of_this_epoch():
@@ -362,7 +365,7 @@ def _kill_once_in_epoch_6(marker: Path):
 
             return real(model, batches_of_this_epoch(), *args, progress=progress, **kwargs)
 
-        teachers.train_epoch = train_epoch
+        teacher_pack.train_packed_epoch = train_epoch
 
     return hook
 

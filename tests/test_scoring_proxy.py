@@ -205,7 +205,7 @@ def test_proxy_config_errors_are_one_line_naming_the_key(override, key):
 
 def test_the_cli_lists_proxy_selectors_suggests_them_and_plans_them(tmp_path, capsys):
     assert main(["list", "selectors"]) == 0
-    assert "paper, proxy, proxy_large, proxy_small" in capsys.readouterr().out
+    assert "paper, paper_recon, proxy, proxy_large, proxy_small" in capsys.readouterr().out
     assert main(["distill", str(QUICKSTART), f"storage={tmp_path}", "teacher_choice=selected:proxi"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'proxy'?" in err and err.count("\n") == 1

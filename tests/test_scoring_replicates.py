@@ -87,3 +87,21 @@ def test_shared_fold_noise_cancels_in_the_paired_resampling() -> None:
     out = selection_stability([1, 2, 3], _raw(point), _reps(cells), ["accuracy"], draws=500, seed=0)
     assert out["accuracy"]["confidence"]["2"] == 1.0
     assert out["accuracy"]["score_se"][1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_row_wise_minmax_equals_the_per_row_normalization_bit_for_bit() -> None:
+    """The bootstrap normalizes 1000 draws per term as arrays; every element must be what
+    ``normalization.minmax`` gives its row (non-finite entries, flat rows, tiny and huge scales)."""
+    import numpy as np
+
+    from harness.scoring.normalization import normalize
+    from harness.scoring.replicates import normalize_rows
+
+    rng = np.random.default_rng(0)
+    for scale in (1e-14, 1.0, 1e6):
+        v = rng.normal(size=(200, 8)) * scale
+        v[rng.random(v.shape) < 0.1] = np.nan
+        v[rng.random(v.shape) < 0.05] = np.inf
+        v[3], v[4], v[5] = 5.0, np.nan, v[5, 0]
+        expected = np.array([normalize(list(row), "minmax") for row in v])
+        assert np.array_equal(normalize_rows(v, "minmax"), expected, equal_nan=True)

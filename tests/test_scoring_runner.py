@@ -41,6 +41,10 @@ def overrides(storage: Path, **extra: object) -> list[str]:
         "tracking.mode": "disabled",
         "threads": 1,
         "scoring.num_samples": 80,
+        # the default estimators plus recon (the paper's decoder, selector paper_recon), so both run here
+        "scoring.estimators": "[ridge,recon,accuracy,ce_bound,kde,binning]",
+        "scoring.ridge.train_samples": 200,
+        "scoring.ridge.seeds": 2,
         "scoring.recon.max_epochs": 4,
         "scoring.recon.patience": 2,
         "scoring.recon.train_samples": 200,
@@ -74,6 +78,7 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
     summary = run_scoring(cfg)
     assert f"[score] {TRAJ}: 6 checkpoints, 6 to score" in caplog.text and "selected paper=e" in caplog.text
     assert "(p=" in caplog.text and "recon.neg_loss -0." in caplog.text and "±" in caplog.text  # error bars, confidence
+    assert "ridge.i_x " in caplog.text
 
     path = open_store(cfg).scores_dir / f"{TRAJ}.json"
     scores = json.loads(path.read_text())
@@ -83,12 +88,16 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
         scores["data"]["train_split"] == "train"
         and scores["data"]["train_rows"] == 400
         and scores["data"]["folds"] == 4
-    )  # 200 x 2 seeds
-    assert scores["replicates"]["seeds"] == {"recon": 2, "accuracy": 1, "ce_bound": 1, "kde": 1, "binning": 1}
-    assert set(scores["estimators"]) == {"recon", "accuracy", "ce_bound", "kde", "binning"}
+    )  # recon's 200 x 2 seeds, as ridge's 200 x 2 decoders
+    seeds = {"ridge": 2, "recon": 2, "accuracy": 1, "ce_bound": 1, "kde": 1, "binning": 1}
+    assert scores["replicates"]["seeds"] == seeds
+    assert set(scores["estimators"]) == {"ridge", "recon", "accuracy", "ce_bound", "kde", "binning"}
     assert scores["estimators"]["kde"]["params"]["noise_var"] == 0.1
     assert scores["estimators"]["binning"]["params"]["bins"] == 30
-    assert set(scores["selectors"]) == {"paper", "ce", "kde", "binning", "accuracy"}  # (keys sorted on disk)
+    assert set(scores["selectors"]) == {"paper", "paper_recon", "ce", "kde", "binning", "accuracy"}  # (sorted on disk)
+    assert (
+        scores["selectors"]["paper"]["x"] == "ridge.i_x" and scores["selectors"]["paper_recon"]["x"] == "recon.neg_loss"
+    )
     assert (
         scores["proxy"] == {} and scores["timings"]["proxy_s"] >= 0
     )  # proxy selectors train students: only when asked
@@ -112,6 +121,11 @@ def test_score_writes_schema_and_selections(storage: Path, caplog) -> None:
             2,
             4,
         ]  # seeds x folds
+        ridge = c["raw"]["ridge"]
+        assert set(ridge) >= {"i_x", "mse", "neg_mse", "i_x_se", "mse_se", "penalty", "n_fit", "converged", "threads"}
+        assert ridge["i_x"] > 0 and ridge["i_x_se"] > 0 and ridge["converged"] == 1.0 and ridge["n_fit"] == 160
+        assert 1e-4 <= ridge["penalty"] <= 100.0 and "penalty_se" not in ridge  # the decoders' mean pick
+        assert [len(c["replicates"]["ridge"]["i_x"]), len(c["replicates"]["ridge"]["i_x"][0])] == [2, 4]
         assert 0.0 <= c["raw"]["accuracy"]["accuracy"] <= 1.0 and c["raw"]["accuracy"]["accuracy_se"] >= 0
         assert c["raw"]["kde"]["i_y_corrected"] == pytest.approx(
             c["raw"]["kde"]["i_y"] - c["raw"]["kde"]["i_y_shuffled"]
@@ -159,6 +173,7 @@ def test_rerun_reuses_scores_and_rescores_only_what_changed(storage: Path) -> No
     run_scoring(cfg2)
     third = json.loads(path.read_text())
     assert third["timings"]["estimator_checkpoints_scored"] == {
+        "ridge": 0,
         "recon": 0,
         "accuracy": 0,
         "ce_bound": 0,
@@ -170,6 +185,7 @@ def test_rerun_reuses_scores_and_rescores_only_what_changed(storage: Path) -> No
     ]
     assert third["estimators"]["kde"]["params"]["noise_var"] == 0.5
     assert [c["raw"]["recon"] for c in third["checkpoints"]] == [c["raw"]["recon"] for c in first["checkpoints"]]
+    assert [c["raw"]["ridge"] for c in third["checkpoints"]] == [c["raw"]["ridge"] for c in first["checkpoints"]]
     assert [c["raw"]["kde"] for c in third["checkpoints"]] != [c["raw"]["kde"] for c in first["checkpoints"]]
 
 
@@ -209,6 +225,8 @@ def test_scores_fresh_until_a_setting_or_a_checkpoint_changes(storage: Path) -> 
         ("scoring.kde_shuffles", 2),
         ("scoring.recon.seeds", 1),
         ("scoring.recon.train_samples", 100),
+        ("scoring.ridge.train_samples", 150),
+        ("scoring.ridge.penalties", "[0.1,1.0]"),
     ]:
         assert not scores_fresh(load_config(QUICKSTART, overrides(storage, **{key: value})), TRAJ), key
     assert scores_fresh(cfg, TRAJ)  # asking changed nothing
@@ -260,12 +278,13 @@ def test_conv_stages_recomputed_when_they_do_not_fit_the_cache(storage: Path, mo
     (store.scores_dir / f"{TRAJ}.json").unlink()
     nocache = load_config(QUICKSTART, overrides(storage, **{"scoring.feature_cache_mb": 0}))
     score_trajectory(nocache, store, TRAJ)  # ModelConvSource: all models per batch
-    assert recomputing == [6]  # one source feeding all six checkpoints
+    assert recomputing == [6, 6]  # per conv estimator (ridge, recon) one source feeding all six checkpoints
     recomputed = json.loads((store.scores_dir / f"{TRAJ}.json").read_text())
     assert len(recomputed["checkpoints"]) == len(cached["checkpoints"]) == 6
     for a, b in zip(cached["checkpoints"], recomputed["checkpoints"]):
         assert b["raw"]["recon"]["loss"] == pytest.approx(a["raw"]["recon"]["loss"], rel=2e-3)
         assert b["raw"]["kde"] == a["raw"]["kde"]
+        assert b["raw"]["ridge"] == pytest.approx(a["raw"]["ridge"], rel=1e-6)  # conv batches of other sizes
 
 
 def test_teacher_choices_resolve_from_the_scores_file(storage: Path) -> None:
@@ -294,7 +313,7 @@ def test_selector_without_its_estimators_is_explained(storage: Path) -> None:
     summary = run_scoring(cfg)
     assert set(summary[TRAJ]["selected"]) == {"kde", "accuracy"}
     assert json.loads((store.scores_dir / f"{TRAJ}.json").read_text())["selected_ensemble"]["selector"] == "kde"
-    with pytest.raises(ScoresError, match=r"'paper' was not computed.*\['accuracy', 'recon'\].*scoring.estimators"):
+    with pytest.raises(ScoresError, match=r"'paper' was not computed.*\['accuracy', 'ridge'\].*scoring.estimators"):
         read_selected(store, TRAJ, "paper")
 
 
@@ -302,14 +321,16 @@ def test_information_plane_table(storage: Path) -> None:
     cfg = load_config(QUICKSTART, overrides(storage))
     run_scoring(cfg)
     rows = information_plane(open_store(cfg))
-    assert len(rows) == 5 * 6  # selectors x checkpoints
+    assert len(rows) == 6 * 6  # selectors x checkpoints
     assert rows == information_plane(open_store(cfg), TRAJ)
     paper = [r for r in rows if r["estimator"] == "paper"]
     assert [r["epoch"] for r in paper] == [1, 2, 3, 4, 5, 6]
     for r in paper:
-        assert r["x_estimator"] == "recon" and r["y_estimator"] == "accuracy"
-        assert r["i_x"] > 0 and 0 <= r["i_y"] <= 2.31 and r["x_value"] < 0 and 0 <= r["y_value"] <= 1
+        assert r["x_estimator"] == "ridge" and r["y_estimator"] == "accuracy"
+        assert r["i_x"] > 0 and 0 <= r["i_y"] <= 2.31 and r["x_value"] == r["i_x"] and 0 <= r["y_value"] <= 1
         assert r["i_x_se"] > 0 and r["x_se"] > 0 and r["y_se"] >= 0 and r["i_y_se"] >= 0 and r["score_se"] >= 0
+    recon = [r for r in rows if r["estimator"] == "paper_recon"]
+    assert all(r["x_estimator"] == "recon" and r["x_value"] < 0 < r["i_x"] for r in recon)
     acc = [r for r in rows if r["estimator"] == "accuracy"]
     assert all(r["i_x"] is None and r["x_estimator"] is None for r in acc)
 
@@ -410,8 +431,16 @@ def test_scoring_sample_folds_and_training_rows(tmp_path: Path) -> None:
     data = build_scoring_data(cfg)
     assert torch.bincount(data.folds).tolist() == [20, 20, 20, 20]
     train = load_splits(cfg).train_eval
-    assert data.train_x.shape[0] == 400  # a pool of train_samples x seeds rows
+    assert data.train_x.shape[0] == 400  # a pool of train_samples x seeds rows (recon's and ridge's alike)
     first = data.train_x[0].flatten()
     assert bool((train.x.flatten(1) == first).all(1).any())  # rows of the training split
     no_recon = load_config(QUICKSTART, overrides(tmp_path / "runs", **{"scoring.estimators": "[accuracy]"}))
     assert build_scoring_data(no_recon).train_x is None  # nothing trains: no training rows loaded
+    ridge = overrides(
+        tmp_path / "runs", **{"scoring.estimators": "[ridge,accuracy]", "scoring.ridge.train_samples": 150}
+    )
+    small = build_scoring_data(load_config(QUICKSTART, ridge)).train_x.flatten(1)
+    assert (
+        small.shape[0] == 300
+    )  # ridge's own need (150 x 2 decoders), a subset of the larger pool (the same draw, cut shorter)
+    assert bool((small[:, None, :] == data.train_x.flatten(1)[None]).all(2).any(1).all())

@@ -54,17 +54,22 @@ def test_normalizations() -> None:
 
 
 def _raw(recon_loss: list[float], acc: list[float]) -> list[dict]:
-    return [{"recon": {"neg_loss": -loss}, "accuracy": {"accuracy": a}} for loss, a in zip(recon_loss, acc)]
+    """Per checkpoint: recon's loss, a ridge i_x that falls with it (an affine map), the accuracy."""
+    return [
+        {"recon": {"neg_loss": -loss}, "ridge": {"i_x": 30.0 - 10.0 * loss}, "accuracy": {"accuracy": a}}
+        for loss, a in zip(recon_loss, acc)
+    ]
 
 
-def test_paper_selector_is_weighted_sum_of_minmax_terms() -> None:
+@pytest.mark.parametrize("selector", ["paper", "paper_recon"])
+def test_paper_selector_is_weighted_sum_of_minmax_terms(selector: str) -> None:
     raw = _raw([0.50, 0.40, 0.45, 0.60], [0.60, 0.80, 0.95, 0.96])
-    s = selector_scores(raw, SELECTORS["paper"])
-    assert s["x"] == pytest.approx([0.5, 1.0, 0.75, 0.0])  # lower loss = more I(X;F)
+    s = selector_scores(raw, SELECTORS[selector])
+    assert s["x"] == pytest.approx([0.5, 1.0, 0.75, 0.0])  # lower loss / higher i_x = more I(X;F)
     assert s["y"] == pytest.approx([0.0, 0.2 / 0.36, 0.35 / 0.36, 1.0])
     assert s["score"] == pytest.approx([a + b for a, b in zip(s["x"], s["y"])])
     assert select_single([10, 20, 30, 40], s["score"]) == 30
-    heavy_y = selector_scores(raw, SELECTORS["paper"], x_weight=0.0, y_weight=1.0)
+    heavy_y = selector_scores(raw, SELECTORS[selector], x_weight=0.0, y_weight=1.0)
     assert select_single([10, 20, 30, 40], heavy_y["score"]) == 40
     only_acc = selector_scores(raw, SELECTORS["accuracy"], x_weight=5.0)  # single term: weights unused
     assert only_acc["score"] == only_acc["y"] and "x" not in only_acc
@@ -102,16 +107,22 @@ def test_ensemble_ties_are_deterministic() -> None:
 
 
 def test_selectors_need_their_estimators() -> None:
-    assert set(SELECTORS) >= {"paper", "ce", "kde", "binning", "accuracy", "proxy_small", "proxy", "proxy_large"}
+    assert set(SELECTORS) >= {"paper", "paper_recon", "ce", "kde", "binning", "accuracy", "proxy_small", "proxy"}
     mi = ["paper", "ce", "kde", "binning", "accuracy"]
-    assert (
-        available_selectors(["recon", "accuracy", "ce_bound", "kde", "binning"]) == mi
-    )  # proxy selectors run when asked
+    assert available_selectors(["ridge", "accuracy", "ce_bound", "kde", "binning"]) == mi  # proxies: when asked
+    assert available_selectors(["recon", "accuracy", "ce_bound", "kde", "binning"]) == [
+        "paper_recon",
+        "kde",
+        "binning",
+        "accuracy",
+    ]
+    assert available_selectors(["ridge", "recon", "accuracy"]) == ["paper", "paper_recon", "accuracy"]
     assert [s.name for s in SELECTORS.values() if s.kind == "proxy"] == ["proxy_small", "proxy", "proxy_large"]
     assert available_selectors(["accuracy", "kde"]) == ["kde", "accuracy"]
-    assert available_selectors(["recon"]) == []
-    assert SELECTORS["paper"].to_json()["x"] == "recon.neg_loss"
-    assert SELECTORS["paper"].to_json()["y"] == "accuracy.accuracy"
+    assert available_selectors(["recon"]) == [] and available_selectors(["ridge"]) == []
+    assert SELECTORS["paper"].to_json()["x"] == "ridge.i_x" and SELECTORS["ce"].to_json()["x"] == "ridge.i_x"
+    assert SELECTORS["paper_recon"].to_json()["x"] == "recon.neg_loss"
+    assert SELECTORS["paper"].to_json()["y"] == SELECTORS["paper_recon"].to_json()["y"] == "accuracy.accuracy"
 
 
 def test_readers_say_to_run_scoring_first(tmp_path) -> None:

@@ -80,9 +80,9 @@ def test_a_rescore_that_reuses_the_papers_estimates_leaves_its_cost_unchanged(st
     for est, seconds in t["estimators_s"].items():  # the run's time, split among its checkpoints
         assert stored_sum(first, [est]) == pytest.approx(seconds, abs=1e-3)
     assert stored_sum(first, ["features"]) == pytest.approx(t["features_s"] + t["load_s"], abs=1e-3)
-    paper = selector_cost_s(first, "paper")
+    paper = selector_cost_s(first, "paper_recon")
     assert paper == pytest.approx(stored_sum(first, ["features", "recon", "accuracy"]))
-    assert paper == pytest.approx(latest_run_cost(first, "paper"), abs=1e-3)  # nothing reused: the same number
+    assert paper == pytest.approx(latest_run_cost(first, "paper_recon"), abs=1e-3)  # nothing reused: the same number
 
     cfg2 = config(storage, **{"scoring.kde_noise_var": 0.5})
     score_trajectory(cfg2, store, TRAJ)
@@ -90,8 +90,8 @@ def test_a_rescore_that_reuses_the_papers_estimates_leaves_its_cost_unchanged(st
     t2 = again["timings"]
     assert t2["estimator_checkpoints_scored"] == {"recon": 0, "accuracy": 0, "kde": 3}
     assert t2["estimators_s"]["recon"] == 0.0  # the latest run did not train a decoder ...
-    assert selector_cost_s(again, "paper") == paper  # ... but the paper's estimates cost what they did
-    assert latest_run_cost(again, "paper") < paper  # what the cost used to read after a kde-only change
+    assert selector_cost_s(again, "paper_recon") == paper  # ... but the paper's estimates cost what they did
+    assert latest_run_cost(again, "paper_recon") < paper  # what the cost used to read after a kde-only change
     for e, c in estimate_costs(again).items():  # reused: carried forward; kde: this run's
         assert {k: c[k] for k in ("features", "recon", "accuracy")} == {
             k: costs[e][k] for k in ("features", "recon", "accuracy")
@@ -103,7 +103,7 @@ def test_a_rescore_that_reuses_the_papers_estimates_leaves_its_cost_unchanged(st
             stored_sum(again, ["features", *selector_estimators(again, sel)])
         )
     (group,) = evaluate_selectors(ground_truth_rows([1, 2, 3]), {TRAJ: again})["groups"].values()
-    row = {r["selector"]: r for r in group["rows"]}["paper"]
+    row = {r["selector"]: r for r in group["rows"]}["paper_recon"]
     assert row["cost_s"] == paper and row["cost_latest_run"] == 0
 
 
@@ -118,14 +118,14 @@ def test_a_file_without_stored_costs_falls_back_to_the_latest_run_and_says_so(st
     write_scores(store, TRAJ, old)
     old = read_scores(store, TRAJ)  # the same schema: still read
     assert estimate_costs(old) == {}
-    assert selector_cost_s(old, "paper") == pytest.approx(latest_run_cost(old, "paper"))
+    assert selector_cost_s(old, "paper_recon") == pytest.approx(latest_run_cost(old, "paper_recon"))
     assert "no per-checkpoint costs stored" in caplog.text
     (group,) = evaluate_selectors(ground_truth_rows([1, 2, 3]), {TRAJ: old})["groups"].values()
-    row = {r["selector"]: r for r in group["rows"]}["paper"]
+    row = {r["selector"]: r for r in group["rows"]}["paper_recon"]
     assert row["cost_latest_run"] == 1
 
     score_trajectory(config(storage, **{"scoring.kde_noise_var": 0.5}), store, TRAJ)
     mixed = read_scores(store, TRAJ)  # reused estimates without a cost stay without one: no made-up number
     assert all(set(c) == {"features", "kde"} for c in estimate_costs(mixed).values())
     assert selector_cost_s(mixed, "kde") == pytest.approx(stored_sum(mixed, ["features", "kde"]))
-    assert selector_cost_s(mixed, "paper") == pytest.approx(latest_run_cost(mixed, "paper"))
+    assert selector_cost_s(mixed, "paper_recon") == pytest.approx(latest_run_cost(mixed, "paper_recon"))

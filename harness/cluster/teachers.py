@@ -1,14 +1,16 @@
 """Teacher trajectories in Ray actors (the Ray side of ``harness/teachers.py``).
 
-One actor per (arch x seed) trajectory, each with ``cluster.trajectory`` resources (torch
+One actor per teacher pack (``teachers.teacher_packs``: seeds of one arch trained as one
+vectorized model; a lone trajectory is a pack of one), each with ``cluster.trajectory`` resources (torch
 threads = its CPUs; the device is the one Ray assigned, so ``device=auto`` picks its GPU), spread
 over the nodes. All actors are submitted at once and Ray runs as many as resources allow. An
-actor calls the core ``train_trajectory``, which writes checkpoints + ``resume.pt`` into the
-store after every epoch. When an actor dies (killed, OOM, node lost) Ray restarts it, up to
+actor calls the core ``train_pack``, which writes every member's checkpoints + ``resume.pt`` into
+the store after every epoch. When an actor dies (killed, OOM, node lost) Ray restarts it, up to
 ``cluster.max_actor_restarts`` times, and retries its ``train`` call, which resumes after the
-last finished epoch. A trajectory that is already finished is never sent to an actor.
+last finished epoch. A trajectory that is already finished is never sent to an actor (a pack
+is sent with its unfinished members; its manifests still record the config's pack).
 
-Actors report each epoch to a small ``ProgressBoard`` actor; the driver shows every trajectory
+Actors report each member's epoch to a small ``ProgressBoard`` actor; the driver shows every trajectory
 (epoch, val acc, s/epoch, node, restarts) with ``harness.progress``: live bars on a terminal,
 otherwise one ``[teachers]`` line for the stage every ``cluster.progress_interval_s``. Per-epoch log lines go to
 ``<storage>/<name>/logs/<trajectory>.log``.
@@ -27,16 +29,21 @@ from typing import Any
 from harness.cluster.connection import ClusterSession, config_from_dict
 from harness.cluster.errors import ClusterError, get_result
 from harness.config import ExperimentConfig, to_dict
-from harness.experiment import TrajectorySpec, open_store, stage_threads, trajectory_specs
+from harness.experiment import TrajectorySpec, open_store, stage_threads
 from harness.logs import file_log
 from harness.progress import Progress, StageLine, publish, slot_eta
-from harness.teachers import train_trajectory
+from harness.teachers import TeacherPackSpec, teacher_packs, train_pack, train_trajectory
 
 logger = logging.getLogger(__name__)
 
 
 def logs_dir(cfg: ExperimentConfig) -> Path:
     return open_store(cfg).root / "logs"
+
+
+def pack_log(names: tuple[str, ...] | list[str]) -> str:
+    """A pack actor's log file name: its trajectory's (a pack of one) or its first member's + size."""
+    return f"{names[0]}.log" if len(names) == 1 else f"{names[0]}-pack{len(names)}.log"
 
 
 class ProgressBoard:
@@ -61,7 +68,8 @@ class ProgressBoard:
 
 
 class TrajectoryActor:
-    """Trains one trajectory with the core code; a restarted actor resumes from ``resume.pt``."""
+    """Trains one pack of trajectories with the core code; a restarted actor resumes every
+    member from its ``resume.pt``."""
 
     def __init__(self, cfg: dict, board: str) -> None:
         import ray
@@ -73,41 +81,46 @@ class TrajectoryActor:
         self.board = ray.get_actor(board)  # by name: a handle argument would make restarts fragile
         self.node_id = ray.get_runtime_context().get_node_id()
 
-    def train(self, arch: str, seed: int) -> dict:
+    def train(self, arch: str, seeds: list[int]) -> dict[str, dict]:
+        """Train the pack (``seeds``: the config's whole pack); name -> manifest of its members."""
         from harness.training import resolve_device
 
-        name = TrajectorySpec(arch, seed, self.cfg.data.name).name
-        with file_log(logs_dir(self.cfg) / f"{name}.log"):
+        names = [TrajectorySpec(arch, s, self.cfg.data.name).name for s in seeds]
+        with file_log(logs_dir(self.cfg) / pack_log(names)):
             device = str(resolve_device(self.cfg.device))
             logger.info(
-                f"[{name}] actor pid {os.getpid()} on node {self.node_id[:12]}, device {device}, "
+                f"[{', '.join(names)}] actor pid {os.getpid()} on node {self.node_id[:12]}, device {device}, "
                 f"{self.cfg.threads} torch thread(s)"
             )
+            store = open_store(self.cfg)
+            for name in names:
+                if not store.trajectory(name).is_finished():  # (finished members are skipped by train_pack)
+                    self.board.update.remote(
+                        name, status="running", node=self.node_id[:8], device=device, started_at=time.time()
+                    )
+            manifests = train_pack(self.cfg, arch, seeds, on_epoch=self._reporter())
+        for name, manifest in zip(names, manifests, strict=True):
+            final = manifest["checkpoints"][-1] if manifest.get("checkpoints") else {}
             self.board.update.remote(
-                name, status="running", node=self.node_id[:8], device=device, started_at=time.time()
+                name,
+                status="finished",
+                epoch=manifest.get("epochs"),
+                test_acc=final.get("test_acc"),
+                val_acc=final.get("val_acc"),
             )
-            manifest = train_trajectory(self.cfg, arch, seed, on_epoch=self._reporter(name))
-        final = manifest["checkpoints"][-1] if manifest.get("checkpoints") else {}
-        self.board.update.remote(
-            name,
-            status="finished",
-            epoch=manifest.get("epochs"),
-            test_acc=final.get("test_acc"),
-            val_acc=final.get("val_acc"),
-        )
-        return manifest
+        return dict(zip(names, manifests, strict=True))
 
-    def _reporter(self, name: str) -> Callable[[int, dict], None]:
-        """An ``on_epoch`` hook that tells the board the epoch, val acc and s/epoch of this attempt."""
-        started, first = time.time(), []
+    def _reporter(self) -> Callable[[str, int, dict], None]:
+        """An ``on_epoch`` hook that tells the board a member's epoch, val acc and s/epoch of this attempt."""
+        started, first = time.time(), {}
 
-        def on_epoch(epoch: int, metrics: dict) -> None:
-            if not first:
-                first.append(epoch)
+        def on_epoch(name: str, epoch: int, metrics: dict) -> None:
+            if name not in first:
+                first[name] = epoch
                 self.board.update.remote(
                     name, attempt={"node": self.node_id[:8], "first_epoch": epoch, "pid": os.getpid()}
                 )
-            done = epoch - first[0] + 1
+            done = epoch - first[name] + 1
             self.board.update.remote(
                 name, epoch=epoch, val_acc=metrics.get("val_acc"), s_per_epoch=(time.time() - started) / done
             )
@@ -120,7 +133,8 @@ def _pct(x: Any) -> str:
 
 
 class TrajectoryRunner:
-    """Driver side: submit one actor per unfinished trajectory, watch them, show progress.
+    """Driver side: submit one actor per pack with an unfinished member, watch them, show progress
+    (one row per member trajectory).
 
     ``on_finished(name, manifest)`` runs on the driver for every finished trajectory (also the
     ones finished before), e.g. to hand it to the scorer; ``on_tick()`` runs every poll.
@@ -135,8 +149,9 @@ class TrajectoryRunner:
     ) -> None:
         self.session, self.cfg = session, session.cfg
         self.on_finished, self.on_tick, self.poll_s = on_finished, on_tick, poll_s
-        self.actors: dict[str, Any] = {}  # name -> actor handle (while it runs)
-        self.refs: dict[Any, str] = {}  # train() object ref -> name
+        self.actors: dict[str, Any] = {}  # member name -> its pack's actor handle (while it runs)
+        self.refs: dict[Any, tuple[str, ...]] = {}  # train() object ref -> its pack's unfinished members
+        self.pack_logs: dict[tuple[str, ...], str] = {}  # those members -> their actor's log file name
         self.specs: dict[str, TrajectorySpec] = {}
         self.manifests: dict[str, dict] = {}
         self.failures: dict[str, BaseException] = {}
@@ -145,23 +160,28 @@ class TrajectoryRunner:
 
     # ----------------------------------------------------------------- submit
     def start(self, specs: list[TrajectorySpec] | None = None) -> TrajectoryRunner:
-        specs = trajectory_specs(self.cfg) if specs is None else specs
+        """Submit the config's packs (``specs``: only the packs' members among them)."""
+        wanted = None if specs is None else {s.name for s in specs}
         store = open_store(self.cfg)
         todo, done = [], {}
-        for spec in specs:
-            self.specs[spec.name] = spec
-            if store.trajectory(spec.name).is_finished():
-                # the core call checks the config hash and returns the manifest without training
-                done[spec.name] = train_trajectory(self.cfg, spec.arch, spec.seed)
-            else:
-                todo.append(spec)
+        for pack in teacher_packs(self.cfg):
+            members = [s for s in pack.specs(self.cfg.data.name) if wanted is None or s.name in wanted]
+            for spec in members:
+                self.specs[spec.name] = spec
+                if store.trajectory(spec.name).is_finished():
+                    # the core call checks the config hash and returns the manifest without training
+                    done[spec.name] = train_trajectory(self.cfg, spec.arch, spec.seed)
+            left = tuple(s.name for s in members if s.name not in done)
+            if left:  # the pack as the config cuts it (its manifests record it); its finished members are skipped
+                todo.append((TeacherPackSpec(pack.arch, tuple(s.seed for s in members)), left))
         if todo:
             self._submit(todo)
         for name, manifest in done.items():  # after submitting, so that training gets slots first
             self._finished(name, manifest)
         return self
 
-    def _submit(self, todo: list[TrajectorySpec]) -> None:
+    def _submit(self, todo: list[tuple[TeacherPackSpec, tuple[str, ...]]]) -> None:
+        """One actor per pack; ``todo``: (pack, its unfinished members, the ones watched here)."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -176,20 +196,22 @@ class TrajectoryRunner:
         actor_cls = ray.remote(TrajectoryActor)
         restarts = self.cfg.cluster.max_actor_restarts
         logger.info(
-            f"[teachers] {len(todo)} trajectories to train in Ray actors ({res['num_cpus']:g} CPU, "
+            f"[teachers] {len(todo)} pack(s) to train in Ray actors ({res['num_cpus']:g} CPU, "
             f"{res['num_gpus']:g} GPU each, up to {restarts} restarts); logs in {logs_dir(self.cfg)}"
         )
         self.view = TrajectoryTable(list(self.specs), self.cfg.teacher.epochs, self.cfg.cluster.progress_interval_s)
-        for spec in todo:
-            self.board.update.remote(spec.name, status="pending", epochs=self.cfg.teacher.epochs)
+        for pack, names in todo:
+            for name in names:
+                self.board.update.remote(name, status="pending", epochs=self.cfg.teacher.epochs)
             actor = actor_cls.options(
                 **res,
                 max_restarts=restarts,
                 max_task_retries=-1,
                 scheduling_strategy="SPREAD",
             ).remote(to_dict(self.cfg), board_name)
-            self.refs[actor.train.remote(spec.arch, spec.seed)] = spec.name
-            self.actors[spec.name] = actor
+            self.refs[actor.train.remote(pack.arch, list(pack.seeds))] = names
+            self.pack_logs[names] = pack_log([s.name for s in pack.specs(self.cfg.data.name)])
+            self.actors.update(dict.fromkeys(names, actor))
 
     def _finished(self, name: str, manifest: dict) -> None:
         self.manifests[name] = manifest
@@ -226,29 +248,32 @@ class TrajectoryRunner:
             self._show()
 
     def _collect(self, ref) -> None:
-        """One ``train`` call returned: keep its manifest, or the reason it failed."""
+        """One ``train`` call returned: keep its members' manifests, or the reason it failed."""
         import ray
 
-        name = self.refs.pop(ref)
-        actor = self.actors.pop(name, None)
-        manifest, error = get_result(
+        names = self.refs.pop(ref)
+        actor = [self.actors.pop(n, None) for n in names][0]
+        name = names[0] if len(names) == 1 else f"pack {', '.join(names)}"
+        manifests, error = get_result(
             ref,
             lambda e: ClusterError(
                 f"trajectory {name}: its Ray actor died and the cluster.max_actor_restarts="
                 f"{self.cfg.cluster.max_actor_restarts} restarts are used up ({type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else e}). Its checkpoints are kept: fix the cause "
                 "(memory: more cluster.trajectory.cpus/gpus; lost nodes: a stabler cluster) or raise "
-                f"cluster.max_actor_restarts, then re-run to resume. Log: {logs_dir(self.cfg) / (name + '.log')}"
+                f"cluster.max_actor_restarts, then re-run to resume. Log: {logs_dir(self.cfg) / self.pack_logs[names]}"
             ),
         )
         if error is not None:
-            self.failures[name] = error
+            for member in names:
+                self.failures[member] = error
             logger.warning(f"[teachers] {name}: FAILED ({type(error).__name__}: {str(error).splitlines()[0]})")
         else:
-            logger.info(
-                f"[teachers] {name}: finished, test acc {_pct(manifest['checkpoints'][-1].get('test_acc')).strip()}"
-            )
-            self._finished(name, manifest)
+            for member in names:
+                manifest = manifests[member]
+                acc = _pct(manifest["checkpoints"][-1].get("test_acc")).strip()
+                logger.info(f"[teachers] {member}: finished, test acc {acc}")
+                self._finished(member, manifest)
         if actor is not None:
             ray.kill(actor)  # frees its resources for the next trajectory / the scorer
 

@@ -26,6 +26,8 @@ def _cost_style(selector: str) -> tuple[str, str]:
         return "C1", "o"
     if selector == "paper":
         return "C0", "s"
+    if selector == "paper_recon":
+        return "C4", "s"
     if selector == "oracle (val)":
         return "C2", "*"
     if selector == "last checkpoint (full)":

@@ -5,11 +5,12 @@ the normalizations and the selectors. The stage and the files are imported from 
 one concept each:
 
 - ``base``: the estimator interface, its registry (``@register_estimator``), the scoring sample type;
-- ``recon`` (with ``recon_decoder``, ``recon_training``), ``accuracy``, ``ce_bound``, ``kde``,
-  ``binning``: the estimators (formulas in each module's docstring);
+- ``ridge`` (closed-form linear decoder, the default I(X;F) term), ``recon`` (the paper's trained
+  decoder, with ``recon_decoder``, ``recon_training``; ``fold_stats``: their per-fold sums),
+  ``accuracy``, ``ce_bound``, ``kde``, ``binning``: the estimators (formulas in each module's docstring);
 - ``normalization``: per-trajectory normalization of a term over the checkpoints;
-- ``selection``: selectors (``paper``, ``ce``, ``kde``, ``binning``, ``accuracy``; ``proxy*``), the single
-  pick T* (Algorithm 1), the K-checkpoint ensemble pick;
+- ``selection``: selectors (``paper``, ``paper_recon``, ``ce``, ``kde``, ``binning``, ``accuracy``;
+  ``proxy*``), the single pick T* (Algorithm 1), the K-checkpoint ensemble pick;
 - ``teacher_picks``: ``read_selected`` / ``read_selected_ensemble`` behind the teacher choices
   ``selected:<selector>`` / ``selected_ensemble:K``, from a scores file whose picks are verified;
 - ``proxy``: the student-aware selectors (``proxy``, ``proxy_small``, ``proxy_large``): short
@@ -23,7 +24,7 @@ one concept each:
 
 from __future__ import annotations
 
-from . import accuracy, binning, ce_bound, kde, recon  # noqa: F401  (register the estimators)
+from . import accuracy, binning, ce_bound, kde, recon, ridge  # noqa: F401  (register the estimators)
 from .base import (
     ESTIMATORS,
     CheckpointFeatures,

@@ -21,6 +21,7 @@ from harness.progress import Progress
 from harness.training import num_threads
 
 from .base import ConvSource, Estimate
+from .fold_stats import coordinate_stats, fold_moments
 from .recon_decoder import GroupedDecoder, to_unit_interval
 from .replicates import jackknife_replicates
 
@@ -345,38 +346,18 @@ def _evaluate(
     return bce_sum, se_sum
 
 
-def _fold_moments(x01: Tensor, folds: Tensor, n_folds: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Per fold: row count [F], sum and sum of squares of every input coordinate [F, d]."""
-    flat = x01.reshape(len(x01), -1).double()
-    n = torch.bincount(folds, minlength=n_folds).double()
-    sx = torch.zeros(n_folds, flat.shape[1], dtype=torch.float64).index_add_(0, folds, flat)
-    sxx = torch.zeros_like(sx).index_add_(0, folds, flat * flat)
-    return n, sx, sxx
-
-
 def _stats(bce: Tensor, se: Tensor, n: Tensor, sx: Tensor, sxx: Tensor, keep: Tensor) -> dict[str, float]:
     """Reported values on the folds ``keep`` (bool [F]) from per-fold sums (module doc)."""
     rows = float(n[keep].sum())
-    d = se.shape[-1]
-    loss = float(bce[keep].sum()) / (rows * d)
-    mse_j = se[keep].sum(0) / rows
-    mean = sx[keep].sum(0) / rows
-    var = (sxx[keep].sum(0) / rows - mean * mean).clamp_min(0)
-    alive = var > 1e-12
-    ratio = var[alive] / mse_j[alive].clamp_min(1e-12)
-    return {
-        "loss": loss,
-        "neg_loss": -loss,
-        "mse": float(mse_j.mean()),
-        "i_x": float(0.5 * ratio.log().clamp_min(0).sum()),
-    }
+    loss = float(bce[keep].sum()) / (rows * se.shape[-1])
+    return {"loss": loss, "neg_loss": -loss, **coordinate_stats(se, n, sx, sxx, keep)}
 
 
 def _estimates(x_eval: Tensor, folds: Tensor, runs: list[_SeedResult], threads: int) -> list[Estimate]:
     """Per checkpoint: values averaged over seeds, seeds x folds jackknife replicates, diagnostics
     (with the decoders' torch ``threads``)."""
     n_folds = int(folds.max()) + 1
-    n, sx, sxx = _fold_moments(x_eval, folds, n_folds)
+    n, sx, sxx = fold_moments(x_eval, folds, n_folds)
     everything = torch.ones(n_folds, dtype=torch.bool)
     out = []
     for k in range(len(runs[0].bce)):

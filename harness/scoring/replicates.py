@@ -88,8 +88,23 @@ def argmax_earliest(scores: np.ndarray, decimals: int) -> np.ndarray:
 
 
 def normalize_rows(values: np.ndarray, method: str) -> np.ndarray:
-    """``normalize`` applied to every row of ``[B, K]`` (one bootstrap draw per row)."""
+    """``normalize`` applied to every row of ``[B, K]`` (one bootstrap draw per row); min-max
+    (the default) as array operations, the same float operations per element as ``minmax``."""
+    if method == "minmax":
+        return _minmax_rows(np.asarray(values, dtype=np.float64))
     return np.array([normalize(list(row), method) for row in values], dtype=np.float64)
+
+
+def _minmax_rows(v: np.ndarray) -> np.ndarray:
+    """Row-wise ``normalization.minmax``: NaN for non-finite entries, 0 for a flat row."""
+    finite = np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(finite, v, np.inf).min(axis=1, keepdims=True)
+        hi = np.where(finite, v, -np.inf).max(axis=1, keepdims=True)
+        span = hi - lo
+        flat = span <= 1e-12 * np.maximum(1.0, np.abs(hi))
+        out = np.where(flat, 0.0, (v - lo) / np.where(flat, 1.0, span))
+    return np.where(finite, out, np.nan)
 
 
 def summarize_draws(picks: np.ndarray, epochs: Sequence[int]) -> dict[str, float]:

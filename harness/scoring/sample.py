@@ -2,9 +2,12 @@
 
 ``scoring.num_samples`` rows of the *validation* split (all of it if it is smaller), drawn with
 ``scoring.seed``, the same for every checkpoint, cut into ``scoring.folds`` random folds (the
-replicates behind every error bar); when an estimator trains on them (``recon``), also a pool of
-``scoring.recon.train_samples x seeds`` rows of the (unaugmented) *training* split, from which
-each decoder seed draws the rows it fits and stops on. The test split is never used.
+replicates behind every error bar); when an estimator fits on them (``ridge``, ``recon``), also a
+pool of rows of the (unaugmented) *training* split, as large as the largest need of a configured
+estimator (``ridge``: ``scoring.ridge.train_samples x seeds``; ``recon``: ``scoring.recon.train_samples x
+seeds``, each decoder seed drawing its own rows), capped by the split. Every such estimator draws
+its rows from the pool with ``scoring.seed``; the pool's size is part of their settings hash
+(``plan.settings_hash``). The test split is never used.
 """
 
 from __future__ import annotations
@@ -45,15 +48,24 @@ def assign_folds(n: int, folds: int, seed: int) -> Tensor:
     return ids
 
 
-def _needs_train_rows(cfg: ExperimentConfig) -> bool:
+def train_pool_size(cfg: ExperimentConfig) -> int:
+    """Training rows the configured estimators need (0: none fits on training rows), uncapped."""
     from .base import ESTIMATORS
 
-    return any(ESTIMATORS.get(name).needs_train_rows for name in cfg.scoring.estimators)
+    sc, need = cfg.scoring, 0
+    for name in sc.estimators:
+        if not ESTIMATORS.get(name).needs_train_rows:
+            continue
+        if name == "ridge":  # each decoder draws its own rows, as recon's seeds
+            need = max(need, sc.ridge.train_samples * sc.ridge.seeds)
+        else:  # recon's pool: each decoder seed draws its own rows
+            need = max(need, sc.recon.train_samples * sc.recon.seeds)
+    return int(need)
 
 
 def build_scoring_data(cfg: ExperimentConfig) -> ScoringData:
     """The fixed scoring sample of the validation split (never the test split), its folds, and,
-    when an estimator trains something (``recon``), rows of the training split (unaugmented)."""
+    when an estimator fits on them (``ridge``, ``recon``), rows of the training split (unaugmented)."""
     from harness.experiment import load_splits
 
     sc = cfg.scoring
@@ -62,9 +74,9 @@ def build_scoring_data(cfg: ExperimentConfig) -> ScoringData:
     n_val = len(val)
     n = min(sc.num_samples, n_val)
     x, y = _rows_of(val, _draw(n_val, n, "scoring-sample", sc.seed))
-    train_x, n_train = None, len(splits.train_eval)
-    if _needs_train_rows(cfg):
-        m = min(sc.recon.train_samples * sc.recon.seeds, n_train)  # a pool: each decoder seed draws its own rows
+    train_x, n_train, pool = None, len(splits.train_eval), train_pool_size(cfg)
+    if pool:
+        m = min(pool, n_train)
         train_x, _ = _rows_of(splits.train_eval, _draw(n_train, m, "scoring-train-sample", sc.seed))
     info = {
         "dataset": cfg.data.name,
