@@ -120,7 +120,7 @@ def parse_runs(items: list[str] | None, code: str) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
+    p.add_argument("--config", default=None, help="default: each checkout's own configs/quickstart.yaml")
     p.add_argument("--code", default=str(ROOT), help="the checkout to run (default: this one)")
     p.add_argument("--runs", nargs="+", metavar="LABEL=DIR", help="several checkouts, one after another")
     p.add_argument("--out", default=None, help="also write the JSON report here")
@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-quickstart-") as d:
         work = Path(d)
         for label, code in runs.items():
-            report[label] = run_once(code, Path(args.config).resolve(), args.overrides, work, label)
+            config = Path(args.config).resolve() if args.config else Path(code) / "configs" / "quickstart.yaml"
+            report[label] = run_once(code, config, args.overrides, work, label)
+            report[label]["config"] = str(config)
             print(label, json.dumps(report[label]), flush=True)
             if args.keep_logs:
                 Path(args.keep_logs).mkdir(parents=True, exist_ok=True)

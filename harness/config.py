@@ -173,7 +173,7 @@ class RidgeConfig:
     holdout_fraction: float = 0.2  # of those rows: held out to choose the penalty
     # ridge penalties relative to the mean eigenvalue of the features' covariance; the best on the held-out rows wins
     penalties: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
-    seeds: int = 3  # decoders per checkpoint, each on its own rows: the fit rows' noise is in the error bars
+    seeds: int = 2  # decoders per checkpoint, each on its own rows: the fit rows' noise is in the error bars
 
 
 @dataclass

@@ -47,7 +47,9 @@ pseudo-values over the scoring sample's folds from the per-fold sums
 (``replicates.jackknife_replicates``). The decoders' own rows differ, so the noise of choosing
 the fit rows is in the error bars (the selection bootstrap draws decoders as it draws recon's
 seeds); with one decoder it would not be: five draws of 1,000 rows moved a checkpoint's ``i_x``
-by about its fold SE.
+by about its fold SE. Two decoders of 500 rows (the default) ranked the checkpoints of a
+cnn1d_wide trajectory as three of 1,000 rows did (Spearman 1.0; three of 500: 0.98, three of
+400: 0.95) at a third of the cost (benchmarks/README.md, issue 23).
 
 **Cost**: per checkpoint and decoder one float32 Gram of the fit rows (n^2 D multiply-adds)
 and one float64 Cholesky factorization per penalty, no training: a fraction of a second for a
@@ -78,7 +80,7 @@ class RidgeSettings:
     holdout_fraction: float = 0.2  # of those: held out to choose the penalty
     penalties: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # x mean eigenvalue
     seed: int = 0
-    seeds: int = 3  # decoders per checkpoint, each on its own rows (replicates)
+    seeds: int = 2  # decoders per checkpoint, each on its own rows (replicates)
 
 
 def split_rows(pool: int, s: RidgeSettings, replicate: int = 0) -> tuple[Tensor, Tensor]:
