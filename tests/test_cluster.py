@@ -205,6 +205,29 @@ def test_two_scorer_actors_score_trajectories_side_by_side(trained, logs):
     assert "queued on scorer actor 1/1" in logs.text and "queued on scorer actor 2/2" in logs.text
 
 
+def test_an_idle_scorer_releases_its_actor_and_the_next_trajectory_starts_a_new_one(trained, logs):
+    """``ckd run`` with overlap: an idle scorer actor would keep its CPU from students while later
+    teachers train, so it is killed once nothing is queued, and the next trajectory gets a new one."""
+    logs.set_level(logging.DEBUG, logger="harness")
+    session = trained["session"]
+    first, second = sorted(trained["manifests"])[:2]
+    scorer = Scorer(session)
+    scorer.release_idle = True
+    try:
+        scorer.submit(first, force=True)
+        assert len(scorer.actors) == 1
+        while scorer.refs:
+            scorer.poll(timeout=1.0)
+        assert scorer.actors == [] and first in scorer.results  # scored, then released
+        assert "idle scorer actor(s) released" in logs.text
+        scorer.submit(second, force=True)
+        assert len(scorer.actors) == 1  # a fresh actor for the next trajectory
+        results = scorer.wait()
+    finally:
+        scorer.close()
+    assert set(results) == {first, second} and all("selected" in results[n] for n in (first, second))
+
+
 @pytest.fixture(scope="module")
 def swept(trained):
     """Scores + a sweep over every kind of teacher choice on the trained store."""

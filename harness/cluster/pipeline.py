@@ -96,6 +96,7 @@ def _run_overlapped(cfg: ExperimentConfig) -> dict[str, float]:
     with ClusterSession(cfg) as session:
         _ = session.info  # connect (and check storage) once, in this thread
         scorer = Scorer(session)
+        scorer.release_idle = True  # an idle scorer frees its CPU for students (a new actor per burst)
 
         def teachers_then_scores() -> None:
             try:

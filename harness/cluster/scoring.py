@@ -10,9 +10,11 @@ each trajectory the moment it finishes and scoring overlaps the training of the 
 ``Scorer`` is the driver side: it starts an actor on the first trajectory that needs scoring
 (a trajectory whose scores file is already fresh is not sent) and up to ``cluster.scorers``
 actors while every running one is busy, sends each trajectory to the least-loaded actor,
-collects results as they come, and frees the actors' resources when closed (the pipeline logs
-the score tables to W&B). Scores sit on the critical path of ``selected*`` students, so on a
-cluster that finishes many trajectories at once one actor would serialize them.
+collects results as they come, and frees the actors' resources when closed, or (``release_idle``,
+set by ``ckd run`` with overlap) whenever none has work, so that students of finished
+trajectories get the CPU while later teachers train (the pipeline logs the score tables to
+W&B). Scores sit on the critical path of ``selected*`` students, so on a cluster that finishes
+many trajectories at once one actor would serialize them.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class Scorer:
         # ready(): may the actor take its resources now? The pipeline says no while trajectories
         # still wait for a slot, so an idle scorer never holds back training.
         self.ready: Callable[[], bool] = lambda: True
+        # release_idle: kill the actors whenever nothing is queued (``ckd run`` with overlap sets it),
+        # so an idle scorer does not keep a CPU from students while later teachers still train; the
+        # next trajectory starts a fresh actor (seconds) on its way
+        self.release_idle = False
         self.deferred: list[str] = []
         # progress: one [score] line per interval; a call runs once its actor finished the one before
         self.expected = len(trajectory_specs(self.cfg))  # ``run_scoring`` sets what it submits
@@ -161,6 +167,9 @@ class Scorer:
         for ref in ready:
             self._collect(ref)
         self.show()
+        if self.release_idle and self.actors and not self.refs and not self.deferred:
+            logger.debug(f"[score] {len(self.actors)} idle scorer actor(s) released: their resources go to students")
+            self.close()
 
     def _collect(self, ref) -> None:
         name = self.refs.pop(ref)
@@ -252,7 +261,7 @@ class Scorer:
 
             for actor in self.actors:
                 ray.kill(actor)
-            self.actors, self.started, self.assigned = [], [], {}
+            self.actors, self.started, self.assigned, self.free_at = [], [], {}, []
 
 
 def run_scoring(session: ClusterSession) -> dict[str, dict]:
