@@ -251,25 +251,21 @@ def _validate_sweep(cfg: Any) -> None:
 
 def pack_size_setting(s: Any) -> int | None:
     """``sweep.pack_size`` as an int, or None for ``auto``; raises ConfigError for anything else."""
-    text = str(s.pack_size).strip()
-    if text == "auto":
-        return None
-    _check(
-        text.isdigit() and 1 <= int(text) <= MAX_PACK,
-        "sweep.pack_size",
-        f"must be a positive integer or auto (at most {MAX_PACK}), got {text!r}",
-    )
-    return int(text)
+    return _pack_size(s.pack_size, "sweep.pack_size")
 
 
 def teacher_pack_size_setting(t: Any) -> int | None:
     """``teacher.pack_size`` as an int, or None for ``auto``; raises ConfigError for anything else."""
-    text = str(t.pack_size).strip()
+    return _pack_size(t.pack_size, "teacher.pack_size")
+
+
+def _pack_size(value: Any, key: str) -> int | None:
+    text = str(value).strip()
     if text == "auto":
         return None
     _check(
         text.isdigit() and 1 <= int(text) <= MAX_PACK,
-        "teacher.pack_size",
+        key,
         f"must be a positive integer or auto (at most {MAX_PACK}), got {text!r}",
     )
     return int(text)

@@ -209,3 +209,18 @@ class TensorConvSource:
 
     def batch(self, index: Tensor) -> Tensor:
         return self.conv[:, index.to(self.conv.device)]
+
+
+def check_conv_inputs(
+    name: str, features: Sequence[CheckpointFeatures], data: ScoringData, conv: ConvSource | None, min_rows: int = 1
+) -> None:
+    """What an estimator that fits a decoder on the conv stage needs (``recon``, ``ridge``): a conv
+    source covering every checkpoint, and training-split rows to fit on."""
+    if conv is None:
+        raise ScoringError(f"{name} needs the checkpoints' last conv stage (a ConvSource)")
+    if data.train_x is None or len(data.train_x) < min_rows:
+        raise ScoringError(
+            f"{name} needs training-split rows (ScoringData.train_x, at least {min_rows}) to fit its decoders on"
+        )
+    if conv.num_checkpoints != len(features):
+        raise ValueError(f"conv source has {conv.num_checkpoints} checkpoints, features {len(features)}")

@@ -76,7 +76,7 @@ from .base import (
     Estimate,
     Estimator,
     ScoringData,
-    ScoringError,
+    check_conv_inputs,
     register_estimator,
 )
 from .recon_training import ReconSettings, train_decoders
@@ -128,12 +128,7 @@ class ReconEstimator(Estimator):
         device: torch.device | str = "cpu",
     ) -> list[Estimate]:
         """``conv`` covers ``data.train_x`` rows first, then the scoring sample's (the runner's layout)."""
-        if conv is None:
-            raise ScoringError("recon needs the checkpoints' last conv stage (a ConvSource)")
-        if data.train_x is None:
-            raise ScoringError("recon needs training-split rows (ScoringData.train_x) to fit its decoders on")
-        if conv.num_checkpoints != len(features):
-            raise ValueError(f"conv source has {conv.num_checkpoints} checkpoints, features {len(features)}")
+        check_conv_inputs("recon", features, data, conv)
         m, n = len(data.train_x), len(data)
         x = torch.cat([data.train_x.cpu(), data.x.cpu()])
         return train_decoders(conv, x, torch.arange(m), torch.arange(m, m + n), self.settings, data.folds, device)

@@ -66,7 +66,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import CheckpointFeatures, ConvSource, Estimate, Estimator, ScoringData, ScoringError, register_estimator
+from .base import (
+    CheckpointFeatures,
+    ConvSource,
+    Estimate,
+    Estimator,
+    ScoringData,
+    ScoringError,
+    check_conv_inputs,
+    register_estimator,
+)
 from .fold_stats import coordinate_stats, fold_moments
 from .replicates import jackknife_replicates
 
@@ -219,12 +228,7 @@ class RidgeEstimator(Estimator):
         device: torch.device | str = "cpu",
     ) -> list[Estimate]:
         """``conv`` covers ``data.train_x`` rows first, then the scoring sample's (the runner's layout)."""
-        if conv is None:
-            raise ScoringError("ridge needs the checkpoints' last conv stage (a ConvSource)")
-        if data.train_x is None or len(data.train_x) < 4:
-            raise ScoringError("ridge needs training-split rows (ScoringData.train_x, at least 4) to fit on")
-        if conv.num_checkpoints != len(features):
-            raise ValueError(f"conv source has {conv.num_checkpoints} checkpoints, features {len(features)}")
+        check_conv_inputs("ridge", features, data, conv, min_rows=4)
         if not self.settings.penalties:
             raise ScoringError("scoring.ridge.penalties is empty")
         m, n, s = len(data.train_x), len(data), self.settings
