@@ -236,7 +236,7 @@ def _loss(logits: Tensor, labels: Tensor, soft: None) -> Tensor:
 
 def _evaluate(pack: TeacherPack, names: Sequence[str]) -> list[dict[str, float]]:
     """Per member: accuracy, loss and confidence on ``names`` (train = un-augmented), as
-    ``teachers.evaluate_splits`` computes them for one model."""
+    ``metrics_from_logits`` computes them for one model."""
     out: list[dict[str, float]] = [{} for _ in pack.members]
     cl = pack.cfg.channels_last and len(pack.members) == 1
     for name in names:
@@ -273,9 +273,10 @@ def _train(pack: TeacherPack, start: int, on_epoch: PackOnEpoch | None) -> None:
             pack.scheduler.step()
             metrics = _evaluate(pack, ("train", "val", "test") if epoch in saves else ("val",))
             seconds = (time.perf_counter() - began) / len(members)
+            opt = pack.optimizer.state_dict()  # once per epoch; each member keeps its slices
             for i, m in enumerate(members):
                 _record(pack, m, epoch, lr, (float(res.loss[i]), float(res.acc[i])), metrics[i], seconds)
-                _save_epoch(pack, i, epoch, metrics[i], epoch in saves)
+                _save_epoch(pack, i, epoch, metrics[i], epoch in saves, opt)
             progress.set_postfix(" ".join(f"val {mt['val_acc']:.2%}" for mt in metrics))
             progress.update()
             if on_epoch is not None:  # after every member is saved: a hook that stops loses nothing
@@ -304,8 +305,9 @@ def _record(
     )
 
 
-def _save_epoch(pack: TeacherPack, i: int, epoch: int, metrics: dict, checkpoint: bool) -> None:
-    """Member ``i``'s checkpoint and manifest (on save epochs) and its ``resume.pt`` (always)."""
+def _save_epoch(pack: TeacherPack, i: int, epoch: int, metrics: dict, checkpoint: bool, opt: dict) -> None:
+    """Member ``i``'s checkpoint and manifest (on save epochs) and its ``resume.pt`` (always;
+    ``opt``: the pack optimizer's ``state_dict``, whose slices are the member's momentum)."""
     m = pack.members[i]
     manifest, weights = m.manifest, _member_state(pack, i)
     if checkpoint:
@@ -319,7 +321,6 @@ def _save_epoch(pack: TeacherPack, i: int, epoch: int, metrics: dict, checkpoint
         m.traj.save_checkpoint(epoch, payload, manifest, {**metrics, "wall_time_s": manifest["wall_time_s"]})
         manifest["finished"] = epoch == pack.cfg.teacher.epochs
         m.traj.write_manifest(manifest)
-    opt = pack.optimizer.state_dict()
     slots = {
         j: {k: v[i].clone() if isinstance(v, Tensor) else v for k, v in st.items()} for j, st in opt["state"].items()
     }

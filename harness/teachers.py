@@ -24,13 +24,12 @@ import torch
 
 from harness.config import ExperimentConfig, config_hash, seed_list
 from harness.config_validation import teacher_pack_size_setting
-from harness.data import dataset_options, make_loader
+from harness.data import dataset_options
 from harness.data.shapes import data_shape
 from harness.experiment import TrajectorySpec, open_store
 from harness.models import count_parameters, create_model
 from harness.packing import PARAMS_PER_PACK
 from harness.store import LOCK, Trajectory
-from harness.training import metrics_from_logits, predict_logits
 from harness.trajectory_identity import (  # noqa: F401 (checkpoint_epochs, config_diff, trajectory_config: re-exported)
     OnEpoch,
     PackOnEpoch,
@@ -42,26 +41,6 @@ from harness.trajectory_identity import (  # noqa: F401 (checkpoint_epochs, conf
 
 logger = logging.getLogger(__name__)
 TEACHER_PACK_CAP = 8  # members per teacher pack at most (auto)
-
-
-def evaluate_splits(
-    model: torch.nn.Module,
-    splits,
-    batch_size: int,
-    device: torch.device,
-    names=("train", "val", "test"),
-    *,
-    precision: str = "fp32",
-    channels_last: bool = False,
-) -> dict[str, float]:
-    """Accuracy, loss and mean max-softmax confidence on the named splits (train = un-augmented)."""
-    out: dict[str, float] = {}
-    for name in names:
-        dataset = splits.train_eval if name == "train" else getattr(splits, name)
-        loader = make_loader(dataset, batch_size, shuffle=False, device=device)
-        logits, y = predict_logits(model, loader, device, precision=precision, channels_last=channels_last)
-        out.update(metrics_from_logits(logits, y, name))
-    return out
 
 
 def _check_existing(cfg: ExperimentConfig, traj: Trajectory, stored: dict | None, tconf: dict, chash: str) -> None:

@@ -211,6 +211,20 @@ class TensorConvSource:
         return self.conv[:, index.to(self.conv.device)]
 
 
+class FittedEstimator(Estimator):
+    """An estimator that fits something per checkpoint (``recon``, ``ridge``) and computes its
+    replicates itself in ``estimate``; ``score`` is that estimate's values."""
+
+    def score(
+        self,
+        features: Sequence[CheckpointFeatures],
+        data: ScoringData,
+        conv: ConvSource | None = None,
+        device: torch.device | str = "cpu",
+    ) -> list[dict[str, float]]:
+        return [e.values for e in self.estimate(features, data, conv, device)]
+
+
 def check_conv_inputs(
     name: str, features: Sequence[CheckpointFeatures], data: ScoringData, conv: ConvSource | None, min_rows: int = 1
 ) -> None:

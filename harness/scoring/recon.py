@@ -74,7 +74,7 @@ from .base import (
     CheckpointFeatures,
     ConvSource,
     Estimate,
-    Estimator,
+    FittedEstimator,
     ScoringData,
     check_conv_inputs,
     register_estimator,
@@ -83,7 +83,7 @@ from .recon_training import ReconSettings, train_decoders
 
 
 @register_estimator("recon")
-class ReconEstimator(Estimator):
+class ReconEstimator(FittedEstimator):
     """Keys: ``neg_loss`` (selection term), ``loss`` (validation BCE), ``mse``, ``i_x`` (nats), and
     the diagnostics ``best_epoch``, ``epochs_trained``, ``epochs_trained_max``, ``converged``, ``seeds``,
     ``threads``."""
@@ -132,12 +132,3 @@ class ReconEstimator(Estimator):
         m, n = len(data.train_x), len(data)
         x = torch.cat([data.train_x.cpu(), data.x.cpu()])
         return train_decoders(conv, x, torch.arange(m), torch.arange(m, m + n), self.settings, data.folds, device)
-
-    def score(
-        self,
-        features: Sequence[CheckpointFeatures],
-        data: ScoringData,
-        conv: ConvSource | None = None,
-        device: torch.device | str = "cpu",
-    ) -> list[dict[str, float]]:
-        return [e.values for e in self.estimate(features, data, conv, device)]

@@ -70,7 +70,7 @@ from .base import (
     CheckpointFeatures,
     ConvSource,
     Estimate,
-    Estimator,
+    FittedEstimator,
     ScoringData,
     ScoringError,
     check_conv_inputs,
@@ -183,7 +183,7 @@ def _conv_rows(conv: ConvSource, rows: int) -> Tensor:
 
 
 @register_estimator("ridge")
-class RidgeEstimator(Estimator):
+class RidgeEstimator(FittedEstimator):
     """Keys: ``i_x`` (nats, selection and plane term), ``mse``, ``neg_mse``, and the diagnostics
     ``penalty``, ``n_fit``, ``converged``, ``seeds``, ``threads``."""
 
@@ -257,15 +257,6 @@ class RidgeEstimator(Estimator):
             )
             out.append(est)
         return out
-
-    def score(
-        self,
-        features: Sequence[CheckpointFeatures],
-        data: ScoringData,
-        conv: ConvSource | None = None,
-        device: torch.device | str = "cpu",
-    ) -> list[dict[str, float]]:
-        return [e.values for e in self.estimate(features, data, conv, device)]
 
 
 def _estimate(sums: list[Tensor], moments: tuple[Tensor, Tensor, Tensor], n_folds: int) -> Estimate:
