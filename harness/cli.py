@@ -347,6 +347,10 @@ def run_verb(args: argparse.Namespace) -> int:
     if getattr(args, "restart", False):
         overrides.append("restart=true")
     cfg = load_config(args.config, overrides)
+    if args.verb not in ("run", "config"):  # an adaptive sweep's other verbs read its latest round
+        from harness.adaptive import current_config
+
+        cfg = current_config(cfg)
     if getattr(args, "dry_run", False):
         from harness.dryrun import describe
 

@@ -52,6 +52,16 @@ class TeacherSeeds(StrEnum):
     first = "first"
 
 
+class Until(StrEnum):
+    fixed = "fixed"  # the grid as given, in one round
+    decided = "decided"  # rounds until every comparison of interest is decided or sweep.budget is spent
+
+
+class Spending(StrEnum):
+    obf = "obf"  # Lan-DeMets O'Brien-Fleming-type alpha spending: little alpha at the early looks
+    pocock = "pocock"  # Lan-DeMets Pocock-type: about even alpha at every look
+
+
 class Scheduler(StrEnum):
     none = "none"
     asha = "asha"
@@ -225,6 +235,16 @@ class ScoringConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """``sweep.budget``: the compute an adaptive sweep (``sweep.until=decided``) may spend in all,
+    round 0 included; unset axes are not limited: set device_hours, or both epoch axes."""
+
+    teacher_epochs: float | None = None  # teacher epochs over all trajectories
+    student_epochs: float | None = None  # student epochs over all runs
+    device_hours: float | None = None  # device (CPU/GPU slot) hours of teachers and students, at the measured rates
+
+
+@dataclass
 class SweepConfig:
     """The Ray Tune sweep (harness/cluster/sweep.py): one trial = one distilled student."""
 
@@ -256,6 +276,13 @@ class SweepConfig:
     pack_size: str = (
         "auto"  # students trained as one vectorized pack (one trial): N >= 1, or auto (model size, device, slots)
     )
+    # decided: `ckd run` works in rounds (harness/adaptive.py), adding trajectories or student seeds to what is
+    # still undecided until every comparison of interest is decided or the budget is spent; fixed: one round
+    until: Until = Until.fixed
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    max_rounds: int = 10  # rounds at most, round 0 (the config's own teacher.seeds x sweep.seeds) included
+    spending: Spending = Spending.obf  # the alpha-spending function of the group-sequential answers
+    growth: float = 1.6  # each round multiplies the information of what is undecided by this (never by the data)
 
 
 @dataclass
@@ -297,6 +324,8 @@ class ReportConfig:
     alpha: float = 0.05  # significance level of the answers (on Holm-corrected p-values)
     equivalence_margin: float = 0.5  # pp: "equivalent within ±margin" (TOST) when the difference is inside it
     reported: str = "final"  # final | best_val: the student epoch whose test accuracy the report uses
+    # teacher choices compared with `reference` that an adaptive sweep decides; empty: the paper's claims
+    compare: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -74,6 +74,7 @@ def validate(cfg: Any) -> None:
     _validate_cluster(cfg.cluster)
     _validate_scoring(cfg.scoring)
     _validate_report(cfg.report)
+    _validate_adaptive(cfg)
     check_bounds(cfg)
 
 
@@ -389,4 +390,39 @@ def _validate_report(r: Any) -> None:
         0.0 < r.equivalence_margin < 100.0,
         "report.equivalence_margin",
         f"must lie in (0, 100) percentage points, got {r.equivalence_margin}",
+    )
+
+
+def _validate_adaptive(cfg: Any) -> None:
+    """``sweep.until=decided`` (harness/adaptive.py): a budget, a design the rounds can grow."""
+    s = cfg.sweep
+    for i, choice in enumerate(cfg.report.compare):
+        _check(choice in s.teacher_choices, f"report.compare[{i}]", f"{choice!r} is not in sweep.teacher_choices")
+    if s.until != "decided":
+        return
+    b, why = s.budget, "with sweep.until=decided"
+    _check(
+        b.device_hours is not None or (b.teacher_epochs is not None and b.student_epochs is not None),
+        "sweep.budget",
+        f"{why} bound both teachers and students (the most the rounds may spend): set sweep.budget.device_hours, "
+        "or both sweep.budget.teacher_epochs and sweep.budget.student_epochs",
+    )
+    _check(
+        s.teacher_seeds == "paired",
+        "sweep.teacher_seeds",
+        f"{why} must be paired (each trajectory teaches its own seeds)",
+    )
+    _check(s.search == "grid" and s.num_samples == 1, "sweep.search", f"{why} needs search=grid and num_samples=1")
+    _check(
+        s.scheduler == "none",
+        "sweep.scheduler",
+        f"{why} must be none (a stopped trial leaves a comparison without its pair)",
+    )
+    n, seeds = len(seed_list(cfg.teacher)), len(seed_list(s))
+    _check(n >= 2, "teacher.seeds", f"{why} needs at least 2 trajectories in round 0 (a spread to test with)")
+    _check(
+        seeds >= n and seeds % n == 0,
+        "sweep.seeds",
+        f"{why} sets the students per trajectory of round 0: give len(teacher.seeds) x m seeds "
+        f"({n} or {2 * n}, ...), got {seeds}",
     )

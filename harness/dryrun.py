@@ -32,7 +32,17 @@ STAGES = {"teachers": ("teachers",), "score": ("score",), "sweep": ("sweep",), "
 
 
 def describe(cfg: ExperimentConfig, verb: str) -> str:
-    """The plan of ``verb`` (run | teachers | score | sweep) as text."""
+    """The plan of ``verb`` (run | teachers | score | sweep) as text; an adaptive ``run``: the
+    rounds so far and the next round's plan, then that round's stages."""
+    if verb == "run" and cfg.sweep.until == "decided":
+        from harness.adaptive import describe_next
+
+        head, round_cfg = describe_next(cfg)
+        return head if round_cfg is None else f"{head}\n\n{_describe_stages(round_cfg, verb)}"
+    return _describe_stages(cfg, verb)
+
+
+def _describe_stages(cfg: ExperimentConfig, verb: str) -> str:
     parts = [
         f"plan of `ckd {verb}` for experiment {cfg.name!r} in {open_store(cfg).root} "
         f"({'in this process' if cfg.cluster.mode == 'local' else 'on Ray'}); nothing was run or written"

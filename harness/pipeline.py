@@ -267,15 +267,21 @@ def run_pipeline(cfg: ExperimentConfig, plots: bool = True, latex: bool = False)
     by the claims table when the grid holds what a claim needs (an ``Outcome``: its exit status
     says whether every run trained). The report is written even when a stage raised (then the
     error is raised after it)."""
+    from harness import adaptive
     from harness.report.report import claims_text
 
     t0 = time.perf_counter()
     error: Exception | None = None
+    times: dict[str, float] = {}
     try:
-        times = _run_stages_locally(cfg) if is_local(cfg) else _run_stages_on_ray(cfg)
+        if adaptive.is_adaptive(cfg):  # rounds until decided (harness/adaptive.py)
+            _run_adaptive(cfg, times)
+        else:
+            times = _run_stages(cfg)
     except Exception as e:
-        error, times = e, {}
+        error = e
         logger.error(f"[run] stopped by {type(e).__name__}; writing the report of what finished")
+    cfg = adaptive.current_config(cfg)  # an adaptive sweep reports its latest round
     t2 = time.perf_counter()
     _store_stage_times(cfg, times, t2 - t0)
     try:
@@ -313,6 +319,28 @@ def _store_stage_times(cfg: ExperimentConfig, times: dict[str, float], total_s: 
 
 
 PIPELINE = ("teachers", "score", "sweep")  # the stages of ``ckd run``, before the report
+
+
+def _run_stages(cfg: ExperimentConfig) -> dict[str, float]:
+    return _run_stages_locally(cfg) if is_local(cfg) else _run_stages_on_ray(cfg)
+
+
+def _run_adaptive(cfg: ExperimentConfig, times: dict[str, float]) -> None:
+    """The rounds of an adaptive sweep, then (once) its comparison with the fixed design of the
+    same power, by simulation (``harness/adaptive_sim.py``)."""
+    from harness import adaptive
+    from harness.adaptive_sim import fixed_designs
+
+    _, journal = adaptive.run_rounds(cfg, lambda round_cfg: _add_times(times, _run_stages(round_cfg)))
+    if journal.get("stopped") and "fixed" not in journal and journal.get("costs"):
+        logger.info("[adaptive] simulating the design at the observed differences for the fixed-design comparison")
+        adaptive.save_fixed_designs(cfg, journal, fixed_designs(journal))
+
+
+def _add_times(total: dict[str, float], times: dict[str, float]) -> None:
+    """Stage times summed over an adaptive sweep's rounds."""
+    for k, v in times.items():
+        total[k] = total.get(k, 0.0) + v
 
 
 def _run_stages_locally(cfg: ExperimentConfig) -> dict[str, float]:

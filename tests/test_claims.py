@@ -101,6 +101,7 @@ def test_benchmark_configs_validate_and_hold_every_claim():
         "cifar100_resnet110.yaml",
         "cifar100_wrn_40_2.yaml",
         "mnist1d.yaml",
+        "mnist1d_adaptive.yaml",
         "mnist1d_cosine.yaml",
         "mnist1d_wide.yaml",
     ]
@@ -108,9 +109,11 @@ def test_benchmark_configs_validate_and_hold_every_claim():
         cfg = load_config(p)
         assert len(cfg.teacher.seeds) >= 5 and len(cfg.sweep.seeds) >= 2 * len(cfg.teacher.seeds), p.name
         assert cfg.sweep.teacher_seeds == "paired" and cfg.report.reference == "full", p.name
-        assert {"none", "every_checkpoint", "full", "selected:paper", "snapshot:[0.5,1.0]", "full_ensemble:2"} <= set(
-            cfg.sweep.teacher_choices
-        )
+        needed = {"every_checkpoint", "full", "selected:paper", "snapshot:[0.5,1.0]", "full_ensemble:2"}
+        assert needed | ({"none"} if cfg.sweep.until == "fixed" else set()) <= set(cfg.sweep.teacher_choices)
+    adaptive = load_config(paths[3])  # the claims decided in rounds: a budget that bounds both kinds of work
+    assert adaptive.sweep.until == "decided" and not adaptive.report.compare
+    assert adaptive.sweep.budget.teacher_epochs and adaptive.sweep.budget.student_epochs
     assert {load_config(p).teacher.optim.schedule for p in paths if "mnist1d" in p.name} == {"step", "cosine"}
 
 

@@ -528,3 +528,37 @@ def test_a_large_grid_runs_as_several_tune_experiments(swept):
     assert parts == ["part000", "part001"] and len(rows) == 3 and len({r["run_id"] for r in rows}) == 3
     assert len(run_sweep(session)) == 3  # nothing to train the second time
     cfg.sweep.trials_per_experiment = 500
+
+
+def test_an_adaptive_sweep_runs_its_rounds_on_ray(cluster, tmp_path, logs):
+    """sweep.until=decided on Ray with stage overlap: each round is one cluster session whose new
+    trajectories are new actors (round 1 trains only the trajectories round 0 did not)."""
+    from harness import adaptive
+    from harness.pipeline import run_pipeline
+
+    cfg = load_config(
+        QUICKSTART,
+        tiny_overrides(
+            tmp_path / "runs",
+            **{
+                "sweep.until": "decided",
+                "sweep.budget.teacher_epochs": 16,
+                "sweep.budget.student_epochs": 1000,
+                "report.compare": "[fraction:0.5]",
+                "report.equivalence_margin": 0.01,
+                "sweep.teacher_choices": "[full,fraction:0.5]",
+                "sweep.seeds": "[0,1]",
+                "scoring.estimators": "[accuracy]",
+            },
+        ),
+    )
+    run_pipeline(cfg, plots=False)
+    journal = adaptive.load_journal(cfg)
+    rounds = [(r["n"], r["m"], r["status"]) for r in journal["rounds"]]
+    assert len(rounds) >= 2 and rounds[0] == (2, 1, "done") and all(s == "done" for *_, s in rounds)
+    trained = [int(m[1]) for m in re.finditer(r"\[teachers\] (\d+) pack\(s\) to train in Ray actors", logs.text)]
+    assert trained[0] == 2 and trained[1] == rounds[1][0] - 2  # round 1: only the new trajectories
+    rows = open_store(cfg).read_results()
+    n, m = rounds[-1][0], rounds[-1][1]
+    assert len({(r["seed"], r["teacher_seed"], r["teacher_choice"]) for r in rows}) == n * m * 2
+    assert journal["stopped"]["reason"] in ("budget", "decided", "information")

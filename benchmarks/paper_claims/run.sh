@@ -17,6 +17,9 @@ wall=$(( $(date +%s) - start ))
 cp "$root"/leaderboard.{md,csv,html} "$root"/claims.{md,csv} "$root"/selectors.{md,csv} "$out"/
 mkdir -p "$out/plots" && cp "$root"/plots/*.png "$out/plots/"
 cp "$root/logs/run.log" "$out/run.log" 2>/dev/null || true
+if [ -f "$root/adaptive/rounds.json" ]; then  # an adaptive sweep (sweep.until=decided): its rounds
+  cp "$root"/adaptive.{md,csv} "$root/adaptive/rounds.json" "$out"/
+fi
 printf '{"config": "%s", "overrides": "%s", "wall_s": %d, "cpus": %d, "date": "%s", "machine_info": %s}\n' \
   "$config" "$*" "$wall" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$machine" > "$out/wall_time.json"
 echo "wall time: ${wall}s; results in $out"

@@ -33,6 +33,10 @@ PLOT_CAPTIONS = {  # file-name prefix -> caption in words ({ref}: the reference 
     "ensemble_comparison": "Student accuracy with no teacher, single checkpoints, snapshot and full ensembles",
     "information_plane": "Information plane: I(X;F) against I(Y;F) of every scored checkpoint",
     "selector_cost": "Selector cost: mean regret against the cost of choosing",
+    "adaptive_intervals": (
+        "Adaptive sweep: each comparison's difference and repeated 95% interval per round against the compute "
+        "spent, the ±margin band and the fixed design's compute"
+    ),
 }
 ENV_FIELDS = ("device_name", "device", "threads", "precision", "torch", "cuda", "commit")
 
@@ -187,9 +191,11 @@ def report_page(
     cfg: Any = None,
     rows: list[dict] = (),
     not_trained: list[dict] = (),
+    adaptive: str | None = None,
 ) -> str:
     """The whole page; sections whose input is None are left out (the Run section without ``cfg``;
-    the runs that did not train when every run trained)."""
+    the runs that did not train when every run trained; ``adaptive``: the rounds of an adaptive
+    sweep as an HTML fragment)."""
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     heading = f"{title}: {experiment}" if experiment else title
     meta = f"generated {date}" + (f" · config hash {config_hash}" if config_hash else "") + " · ckd-harness"
@@ -199,6 +205,8 @@ def report_page(
         from harness.report.not_trained import html_section
 
         sections.append(("s-not-trained", "Runs that did not train", html_section(list(not_trained))))
+    if adaptive:
+        sections.append(("s-adaptive", "Adaptive sweep: rounds and answers", [adaptive]))
     if claims is not None:
         sections.append(("s-claims", "The paper's claims", _claims_section(claims)))
     if selectors is not None:

@@ -132,8 +132,9 @@ def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool
     write_claims(root, rep.claims)
     _write(root / "selectors.md", render_selectors(rep.selectors, "markdown"))
     _write(root / "selectors.csv", render_selectors(rep.selectors, "csv"))
+    adaptive = _adaptive(cfg, root, rep)
     if plots:
-        rep.plots = _plots(cfg, rep, reported)
+        rep.plots = _plots(cfg, rep, reported) + rep.plots
     page = report_page(
         rep.board,
         rep.claims,
@@ -145,10 +146,27 @@ def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool
         not_trained=rep.not_trained,
         cfg=cfg,  # the Run section: resolved config, commit, versions, device time of rep.rows
         rows=rep.rows,
+        adaptive=adaptive,
     )
     _write(root / "leaderboard.html", page)
     logger.info("[report] written to %s: leaderboard.{md,csv,html}, claims.{md,csv}, selectors.{md,csv}", root)
     return rep
+
+
+def _adaptive(cfg: ExperimentConfig, root: Path, rep: Report) -> str | None:
+    """An adaptive sweep's rounds (harness/adaptive.py): adaptive.{md,csv}, the intervals plot,
+    the rounds table after the leaderboard text; the HTML fragment (None: not adaptive)."""
+    from harness.report.adaptive_report import load_rounds, render_adaptive, write_adaptive
+
+    journal = load_rounds(root) if cfg.sweep.until == "decided" else None
+    if not journal:
+        return None
+    rep.plots = [p for p in write_adaptive(root, journal) if p.suffix == ".png"]
+    rep.text += (
+        "\nThe leaderboard's p-values are those of one fixed look; the adaptive sweep's answers, "
+        "which keep their error rates over its looks, are these:\n" + render_adaptive(journal, "text") + "\n"
+    )
+    return render_adaptive(journal, "html")
 
 
 def _plots(cfg: ExperimentConfig, rep: Report, reported: str) -> list[Path]:
