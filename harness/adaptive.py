@@ -37,6 +37,8 @@ from harness.adaptive_plan import (
     can_continue,
     final_design,
     plan_round,
+    round_cost,
+    within,
 )
 from harness.adaptive_rounds import (
     Comparison,
@@ -142,6 +144,7 @@ def run_rounds(cfg: ExperimentConfig, run_round: Callable[[ExperimentConfig], An
     and students; returns the last round's config and the journal."""
     journal = _open_journal(cfg)
     if journal is None:
+        _check_round_zero(cfg)
         journal = new_journal(_design(cfg), *initial_design(cfg))
         _save(cfg, journal)
     while True:
@@ -159,6 +162,19 @@ def run_rounds(cfg: ExperimentConfig, run_round: Callable[[ExperimentConfig], An
         if journal.get("stopped"):
             logger.info(f"[adaptive] stopped: {journal['stopped']['text']}")
             return rcfg, journal
+
+
+def _check_round_zero(cfg: ExperimentConfig) -> None:
+    """Round 0 (the config's own design) must fit the budget: refused before any compute."""
+    n, m = initial_design(cfg)
+    rcfg = round_config(cfg, n, m)
+    cost = round_cost(0, 0, n, m, unit_costs(rcfg))
+    if not within(Compute(), cost, budget_of(cfg)):
+        raise ConfigError(
+            f"config key 'sweep.budget': round 0 ({n} trajectories x {m} students, the config's teacher.seeds "
+            f"and sweep.seeds) alone needs {_compute_text(cost)}, more than the budget; raise sweep.budget or "
+            "start smaller"
+        )
 
 
 def _planned(r: int, n: int, m: int, why: str = "") -> dict:
@@ -257,7 +273,7 @@ def close_round(
     rnd.update(status="done", spent=used.as_dict(), looks=looks, plan=None)
     # undecided with the alpha left: a look at fraction 1 (the design's information reached) was its last
     still = [k for k, v in looks.items() if v["answer"] == UNDECIDED and v["fraction"] < 1.0]
-    n_open = sum(v["answer"] == UNDECIDED for v in looks.values())
+    n_open = sum(_final_answer(journal, k) == UNDECIDED for k in journal["comparisons"])
     if not journal["comparisons"]:
         _stop(journal, "none", f"no comparison of interest ({what}) has results after round {r}", costs)
     elif not still and n_open == 0:
@@ -286,6 +302,12 @@ def _why_last(why: str, design: dict) -> str:
     if why == "max_rounds":
         return f"sweep.max_rounds={design['max_rounds']} reached"
     return "the budget has no room for another round (this look spent the alpha left)"
+
+
+def _final_answer(journal: dict, key: str) -> str:
+    """A comparison's answer at its latest look (undecided before any)."""
+    looks = [rnd["looks"][key] for rnd in journal["rounds"] if key in rnd.get("looks", {})]
+    return looks[-1]["answer"] if looks else UNDECIDED
 
 
 def _closed(journal: dict, key: str) -> bool:
@@ -317,6 +339,13 @@ def save_fixed_designs(cfg: ExperimentConfig, journal: dict, fixed: dict) -> Non
 def describe_next(cfg: ExperimentConfig) -> tuple[str, ExperimentConfig | None]:
     """The adaptive state and the next round's plan, and that round's config (None: nothing to run)."""
     journal = load_journal(cfg)
+    changed = [k for k in DESIGN_KEYS if journal is not None and journal.get("design", {}).get(k) != _design(cfg)[k]]
+    if changed:
+        return (
+            f"[adaptive] the rounds in {journal_path(cfg).parent} were designed with other {', '.join(changed)}: "
+            "`ckd run` refuses this config; with --restart it starts the rounds over (trained work is kept)",
+            None,
+        )
     budget = ", ".join(f"{k} {v:g}" for k, v in _design(cfg)["budget"].items() if v is not None)
     head = f"[adaptive] sweep.until=decided, budget {budget}, at most {cfg.sweep.max_rounds} rounds"
     if journal is None:

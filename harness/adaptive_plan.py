@@ -86,8 +86,11 @@ class Costs:
 
     teacher_epochs_per_trajectory: float  # teacher.epochs x teacher archs
     student_epochs_per_student: float  # student.epochs x runs per (trajectory, student seed) of the grid
-    hours_per_teacher_epoch: float  # measured by the runner from the store
+    hours_per_teacher_epoch: float  # the runner's (nominal from FLOPs, or measured)
     hours_per_student_epoch: float
+    # student-epochs trained again per student of a wrapped trajectory when n grows: full_ensemble:K pairs
+    # the last K-1 trajectories with the first ones, so those runs get new partners (and new run ids)
+    rerun_student_epochs: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,11 +118,13 @@ class RoundPlan:
 
 
 def round_cost(n0: int, m0: int, n1: int, m1: int, costs: Costs) -> Compute:
-    """Compute of going from design (n0, m0) to (n1, m1): new trajectories' teachers, new student cells."""
+    """Compute of going from design (n0, m0) to (n1, m1): new trajectories' teachers, new student
+    cells, and the ensemble runs of the wrapped trajectories that get new partners when n grows."""
     if n1 < n0 or m1 < m0:
         raise ValueError(f"a round never shrinks the design: ({n0}, {m0}) -> ({n1}, {m1})")
     teacher = (n1 - n0) * costs.teacher_epochs_per_trajectory
     student = (n1 * m1 - n0 * m0) * costs.student_epochs_per_student
+    student += costs.rerun_student_epochs * m0 if n1 > n0 > 0 else 0.0
     hours = teacher * costs.hours_per_teacher_epoch + student * costs.hours_per_student_epoch
     return Compute(float(teacher), float(student), float(hours))
 

@@ -108,10 +108,10 @@ def comparisons(cfg: ExperimentConfig, board: list[dict]) -> list[Comparison]:
     return sorted(out, key=lambda c: c.key)
 
 
-def round_rows(cfg: ExperimentConfig) -> list[dict]:
-    """The result rows of a round's design alone: the config's honest rows (``rows_of_config``)
-    whose student seed is one of the round's, on its own trajectory. (Rows of a later round, left
-    by a run killed there, belong to another look.)"""
+def design_rows(cfg: ExperimentConfig) -> list[dict]:
+    """Every honest row (``rows_of_config``) trained for this design's students: its student seeds,
+    each on its own trajectory, including ``full_ensemble`` runs whose partners a later round
+    changed (compute that was spent)."""
     from harness.report.board import rows_of_config
 
     teachers = list(seed_list(cfg.teacher))
@@ -122,6 +122,20 @@ def round_rows(cfg: ExperimentConfig) -> list[dict]:
         for r in rows
         if r.get("seed") in ours and (r.get("teacher_seed") is None or r["teacher_seed"] == ours[r["seed"]])
     ]
+
+
+def round_rows(cfg: ExperimentConfig) -> list[dict]:
+    """The rows of a round's grid alone: those whose run id is one of the grid's resolved runs (a
+    ``full_ensemble`` run of an earlier or later round has other partners, hence another id)."""
+    ids = round_run_ids(cfg)
+    return [r for r in design_rows(cfg) if r.get("run_id") in ids]
+
+
+def round_run_ids(cfg: ExperimentConfig) -> set[str]:
+    """The run ids of a round's grid, resolved against the store."""
+    from harness.sweep import plan
+
+    return {p.run_id for p in plan(cfg) if p.run_id}
 
 
 def round_board(cfg: ExperimentConfig) -> list[dict]:
@@ -162,7 +176,7 @@ def spent(cfg: ExperimentConfig) -> Compute:
         with contextlib.suppress(Exception):  # no scores yet: no scoring cost
             seconds += estimates_cost_s(read_scores(store, spec.name), list(cfg.scoring.estimators)) or 0.0
     s_epochs = 0
-    for r in round_rows(cfg):
+    for r in design_rows(cfg):
         with contextlib.suppress(KeyError, TypeError, ValueError):
             s_epochs += int(r["epochs"])
             seconds += float(r["wall_time_s"]) / max(int(r.get("pack_size") or 1), 1)
@@ -218,4 +232,19 @@ def unit_costs(cfg: ExperimentConfig) -> Costs:
         student_epochs_per_student=float(cfg.student.epochs * runs_per_student(cfg)),
         hours_per_teacher_epoch=t_s / 3600.0,
         hours_per_student_epoch=s_s / 3600.0,
+        rerun_student_epochs=float(cfg.student.epochs * wrapped_runs(cfg)),
     )
+
+
+def wrapped_runs(cfg: ExperimentConfig) -> int:
+    """Runs trained again per student when n grows: each ``full_ensemble:K`` run of one student
+    cell counts for its K-1 wrapped trajectories."""
+    from harness.sweep import sweep_runs
+    from harness.teacher_choices import parse_teacher_choice
+
+    total = 0
+    for run in sweep_runs(round_config(cfg, 1, 1)):
+        choice = parse_teacher_choice(run.teacher_choice)
+        if choice.kind == "full_ensemble":
+            total += max(int(choice.arg) - 1, 0)
+    return total

@@ -281,7 +281,10 @@ def run_pipeline(cfg: ExperimentConfig, plots: bool = True, latex: bool = False)
     except Exception as e:
         error = e
         logger.error(f"[run] stopped by {type(e).__name__}; writing the report of what finished")
-    cfg = adaptive.current_config(cfg)  # an adaptive sweep reports its latest round
+    try:
+        cfg = adaptive.current_config(cfg)  # an adaptive sweep reports its latest round
+    except Exception as e:  # an unreadable journal: the error says which file; report nothing more
+        raise error or e from None
     t2 = time.perf_counter()
     _store_stage_times(cfg, times, t2 - t0)
     try:

@@ -146,3 +146,17 @@ def test_a_changed_design_is_refused_and_restart_starts_the_rounds_over(straight
     _, journal = adaptive.run_rounds(again, lambda c: None)
     assert journal["design"]["budget"]["teacher_epochs"] == 12
     assert json.loads(adaptive.journal_path(again).read_text())["stopped"]["reason"] == "none"
+
+
+def test_a_round_zero_over_the_budget_is_refused_before_compute(tmp_path):
+    cfg = _cfg(tmp_path, **{"sweep.budget.teacher_epochs": 4})  # round 0: 2 trajectories x 4 epochs
+    with pytest.raises(ConfigError, match="round 0 .* more than the budget"):
+        adaptive.run_rounds(cfg, lambda c: pytest.fail("no round may start"))
+    assert adaptive.load_journal(cfg) is None
+
+
+def test_the_dry_run_says_when_the_stored_design_differs(tmp_path):
+    cfg = _cfg(tmp_path, **{"sweep.max_rounds": 1})
+    adaptive.run_rounds(cfg, lambda c: None)
+    text, round_cfg = adaptive.describe_next(_cfg(tmp_path, **{"sweep.max_rounds": 2}))
+    assert round_cfg is None and "max_rounds" in text and "--restart" in text

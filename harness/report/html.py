@@ -34,8 +34,8 @@ PLOT_CAPTIONS = {  # file-name prefix -> caption in words ({ref}: the reference 
     "information_plane": "Information plane: I(X;F) against I(Y;F) of every scored checkpoint",
     "selector_cost": "Selector cost: mean regret against the cost of choosing",
     "adaptive_intervals": (
-        "Adaptive sweep: each comparison's difference and repeated 95% interval per round against the compute "
-        "spent, the ±margin band and the fixed design's compute"
+        "Adaptive sweep: each comparison's difference and repeated confidence interval (at the round's nominal "
+        "level) per round against the compute spent, the ±margin band and the fixed design's compute"
     ),
 }
 ENV_FIELDS = ("device_name", "device", "threads", "precision", "torch", "cuda", "commit")

@@ -63,6 +63,11 @@ def build_report(cfg: ExperimentConfig, reported: str | None = None) -> Report:
     store = CheckpointStore(cfg.storage, cfg.name)
     scan = store.results.scan()
     rows, foreign = rows_of_config(cfg, scan.rows)
+    if cfg.sweep.until == "decided":  # an adaptive sweep reports its last round's design, nothing beyond
+        from harness.adaptive_rounds import round_run_ids
+
+        ids = round_run_ids(cfg)
+        rows = [r for r in rows if r.get("run_id") in ids]
     scores = read_all_scores(store)
     board = board_for(cfg, rows, scores, reported)
     set_aside = store.results.set_aside_counts(scan)
