@@ -193,3 +193,8 @@ def test_running_sweep_with_planned_round(tmp_path: Path):
     assert rows[0][-1] == "n/a"  # no fixed design yet
     path = plot_rounds(j, tmp_path)
     assert path is not None and path.stat().st_size > 10_000
+
+
+def test_no_plot_when_plots_are_off(tmp_path):
+    written = write_adaptive(tmp_path, journal(), plot=False)
+    assert [p.name for p in written] == ["adaptive.md", "adaptive.csv"] and not (tmp_path / "plots").exists()

@@ -407,14 +407,14 @@ def plot_rounds(journal: dict, out_dir: Path) -> Path | None:
     return save(fig, out_dir / "adaptive_intervals.png")
 
 
-def write_adaptive(root: Path, journal: dict) -> list[Path]:
-    """``adaptive.md`` and ``adaptive.csv`` under ``root`` (``<storage>/<name>``) and
-    ``plots/adaptive_intervals.png`` (when a round has a look); the paths written."""
+def write_adaptive(root: Path, journal: dict, plot: bool = True) -> list[Path]:
+    """``adaptive.md`` and ``adaptive.csv`` under ``root`` (``<storage>/<name>``) and, with
+    ``plot``, ``plots/adaptive_intervals.png`` (when a round has a look); the paths written."""
     from harness.fileio import atomic_write_bytes  # here: fileio imports torch
 
     root = Path(root)
     md, csv = root / "adaptive.md", root / "adaptive.csv"
     atomic_write_bytes(md, render_adaptive(journal, "md").encode("utf-8"))
     atomic_write_bytes(csv, rounds_frame(journal).to_csv(index=False, na_rep="n/a").encode("utf-8"))
-    plot = plot_rounds(journal, root / "plots")
-    return [md, csv] + ([plot] if plot else [])
+    png = plot_rounds(journal, root / "plots") if plot else None
+    return [md, csv] + ([png] if png else [])

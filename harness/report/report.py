@@ -137,7 +137,7 @@ def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool
     write_claims(root, rep.claims)
     _write(root / "selectors.md", render_selectors(rep.selectors, "markdown"))
     _write(root / "selectors.csv", render_selectors(rep.selectors, "csv"))
-    adaptive = _adaptive(cfg, root, rep)
+    adaptive = _adaptive(cfg, root, rep, plots)
     if plots:
         rep.plots = _plots(cfg, rep, reported) + rep.plots
     page = report_page(
@@ -158,7 +158,7 @@ def write_report(cfg: ExperimentConfig, reported: str | None = None, plots: bool
     return rep
 
 
-def _adaptive(cfg: ExperimentConfig, root: Path, rep: Report) -> str | None:
+def _adaptive(cfg: ExperimentConfig, root: Path, rep: Report, plots: bool = True) -> str | None:
     """An adaptive sweep's rounds (harness/adaptive.py): adaptive.{md,csv}, the intervals plot,
     the rounds table after the leaderboard text; the HTML fragment (None: not adaptive)."""
     from harness.report.adaptive_report import load_rounds, render_adaptive, write_adaptive
@@ -166,7 +166,7 @@ def _adaptive(cfg: ExperimentConfig, root: Path, rep: Report) -> str | None:
     journal = load_rounds(root) if cfg.sweep.until == "decided" else None
     if not journal:
         return None
-    rep.plots = [p for p in write_adaptive(root, journal) if p.suffix == ".png"]
+    rep.plots = [p for p in write_adaptive(root, journal, plots) if p.suffix == ".png"]
     rep.text += (
         "\nThe leaderboard's p-values are those of one fixed look; the adaptive sweep's answers, "
         "which keep their error rates over its looks, are these:\n" + render_adaptive(journal, "text") + "\n"
