@@ -28,6 +28,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.adaptive_plan import (
     GROWTH,
     Budget,
@@ -44,6 +46,7 @@ from harness.adaptive_rounds import (
     Comparison,
     budget_of,
     comparisons,
+    design_rows,
     initial_design,
     round_board,
     round_config,
@@ -97,13 +100,18 @@ def _design(cfg: ExperimentConfig) -> dict:
     }
 
 
+def _changed(cfg: ExperimentConfig, journal: dict) -> list[str]:
+    """The design keys the stored journal has other values for than ``cfg``."""
+    design = _design(cfg)
+    return [k for k in DESIGN_KEYS if journal.get("design", {}).get(k) != design[k]]
+
+
 def _open_journal(cfg: ExperimentConfig) -> dict | None:
     """The stored journal if its design is this config's; ``--restart`` drops a different one."""
     journal = load_journal(cfg)
     if journal is None:
         return None
-    design = _design(cfg)
-    changed = [k for k in DESIGN_KEYS if journal.get("design", {}).get(k) != design[k]]
+    changed = _changed(cfg, journal)
     if not changed:
         return journal
     if cfg.restart:
@@ -205,8 +213,6 @@ def _need(c: Comparison) -> Need:
     The unblinded spread is the t-test's denominator: choosing students (the same trajectories,
     the same df) when it happens to be small kept testing an understated spread, and raised the
     type-I error of 1,000 simulated sweeps to 0.076 at alpha 0.05 (``harness/adaptive_sim.py``)."""
-    import numpy as np
-
     groups = [np.asarray(v, dtype=float) for v in c.diffs.values()]
     if not groups:
         return Need(c.key, math.nan, None, None)
@@ -233,7 +239,8 @@ def _fraction(need: Need, n: int, m: int, top: tuple[int, int], prev: float, las
 def _close_round(cfg: ExperimentConfig, rcfg: ExperimentConfig, journal: dict) -> None:
     """The round's comparisons and compute, read from the store, then ``close_round``."""
     what = f"report.compare={list(cfg.report.compare)}" if cfg.report.compare else "the paper's claims"
-    comps, costs, used = comparisons(cfg, round_board(rcfg)), unit_costs(rcfg), spent(rcfg)
+    rows = design_rows(rcfg)  # one read of the store's rows for the looks and the compute
+    comps, costs, used = comparisons(cfg, round_board(rcfg, rows)), unit_costs(rcfg), spent(rcfg, rows)
     if cfg.sweep.budget.device_hours is None:  # hours as the planner weighs them: nominal, from FLOPs
         nominal = (
             used.teacher_epochs * costs.hours_per_teacher_epoch + used.student_epochs * costs.hours_per_student_epoch
@@ -276,7 +283,7 @@ def close_round(
     n_open = sum(_final_answer(journal, k) == UNDECIDED for k in journal["comparisons"])
     if not journal["comparisons"]:
         _stop(journal, "none", f"no comparison of interest ({what}) has results after round {r}", costs)
-    elif not still and n_open == 0:
+    elif n_open == 0:
         _stop(journal, "decided", f"every comparison decided after round {r}", costs)
     elif last:
         why = "max_rounds" if rounds_left <= 0 else "budget"
@@ -339,7 +346,7 @@ def save_fixed_designs(cfg: ExperimentConfig, journal: dict, fixed: dict) -> Non
 def describe_next(cfg: ExperimentConfig) -> tuple[str, ExperimentConfig | None]:
     """The adaptive state and the next round's plan, and that round's config (None: nothing to run)."""
     journal = load_journal(cfg)
-    changed = [k for k in DESIGN_KEYS if journal is not None and journal.get("design", {}).get(k) != _design(cfg)[k]]
+    changed = _changed(cfg, journal) if journal is not None else []
     if changed:
         return (
             f"[adaptive] the rounds in {journal_path(cfg).parent} were designed with other {', '.join(changed)}: "

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.adaptive_plan import Budget, Compute, Costs
 from harness.config import ExperimentConfig, seed_list
 from harness.experiment import open_store, trajectory_specs
+
+if TYPE_CHECKING:
+    from harness.runs import Run  # imports torch
 
 STRIDE = 1000  # student seed = trajectory index + STRIDE x student index: at most STRIDE trajectories
 
@@ -124,11 +128,12 @@ def design_rows(cfg: ExperimentConfig) -> list[dict]:
     ]
 
 
-def round_rows(cfg: ExperimentConfig) -> list[dict]:
-    """The rows of a round's grid alone: those whose run id is one of the grid's resolved runs (a
-    ``full_ensemble`` run of an earlier or later round has other partners, hence another id)."""
+def round_rows(cfg: ExperimentConfig, rows: list[dict]) -> list[dict]:
+    """Of ``design_rows``, the rows of the round's grid alone: those whose run id is one of the
+    grid's resolved runs (a ``full_ensemble`` run of an earlier or later round has other partners,
+    hence another id)."""
     ids = round_run_ids(cfg)
-    return [r for r in design_rows(cfg) if r.get("run_id") in ids]
+    return [r for r in rows if r.get("run_id") in ids]
 
 
 def round_run_ids(cfg: ExperimentConfig) -> set[str]:
@@ -138,29 +143,21 @@ def round_run_ids(cfg: ExperimentConfig) -> set[str]:
     return {p.run_id for p in plan(cfg) if p.run_id}
 
 
-def round_board(cfg: ExperimentConfig) -> list[dict]:
-    """The leaderboard of a round's design (its runs only; nothing written)."""
+def round_board(cfg: ExperimentConfig, rows: list[dict]) -> list[dict]:
+    """The leaderboard of a round's grid from its ``design_rows`` (nothing written)."""
     from harness.report.board import board_for
     from harness.scoring.scores_file import read_all_scores
 
-    return board_for(cfg, round_rows(cfg), read_all_scores(open_store(cfg)), str(cfg.report.reported))
+    return board_for(cfg, round_rows(cfg, rows), read_all_scores(open_store(cfg)), str(cfg.report.reported))
 
 
 # ---------------------------------------------------------------------------------------------
 # compute: spent so far, and the unit costs the planner weighs
 
 
-def runs_per_student(cfg: ExperimentConfig) -> int:
-    """Student runs one (trajectory, student seed) cell adds: the grid's runs per seed."""
-    from harness.sweep import sweep_runs
-
-    probe = round_config(cfg, 1, 1)
-    return max(1, len(sweep_runs(probe)))
-
-
-def spent(cfg: ExperimentConfig) -> Compute:
+def spent(cfg: ExperimentConfig, rows: list[dict]) -> Compute:
     """The compute a round's config has used: teacher epochs of its trajectories (manifest
-    histories), student epochs of its result rows, and device hours (teacher epoch seconds +
+    histories), student epochs of its ``design_rows``, and device hours (teacher epoch seconds +
     students' wall time per pack member + scoring cost)."""
     from harness.scoring.scores_file import estimates_cost_s, read_scores
     from harness.store import StoreError
@@ -176,7 +173,7 @@ def spent(cfg: ExperimentConfig) -> Compute:
         with contextlib.suppress(Exception):  # no scores yet: no scoring cost
             seconds += estimates_cost_s(read_scores(store, spec.name), list(cfg.scoring.estimators)) or 0.0
     s_epochs = 0
-    for r in design_rows(cfg):
+    for r in rows:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             s_epochs += int(r["epochs"])
             seconds += float(r["wall_time_s"]) / max(int(r.get("pack_size") or 1), 1)
@@ -216,6 +213,7 @@ def unit_costs(cfg: ExperimentConfig) -> Costs:
     nominal: forward FLOPs per sample (teacher vs student, both train on the same split) at
     ``NOMINAL_FLOPS``, so the plan is a function of the config and the results alone."""
     from harness.status import measured_rates
+    from harness.sweep import sweep_runs
 
     if cfg.sweep.budget.device_hours is not None:
         rates = measured_rates(cfg)
@@ -227,24 +225,20 @@ def unit_costs(cfg: ExperimentConfig) -> Costs:
         known = all(f for f in teacher + student)
         t_s = sum(teacher) / len(teacher) if known else 1.0  # type: ignore[arg-type]
         s_s = sum(student) / len(student) if known else 1.0  # type: ignore[arg-type]
+    cell = sweep_runs(round_config(cfg, 1, 1))  # the runs of one (trajectory, student seed) cell
     return Costs(
         teacher_epochs_per_trajectory=float(cfg.teacher.epochs * len(cfg.teacher.archs)),
-        student_epochs_per_student=float(cfg.student.epochs * runs_per_student(cfg)),
+        student_epochs_per_student=float(cfg.student.epochs * max(1, len(cell))),
         hours_per_teacher_epoch=t_s / 3600.0,
         hours_per_student_epoch=s_s / 3600.0,
-        rerun_student_epochs=float(cfg.student.epochs * wrapped_runs(cfg)),
+        rerun_student_epochs=float(cfg.student.epochs * wrapped_runs(cell)),
     )
 
 
-def wrapped_runs(cfg: ExperimentConfig) -> int:
-    """Runs trained again per student when n grows: each ``full_ensemble:K`` run of one student
-    cell counts for its K-1 wrapped trajectories."""
-    from harness.sweep import sweep_runs
+def wrapped_runs(cell: Sequence[Run]) -> int:
+    """Runs of one student cell trained again when n grows: each ``full_ensemble:K`` run counts
+    for its K-1 wrapped trajectories, whose partners change."""
     from harness.teacher_choices import parse_teacher_choice
 
-    total = 0
-    for run in sweep_runs(round_config(cfg, 1, 1)):
-        choice = parse_teacher_choice(run.teacher_choice)
-        if choice.kind == "full_ensemble":
-            total += max(int(choice.arg) - 1, 0)
-    return total
+    kinds = [parse_teacher_choice(run.teacher_choice) for run in cell]
+    return sum(max(int(c.arg) - 1, 0) for c in kinds if c.kind == "full_ensemble")

@@ -21,7 +21,7 @@ import numpy as np
 from harness.adaptive import close_round, new_journal
 from harness.adaptive_plan import GROWTH, Budget, Compute, Costs, round_cost
 from harness.adaptive_rounds import Comparison
-from harness.report.sequential import fixed_trajectories
+from harness.report.sequential import fixed_trajectories, right_answers
 from harness.report.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE
 
 
@@ -39,13 +39,6 @@ class SweepSim:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def right_answers(theta: float, margin: float) -> set[str]:
-    """The answers that are true of ``theta``: its sign (any nonzero difference), and equivalent
-    when it lies inside the margin (the harness answers a significant difference first)."""
-    out = {BETTER if theta > 0 else WORSE} if theta != 0 else set()
-    return out | ({EQUIVALENT} if abs(theta) < margin else set())
 
 
 def _one_sweep(

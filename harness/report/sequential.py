@@ -36,8 +36,8 @@ from harness.report.stats import (
     TIE_TOL,
     UNDECIDED,
     WORSE,
-    _t_p,
     cluster_sd,
+    t_pvalue,
     trajectories_to_decide,
     variance_components,
 )
@@ -157,7 +157,7 @@ def _rejects(p: float, level: float) -> bool:
 
 def look(diffs: Mapping[Hashable, Sequence[float]], bounds: Bounds, margin: float) -> LookResult:
     """Test one comparison at one look: the t-test p-values of the n trajectory means against
-    the look's nominal levels (n < 2: nothing rejects, NaN interval; spread 0 as ``stats._t_p``)."""
+    the look's nominal levels (n < 2: nothing rejects, NaN interval; spread 0 as ``stats.t_pvalue``)."""
     from scipy import stats
 
     groups = [np.asarray(v, dtype=float) for _, v in sorted(diffs.items(), key=lambda kv: str(kv[0])) if len(v)]
@@ -169,8 +169,8 @@ def look(diffs: Mapping[Hashable, Sequence[float]], bounds: Bounds, margin: floa
     se = p = p_lower = p_upper = low = high = math.nan
     if n >= 2:
         se = float(np.std(means, ddof=1)) / math.sqrt(n)
-        p = _t_p(means, 0.0, "two-sided")
-        p_lower, p_upper = _t_p(means, -margin, "greater"), _t_p(means, margin, "less")
+        p = t_pvalue(means, 0.0, "two-sided")
+        p_lower, p_upper = t_pvalue(means, -margin, "greater"), t_pvalue(means, margin, "less")
         if se <= TIE_TOL:  # no spread: a point at 0 when nothing differs, else no interval
             low = high = 0.0 if np.all(np.abs(means) <= TIE_TOL) else math.nan
         else:
@@ -211,6 +211,13 @@ def decide(looks: Sequence[LookResult]) -> tuple[str, int | None]:
         if lower and upper:
             return EQUIVALENT, i
     return UNDECIDED, None
+
+
+def right_answers(theta: float, margin: float) -> set[str]:
+    """The answers that are true of a difference ``theta``: its sign (any nonzero difference), and
+    equivalent when it lies inside the margin (``decide`` answers a significant difference first)."""
+    out = {BETTER if theta > 0 else WORSE} if theta != 0 else set()
+    return out | ({EQUIVALENT} if abs(theta) < margin else set())
 
 
 def information(sd_between: float | None, sd_within: float | None, n: int, m: int) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.report.sequential import Bounds, boundaries, information
+from harness.report.sequential import Bounds, boundaries, information, right_answers
 from harness.report.stats import ANSWERS, BETTER, EQUIVALENT, UNDECIDED, WORSE
 
 
@@ -29,19 +29,12 @@ class SimResult:
     mean_trajectories: float  # at the stop (the last look for undecided reps)
     mean_students: float
     mean_cost: float
-    power: float  # share giving the right answer (see ``right_answer``)
+    power: float  # share giving a true answer (``sequential.right_answers``)
 
 
 def default_cost(n: int, m: int) -> float:
     """Compute of a look with n trajectories of m students: one teacher + m students each."""
     return n * (1.0 + m)
-
-
-def right_answer(theta: float, margin: float) -> str:
-    """The answer a design should give: equivalent inside the margin, else better / worse."""
-    if abs(theta) < margin:
-        return EQUIVALENT
-    return BETTER if theta > 0 else WORSE
 
 
 def trajectory_means(
@@ -100,9 +93,9 @@ def simulate_bounds(
 
 
 def summarize(
-    answer: np.ndarray, stop: np.ndarray, schedule: Sequence[tuple[int, int]], right: str, cost: Callable
+    answer: np.ndarray, stop: np.ndarray, schedule: Sequence[tuple[int, int]], right: set[str], cost: Callable
 ) -> SimResult:
-    """Shares of the answers, mean size and cost at the stop, and the share answering ``right``."""
+    """Shares of the answers, mean size and cost at the stop, and the share answering one of ``right``."""
     ns = np.array([n for n, _ in schedule], dtype=float)[stop]
     ms = np.array([m for _, m in schedule], dtype=float)[stop]
     costs = np.array([cost(n, m) for n, m in schedule], dtype=float)[stop]
@@ -112,7 +105,7 @@ def summarize(
         mean_trajectories=float(ns.mean()),
         mean_students=float((ns * ms).mean()),
         mean_cost=float(costs.mean()),
-        power=float(np.mean(answer == right)),
+        power=float(sum(np.mean(answer == a) for a in right)),
     )
 
 
@@ -142,7 +135,7 @@ def simulate(
     bounds = boundaries(schedule_fractions(sd_between, sd_within, schedule), alpha, kind)
     means = trajectory_means(theta, sd_between, sd_within, schedule, reps, seed)
     answer, stop = simulate_bounds(means, bounds, margin)
-    return summarize(answer, stop, schedule, right_answer(theta, margin), cost)
+    return summarize(answer, stop, schedule, right_answers(theta, margin), cost)
 
 
 def _check_schedule(schedule: Sequence[tuple[int, int]]) -> None:

@@ -65,7 +65,7 @@ class ClusteredTest:
         return asdict(self)
 
 
-def _t_p(means: np.ndarray, mu: float, alternative: str) -> float:
+def t_pvalue(means: np.ndarray, mu: float, alternative: str) -> float:
     """p of a one-sample t-test of ``means`` against ``mu``. Trajectory means without any spread
     prove nothing (two trajectories that differ by the same one test example would otherwise be
     "significant"): NaN, except that all-zero differences are no difference (p = 1) and lie
@@ -109,13 +109,13 @@ def clustered_test(
         sd = None
     else:
         sd = float(np.std(means, ddof=1))
-        if sd <= TIE_TOL:  # no spread: a point at 0 when nothing differs, else no interval (``_t_p``)
+        if sd <= TIE_TOL:  # no spread: a point at 0 when nothing differs, else no interval (``t_pvalue``)
             low = high = 0.0 if np.all(np.abs(means) <= TIE_TOL) else math.nan
         else:
             ci = stats.ttest_1samp(means, 0.0).confidence_interval(confidence)
             low, high = float(ci.low), float(ci.high)
-        p = _t_p(means, 0.0, "two-sided")
-        p_tost = max(_t_p(means, -margin, "greater"), _t_p(means, margin, "less"))
+        p = t_pvalue(means, 0.0, "two-sided")
+        p_tost = max(t_pvalue(means, -margin, "greater"), t_pvalue(means, margin, "less"))
     return ClusteredTest(
         n=n,
         students=sum(sizes),
