@@ -43,7 +43,7 @@ def noop_harness(config: dict, cfg=None) -> None:
     from harness.cluster.trainable import trial_storage_dir
     from harness.fileio import atomic_write_bytes
 
-    atomic_write_bytes(trial_storage_dir(tune.get_context()) / "student_state.pt", b"x")
+    atomic_write_bytes(trial_storage_dir(tune.get_context(), cfg) / "student_state.pt", b"x")
     tune.report({"val_acc": 0.5, "epoch": 1})
 
 

@@ -56,6 +56,7 @@ from harness.adaptive_rounds import (
 from harness.config import ConfigError, ExperimentConfig, Until
 from harness.experiment import open_store
 from harness.fileio import atomic_write_json, read_json_object
+from harness.objects import ObjectPath
 from harness.report.sequential import LookResult, boundaries, decide, information, look
 from harness.report.stats import UNDECIDED, variance_components
 
@@ -71,7 +72,9 @@ def is_adaptive(cfg: ExperimentConfig) -> bool:
     return cfg.sweep.until == Until.decided
 
 
-def journal_path(cfg: ExperimentConfig) -> Path:
+def journal_path(cfg: ExperimentConfig) -> Path | ObjectPath:
+    """``<storage>/<name>/adaptive/rounds.json``, a file or an object: rewritten whole by its one
+    writer, the driver (``atomic_write_json``: a rename, or one PUT)."""
     return open_store(cfg).root / JOURNAL
 
 

@@ -34,7 +34,6 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -45,6 +44,7 @@ from harness.config import ConfigError, DistillConfig, ExperimentConfig
 from harness.config_loading import load_config
 from harness.experiment import preflight
 from harness.logs import console_logging, file_log
+from harness.objects import location
 from harness.progress import MODES
 from harness.progress import configure as configure_progress
 from harness.registry import closest, known_names
@@ -362,7 +362,7 @@ def run_verb(args: argparse.Namespace) -> int:
         return 0
     # before the log file: a refused config writes nothing
     preflight(cfg, needs_data=args.verb in (*LOCAL_VERBS, "verify"))
-    log_file = Path(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"
+    log_file = location(str(cfg.storage)) / str(cfg.name) / "logs" / f"{args.verb}.log"  # objects: logs.file_log
     with file_log(log_file, level=logging.DEBUG if args.verbose else logging.INFO):
         result = verb.stage(cfg, **{o.dest: getattr(args, o.dest) for o in verb.options})
         if verb.prints:

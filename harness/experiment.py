@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from harness import process_memo
 from harness.config import ConfigError, ExperimentConfig, seed_list, to_dict
 from harness.config_validation import device_data_setting
 from harness.data import DataSplits, TensorSplit, build_splits, dataset_options, to_device_images, use_device_images
+from harness.objects import ObjectPath, ObjectStoreError, node_local_dir, storage_location
 from harness.store import CheckpointStore, trajectory_name
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,13 @@ def load_splits(cfg: ExperimentConfig, device: torch.device | str | None = None)
     return process_memo.SPLITS.get_or_make(key, lambda: _load_splits(cfg, device))
 
 
+def data_cache_dir(cfg: ExperimentConfig) -> Path:
+    """Where generated data sets are cached: ``<storage>/cache``, or a folder on this node when
+    storage is an object store (each node generates the same arrays from the same seed)."""
+    folder = open_store(cfg).cache_dir
+    return folder if isinstance(folder, Path) else node_local_dir("data")
+
+
 def _load_splits(cfg: ExperimentConfig, device: torch.device | str | None) -> DataSplits:
     options = dict(cfg.data.options)
     if "num_samples" in dataset_options(cfg.data.name):
@@ -48,7 +57,7 @@ def _load_splits(cfg: ExperimentConfig, device: torch.device | str | None) -> Da
         splits = build_splits(
             cfg.data.name,
             root=cfg.data.root,
-            storage_dir=open_store(cfg).cache_dir,
+            storage_dir=data_cache_dir(cfg),
             seed=cfg.data.seed,
             val_fraction=cfg.data.val_fraction,
             augment=cfg.data.augment,
@@ -148,8 +157,15 @@ MIN_FREE_BYTES = 64 * 2**20  # refuse to start on a store with less room than th
 
 def check_storage(cfg: ExperimentConfig) -> None:
     """``storage`` must be a writable folder with room to spare (checked before any compute; the
-    probe file it writes is deleted at once, so a refused config leaves nothing behind)."""
-    root = Path(str(cfg.storage)).expanduser()
+    probe file it writes is deleted at once, so a refused config leaves nothing behind). An object
+    store is checked by ``check_object_storage``."""
+    try:
+        root = storage_location(str(cfg.storage))
+    except ObjectStoreError as e:
+        raise ConfigError(f"config key 'storage': {e}") from None
+    if isinstance(root, ObjectPath):
+        check_object_storage(root / str(cfg.name))
+        return
     existing = next(p for p in [root, *root.parents] if p.exists())
     if not existing.is_dir():
         raise ConfigError(f"config key 'storage': {existing} is a file, not a folder; point storage at a folder")
@@ -170,6 +186,31 @@ def check_storage(cfg: ExperimentConfig) -> None:
     check_name_lengths(cfg, existing)
     for folder in (root / str(cfg.name), root / "cache"):
         check_no_links_out(folder)
+
+
+def check_object_storage(root: ObjectPath) -> None:
+    """Before any compute: the client is installed, the bucket is reachable and writable with the
+    credentials of the standard provider chain, and the server refuses a second conditional
+    create of one key (an S3-compatible store that ignores ``If-None-Match`` would let two nodes
+    record one run twice). Four requests; the probe object is deleted."""
+    probe = root / f".storage-probe-{uuid.uuid4().hex}"
+    fix = (
+        "check that the bucket exists and that this machine's credentials may write it (AWS_* environment "
+        "variables, ~/.aws, an instance role; AWS_ENDPOINT_URL for MinIO or another S3 API)"
+    )
+    try:
+        created, again = probe.put_if_absent(b"probe"), probe.put_if_absent(b"again")
+        probe.unlink(missing_ok=True)
+    except ObjectStoreError as e:
+        raise ConfigError(f"config key 'storage': {e}") from None
+    except Exception as e:
+        raise ConfigError(f"config key 'storage': cannot write {probe} ({type(e).__name__}: {e}); {fix}") from None
+    if not created or again:
+        raise ConfigError(
+            f"config key 'storage': the object store at {root} does not refuse a second conditional create "
+            "of one key (If-None-Match), so a duplicate result row or two lease holders could not be prevented; "
+            "use a store that supports conditional writes (AWS S3, GCS, MinIO, moto)"
+        )
 
 
 def check_no_links_out(folder: Path) -> None:

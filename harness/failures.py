@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_json_object
+from harness.objects import ObjectPath, location
 
 logger = logging.getLogger(__name__)
 STATUSES = ("skipped", "failed")
@@ -52,8 +53,9 @@ def run_key(run: Mapping[str, Any]) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
-def failures_dir(root: Path) -> Path:
-    return Path(root) / "failures"
+def failures_dir(root: Path | ObjectPath) -> Path | ObjectPath:
+    """``<root>/failures``: a folder, or a prefix on an object store (records are whole objects)."""
+    return location(root) / "failures"
 
 
 def reason_of(error: BaseException, last: bool = False) -> str:

@@ -35,6 +35,8 @@ from typing import IO, Any
 
 import torch
 
+from harness.objects import ObjectPath
+
 logger = logging.getLogger(__name__)
 TEMP_SUFFIX = ".tmp"
 
@@ -102,7 +104,13 @@ def open_regular(
 
 def read_regular_bytes(path: str | os.PathLike[str], max_bytes: int, what: str = "file") -> bytes:
     """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` (``open_regular``);
-    ``StoredFileError`` naming it otherwise. Never blocks and never reads more than the cap."""
+    ``StoredFileError`` naming it otherwise. Never blocks and never reads more than the cap.
+    An object (``ObjectPath``) is one ranged GET of at most the cap plus one byte."""
+    if isinstance(path, ObjectPath):
+        data = path.read_bytes(max_bytes)
+        if len(data) > max_bytes:
+            raise _too_large(path, what, max_bytes)
+        return data
     path = Path(path)
     fd = open_regular(path, os.O_RDONLY, what)
     try:
@@ -183,7 +191,13 @@ def naming_errors(path: str | os.PathLike[str]) -> Iterator[None]:
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], mode: int = 0o644) -> None:
     """Create ``path`` atomically: ``write(fh)`` fills a temp file that is then renamed onto it.
-    A failed write (disk full, file too large) leaves no temp file and raises naming ``path``."""
+    A failed write (disk full, file too large) leaves no temp file and raises naming ``path``.
+    An object is written in one PUT (whole or not at all, see ``harness/objects.py``)."""
+    if isinstance(path, ObjectPath):
+        buf = io.BytesIO()
+        write(buf)
+        path.put(buf.getvalue())
+        return
     path = Path(path)
     with naming_errors(path):
         _atomic_write(path, write, mode)
@@ -207,7 +221,10 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], mode: int) -> 
 
 def atomic_create(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> bool:
     """Create ``path`` with ``data`` atomically and exclusively: a temp file hard-linked to its
-    name, which fails if the name exists (never overwrites; safe on NFS). Returns whether created."""
+    name, which fails if the name exists (never overwrites; safe on NFS). Returns whether created.
+    An object is created by a conditional PUT that the server refuses if the key exists."""
+    if isinstance(path, ObjectPath):
+        return path.put_if_absent(data)
     path = Path(path)
     with naming_errors(path):
         return _atomic_create(path, data, mode)
@@ -247,6 +264,8 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of the regular file at ``path``, read in 1 MiB chunks (``open_regular``: a FIFO
     or a link to a device is a ``StoredFileError``, never an endless read)."""
+    if isinstance(path, ObjectPath):
+        return sha256_bytes(path.read_bytes())
     h = hashlib.sha256()
     with open(open_regular(path, os.O_RDONLY, "file"), "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -257,6 +276,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def remove_stale_temps(folder: Path) -> int:
     """Delete ``.<name>.*.tmp`` files that ``atomic_write`` left behind in ``folder`` (not below)."""
     removed = 0
+    if isinstance(folder, ObjectPath):  # an object is never half written: no temps to remove
+        return 0
     if not folder.is_dir():
         return 0
     for p in folder.glob(f".*{TEMP_SUFFIX}"):
@@ -291,7 +312,16 @@ def exclusive_lock(path: Path, waiting: Callable[[str], None] | None = None, pol
 
     The lock file is opened with ``open_regular`` (no symlink, FIFO, device or hard link: refused
     before anything is written) and never truncated on open; only once held is our own regular
-    lock file rewritten with the holder's identity."""
+    lock file rewritten with the holder's identity.
+
+    On an object store (``ObjectPath``) the lock is a lease object with an expiry, renewed while
+    held (``harness/object_leases.py``): a holder that dies lets it expire."""
+    if isinstance(path, ObjectPath):
+        from harness.object_leases import object_lease
+
+        with object_lease(path, waiting, poll_s):
+            yield
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = open_regular(path, os.O_RDWR | os.O_CREAT, "lock file", single_link=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.fileio import exclusive_lock
+from harness.objects import location
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,7 +36,7 @@ class LeaseBusy(Exception):
 
 def lease_path(root: Path, run_id: str) -> Path:
     """The lease file of ``run_id`` in the experiment folder ``root``."""
-    return Path(root) / "results" / "leases" / f"{run_id}.lock"
+    return location(root) / "results" / "leases" / f"{run_id}.lock"
 
 
 def _refuse(holder: str) -> None:

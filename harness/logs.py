@@ -4,23 +4,32 @@ The CLI calls ``setup_logging(verbosity)`` (``-v`` debug, ``-q`` warnings only) 
 per-stage log file with ``file_log``; Ray workers (trajectory actors, the scorer, Tune trials)
 use ``file_log`` to send a trajectory's or a trial's lines to its own file. Console lines go to
 stderr and through ``tqdm.write`` while a progress bar is drawn, so bars and lines never tear.
+On an object store (``storage=s3://...``) a log cannot be appended to: ``ObjectLog`` writes each
+``file_log`` block as a new object of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
+import re
+import socket
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.fileio import open_regular
+from harness.fileio import atomic_create, atomic_write_bytes, open_regular
+from harness.objects import ObjectPath, location
 from harness.progress import bars_active
 
 ROOT = "harness"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _TAG = "_ckd_console"
+UPLOAD_EVERY_S = 60.0  # how often a log on an object store is uploaded while its block runs
 _state = {"verbosity": 0}
 
 
@@ -120,10 +129,28 @@ class LogFileHandler(logging.StreamHandler):
 
 
 @contextlib.contextmanager
-def file_log(path: Path, level: int = logging.DEBUG) -> Iterator[Path]:
-    """Also write every ``harness`` log record to ``path`` (appended) while the block runs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def file_log(path: Path | ObjectPath, level: int = logging.DEBUG) -> Iterator[Path | ObjectPath]:
+    """Also write every ``harness`` log record to ``path`` (appended) while the block runs.
+
+    On an object store (an ``ObjectPath`` or a URI) objects cannot be appended to: the lines go to
+    a node-local temp file, uploaded every ``UPLOAD_EVERY_S`` and whole when the block exits (also
+    on an exception) as a NEW object ``<stem>.<UTC time>.<host>.<pid>.log`` next to ``path``, so
+    no process overwrites another's log; the block gets that object's path. A SIGKILLed process
+    loses the lines written since its last upload (the POSIX log keeps every line written)."""
+    target = location(path)
+    if isinstance(target, ObjectPath):
+        with ObjectLog(target) as upload:
+            with _logging_to(upload.local, level):
+                yield upload.target
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _logging_to(target, level):
+        yield target
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path, level: int) -> Iterator[LogFileHandler]:
+    """A ``LogFileHandler`` on ``path`` attached to the ``harness`` logger for the block."""
     handler = LogFileHandler(path)
     handler.setFormatter(logging.Formatter(FILE_FORMAT))
     handler.setLevel(level)
@@ -132,7 +159,72 @@ def file_log(path: Path, level: int = logging.DEBUG) -> Iterator[Path]:
         log.setLevel(logging.INFO)
     log.addHandler(handler)
     try:
-        yield path
+        yield handler
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+class ObjectLog:
+    """A log on an object store: lines go to a node-local temp file (``local``), uploaded whole to
+    ``target`` (a new object next to the requested one, claimed empty on entry by a conditional
+    create, so no other process's log is ever overwritten) every ``every_s`` seconds and on exit.
+    The temp file is removed once uploaded; kept (and named on stderr) when the upload fails."""
+
+    def __init__(self, requested: ObjectPath, every_s: float | None = None) -> None:
+        self.requested = requested
+        self.every_s = UPLOAD_EVERY_S if every_s is None else every_s
+        fd, name = tempfile.mkstemp(prefix=f"ckd-{requested.stem}-", suffix=".log")
+        os.close(fd)
+        self.local = Path(name)
+        self.target = requested
+        self._sent = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ObjectLog:
+        try:
+            self.target = self._claim()
+        except BaseException:
+            self.local.unlink(missing_ok=True)
+            raise
+        if self.every_s > 0:
+            self._thread = threading.Thread(target=self._every, name="ckd-log-upload", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.upload()
+        except Exception as e:  # a failed upload must not hide the block's own error
+            print(f"warning: cannot upload log {self.target} ({e}); its lines are in {self.local}", file=sys.stderr)
+            return
+        self.local.unlink(missing_ok=True)
+
+    def _claim(self) -> ObjectPath:
+        """The first free ``<stem>.<UTC time>.<host>.<pid>[.<n>].log`` next to ``requested``."""
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        host = re.sub(r"[^A-Za-z0-9_-]+", "_", socket.gethostname().split(".")[0]) or "host"
+        base = f"{self.requested.stem}.{stamp}.{host}.{os.getpid()}"
+        for n in range(1000):
+            candidate = self.requested.with_name(f"{base}{f'.{n}' if n else ''}.log")
+            if atomic_create(candidate, b""):
+                return candidate
+        raise FileExistsError(f"1000 logs named {base}.*.log exist under {self.requested.parent}; remove some")
+
+    def upload(self) -> None:
+        """Upload the temp file whole (one PUT) when it grew since the last upload."""
+        data = self.local.read_bytes()
+        if len(data) != self._sent:
+            atomic_write_bytes(self.target, data)
+            self._sent = len(data)
+
+    def _every(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.upload()
+            except Exception as e:  # retried at the next tick and on exit
+                print(f"warning: cannot upload log {self.target} yet ({e})", file=sys.stderr)

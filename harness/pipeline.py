@@ -309,7 +309,8 @@ def run_pipeline(cfg: ExperimentConfig, plots: bool = True, latex: bool = False)
 
 
 def _store_stage_times(cfg: ExperimentConfig, times: dict[str, float], total_s: float) -> None:
-    """``logs/stage_times.json``: the stages' wall times, for the HTML report's Run section."""
+    """``logs/stage_times.json``: the stages' wall times, for the HTML report's Run section;
+    rewritten whole by the driver, its one writer (on an object store: one PUT, nothing appended)."""
     import datetime as dt
 
     from harness.fileio import atomic_write_json

@@ -26,6 +26,7 @@ from harness.config import ExperimentConfig, seed_list
 from harness.experiment import open_store, trajectory_specs
 from harness.failures import read_failures, run_key, run_label
 from harness.leases import lease_path
+from harness.objects import ObjectPath
 from harness.report.console import cut
 from harness.runs import ResolvedRun, Run, RunResolver
 from harness.store import LOCK, StoreError
@@ -99,8 +100,13 @@ def _kernel_flocks() -> set[int] | None:
     return inodes
 
 
-def lock_holder(path: Path, flocks: set[int] | None) -> str | None:
-    """Who holds the ``flock`` on ``path`` ("pid N on host"), or None when nobody does."""
+def lock_holder(path: Path | ObjectPath, flocks: set[int] | None) -> str | None:
+    """Who holds the ``flock`` on ``path`` ("pid N on host"), or None when nobody does (on an
+    object store: the lease object's live holder)."""
+    if isinstance(path, ObjectPath):
+        from harness.object_leases import lease_holder
+
+        return lease_holder(path)
     try:
         st = os.lstat(path)
     except OSError:
@@ -224,7 +230,7 @@ def describe_status(cfg: ExperimentConfig) -> str:
     from harness.sweep import sweep_runs
 
     store = open_store(cfg)
-    if not Path(store.root).is_dir():
+    if not store.root.is_dir():
         raise StoreError(f"no experiment at {store.root}; run `ckd run CONFIG` first")
     flocks = _kernel_flocks()
     t_lines, t_counts, t_left = _teacher_lines(cfg, flocks)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from harness.blob_cache import BlobMismatch, default_cache
 from harness.config import is_safe_name
 from harness.fileio import (
     JSON_MAX_BYTES,
@@ -33,6 +34,7 @@ from harness.fileio import (
     safe_torch_load,
     sha256_bytes,
 )
+from harness.objects import ObjectPath, location
 from harness.results import ResultsTable
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ class Trajectory:
     """One teacher run (arch x dataset x seed) and its checkpoints on disk."""
 
     def __init__(self, directory: Path) -> None:
-        self.dir = Path(directory)
+        self.dir = location(directory)
         self.name = self.dir.name
 
     @property
@@ -151,17 +153,29 @@ class Trajectory:
         if epoch not in entries:
             raise StoreError(f"trajectory {self.name} has no checkpoint at epoch {epoch}; saved: {sorted(entries)}")
         path = self.dir / entries[epoch]["file"]
-        if not path.is_file():
-            raise StoreError(f"checkpoint file {path} is missing; delete {self.dir} to retrain the trajectory")
-        try:
-            data = read_regular_bytes(path, CHECKPOINT_MAX_BYTES, "checkpoint")
-        except StoredFileError as e:
-            raise StoreError(str(e)) from None
-        if sha256_bytes(data) != entries[epoch]["sha256"]:
-            raise StoreError(
-                f"checkpoint {path} does not match its sha256 in the manifest (corrupt or changed); "
-                f"it will not be used as a teacher. Delete {self.dir} to retrain the trajectory"
-            )
+        missing = StoreError(f"checkpoint file {path} is missing; delete {self.dir} to retrain the trajectory")
+        mismatch = StoreError(
+            f"checkpoint {path} does not match its sha256 in the manifest (corrupt or changed); "
+            f"it will not be used as a teacher. Delete {self.dir} to retrain the trajectory"
+        )
+        if isinstance(self.dir, ObjectPath):  # verified bytes from this node's cache, or one GET (then kept)
+            try:
+                data = default_cache().get(path, entries[epoch]["sha256"], CHECKPOINT_MAX_BYTES, "checkpoint")
+            except FileNotFoundError:
+                raise missing from None
+            except BlobMismatch:
+                raise mismatch from None
+            except StoredFileError as e:
+                raise StoreError(str(e)) from None
+        else:
+            if not path.is_file():
+                raise missing
+            try:
+                data = read_regular_bytes(path, CHECKPOINT_MAX_BYTES, "checkpoint")
+            except StoredFileError as e:
+                raise StoreError(str(e)) from None
+            if sha256_bytes(data) != entries[epoch]["sha256"]:
+                raise mismatch
         try:
             return safe_torch_load(data, map_location=map_location, what=f"checkpoint {path}")
         except UnsafeFileError as e:
@@ -218,7 +232,7 @@ class CheckpointStore:
     """The experiment folder: trajectories, scores and the results table, all inside ``storage``."""
 
     def __init__(self, storage: str | Path, experiment: str) -> None:
-        self.storage = Path(storage)
+        self.storage = location(storage)
         self.root = self.storage / safe_slug(experiment, "name")
 
     @property
@@ -244,6 +258,10 @@ class CheckpointStore:
     @property
     def results(self) -> ResultsTable:
         """The results table (harness/results.py): O(1) appends, compacted views for reading."""
+        if isinstance(self.root, ObjectPath):
+            from harness.results_objects import ObjectResultsTable
+
+            return ObjectResultsTable(self.root)
         return ResultsTable(self.root)
 
     @property

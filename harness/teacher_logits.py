@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from harness import process_memo
+from harness.blob_cache import default_cache
 from harness.config import ExperimentConfig, config_hash, to_dict
 from harness.data import DataSplits, make_loader
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
@@ -175,8 +176,10 @@ class LogitCache:
         """The verified ``{"logits", "labels"}`` of a cache file, or (None, why not) (None, None: no file)."""
         want = self.inputs(ref, split)
         cap = 2 * want["rows"] * (want["classes"] * 8 + 8) + (1 << 20)
-        try:  # a regular file (no link, FIFO or folder) of bounded size
-            data = read_regular_bytes(path, cap, "cached teacher logits")
+        try:  # a regular file (no link, FIFO or folder) of bounded size; on an object store, this node's copy
+            data = read_regular_bytes(path, cap, "cached teacher logits") if isinstance(path, Path) else None
+            if data is None:
+                data = default_cache().get_named(path, cap, "cached teacher logits")
         except FileNotFoundError:
             return None, None
         except (OSError, StoredFileError) as e:
@@ -189,6 +192,8 @@ class LogitCache:
             return None, f"{path} does not load ({first_line(e)})"
         problem = verify_entry(entry, want, self.labels(split))
         if problem:
+            if not isinstance(path, Path):
+                default_cache().drop_named(path)  # this node's copy or the object: fetched or recomputed anew
             return None, f"{path} {problem}"
         return {"logits": entry["logits"], "labels": entry["labels"]}, None
 

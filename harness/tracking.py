@@ -12,6 +12,10 @@ offline runs of an experiment sit next to its checkpoints:
 ``<storage>/<name>/wandb/offline-run-<time>-<id>/``; ``offline_run_dirs(cfg)`` lists them and
 ``sync_command(cfg)`` prints the ``wandb sync`` line that uploads them.
 
+On an object store ``wandb_dir(cfg)`` is node-local (``<tmp>/ckd-wandb/<storage hash>/<name>/wandb``)
+and ``upload_run`` copies each finished run folder file by file to ``<storage>/<name>/wandb/``: copy
+that prefix down and ``wandb sync`` works as usual (``sync_command``). Markers live in the store.
+
 Runs of the harness:
 - students: one run per student, named ``<choice>/<student>/s<seed>`` and logged epoch by epoch
   while it trains (``harness/tracking_live.py``; on Ray fed by the Tune callback
@@ -39,12 +43,15 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.config import ExperimentConfig, to_dict
+from harness.objects import ObjectPath, location
 from harness.tracking_online import find_online_blocker
 
 MODES = ("disabled", "offline", "online")
@@ -125,21 +132,33 @@ def enabled(cfg: ExperimentConfig) -> bool:
     return tracking_mode(cfg) != "disabled"
 
 
+def _store_root(cfg: ExperimentConfig) -> Path | ObjectPath:
+    """``<storage>/<name>``: an absolute folder, or a prefix on an object store."""
+    root = location(str(cfg.storage)) / str(cfg.name)
+    return root if isinstance(root, ObjectPath) else root.expanduser().resolve()
+
+
 def _experiment_root(cfg: ExperimentConfig) -> Path:
-    return (Path(str(cfg.storage)) / str(cfg.name)).expanduser().resolve()
+    """Where W&B writes: ``<storage>/<name>``, or a node-local folder for an object store."""
+    if not isinstance(root := _store_root(cfg), ObjectPath):
+        return root
+    digest = hashlib.sha256(str(root.parent).encode()).hexdigest()[:12]  # one folder per storage URI
+    return Path(tempfile.gettempdir()) / "ckd-wandb" / digest / str(cfg.name)
 
 
 def wandb_dir(cfg: ExperimentConfig) -> Path:
-    """``<storage>/<name>/wandb`` (absolute, created): where every W&B file of the experiment goes."""
+    """``<storage>/<name>/wandb`` (absolute, created; node-local for an object store): where W&B writes."""
     d = _experiment_root(cfg) / "wandb"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def offline_run_dirs(cfg: ExperimentConfig) -> list[Path]:
-    """The offline run folders of the experiment (``offline-run-*``), oldest first; what
-    ``wandb sync`` uploads. Creates nothing."""
-    d = _experiment_root(cfg) / "wandb"
+def offline_run_dirs(cfg: ExperimentConfig) -> list[Path | ObjectPath]:
+    """The offline run folders of the experiment (``offline-run-*``, on an object store the uploaded
+    ones), oldest first; what ``wandb sync`` uploads. Creates nothing."""
+    d = _store_root(cfg) / "wandb"
+    if isinstance(d, ObjectPath):
+        return sorted(d.glob("offline-run-*"))
     if not d.is_dir():
         return []
     runs = [p for p in d.rglob("offline-run-*") if p.is_dir() and not p.is_symlink()]
@@ -151,7 +170,33 @@ def sync_command(cfg: ExperimentConfig) -> str | None:
     runs = offline_run_dirs(cfg)
     if not runs:
         return None
-    return f"wandb sync {_experiment_root(cfg) / 'wandb'}/offline-run-*   # {len(runs)} offline run(s)"
+    stored = _store_root(cfg) / "wandb"
+    if isinstance(stored, ObjectPath):  # copy the prefix down, then sync the local copy
+        s3, local = stored.protocol in ("s3", "s3a"), f"wandb-{stored.parent.name}"
+        copy = f"aws s3 cp --recursive s3://{stored.key}" if s3 else f"gcloud storage cp -r {stored}"
+        return f"{copy} {local} && wandb sync {local}/offline-run-*   # {len(runs)} offline run(s)"
+    return f"wandb sync {stored}/offline-run-*   # {len(runs)} offline run(s)"
+
+
+def upload_run(cfg: ExperimentConfig, run_dir: Path | None) -> Path | ObjectPath | None:
+    """On an object store, upload a finished run folder file by file (one PUT each) to
+    ``<storage>/<name>/wandb/<run folder>/...``, remove the local copy, return the stored folder;
+    a failed upload is logged (never raised) and keeps it. A folder store: ``run_dir`` as it is."""
+    root = _store_root(cfg)
+    if run_dir is None or not isinstance(root, ObjectPath):
+        return run_dir
+    from harness.fileio import atomic_write_bytes  # fileio imports torch: not at import time
+
+    target = root / "wandb" / run_dir.name
+    try:
+        for f in sorted(run_dir.rglob("*")):
+            if f.is_file() and not f.is_symlink():  # W&B's own files are plain files
+                atomic_write_bytes(target / f.relative_to(run_dir).as_posix(), f.read_bytes())
+    except Exception as e:  # tracking must never stop the pipeline
+        logger.warning(f"[tracking] cannot upload W&B run {run_dir} to {target} ({e}); it stays in {run_dir}")
+        return run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return target
 
 
 def init_kwargs(cfg: ExperimentConfig, **extra: Any) -> dict:
@@ -291,9 +336,11 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _marker(cfg: ExperimentConfig, key: str) -> Path:
+def _marker(cfg: ExperimentConfig, key: str) -> Path | ObjectPath:
+    """``wandb/.logged/<key>.json`` in the store (on an object store too: every node sees it)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-    return wandb_dir(cfg) / ".logged" / f"{safe}.json"
+    root = _store_root(cfg)
+    return (root / "wandb" if isinstance(root, ObjectPath) else wandb_dir(cfg)) / ".logged" / f"{safe}.json"
 
 
 def _logged_already(cfg: ExperimentConfig, key: str, fingerprint: str) -> bool:
@@ -306,12 +353,11 @@ def _logged_already(cfg: ExperimentConfig, key: str, fingerprint: str) -> bool:
         return False
 
 
-def _mark_logged(cfg: ExperimentConfig, key: str, fingerprint: str, run_dir: Path | None) -> None:
-    path = _marker(cfg, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "run_dir": str(run_dir) if run_dir else None}))
-    os.replace(tmp, path)
+def _mark_logged(cfg: ExperimentConfig, key: str, fingerprint: str, run_dir: Path | ObjectPath | None) -> None:
+    from harness.fileio import atomic_write_bytes  # fileio imports torch: not at import time
+
+    marker = json.dumps({"fingerprint": fingerprint, "run_dir": str(run_dir) if run_dir else None})
+    atomic_write_bytes(_marker(cfg, key), marker.encode())
 
 
 def is_scalar(v: Any) -> bool:
@@ -334,8 +380,8 @@ def logged_run(
     init: dict,
     force: bool,
     remember: bool = True,
-) -> Path | None:
-    """Open one W&B run, let ``body(wandb, run)`` log into it, finish it, remember it."""
+) -> Path | ObjectPath | None:
+    """Open one W&B run, let ``body(wandb, run)`` log into it, finish, upload and remember it."""
     if not enabled(cfg):
         return None
     fp = _fingerprint(fingerprint_of)
@@ -347,7 +393,7 @@ def logged_run(
         run = _log_once(cfg, key, body, init)  # W&B failed online: this run again, offline
     if run is None:
         return None
-    run_dir = run_dir_of(run)
+    run_dir = upload_run(cfg, run_dir_of(run))
     if remember:
         _mark_logged(cfg, key, fp, run_dir)
     return run_dir
@@ -440,14 +486,14 @@ def _trajectory_body(manifest: dict, wandb, run) -> None:
         run.summary["wall_time_s"] = manifest["wall_time_s"]
 
 
-def report_offline_runs(cfg: ExperimentConfig) -> list[Path]:
+def report_offline_runs(cfg: ExperimentConfig) -> list[Path | ObjectPath]:
     """Log where the offline runs are and how to upload them; return their folders."""
     runs = offline_run_dirs(cfg) if tracking_mode(cfg) == "offline" else []
     if runs:
         logger.info(
             "[tracking] %d W&B offline run(s) in %s; upload with:\n  %s",
             len(runs),
-            _experiment_root(cfg) / "wandb",
+            _store_root(cfg) / "wandb",
             sync_command(cfg).split("   #")[0],
         )
     return runs

@@ -16,8 +16,18 @@ from pathlib import Path
 
 from harness.config import ExperimentConfig, to_dict
 from harness.failures import run_label
+from harness.objects import ObjectPath
 from harness.runs import teachers_text
-from harness.tracking import enabled, import_wandb, init_kwargs, is_scalar, run_dir_of, student_curve, trial_tags
+from harness.tracking import (
+    enabled,
+    import_wandb,
+    init_kwargs,
+    is_scalar,
+    run_dir_of,
+    student_curve,
+    trial_tags,
+    upload_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +38,7 @@ class LiveRun:
     and the run goes quiet. Several may be open at once (``reinit="create_new"``)."""
 
     def __init__(self, cfg: ExperimentConfig, name: str, config: dict, tags: Sequence[str] = ()) -> None:
-        self.name, self.run = name, None
+        self.cfg, self.name, self.run = cfg, name, None
         if not enabled(cfg):
             return
         init = {"name": name, "config": config, "job_type": "student", "tags": trial_tags(config, base=tags)}
@@ -48,8 +58,9 @@ class LiveRun:
             except Exception as e:
                 self._quiet(e)
 
-    def finish(self, failed: bool = False) -> Path | None:
-        """Close the run (``failed``: tagged and exit code 1); its folder."""
+    def finish(self, failed: bool = False) -> Path | ObjectPath | None:
+        """Close the run (``failed``: tagged and exit code 1) and upload it to an object store
+        (``tracking.upload_run``); its folder."""
         run, self.run = self.run, None
         if run is None:
             return None
@@ -58,10 +69,10 @@ class LiveRun:
                 run.tags = (*run.tags, "failed")
             run.summary["failed"] = failed
             run.finish(exit_code=1 if failed else 0)
-            return run_dir_of(run)
         except Exception as e:
             self._quiet(e)
             return None
+        return upload_run(self.cfg, run_dir_of(run))
 
 
 def student_config(cfg_dict: dict, member: dict) -> dict:

@@ -10,12 +10,14 @@ the pipeline (``harness.tracking.logged_run``); ``wandb`` is imported only when 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.config import ExperimentConfig
+from harness.objects import ObjectPath, location
 from harness.report.paired import PAIRED_COLUMNS, PAIRED_HEADERS
 from harness.tracking import MAX_TAG_LEN, enabled, is_scalar, logged_run
 
@@ -185,14 +187,14 @@ def log_leaderboard(
         "claims": claims_table_rows(claims or []),
         "selectors": selector_table_rows(selectors or {}),
     }
-    images = [Path(p) for p in plots if Path(p).is_file()]
+    images = _images(plots)
 
     def body(wandb, run) -> None:
         from harness.report.leaderboard import policy_note
 
         run.log({k: wandb_table(wandb, v) for k, v in tables.items() if v})
         if images:
-            run.log({f"plots/{p.stem}": wandb.Image(str(p), caption=p.name) for p in images})
+            run.log({f"plots/{p.stem}": _wandb_image(wandb, p, data) for p, data in images})
         run.summary["selection_policy"] = policy_note(board)
 
     init = {
@@ -201,5 +203,25 @@ def log_leaderboard(
         "tags": ["leaderboard"],
         "notes": "student test accuracy and paired differences in percent",
     }
-    fingerprint = {**tables, "plots": [hashlib.sha256(p.read_bytes()).hexdigest() for p in images]}
+    fingerprint = {**tables, "plots": [hashlib.sha256(data).hexdigest() for _, data in images]}
     return logged_run(cfg, "leaderboard", fingerprint, body, init, force)
+
+
+def _images(plots: Sequence[Path | ObjectPath]) -> list[tuple[Path | ObjectPath, bytes]]:
+    """The plots that exist (files or objects) and their bytes, read once."""
+    out = []
+    for p in map(location, plots):
+        try:
+            out.append((p, p.read_bytes()))
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+    return out
+
+
+def _wandb_image(wandb, path: Path | ObjectPath, data: bytes):
+    """A ``wandb.Image`` of a plot: from its file, or (an object) decoded from its bytes."""
+    if not isinstance(path, ObjectPath):
+        return wandb.Image(str(path), caption=path.name)
+    from PIL import Image
+
+    return wandb.Image(Image.open(io.BytesIO(data)), caption=path.name)

@@ -36,10 +36,12 @@ import torch
 
 from harness.config import ConfigError, EnsembleReduce, ExperimentConfig, config_hash
 from harness.experiment import TrajectorySpec, open_store, set_threads, trajectory_specs
+from harness.fileio import atomic_write_bytes, read_regular_bytes
 from harness.fingerprint import differing
+from harness.objects import ObjectPath, node_local_dir, storage_location
 from harness.row_schema import ACCURACIES, CURVES, ENVIRONMENT_KEY, INPUTS_KEY, TEACHER_RUN_KEYS, WEIGHTS_KEY
 from harness.runs import ResolvedRun, Run, RunResolver
-from harness.store import MANIFEST, StoreError, Trajectory
+from harness.store import CHECKPOINT_MAX_BYTES, MANIFEST, StoreError, Trajectory
 from harness.teacher_choices import TeacherRef
 
 logger = logging.getLogger(__name__)
@@ -293,14 +295,18 @@ def compare_json(a: Any, b: Any, path: str = "", ignore: frozenset[str] = NOT_CO
 def scratch_store(cfg: ExperimentConfig) -> Iterator[ExperimentConfig]:
     """``cfg`` on a scratch storage folder (removed after), next to ``storage`` so that the data
     cache (``<storage>/cache``, without the teacher-logit cache) is hard-linked into it, or copied
-    where links cannot be made; never a symbolic link."""
-    storage = Path(str(cfg.storage)).expanduser()
-    storage.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=".verify-", dir=storage))
+    where links cannot be made; never a symbolic link. With an object store, a local temp folder
+    (the re-computation runs here) starting with this node's data cache."""
+    storage = storage_location(str(cfg.storage))
+    if isinstance(storage, ObjectPath):
+        folder, data = Path(tempfile.mkdtemp(prefix="ckd-verify-")), node_local_dir("data")
+    else:
+        storage.mkdir(parents=True, exist_ok=True)
+        folder, data = Path(tempfile.mkdtemp(prefix=".verify-", dir=storage)), open_store(cfg).cache_dir
     try:
         scratch = copy.deepcopy(cfg)
         scratch.storage, scratch.restart = str(folder), False
-        _link_tree(open_store(cfg).cache_dir, open_store(scratch).cache_dir, skip=("logits",))
+        _link_tree(data, open_store(scratch).cache_dir, skip=("logits",))
         yield scratch
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -358,6 +364,6 @@ def check_scores(cfg: ExperimentConfig, k: int, seed: int) -> list[Check]:
 def _copy_trajectory(source: Trajectory, target: Trajectory) -> None:
     """The manifest and the checkpoint files it lists (copied: regular files, sha256-checked on load)."""
     target.dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source.manifest_path, target.dir / MANIFEST)
-    for entry in source.checkpoints():
-        shutil.copyfile(source.dir / entry["file"], target.dir / entry["file"])
+    for name in [MANIFEST, *(entry["file"] for entry in source.checkpoints())]:  # a folder or an object store
+        data = read_regular_bytes(source.dir / name, CHECKPOINT_MAX_BYTES, "stored file")
+        atomic_write_bytes(target.dir / name, data)

@@ -38,6 +38,7 @@ from harness.cluster.errors import ClusterError, StorageNotSharedError
 from harness.config import ExperimentConfig
 from harness.fileio import ROW_MAX_BYTES, StoredFileError, read_regular_text
 from harness.logs import verbose
+from harness.objects import ObjectPath, location, storage_location
 from harness.progress import reset_stages
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def prepare_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """A copy of ``cfg`` whose paths are absolute, so that workers (other cwd, other nodes) and
     Tune trials (which may chdir) resolve ``storage`` and ``data.root`` to the same place."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)) if not OmegaConf.is_config(cfg) else cfg.copy()
-    cfg.storage = str(Path(str(cfg.storage)).expanduser().resolve())
+    cfg.storage = str(storage_location(str(cfg.storage)).resolve())  # a URI stays a URI
     if cfg.data.root:
         cfg.data.root = str(Path(str(cfg.data.root)).expanduser().resolve())
     return cfg
@@ -268,7 +269,7 @@ def actor_resources(cfg: ExperimentConfig, kind: str, info: ClusterInfo) -> dict
 PROBE_PREFIX = ".storage-probe-"
 
 
-def _write_token(path: Path, token: str) -> None:
+def _write_token(path: Path | ObjectPath, token: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(token)
 
@@ -280,7 +281,7 @@ def _probe_storage(path: str, token: str, answer: str) -> dict:
     node = ray.get_runtime_context().get_node_id()
     out: dict[str, Any] = {"node_id": node, "ok": False}
     try:  # a regular file only: a FIFO or a link planted under the probe's name cannot hang the node
-        seen = read_regular_text(path, ROW_MAX_BYTES, "storage probe")
+        seen = read_regular_text(location(path), ROW_MAX_BYTES, "storage probe")
     except OSError as e:
         out["why"] = f"cannot read {path}: {e.strerror or e}"
         return out
@@ -291,7 +292,7 @@ def _probe_storage(path: str, token: str, answer: str) -> dict:
         out["why"] = f"{path} exists there but holds another token (a different folder with the same path)"
         return out
     try:
-        Path(answer).write_text(node)
+        location(answer).write_text(node)
     except OSError as e:
         out["why"] = f"cannot write {answer}: {e.strerror or e}"
         return out
@@ -306,7 +307,7 @@ def check_shared_storage(cfg: ExperimentConfig, info: ClusterInfo, timeout_s: fl
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    root = Path(str(cfg.storage)) / str(cfg.name)
+    root = location(str(cfg.storage)) / str(cfg.name)
     token = uuid.uuid4().hex
     probe = root / f"{PROBE_PREFIX}{token}"
     answers = {n["node_id"]: root / f"{PROBE_PREFIX}{token}-{n['node_id'][:12]}" for n in info.nodes}
@@ -335,7 +336,13 @@ def check_shared_storage(cfg: ExperimentConfig, info: ClusterInfo, timeout_s: fl
             f"storage={cfg.storage!r} is not shared: on this {len(info.nodes)}-node cluster every node must see "
             f"{root} at the same path (checkpoints written by one node are read by others). "
             + "; ".join(bad)
-            + ". Point `storage` at a shared filesystem (NFS, Lustre, a mounted bucket) mounted at the same "
-            "path on every node, or set cluster.check_storage=false if you know better"
+            + (
+                ". Give every node credentials for the bucket (AWS_* environment variables, ~/.aws or an "
+                "instance role; the same AWS_ENDPOINT_URL for MinIO), or set cluster.check_storage=false"
+                if isinstance(root, ObjectPath)
+                else ". Point `storage` at a shared filesystem (NFS, Lustre, a mounted bucket) mounted at the same "
+                "path on every node, or use an object store (storage=s3://bucket/prefix), or set "
+                "cluster.check_storage=false if you know better"
+            )
         )
     logger.info(f"[cluster] storage {root} is visible from all {len(info.nodes)} nodes")

@@ -36,6 +36,7 @@ from harness.cluster.trainable import (
 )
 from harness.config import ConfigError, ExperimentConfig, to_dict
 from harness.experiment import open_store
+from harness.objects import tune_storage
 from harness.runs import Run
 from harness.sweep import (
     PlannedRun,
@@ -136,13 +137,21 @@ def build_tuner(
     from ray import tune
 
     cfg = session.cfg
-    storage_path = open_store(cfg).root / "tune"
+    root = open_store(cfg).root / "tune"
+    storage_path, storage_fs = tune_storage(root)  # an object prefix goes through the store's client
     name = grid_name(cfg, runs, pins) + part
-    path = storage_path / name
+    path = root / name
     trainable = _trainable(session, function)
-    if tune.Tuner.can_restore(str(path)):
+    if tune.Tuner.can_restore(f"{storage_path}/{name}", storage_filesystem=storage_fs):
         logger.info(f"[sweep] resuming the Tune experiment {path} (Tuner.restore)")
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True), path
+        tuner = tune.Tuner.restore(
+            f"{storage_path}/{name}",
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=storage_fs,
+        )
+        return tuner, path
     search_alg = searcher or _search_alg(cfg)
     if searcher is None and cfg.sweep.search == "grid" and sizes is None:
         sizes = pack_sizes(cfg, runs, *trial_slots(session))
@@ -162,7 +171,8 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=str(storage_path),
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
             # no Tune checkpoints: trials keep their own state file (TrialReporter)
             callbacks=_callbacks(cfg, len(runs) * cfg.sweep.num_samples, getattr(searcher, "waiting_for", None)),

@@ -25,6 +25,7 @@ from harness.distill import distill_pack
 from harness.experiment import open_store, set_threads, stage_threads
 from harness.fileio import StoredFileError, UnsafeFileError, atomic_write_bytes, read_regular_bytes, safe_torch_load
 from harness.logs import file_log
+from harness.objects import ObjectPath
 from harness.runs import Run, RunResolver, teachers_text
 from harness.store import CHECKPOINT_MAX_BYTES, StoreError
 from harness.sweep import describe_pack, trial_runs
@@ -74,10 +75,14 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def trial_storage_dir(ctx) -> Path:
+def trial_storage_dir(ctx, cfg: ExperimentConfig) -> Path | ObjectPath:
     """The trial's folder in the Tune experiment under ``<storage>`` (shared by all nodes), not
-    the node-local working dir that ``get_trial_dir()`` gives."""
+    the node-local working dir that ``get_trial_dir()`` gives; a prefix of the object store when
+    ``storage`` is one (Tune's ``trial_fs_path`` is then the key, without its scheme)."""
+    root = open_store(cfg).root
     try:
+        if isinstance(root, ObjectPath):
+            return ObjectPath(root.protocol, ctx.get_storage().trial_fs_path)
         path = Path(ctx.get_storage().trial_fs_path)
         if path.is_absolute():
             return path
@@ -100,7 +105,7 @@ def distill_trial(config: dict, cfg: ExperimentConfig | None = None) -> None:
     runs = trial_runs(config)
     threads = set_threads(cfg, "trial")  # cfg: trial_config's, shared by the worker's trials, never modified
     ctx = tune.get_context()
-    trial_dir = trial_storage_dir(ctx)
+    trial_dir = trial_storage_dir(ctx, cfg)
     with file_log(trial_dir / "distill.log"):
         logger.info(
             f"[trial {ctx.get_trial_name()}] pid {os.getpid()} on node "

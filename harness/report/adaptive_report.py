@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.objects import ObjectPath, location
 from harness.report.console import fit_table
 from harness.report.figure import figure, footnote, save
 from harness.report.leaderboard import NA, signed_pct
@@ -40,13 +41,13 @@ COMPUTE_HEADERS = ["comparison", "answer", "decided at", "n", SPENT, "fixed n", 
 COMPUTE_NUMERIC = {"decided at", "n", SPENT, "fixed n", "fixed compute", "adaptive / fixed"}
 
 
-def load_rounds(root: Path) -> dict | None:
+def load_rounds(root: Path | ObjectPath) -> dict | None:
     """The rounds journal under ``root`` (``<storage>/<name>``), or None when there is none; a
     file that is not a journal is a ``ValueError`` naming it (a damaged report input must not
     pass silently)."""
     from harness.fileio import read_json_object  # here: fileio imports torch, the tables need not
 
-    path = Path(root) / JOURNAL
+    path = location(root) / JOURNAL
     if not path.exists() and not path.is_symlink():
         return None
     journal = read_json_object(path, JOURNAL_MAX_BYTES, "rounds journal")
@@ -407,12 +408,12 @@ def plot_rounds(journal: dict, out_dir: Path) -> Path | None:
     return save(fig, out_dir / "adaptive_intervals.png")
 
 
-def write_adaptive(root: Path, journal: dict, plot: bool = True) -> list[Path]:
+def write_adaptive(root: Path | ObjectPath, journal: dict, plot: bool = True) -> list[Path | ObjectPath]:
     """``adaptive.md`` and ``adaptive.csv`` under ``root`` (``<storage>/<name>``) and, with
     ``plot``, ``plots/adaptive_intervals.png`` (when a round has a look); the paths written."""
     from harness.fileio import atomic_write_bytes  # here: fileio imports torch
 
-    root = Path(root)
+    root = location(root)
     md, csv = root / "adaptive.md", root / "adaptive.csv"
     atomic_write_bytes(md, render_adaptive(journal, "md").encode("utf-8"))
     atomic_write_bytes(csv, rounds_frame(journal).to_csv(index=False, na_rep="n/a").encode("utf-8"))

@@ -16,11 +16,11 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from harness.fileio import atomic_write_bytes
+from harness.objects import location
 from harness.report.board import REPORTED, board_for, rows_of_config
 from harness.report.console import fit_table
 from harness.report.leaderboard import is_numeric_header, pct, signed_pct
@@ -43,8 +43,9 @@ class Side:
 
 def load_side(spec: str, overrides: Sequence[str] = ()) -> Side:
     """A config path (+ overrides: its rows of this recipe, ``rows_of_config``) or an experiment
-    folder (all its rows); StoreError naming the fix when there is no experiment."""
-    path = Path(spec)
+    folder (all its rows; a folder or an object-store prefix, ``s3://bucket/prefix/name``); StoreError
+    naming the fix when there is no experiment."""
+    path = location(spec)
     if path.is_dir():
         if overrides:
             raise StoreError(f"{spec} is an experiment folder: overrides ({' '.join(overrides)}) apply to configs")
@@ -55,7 +56,7 @@ def load_side(spec: str, overrides: Sequence[str] = ()) -> Side:
 
         cfg = load_config(spec, list(overrides))
         store = CheckpointStore(cfg.storage, cfg.name)
-    if not Path(store.root).is_dir():
+    if not store.root.is_dir():
         raise StoreError(f"no experiment at {store.root}; run `ckd run CONFIG` first")
     rows = store.read_results()
     if not path.is_dir():
@@ -166,11 +167,12 @@ def render_markdown(records: list[dict], a: Side, b: Side, reported: str) -> str
 def run_compare(
     a_spec: str, b_spec: str, a_over: Sequence[str], b_over: Sequence[str], metric: str | None, out: str
 ) -> str:
-    """``ckd compare``: load both sides, write compare.{csv,md} into ``out``; the console table."""
+    """``ckd compare``: load both sides, write compare.{csv,md} into ``out`` (a folder or an
+    object-store prefix); the console table."""
     a, b = load_side(a_spec, a_over), load_side(b_spec, b_over)
     reported = metric or str(OmegaConf.select(a.cfg, "report.reported", default="final"))
     records = compare_boards(a, b, reported)
-    folder = Path(out)
+    folder = location(out)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / "compare.csv", render_csv(records).encode())
     atomic_write_bytes(folder / "compare.md", render_markdown(records, a, b, reported).encode())

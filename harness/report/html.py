@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from harness.objects import ObjectPath, location
 from harness.report.claims import EMPTY, claim_table, claims_note
 from harness.report.leaderboard import leaderboard_section
 from harness.report.selectors import SELECTOR_NOTE, selector_tables
@@ -66,7 +67,7 @@ def _selectors_section(result: dict) -> list[str]:
     return out
 
 
-def plot_caption(path: Path, reference: str = "full") -> str:
+def plot_caption(path: Path | ObjectPath, reference: str = "full") -> str:
     """The plot's caption in words, its file name in parentheses (``Paired difference to full, per
     teacher choice (forest-mnist1d-mlp_small.png)``); an unknown plot is named by its file alone."""
     prefix = next((k for k in sorted(PLOT_CAPTIONS, key=len, reverse=True) if path.stem.startswith(k)), None)
@@ -74,13 +75,14 @@ def plot_caption(path: Path, reference: str = "full") -> str:
     return f"{words} ({path.name})" if words else path.name
 
 
-def _plots_section(plots: list[Path], reference: str) -> list[str]:
+def _plots_section(plots: list[Path | ObjectPath], reference: str) -> list[str]:
+    """Each plot inlined as a base64 PNG (read from its file or object) with its caption."""
     out = ["<h2>Plots</h2>"]
-    for p in plots:
-        data = base64.b64encode(Path(p).read_bytes()).decode("ascii")
-        caption = escape(plot_caption(Path(p), reference))
+    for p in map(location, plots):
+        data = base64.b64encode(p.read_bytes()).decode("ascii")
+        caption = escape(plot_caption(p, reference))
         out.append(
-            f'<figure id="plot-{escape(Path(p).stem)}"><img src="data:image/png;base64,{data}" alt="{caption}">'
+            f'<figure id="plot-{escape(p.stem)}"><img src="data:image/png;base64,{data}" alt="{caption}">'
             f"<figcaption>{caption}</figcaption></figure>"
         )
     return out
@@ -184,7 +186,7 @@ def report_page(
     board: list[dict],
     claims: list[dict] | None = None,
     selectors: dict | None = None,
-    plots: list[Path] = (),
+    plots: list[Path | ObjectPath] = (),
     title: str = "Leaderboard",
     experiment: str | None = None,
     config_hash: str | None = None,
@@ -215,7 +217,7 @@ def report_page(
         sections.append(("s-plots", "Plots", _plots_section(list(plots), reference)))
     if cfg is not None:
         sections.append(("s-run", "Run: commit, versions, config", run_section(cfg, list(rows), date)))
-    figures = [(f"plot-{Path(p).stem}", plot_caption(Path(p), reference)) for p in plots]
+    figures = [(f"plot-{p.stem}", plot_caption(p, reference)) for p in map(location, plots)]
     entries = [(anchor, name, figures if anchor == "s-plots" else []) for anchor, name, _ in sections]
     body = _contents(entries) + [line for anchor, _, part in sections for line in _section(anchor, part)]
     return page(heading, f"{heading} ({date})", meta, body)

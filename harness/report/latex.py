@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.objects import ObjectPath, location
 from harness.report.leaderboard import NA, diff_cell, n_cell, pct
 
 
@@ -66,10 +67,10 @@ def render_latex(board: list[dict]) -> str:
     )
 
 
-def write_latex(root: Path, board: list[dict]) -> Path:
-    """Write ``leaderboard.tex`` under ``root`` (atomically) and return its path."""
+def write_latex(root: Path | ObjectPath, board: list[dict]) -> Path | ObjectPath:
+    """Write ``leaderboard.tex`` under ``root`` (atomically; an object: one PUT) and return its path."""
     from harness.fileio import atomic_write_bytes  # here: fileio imports torch
 
-    path = Path(root) / "leaderboard.tex"
+    path = location(root) / "leaderboard.tex"
     atomic_write_bytes(path, render_latex(board).encode("utf-8"))
     return path

@@ -89,7 +89,7 @@ class ScoresError(StoreError, ValueError):
 
 def scores_path(store: Any, trajectory_name: str) -> Path:
     """Where the scores file of one trajectory lives."""
-    return Path(store.scores_dir) / f"{trajectory_name}.json"
+    return store.scores_dir / f"{trajectory_name}.json"
 
 
 def has_scores(store: Any, trajectory_name: str) -> bool:
@@ -99,7 +99,7 @@ def has_scores(store: Any, trajectory_name: str) -> bool:
 
 def scored_trajectories(store: Any) -> list[str]:
     """The trajectories with a scores file, in file-name order ([] without a scores folder)."""
-    folder = Path(store.scores_dir)
+    folder = store.scores_dir
     return [path.stem for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
