@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -35,27 +32,6 @@ SCALES = {
     "quickstart": [],  # configs/quickstart.yaml as it is: 3 trajectories x 40 epochs, 18 students x 30 epochs
 }
 STAGES = ("teachers", "score", "sweep", "leaderboard")
-
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    """moto's S3 server in its own process on a free localhost port; (process, endpoint)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, endpoint
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("moto's server did not start")
 
 
 def run_once(storage: str, scale: str, node_cache: Path) -> dict:
@@ -97,12 +73,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_object_store.json")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
-    proc, endpoint = start_server()
-    keys = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, **keys)
-    import boto3
-
     from benchmarks.machine import machine_info
+    from tests.s3_server import spawn_s3_server
+
+    server = spawn_s3_server()
 
     runs = []
     try:
@@ -110,9 +84,7 @@ def main() -> None:
             for r in range(args.repeats):
                 for side in ("local", "s3"):
                     if side == "s3":
-                        bucket = f"bench-{uuid.uuid4().hex[:10]}"
-                        boto3.client("s3").create_bucket(Bucket=bucket)
-                        storage = f"s3://{bucket}/runs"
+                        storage = f"s3://{server.new_bucket()}/runs"
                     else:
                         storage = f"{tmp}/local{r}/runs"
                     result = run_once(storage, args.scale, Path(tmp) / f"node-{side}{r}")
@@ -125,7 +97,7 @@ def main() -> None:
                         flush=True,
                     )
     finally:
-        proc.kill()
+        server.stop()
     summary = {}
     for side in ("local", "s3"):
         mine = [r for r in runs if r["storage"] == side]

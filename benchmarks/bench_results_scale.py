@@ -3,7 +3,7 @@
     flock /tmp/bench.lock python benchmarks/bench_results_scale.py [--rows 10000] [--new 100] [--out F]
 
 For each backend, ``ResultsTable`` on a local temp folder and ``ObjectResultsTable`` on moto's S3
-API server started in this process (``tests/s3_server.py``: real HTTP, the s3fs client a cluster
+API server started in a process of its own (``tests/s3_server.py``: real HTTP, the s3fs client a cluster
 uses; moto answers far faster than S3 does, so the request counts carry over, the seconds do not),
 times: ``n`` appends, the first (full) compaction, an incremental compaction after ``--new`` more
 rows, ``done_ids()`` and ``read()``. Each phase reports seconds, seconds per row, and the S3
@@ -74,12 +74,12 @@ def main() -> None:
     from harness.objects import storage_location
     from harness.results import ResultsTable
     from harness.results_objects import ObjectResultsTable
-    from tests.s3_server import start_s3_server
+    from tests.s3_server import spawn_s3_server
 
     backends = {}
     with tempfile.TemporaryDirectory() as tmp:
         backends["posix"] = measure(ResultsTable(Path(tmp) / "bench"), args.rows, args.new)
-    server = start_s3_server()
+    server = spawn_s3_server()
     try:
         root = storage_location(f"s3://{server.new_bucket()}/runs/bench")
         backends["objects"] = measure(ObjectResultsTable(root), args.rows, args.new)

@@ -190,9 +190,10 @@ def check_storage(cfg: ExperimentConfig) -> None:
 
 def check_object_storage(root: ObjectPath) -> None:
     """Before any compute: the client is installed, the bucket is reachable and writable with the
-    credentials of the standard provider chain, and the server refuses a second conditional
-    create of one key (an S3-compatible store that ignores ``If-None-Match`` would let two nodes
-    record one run twice). Four requests; the probe object is deleted."""
+    credentials of the standard provider chain, the server refuses a second conditional create
+    of one key (an S3-compatible store that ignores ``If-None-Match`` would let two nodes record
+    one run twice) and, on S3, a replace whose ``If-Match`` ETag is stale (leases). Four or five
+    requests; the probe object is deleted."""
     probe = root / f".storage-probe-{uuid.uuid4().hex}"
     fix = (
         "check that the bucket exists and that this machine's credentials may write it (AWS_* environment "
@@ -200,11 +201,18 @@ def check_object_storage(root: ObjectPath) -> None:
     )
     try:
         created, again = probe.put_if_absent(b"probe"), probe.put_if_absent(b"again")
+        swapped = probe.protocol in ("s3", "s3a") and probe.put_if_match(b"stale", '"0123456789abcdef0123456789abcdef"')
         probe.unlink(missing_ok=True)
     except ObjectStoreError as e:
         raise ConfigError(f"config key 'storage': {e}") from None
     except Exception as e:
         raise ConfigError(f"config key 'storage': cannot write {probe} ({type(e).__name__}: {e}); {fix}") from None
+    if swapped:
+        raise ConfigError(
+            f"config key 'storage': the object store at {root} wrote over an object whose ETag did not match "
+            "If-Match, so leases could be taken by two nodes at once; use a store (and an s3fs/botocore recent "
+            "enough to send If-Match) that supports conditional writes (AWS S3, MinIO, moto)"
+        )
     if not created or again:
         raise ConfigError(
             f"config key 'storage': the object store at {root} does not refuse a second conditional create "

@@ -20,9 +20,17 @@ and every change to it is a conditional PUT the server checks (``harness/objects
 - **ABA**: every record we write holds a fresh random token and a new renewal count, so its
   bytes (and ETag) differ from every earlier record: an ETag seen once never comes back.
 - **A stalled holder** (paused for over ``ttl_s``) may find its lease taken over: its next
-  renewal CAS fails, it logs an error naming the lease and stops renewing, and goes on. The
-  harness's row writes are conditional creates, so the worst case is a run trained twice,
-  never two rows. Its release is a CAS too, so it never clobbers the new holder's record.
+  renewal CAS fails and it logs an error naming the lease. Writes under a lease are fenced
+  (``fence``, called before a trajectory's checkpoint, manifest and resume writes): they raise
+  ``LeaseLost`` once the lease is lost or was last renewed more than 2/3 of its TTL ago (on the
+  holder's clock: no waiter can have taken it over before a full TTL), so a holder that stalled
+  stops instead of writing over its successor. What remains is one write already in flight when
+  the stall began. A run's lease needs no fence: its row is a conditional create, so the worst
+  case is a run trained twice, never two rows. A release is a CAS too: it never clobbers the new
+  holder's record.
+- **A PUT whose answer was lost** (s3fs and botocore retry on timeouts): the retry of a
+  conditional PUT that landed is refused (412); the object then holds our unique bytes, which
+  ``_landed`` recognises, so the holder does not think it lost the lease.
 - **Release**: stop the renewer, then CAS a ``released`` record (on exceptions too). Leases are
   never deleted: a delete could race a taker, as POSIX lease files are left in place.
 
@@ -46,6 +54,7 @@ from harness.objects import ObjectPath
 
 logger = logging.getLogger(__name__)
 DEFAULT_TTL_S = 30.0
+_HELD: dict[str, _Held] = {}  # the leases this process holds, by key (for ``fence``)
 TTL_ENV = "CKD_LEASE_TTL_S"
 RECORD_MAX_BYTES = 64 * 1024  # a lease record is ~150 bytes
 
@@ -114,26 +123,62 @@ def _look(path: ObjectPath) -> _Seen | None:
     return _Seen(etag, _decode(data) if len(data) <= RECORD_MAX_BYTES else None)
 
 
+class LeaseLost(RuntimeError):
+    """This process no longer holds a lease it took (another took it over, or it could not renew
+    it in time): what it was about to write under that lease is not written."""
+
+
 @dataclass
 class _Held:
-    """A lease this process holds: the record it last wrote and that record's ETag."""
+    """A lease this process holds: the record it last wrote, that record's ETag, and when (on
+    this process's monotonic clock) it last renewed it."""
 
     path: ObjectPath
     record: dict
     etag: str
     lock: threading.Lock = field(default_factory=threading.Lock)
     lost: bool = False
+    renewed_at: float = field(default_factory=time.monotonic)
 
     def write(self, record: dict) -> bool:
         """CAS ``record`` over our last one; on success remember its ETag. False if we lost it."""
         data = _encode(record)
-        etag = self.path.swap(data, self.etag)
-        if etag == "":  # the client did not say the new ETag: look it up
-            etag = _own_etag(self.path, data)
+        etag = _landed(self.path, self.path.swap(data, self.etag), data)
         if etag is None:
             return False
-        self.record, self.etag = record, etag
+        self.record, self.etag, self.renewed_at = record, etag, time.monotonic()
         return True
+
+    def check(self) -> None:
+        """``LeaseLost`` unless the lease is still ours with a margin: a waiter takes a lease over
+        only after seeing its ETag unchanged for the TTL, so a renewal less than 2/3 of the TTL
+        ago (on our clock) means no one can have taken it over yet."""
+        ttl = float(self.record["ttl_s"])
+        age = time.monotonic() - self.renewed_at
+        if self.lost or age > ttl * 2 / 3:
+            why = "taken over by another process" if self.lost else f"not renewed for {age:.0f} s (TTL {ttl:g} s)"
+            raise LeaseLost(
+                f"lease {self.path} was {why}; nothing more is written under it (the work is left to "
+                "the process that holds it now, or to a re-run)"
+            )
+
+
+def _landed(path: ObjectPath, etag: str | None, data: bytes) -> str | None:
+    """The ETag of our conditional PUT of ``data``: the one the server returned, else (no ETag
+    in the answer, or a refusal that may be the retry of a PUT that landed while its answer was
+    lost) the ETag of the object if it holds our bytes: records are unique, so our bytes mean
+    our write."""
+    if etag:
+        return etag
+    return _own_etag(path, data)
+
+
+def fence(path: ObjectPath) -> None:
+    """Before a write that only the holder of the lease at ``path`` may make: ``LeaseLost`` if
+    this process took that lease and no longer safely holds it; nothing if it does not hold it."""
+    held = _HELD.get(str(path))
+    if held is not None:
+        held.check()
 
 
 def _own_etag(path: ObjectPath, data: bytes) -> str | None:
@@ -153,9 +198,7 @@ def _new_record(ttl_s: float) -> dict:
 def _try_take(path: ObjectPath, seen: _Seen | None, record: dict) -> _Held | None:
     """Create the lease (``seen`` None) or CAS over the record ``seen``; the held lease or None."""
     data = _encode(record)
-    etag = path.create(data) if seen is None else path.swap(data, seen.etag)
-    if etag == "":  # the client did not say the new ETag: look it up
-        etag = _own_etag(path, data)
+    etag = _landed(path, path.create(data) if seen is None else path.swap(data, seen.etag), data)
     return _Held(path, record, etag) if etag is not None else None
 
 
@@ -163,6 +206,8 @@ def _acquire(path: ObjectPath, waiting: Callable[[str], None] | None, poll_s: fl
     """Take the lease at ``path``: at once if free or released; else call ``waiting(holder)``
     once and poll until it is released or its ETag stays unchanged for its TTL (dead)."""
     record = _new_record(lease_ttl_s())
+    if (held := _try_take(path, None, record)) is not None:  # a lease never taken: one request
+        return held
     told = False
     watched: tuple[str, float] | None = None  # (ETag, monotonic time first seen)
     while True:
@@ -234,9 +279,11 @@ def object_lease(path: ObjectPath, waiting: Callable[[str], None] | None = None,
     stop = threading.Event()
     renewer = threading.Thread(target=_renew_until, args=(held, stop), name=f"lease {path.name}", daemon=True)
     renewer.start()
+    _HELD[str(path)] = held
     try:
         yield
     finally:
+        _HELD.pop(str(path), None)
         stop.set()
         renewer.join()
         _release(held)

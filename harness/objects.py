@@ -29,6 +29,7 @@ import fnmatch
 import logging
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +85,12 @@ def filesystem(protocol: str) -> Any:
             ) from None
         except ValueError as e:
             raise ObjectStoreError(f"storage uses {protocol}://, which fsspec does not know ({e})") from None
+        if protocol in ("gs", "gcs"):
+            logger.warning(
+                "[store] gs://: result rows are created atomically (ifGenerationMatch=0), but a lease is taken "
+                "over by check-then-write (no compare-and-swap through fsspec yet): two nodes could both take "
+                "an expired lease; a run trained twice still gets one row"
+            )
         if protocol not in ATOMIC_CREATE:
             logger.warning(
                 f"[store] {protocol}:// has no conditional create that this harness knows to be atomic: "
@@ -204,14 +211,18 @@ class ObjectPath:
 
     # ------------------------------------------------------------------ reads
     def stat(self) -> ObjectStat:
-        """One HEAD; ``FileNotFoundError`` when there is no such object."""
+        """One HEAD; ``FileNotFoundError`` when there is no such object (on S3 a missing key costs
+        that HEAD only: fsspec's ``info`` would LIST the prefix too, to find a "directory")."""
+        if self.protocol in ("s3", "s3a"):
+            bucket, _, key = self.key.partition("/")
+            out = self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+            return ObjectStat(int(out["ContentLength"]), _ns(out.get("LastModified")), str(out.get("ETag") or ""))
         info = self.fs.info(self.key)
         if info.get("type") != "file":
             raise IsADirectoryError(0, "a prefix, not an object", str(self))
         modified = info.get("LastModified") or info.get("mtime") or info.get("updated")
-        ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else 0
         tag = info.get("ETag") or info.get("etag") or info.get("generation") or info.get("md5Hash") or ""
-        return ObjectStat(int(info.get("size") or 0), ns, str(tag))
+        return ObjectStat(int(info.get("size") or 0), _ns(modified), str(tag))
 
     lstat = stat
 
@@ -226,7 +237,14 @@ class ObjectPath:
             return False
 
     def is_dir(self) -> bool:
-        """Whether any object lies under this prefix (one LIST)."""
+        """Whether any object lies under this prefix (one LIST of at most one key)."""
+        if self.protocol in ("s3", "s3a"):
+            bucket, _, key = self.key.partition("/")
+            try:
+                out = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key + "/", MaxKeys=1)
+            except FileNotFoundError:
+                return False
+            return bool(out.get("KeyCount") or out.get("Contents"))
         try:
             return bool(self.fs.ls(self.key, detail=False))
         except FileNotFoundError:
@@ -256,7 +274,12 @@ class ObjectPath:
         bytes (the caller refuses a longer answer). ``FileNotFoundError`` when there is none."""
         if max_bytes is None:
             return self.fs.cat_file(self.key)
-        return self.fs.cat_file(self.key, start=0, end=max_bytes + 1)
+        try:
+            return self.fs.cat_file(self.key, start=0, end=max_bytes + 1)
+        except OSError as e:  # a ranged GET of an empty object is answered 416 (InvalidRange)
+            if "range" in str(e).lower() and self.stat().st_size == 0:
+                return b""
+            raise
 
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read_bytes().decode(encoding, errors)
@@ -282,15 +305,22 @@ class ObjectPath:
     def create(self, data: bytes) -> str | None:
         """``put_if_absent`` returning the new object's ETag ("" where the client does not say
         it), or None when the key exists."""
-        try:
-            out = self.fs.pipe_file(self.key, bytes(data), mode="create")
-        except FileExistsError:
-            return None
-        except OSError as e:
-            if "precondition" in str(e).lower().replace("-", "") and self.is_file():
+        for attempt in range(6):
+            try:
+                out = self.fs.pipe_file(self.key, bytes(data), mode="create")
+            except FileExistsError:
                 return None
-            raise
-        return _etag_of(out)
+            except OSError as e:
+                text = str(e).lower().replace("-", "")
+                if "precondition" in text and self.is_file():
+                    return None
+                if "conflict" not in text or attempt == 5:
+                    raise
+                # 409 ConditionalRequestConflict: another conditional write of this key is in flight
+                time.sleep(0.05 * 2**attempt)
+                continue
+            return _etag_of(out)
+        return None  # (not reached)
 
     def put_if_match(self, data: bytes, etag: str) -> bool:
         """Replace the object only if its ETag is still ``etag`` (S3 ``If-Match``; a conditional
@@ -335,10 +365,31 @@ class ObjectPath:
         self.unlink(missing_ok=True)
         return target
 
+    def move_if_unchanged(self, target: ObjectPath, etag: str) -> bool:
+        """Copy to ``target`` and delete this one, only while it is still the object of ``etag``
+        (checked before the copy and again before the delete, so an object written over it
+        meanwhile, e.g. a valid row, is kept); False when it changed or is gone."""
+        try:
+            if self.stat().etag != etag:
+                return False
+            self.fs.copy(self.key, target.key)
+            if self.stat().etag != etag:
+                target.unlink(missing_ok=True)
+                return False
+        except FileNotFoundError:
+            return False
+        self.unlink(missing_ok=True)
+        return True
+
     rename = replace
 
 
 Location = Path | ObjectPath
+
+
+def _ns(modified: Any) -> int:
+    """Nanoseconds since the epoch of a LastModified / mtime value (0 when unknown)."""
+    return int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else 0
 
 
 def _etag_of(response: Any) -> str:

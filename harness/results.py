@@ -43,11 +43,9 @@ import time
 from pathlib import Path
 
 from harness.fileio import (
-    ROW_MAX_BYTES,
     TEMP_SUFFIX,
     VIEW_MAX_BYTES,
     StoredFileError,
-    atomic_create,
     exclusive_lock,
     read_regular_bytes,
     read_regular_text,
@@ -79,8 +77,10 @@ from harness.row_files import (
     check_row,
     check_row_data,
     check_row_file,
+    create_row,
     row_bytes,
-    row_json,
+    row_json,  # noqa: F401 (used from here)
+    row_text,
     summary,
 )
 
@@ -109,39 +109,13 @@ class ResultsTable:
         """Record ``row`` durably: True once its file is written and read back as written; False
         when a valid row of that run is stored already (kept: a retried run never gets a second
         row). Whatever else sits under its name (torn, planted, a FIFO) is set aside first."""
-        run_id = str(row.get("run_id"))
-        text = row_json(row)
-        if problem := check_row(json.loads(text), run_id):
-            raise RowError(f"the row of run {run_id} is not a valid result row ({problem[1]}); it was not recorded")
+        run_id, data = row_text(row)
         if self._legacy():
             with exclusive_lock(self.lock_path):
                 self._migrate_locked()
-        path, data = self.row_path(run_id), (text + "\n").encode()
-        for _ in range(3):
-            if atomic_create(path, data):
-                self._verify_written(path, data)
-                self._journal_written(run_id, data)
-                return True
-            try:
-                found = check_row_file(path)
-            except FileNotFoundError:
-                continue  # set aside meanwhile by another process: try again
-            if isinstance(found, dict):
-                return False
-            self.set_aside([found])
-        raise RowError(f"could not record run {run_id}: {path} kept being taken by files that are no valid row")
-
-    def _verify_written(self, path: Path, data: bytes) -> bool:
-        """Read the new row file back: it counts as recorded only if it holds what was written."""
-        try:
-            back = read_regular_bytes(path, ROW_MAX_BYTES, "result row file")
-        except (StoredFileError, OSError) as e:
-            back = f"{type(e).__name__}: {e}".encode()
-        if back != data:
-            raise RowError(
-                f"row file {path} does not read back as written ({back[:60]!r}...): the storage lost or "
-                "changed it; check the disk and the storage's permissions, then re-run to train that run again"
-            )
+        if not create_row(self.row_path(run_id), data, self.set_aside):
+            return False
+        self._journal_written(run_id, data)
         return True
 
     def _journal_written(self, run_id: str, data: bytes) -> None:

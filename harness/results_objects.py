@@ -59,10 +59,11 @@ from harness.row_files import (
     RowError,
     RowScan,
     SetAside,
-    check_row,
     check_row_data,
     check_row_file,
+    create_row,
     row_json,
+    row_text,
     summary,
 )
 
@@ -136,35 +137,8 @@ class ObjectResultsTable:
     def append(self, row: dict) -> bool:
         """Record ``row``: True once its object is created and read back as written; False when a
         valid row of that run is stored already (kept). Anything else under its key is set aside."""
-        run_id = str(row.get("run_id"))
-        text = row_json(row)
-        if problem := check_row(json.loads(text), run_id):
-            raise RowError(f"the row of run {run_id} is not a valid result row ({problem[1]}); it was not recorded")
-        path, data = self.row_path(run_id), (text + "\n").encode()
-        for _ in range(3):
-            if path.put_if_absent(data):
-                self._verify_written(path, data)
-                return True
-            try:
-                found = check_row_file(path)
-            except FileNotFoundError:
-                continue  # set aside meanwhile by a compaction: try again
-            if isinstance(found, dict):
-                return False
-            self.set_aside([found])
-        raise RowError(f"could not record run {run_id}: {path} kept being taken by objects that are no valid row")
-
-    def _verify_written(self, path: ObjectPath, data: bytes) -> None:
-        """Read the new row back: it counts as recorded only if it holds what was written."""
-        try:
-            back = read_regular_bytes(path, ROW_MAX_BYTES, "result row object")
-        except (StoredFileError, OSError) as e:
-            back = f"{type(e).__name__}: {e}".encode()
-        if back != data:
-            raise RowError(
-                f"row object {path} does not read back as written ({back[:60]!r}...): the store lost or "
-                "changed it; check the bucket's permissions and lifecycle rules, then re-run to train that run again"
-            )
+        run_id, data = row_text(row)
+        return create_row(self.row_path(run_id), data, self.set_aside)
 
     # ------------------------------------------------------------------ read
     def find(self, run_id: str) -> dict | None:
@@ -300,10 +274,12 @@ class ObjectResultsTable:
             while target.is_file():
                 k += 1
                 target = folder / f"{item.path.name}.{k}"
-            try:
-                item.path.replace(target)
+            try:  # the object as it is now: unless it still is no valid row, it is left alone
+                etag, found = item.path.stat().etag, check_row_file(item.path)
             except FileNotFoundError:
                 continue  # set aside meanwhile by another process
+            if isinstance(found, dict) or not item.path.move_if_unchanged(target, etag):
+                continue  # replaced meanwhile (a valid row written over it): kept
             logger.info(f"[store] row object {item.path.name} set aside to {target}: {item.detail}")
             moved.append(item)
         if moved:

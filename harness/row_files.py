@@ -7,11 +7,12 @@ Shared by the results table (``harness/results.py``) and its journal
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.fileio import ROW_MAX_BYTES, StoredFileError, read_regular_bytes
+from harness.fileio import ROW_MAX_BYTES, StoredFileError, atomic_create, read_regular_bytes
 from harness.row_schema import DIGEST_KEY, RANGE, SCHEMA, row_digest, row_problem
 
 UNREADABLE, MISNAMED, DIGEST = "unreadable", "misnamed", "digest"
@@ -101,3 +102,44 @@ def summary(items: list[SetAside]) -> str:
     for item in items:
         counts[item.reason] = counts.get(item.reason, 0) + 1
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
+def row_text(row: dict) -> tuple[str, bytes]:
+    """``(run_id, bytes)`` of ``row`` as its row file holds it; a ``RowError`` if it is no valid row."""
+    run_id = str(row.get("run_id"))
+    text = row_json(row)
+    if problem := check_row(json.loads(text), run_id):
+        raise RowError(f"the row of run {run_id} is not a valid result row ({problem[1]}); it was not recorded")
+    return run_id, (text + "\n").encode()
+
+
+def create_row(path: Any, data: bytes, set_aside: Callable[[list[SetAside]], None]) -> bool:
+    """Create the row file (or object) ``path`` holding ``data`` exclusively (``atomic_create``: a
+    hard link on a folder, a conditional PUT on an object store) and read it back: True once
+    recorded; False when a valid row is stored there already (kept: a retried run never gets a
+    second row). Whatever else sits under its name (torn, planted, a FIFO) is set aside first."""
+    for _ in range(3):
+        if atomic_create(path, data):
+            verify_written(path, data)
+            return True
+        try:
+            found = check_row_file(path)
+        except FileNotFoundError:
+            continue  # set aside meanwhile by another process: try again
+        if isinstance(found, dict):
+            return False
+        set_aside([found])
+    raise RowError(f"could not record {path.name}: {path} kept being taken by files that are no valid row")
+
+
+def verify_written(path: Any, data: bytes) -> None:
+    """Read the new row back: it counts as recorded only if it holds what was written."""
+    try:
+        back = read_regular_bytes(path, ROW_MAX_BYTES, "result row file")
+    except (StoredFileError, OSError) as e:
+        back = f"{type(e).__name__}: {e}".encode()
+    if back != data:
+        raise RowError(
+            f"row file {path} does not read back as written ({back[:60]!r}...): the storage lost or "
+            "changed it; check the disk (or bucket) and the storage's permissions, then re-run to train that run again"
+        )

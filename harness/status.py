@@ -203,7 +203,7 @@ def _teacher_lines(cfg: ExperimentConfig, flocks: set[int] | None) -> tuple[list
         traj = store.trajectory(spec.name)
         try:
             finished, saved = traj.is_finished(), traj.checkpoints()
-            history = len(traj.manifest().get("history", [])) if traj.exists() else 0
+            history = len((traj.manifest_or_none() or {}).get("history", []))
         except StoreError as e:
             lines.append(f"  {spec.name:<40} unreadable: {str(e).splitlines()[0]}"[:WIDTH])
             continue

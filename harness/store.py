@@ -34,6 +34,7 @@ from harness.fileio import (
     safe_torch_load,
     sha256_bytes,
 )
+from harness.object_leases import fence
 from harness.objects import ObjectPath, location
 from harness.results import ResultsTable
 
@@ -46,6 +47,10 @@ __all__ = ["CheckpointStore", "StoreError", "Trajectory", "safe_slug", "torch_by
 
 class StoreError(RuntimeError):
     """A checkpoint or manifest is missing, unfinished or corrupt; the message says which."""
+
+
+class NoManifest(StoreError):
+    """The trajectory has no manifest (not trained yet)."""
 
 
 def safe_slug(value: str, key: str) -> str:
@@ -103,25 +108,41 @@ class Trajectory:
         return self.manifest_path.is_file()
 
     def manifest(self) -> dict:
-        if not self.exists():
-            raise StoreError(
-                f"trajectory {self.name} has no manifest at {self.manifest_path}; run `ckd teachers` first"
-            )
+        """The manifest (one read: a missing one is a ``NoManifest``, with no look beforehand)."""
         fix = f"delete the trajectory folder {self.dir} to retrain it"
         try:  # a regular file of bounded size only (no symlink, FIFO, device), UTF-8 JSON object
             manifest = read_json_object(self.manifest_path, JSON_MAX_BYTES, "manifest", fix)
+        except (FileNotFoundError, NotADirectoryError):  # (a file where the trajectory's folder belongs: none)
+            raise NoManifest(
+                f"trajectory {self.name} has no manifest at {self.manifest_path}; run `ckd teachers` first"
+            ) from None
         except StoredFileError as e:
             raise StoreError(str(e)) from None
         return _check_manifest_shape(self.manifest_path, manifest, fix)
 
+    def manifest_or_none(self) -> dict | None:
+        """The manifest, or None when the trajectory has none yet."""
+        try:
+            return self.manifest()
+        except NoManifest:
+            return None
+
     def write_manifest(self, manifest: dict) -> None:
+        self._fence()
         atomic_write_json(self.manifest_path, manifest)
 
+    def _fence(self) -> None:
+        """On an object store, ``LeaseLost`` if this process took the trajectory's lease and no
+        longer safely holds it (``object_leases.fence``): a stalled writer never overwrites the
+        one that took over. (On a folder the ``flock`` cannot be lost while its holder lives.)"""
+        if isinstance(self.dir, ObjectPath):
+            fence(self.dir / LOCK)
+
     def is_finished(self) -> bool:
-        return self.exists() and bool(self.manifest().get("finished"))
+        return bool((self.manifest_or_none() or {}).get("finished"))
 
     def checkpoints(self) -> list[dict]:
-        return list(self.manifest().get("checkpoints", [])) if self.exists() else []
+        return list((self.manifest_or_none() or {}).get("checkpoints", []))
 
     def finished_epochs(self) -> list[int]:
         """Saved epochs of a finished trajectory; an unfinished one is an error (not a teacher yet)."""
@@ -141,6 +162,7 @@ class Trajectory:
         """Write the weights file, then record it (with its sha256) in the manifest."""
         data = torch_bytes(payload)
         path = self.checkpoint_path(epoch)
+        self._fence()
         atomic_write_bytes(path, data)
         entry = {"epoch": epoch, "file": path.name, "sha256": sha256_bytes(data), **metrics}
         manifest["checkpoints"] = [c for c in manifest.get("checkpoints", []) if c["epoch"] != epoch] + [entry]
@@ -200,11 +222,15 @@ class Trajectory:
         return self.dir / RESUME
 
     def save_resume(self, state: dict) -> None:
-        atomic_write_bytes(self.resume_path, torch_bytes(state))
+        data = torch_bytes(state)
+        self._fence()
+        atomic_write_bytes(self.resume_path, data)
 
     def load_resume(self, map_location: str | torch.device = "cpu") -> dict | None:
         """The resume state, or None when there is none or it is torn (restart, with a warning);
-        a file the safe loader refuses is an error (nothing is trained over it)."""
+        a file the safe loader refuses is an error (nothing is trained over it), and so is an
+        object store that does not answer (an object is never torn: restarting would only throw
+        the finished epochs away)."""
         if not self.resume_path.is_file():
             return None
         try:
@@ -212,9 +238,15 @@ class Trajectory:
             return safe_torch_load(data, map_location=map_location, what=f"resume state {self.resume_path}")
         except (UnsafeFileError, StoredFileError) as e:
             raise StoreError(str(e)) from None
+        except OSError as e:
+            if isinstance(self.dir, ObjectPath):
+                raise StoreError(f"cannot read {self.resume_path} ({e}); re-run when the object store answers") from e
+            return self._torn_resume(e)
         except Exception as e:  # a torn or corrupt resume file: restart the trajectory, say so
-            logger.warning(f"[store] {self.resume_path} is unreadable ({e}); restarting {self.name} from epoch 0")
-            return None
+            return self._torn_resume(e)
+
+    def _torn_resume(self, error: Exception) -> None:
+        logger.warning(f"[store] {self.resume_path} is unreadable ({error}); restarting {self.name} from epoch 0")
 
     def lock(self):
         """Exclusive right to train this trajectory (a second process waits, with a message)."""

@@ -92,7 +92,10 @@ def first_line(error: BaseException) -> str:
 
 def clear_entry(path: Path) -> None:
     """Remove whatever is not a regular file at ``path`` (a directory, link, FIFO), so that an
-    atomic write can take its name; the link's target is never touched."""
+    atomic write can take its name; the link's target is never touched. (An object is always
+    one regular object: nothing to do.)"""
+    if not isinstance(path, Path):
+        return
     try:
         info = path.lstat()
     except FileNotFoundError:

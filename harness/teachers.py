@@ -89,7 +89,7 @@ def train_pack(
             traj = trajs[spec.name]
             traj.remove_stale_temps()
             tconf = trajectory_config(cfg, spec)
-            stored = traj.manifest() if traj.exists() else None  # (written meanwhile by the one we waited for?)
+            stored = traj.manifest_or_none()  # (written meanwhile by the one we waited for?)
             _check_existing(cfg, traj, stored, tconf, config_hash(tconf))
             manifest = _finished_manifest(cfg, spec, traj)
             if manifest is None:
@@ -104,7 +104,7 @@ def train_pack(
 
 def _finished_manifest(cfg: ExperimentConfig, spec: TrajectorySpec, traj: Trajectory) -> dict | None:
     """The stored manifest if the trajectory is finished with this config, else None."""
-    stored = traj.manifest() if traj.exists() else None
+    stored = traj.manifest_or_none()
     if stored and stored.get("finished") and stored.get("config_hash") == config_hash(trajectory_config(cfg, spec)):
         logger.info(f"[{spec.name}] finished already; skipping")
         return stored

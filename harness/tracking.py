@@ -12,7 +12,7 @@ offline runs of an experiment sit next to its checkpoints:
 ``<storage>/<name>/wandb/offline-run-<time>-<id>/``; ``offline_run_dirs(cfg)`` lists them and
 ``sync_command(cfg)`` prints the ``wandb sync`` line that uploads them.
 
-On an object store ``wandb_dir(cfg)`` is node-local (``<tmp>/ckd-wandb/<storage hash>/<name>/wandb``)
+On an object store ``wandb_dir(cfg)`` is node-local (``$CKD_NODE_CACHE/wandb/<storage hash>/<name>/wandb``)
 and ``upload_run`` copies each finished run folder file by file to ``<storage>/<name>/wandb/``: copy
 that prefix down and ``wandb sync`` works as usual (``sync_command``). Markers live in the store.
 
@@ -44,14 +44,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.config import ExperimentConfig, to_dict
-from harness.objects import ObjectPath, location
+from harness.objects import ObjectPath, location, node_local_dir
 from harness.tracking_online import find_online_blocker
 
 MODES = ("disabled", "offline", "online")
@@ -143,7 +142,7 @@ def _experiment_root(cfg: ExperimentConfig) -> Path:
     if not isinstance(root := _store_root(cfg), ObjectPath):
         return root
     digest = hashlib.sha256(str(root.parent).encode()).hexdigest()[:12]  # one folder per storage URI
-    return Path(tempfile.gettempdir()) / "ckd-wandb" / digest / str(cfg.name)
+    return node_local_dir("wandb") / digest / str(cfg.name)
 
 
 def wandb_dir(cfg: ExperimentConfig) -> Path:

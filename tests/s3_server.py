@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -39,7 +43,11 @@ class S3Server:
         return boto3.client("s3", endpoint_url=self.endpoint, **_keys())
 
     def stop(self) -> None:
-        self.server.stop()
+        if isinstance(self.server, subprocess.Popen):
+            self.server.kill()
+            self.server.wait()
+        else:
+            self.server.stop()
 
 
 def _keys() -> dict[str, str]:
@@ -55,5 +63,27 @@ def start_s3_server() -> S3Server:
     server.start()
     host, port = server.get_host_and_port()
     s3 = S3Server(f"http://{host}:{port}", server)
+    os.environ.update(s3.env())
+    return s3
+
+
+def spawn_s3_server() -> S3Server:
+    """moto's server in a process of its own (benchmarks: the server's work does not share this
+    process's interpreter), on a free localhost port; its endpoint and test keys exported."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError(f"moto's server did not start on port {port}")
+    s3 = S3Server(f"http://127.0.0.1:{port}", proc)
     os.environ.update(s3.env())
     return s3

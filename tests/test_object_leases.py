@@ -185,3 +185,28 @@ def test_lost_lease_logs_error_and_is_not_clobbered(lease: ObjectPath) -> None:
         log.removeHandler(flag)
     assert "lost lease" in flag.lines[0] and str(lease) in flag.lines[0] and "pid 2 on other" in flag.lines[0]
     assert record(lease) == thief  # our release did not overwrite the new holder
+
+
+def test_writes_under_a_lost_or_stale_lease_are_fenced(s3_storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trajectory's writes raise LeaseLost, writing nothing, once its lease was taken over or
+    was not renewed for 2/3 of its TTL (a stalled holder must not write over its successor)."""
+    from harness.store import LOCK, CheckpointStore
+
+    monkeypatch.setenv("CKD_LEASE_TTL_S", "1")
+    traj = CheckpointStore(s3_storage, "exp").trajectory("t-s0")
+    with object_lease(traj.dir / LOCK, None, POLL_S):
+        traj.write_manifest({"checkpoints": []})  # held and renewed: written
+        real = time.monotonic
+        monkeypatch.setattr(object_leases.time, "monotonic", lambda: real() + 0.8)  # as if stalled 0.8 s
+        with pytest.raises(object_leases.LeaseLost, match=r"not renewed for"):
+            traj.save_resume({"epoch": 1})
+        monkeypatch.setattr(object_leases.time, "monotonic", real)
+        thief = {"holder": "pid 2 on other", "token": "t9", "ttl_s": 1.0, "renewed": 0, "released": False}
+        (traj.dir / LOCK).put(json.dumps(thief).encode())  # taken over while we stalled
+        wait_for_lost = time.time() + 10
+        while time.time() < wait_for_lost and not object_leases._HELD[str(traj.dir / LOCK)].lost:
+            time.sleep(0.05)
+        with pytest.raises(object_leases.LeaseLost, match=r"taken over by another process"):
+            traj.save_checkpoint(2, {"w": 1}, {"checkpoints": []}, {})
+    assert not traj.resume_path.is_file() and not traj.checkpoint_path(2).is_file()
+    traj.save_resume({"epoch": 1})  # not holding that lease (any more): no fence

@@ -136,11 +136,11 @@ def test_wandb_offline_runs_are_uploaded_under_the_experiment(s3_storage, monkey
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # any attempt to reach a server would fail
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the node-local W&B folder
+    monkeypatch.setenv("CKD_NODE_CACHE", str(tmp_path / "node"))  # the node-local W&B folder
     cfg = cfg_for(tmp_path, "offline")
     cfg.storage = s3_storage
     local = tracking.wandb_dir(cfg)
-    assert local.is_relative_to(tmp_path) and local.name == "wandb"
+    assert local.is_relative_to(tmp_path / "node" / "wandb") and local.name == "wandb"
     run = tracking.log_trajectory(cfg, manifest())
     stored = storage_location(s3_storage) / "exp" / "wandb"
     assert isinstance(run, ObjectPath) and run.parent == stored and run.name.startswith("offline-run-")

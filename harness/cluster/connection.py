@@ -282,19 +282,19 @@ def _probe_storage(path: str, token: str, answer: str) -> dict:
     out: dict[str, Any] = {"node_id": node, "ok": False}
     try:  # a regular file only: a FIFO or a link planted under the probe's name cannot hang the node
         seen = read_regular_text(location(path), ROW_MAX_BYTES, "storage probe")
-    except OSError as e:
-        out["why"] = f"cannot read {path}: {e.strerror or e}"
-        return out
     except StoredFileError as e:
         out["why"] = str(e)
+        return out
+    except Exception as e:  # OSError; no credentials or no client on that node (botocore, fsspec)
+        out["why"] = f"cannot read {path}: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
         return out
     if seen != token:
         out["why"] = f"{path} exists there but holds another token (a different folder with the same path)"
         return out
     try:
         location(answer).write_text(node)
-    except OSError as e:
-        out["why"] = f"cannot write {answer}: {e.strerror or e}"
+    except Exception as e:
+        out["why"] = f"cannot write {answer}: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
         return out
     out["ok"] = True
     return out
