@@ -74,6 +74,7 @@ from harness.row_files import (
     RowError,
     RowScan,
     SetAside,
+    TableLayout,
     check_row,
     check_row_data,
     check_row_file,
@@ -87,22 +88,12 @@ from harness.row_files import (
 logger = logging.getLogger(__name__)
 
 
-class ResultsTable:
+class ResultsTable(TableLayout):
     """Rows of one experiment folder (``root``); see the module doc for the layout."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.rows_dir = root / "results" / "rows"
-        self.jsonl, self.csv = root / "results.jsonl", root / "results.csv"
-        self.rejected_jsonl, self.rejected_dir = root / "results.rejected.jsonl", root / "results" / "rejected"
-        self.lock_path = root / ".results.lock"
-        self.verified_path = root / "results" / "rows.verified.json"  # how far compaction processed the journal
+        super().__init__(root)  # verified_path: how far compaction processed the journal
         self.journal_path = root / "results" / "rows.journal"
-
-    def row_path(self, run_id: str) -> Path:
-        if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
-            raise RowError(f"run id {run_id!r} cannot name a row file in {self.rows_dir}")
-        return self.rows_dir / f"{run_id}.json"
 
     # ------------------------------------------------------------------ write: O(1)
     def append(self, row: dict) -> bool:

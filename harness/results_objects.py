@@ -59,6 +59,7 @@ from harness.row_files import (
     RowError,
     RowScan,
     SetAside,
+    TableLayout,
     check_row_data,
     check_row_file,
     create_row,
@@ -117,21 +118,10 @@ class ObjectIndex:
         return ObjectIndex(rows, views, columns, root) if raw.get("format") == FORMAT else None
 
 
-class ObjectResultsTable:
+class ObjectResultsTable(TableLayout):
     """Rows of one experiment folder on an object store (``root``); see the module doc."""
 
-    def __init__(self, root: ObjectPath) -> None:
-        self.root = root
-        self.rows_dir = root / "results" / "rows"
-        self.jsonl, self.csv = root / "results.jsonl", root / "results.csv"
-        self.rejected_jsonl, self.rejected_dir = root / "results.rejected.jsonl", root / "results" / "rejected"
-        self.lock_path = root / ".results.lock"
-        self.verified_path = root / "results" / "rows.index.json"
-
-    def row_path(self, run_id: str) -> ObjectPath:
-        if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
-            raise RowError(f"run id {run_id!r} cannot name a row object in {self.rows_dir}")
-        return self.rows_dir / f"{run_id}.json"
+    INDEX = "rows.index.json"
 
     # ------------------------------------------------------------------ write: 1 PUT + 1 GET
     def append(self, row: dict) -> bool:

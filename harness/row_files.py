@@ -51,6 +51,26 @@ class RowScan:
     shas: dict[str, tuple[str, int]] = field(default_factory=dict)  # run id -> (sha256, size): valid, not journaled so
 
 
+class TableLayout:
+    """Where a results table keeps its rows, views, set-aside rows and lock under the experiment
+    folder ``root`` (a folder or an object-store prefix): the layout both tables share."""
+
+    INDEX = "rows.verified.json"  # what the last compaction processed
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.rows_dir = root / "results" / "rows"
+        self.jsonl, self.csv = root / "results.jsonl", root / "results.csv"
+        self.rejected_jsonl, self.rejected_dir = root / "results.rejected.jsonl", root / "results" / "rejected"
+        self.lock_path = root / ".results.lock"
+        self.verified_path = root / "results" / self.INDEX
+
+    def row_path(self, run_id: str) -> Any:
+        if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
+            raise RowError(f"run id {run_id!r} cannot name a row file in {self.rows_dir}")
+        return self.rows_dir / f"{run_id}.json"
+
+
 def row_json(row: dict) -> str:
     return json.dumps(row, sort_keys=True, default=str)
 
