@@ -61,59 +61,47 @@ class BlobCache:
         do not hash to ``sha256``; ``FileNotFoundError`` / ``StoredFileError`` as the GET raises them."""
         if not SHA256.match(sha256):
             raise BlobMismatch(f"{what} {source}: {sha256[:80]!r} is not a sha256 hex digest, so it cannot be verified")
-        local = self._read_entry(sha256, max_bytes, what)
-        if local is not None:
-            self.hits += 1
-            return local
-        data = read_regular_bytes(source, max_bytes, what)
-        self.misses += 1
-        self.bytes_fetched += len(data)
-        got = sha256_bytes(data)
-        if got != sha256:
-            raise BlobMismatch(
-                f"{what} {source} hashes to {got[:12]}..., not its recorded sha256 {sha256[:12]}... "
-                "(changed or corrupt); it was not used or cached"
-            )
-        self._put(sha256, data)
-        return data
+        return self._get(source, sha256, max_bytes, what, verify=True)
 
     def get_named(self, source: Location, max_bytes: int, what: str = "blob") -> bytes:
         """The bytes of ``source`` from the entry keyed by the sha256 of its name (kept after one
         capped GET); the caller verifies them (see the module doc) and ``drop_named`` a bad copy."""
-        key = sha256_bytes(str(source).encode())
-        path = self.entry_path(key)
-        try:
-            data = read_regular_bytes(path, max_bytes, f"cached {what}")
-            self.hits += 1
-            with contextlib.suppress(OSError):
-                os.utime(path)
-            return data
-        except FileNotFoundError:
-            pass
-        except (OSError, StoredFileError) as e:
-            self._drop(path, f"is unreadable ({str(e).split(';')[0]})")
-        data = read_regular_bytes(source, max_bytes, what)
-        self.misses += 1
-        self.bytes_fetched += len(data)
-        self._put(key, data)
-        return data
+        return self._get(source, sha256_bytes(str(source).encode()), max_bytes, what, verify=False)
 
     def drop_named(self, source: Location) -> None:
         """Forget the local copy of ``source`` (it failed the caller's verification)."""
         with contextlib.suppress(OSError):
             self.entry_path(sha256_bytes(str(source).encode())).unlink()
 
-    def _read_entry(self, sha256: str, max_bytes: int, what: str) -> bytes | None:
+    def _get(self, source: Location, key: str, max_bytes: int, what: str, verify: bool) -> bytes:
+        """The entry ``key`` if intact, else one capped GET of ``source`` (then kept); with
+        ``verify`` the bytes must hash to ``key``."""
+        local = self._read_entry(key, max_bytes, what, verify)
+        if local is not None:
+            self.hits += 1
+            return local
+        data = read_regular_bytes(source, max_bytes, what)
+        self.misses += 1
+        self.bytes_fetched += len(data)
+        if verify and (got := sha256_bytes(data)) != key:
+            raise BlobMismatch(
+                f"{what} {source} hashes to {got[:12]}..., not its recorded sha256 {key[:12]}... "
+                "(changed or corrupt); it was not used or cached"
+            )
+        self._put(key, data)
+        return data
+
+    def _read_entry(self, key: str, max_bytes: int, what: str, verify: bool) -> bytes | None:
         """The local entry's bytes if present and intact (mtime touched: recently used); a damaged
         entry is deleted with a warning and None returned."""
-        path = self.entry_path(sha256)
+        path = self.entry_path(key)
         try:
             data = read_regular_bytes(path, max_bytes, f"cached {what}")
         except FileNotFoundError:
             return None
         except (OSError, StoredFileError) as e:
             return self._drop(path, f"is unreadable ({str(e).split(';')[0]})")
-        if sha256_bytes(data) != sha256:
+        if verify and sha256_bytes(data) != key:
             return self._drop(path, "does not hash to its name (corrupt)")
         with contextlib.suppress(OSError):  # LRU by mtime; another process may have evicted it
             os.utime(path)

@@ -192,8 +192,8 @@ def check_object_storage(root: ObjectPath) -> None:
     """Before any compute: the client is installed, the bucket is reachable and writable with the
     credentials of the standard provider chain, the server refuses a second conditional create
     of one key (an S3-compatible store that ignores ``If-None-Match`` would let two nodes record
-    one run twice) and, on S3, a replace whose ``If-Match`` ETag is stale (leases). Four or five
-    requests; the probe object is deleted."""
+    one run twice) and, on S3, a replace whose ``If-Match`` ETag is stale (leases). Four requests
+    on S3 (two creates, the stale replace, the delete of the probe object)."""
     probe = root / f".storage-probe-{uuid.uuid4().hex}"
     fix = (
         "check that the bucket exists and that this machine's credentials may write it (AWS_* environment "

@@ -47,12 +47,6 @@ class ObjectStoreError(RuntimeError):
     """The object store cannot be used (no client installed, unknown protocol); says how to fix it."""
 
 
-def is_uri(storage: str | os.PathLike[str]) -> bool:
-    """Whether ``storage`` names an object store (``s3://...``), not a local or mounted folder."""
-    match = URI.match(str(storage))
-    return bool(match) and match.group(1) != "file"
-
-
 def storage_location(storage: str | os.PathLike[str]) -> Path | ObjectPath:
     """``storage`` as a ``Path`` (a folder, ``file://`` included) or an ``ObjectPath`` (a URI)."""
     text = str(storage)
@@ -143,12 +137,6 @@ class ObjectPath:
             raise ValueError(f"{part!r} cannot name an object under {self}")
         return ObjectPath(self.protocol, f"{self.key}/{part}")
 
-    def joinpath(self, *parts: str) -> ObjectPath:
-        out = self
-        for part in parts:
-            out = out / part
-        return out
-
     @property
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
@@ -165,24 +153,11 @@ class ObjectPath:
     def parent(self) -> ObjectPath:
         return ObjectPath(self.protocol, self.key.rsplit("/", 1)[0]) if "/" in self.key else self
 
-    @property
-    def parents(self) -> list[ObjectPath]:
-        out, here = [], self
-        while "/" in here.key:
-            here = here.parent
-            out.append(here)
-        return out
-
     def with_suffix(self, suffix: str) -> ObjectPath:
         return self.parent / (self.stem + suffix)
 
     def with_name(self, name: str) -> ObjectPath:
         return self.parent / name
-
-    def relative_to(self, other: ObjectPath) -> Path:
-        if other.protocol != self.protocol or not self.key.startswith(other.key + "/"):
-            raise ValueError(f"{self} is not under {other}")
-        return Path(self.key[len(other.key) + 1 :])
 
     def expanduser(self) -> ObjectPath:
         return self
@@ -359,12 +334,6 @@ class ObjectPath:
             if not missing_ok:
                 raise
 
-    def replace(self, target: ObjectPath) -> ObjectPath:
-        """Copy to ``target``, then delete this one (not atomic: used to set a bad object aside)."""
-        self.fs.copy(self.key, target.key)
-        self.unlink(missing_ok=True)
-        return target
-
     def move_if_unchanged(self, target: ObjectPath, etag: str) -> bool:
         """Copy to ``target`` and delete this one, only while it is still the object of ``etag``
         (checked before the copy and again before the delete, so an object written over it
@@ -380,8 +349,6 @@ class ObjectPath:
             return False
         self.unlink(missing_ok=True)
         return True
-
-    rename = replace
 
 
 Location = Path | ObjectPath

@@ -122,11 +122,7 @@ class ResultsTable(TableLayout):
         """The valid row of ``run_id`` or None: one file read (an older store: its results.jsonl)."""
         if self._legacy():
             return next((r for r in self._legacy_scan().rows if r["run_id"] == run_id), None)
-        try:
-            found = check_row_file(self.row_path(run_id))
-        except (FileNotFoundError, RowError):
-            return None
-        return found if isinstance(found, dict) else None
+        return super().find(run_id)
 
     def done_ids(self) -> set[str]:
         """Run ids that have a row: the sweep's done-lookup, O(new rows) plus one listing of the
@@ -257,27 +253,16 @@ class ResultsTable(TableLayout):
     def view_signatures(self) -> dict[str, str | None]:
         return {"jsonl": lstat_signature(self.jsonl), "csv": lstat_signature(self.csv)}
 
-    def set_aside(self, items: list[SetAside]) -> None:
-        """Move each file to ``results/rejected/<reason>/`` (a new name if that one is taken)."""
-        moved = []
-        for item in items:
-            folder = self.rejected_dir / item.reason
-            folder.mkdir(parents=True, exist_ok=True)
-            target, k = folder / item.path.name, 0
-            while os.path.lexists(target):
-                k += 1
-                target = folder / f"{item.path.name}.{k}"
-            try:
-                os.rename(item.path, target)
-            except FileNotFoundError:
-                continue  # moved meanwhile by another process
-            logger.info(f"[store] row file {item.path.name} set aside to {target}: {item.detail}")
-            moved.append(item)
-        if moved:
-            logger.warning(
-                f"[store] set aside {len(moved)} row file(s) that are no valid row ({summary(moved)}) "
-                f"in {self.rejected_dir}; they are not counted"
-            )
+    def _taken(self, target: Path) -> bool:
+        return os.path.lexists(target)
+
+    def _move_aside(self, path: Path, target: Path) -> bool:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return False  # moved meanwhile by another process
+        return True
 
     # ------------------------------------------------------------------ a store from before row files
     def _legacy(self) -> bool:

@@ -56,7 +56,6 @@ from harness.results_views import NA, csv_cells, flatten_row, rows_csv_columns
 from harness.row_files import (
     REASONS,
     UNREADABLE,
-    RowError,
     RowScan,
     SetAside,
     TableLayout,
@@ -131,14 +130,6 @@ class ObjectResultsTable(TableLayout):
         return create_row(self.row_path(run_id), data, self.set_aside)
 
     # ------------------------------------------------------------------ read
-    def find(self, run_id: str) -> dict | None:
-        """The valid row of ``run_id`` or None: one GET, checked."""
-        try:
-            found = check_row_file(self.row_path(run_id))
-        except (FileNotFoundError, RowError):
-            return None
-        return found if isinstance(found, dict) else None
-
     def done_ids(self) -> set[str]:
         """Run ids that have a row (the sweep's done-lookup): one LIST; a row the index vouches
         for (same ETag) counts unread, any other is read and checked."""
@@ -255,28 +246,17 @@ class ObjectResultsTable(TableLayout):
         """The views' ETags (one HEAD each), None for a view that is missing."""
         return {"jsonl": _etag(self.jsonl), "csv": _etag(self.csv)}
 
-    def set_aside(self, items: list[SetAside]) -> None:
-        """Copy each object to ``results/rejected/<reason>/`` (a new name if taken), then delete it."""
-        moved = []
-        for item in items:
-            folder = self.rejected_dir / item.reason
-            target, k = folder / item.path.name, 0
-            while target.is_file():
-                k += 1
-                target = folder / f"{item.path.name}.{k}"
-            try:  # the object as it is now: unless it still is no valid row, it is left alone
-                etag, found = item.path.stat().etag, check_row_file(item.path)
-            except FileNotFoundError:
-                continue  # set aside meanwhile by another process
-            if isinstance(found, dict) or not item.path.move_if_unchanged(target, etag):
-                continue  # replaced meanwhile (a valid row written over it): kept
-            logger.info(f"[store] row object {item.path.name} set aside to {target}: {item.detail}")
-            moved.append(item)
-        if moved:
-            logger.warning(
-                f"[store] set aside {len(moved)} row object(s) that are no valid row ({summary(moved)}) "
-                f"in {self.rejected_dir}; they are not counted"
-            )
+    def _taken(self, target: ObjectPath) -> bool:
+        return target.is_file()
+
+    def _move_aside(self, path: ObjectPath, target: ObjectPath) -> bool:
+        """Copy, then delete, only while ``path`` still is the invalid object: a valid row written
+        over it meanwhile is kept."""
+        try:
+            etag, found = path.stat().etag, check_row_file(path)
+        except FileNotFoundError:
+            return False  # set aside meanwhile by another process
+        return not isinstance(found, dict) and path.move_if_unchanged(target, etag)
 
     # ------------------------------------------------------------------ helpers
     def _index(self) -> ObjectIndex | None:

@@ -7,6 +7,7 @@ Shared by the results table (``harness/results.py``) and its journal
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from harness.fileio import ROW_MAX_BYTES, StoredFileError, atomic_create, read_regular_bytes
 from harness.row_schema import DIGEST_KEY, RANGE, SCHEMA, row_digest, row_problem
 
+logger = logging.getLogger(__name__)
 UNREADABLE, MISNAMED, DIGEST = "unreadable", "misnamed", "digest"
 LEGACY_LINES = "line"  # lines of an older store's results.jsonl, in results.rejected.jsonl
 REASONS = {  # why a row was set aside -> the report's words (after a count)
@@ -69,6 +71,41 @@ class TableLayout:
         if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
             raise RowError(f"run id {run_id!r} cannot name a row file in {self.rows_dir}")
         return self.rows_dir / f"{run_id}.json"
+
+    def find(self, run_id: str) -> dict | None:
+        """The valid row of ``run_id`` or None: one file read (on an object store, one GET), checked."""
+        try:
+            found = check_row_file(self.row_path(run_id))
+        except (FileNotFoundError, RowError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def set_aside(self, items: list[SetAside]) -> None:
+        """Move each row file to ``results/rejected/<reason>/`` (a new name if that one is taken);
+        one that another process moved meanwhile (or, on an object store, replaced) is left."""
+        moved = []
+        for item in items:
+            folder = self.rejected_dir / item.reason
+            target, k = folder / item.path.name, 0
+            while self._taken(target):
+                k += 1
+                target = folder / f"{item.path.name}.{k}"
+            if not self._move_aside(item.path, target):
+                continue
+            logger.info(f"[store] row file {item.path.name} set aside to {target}: {item.detail}")
+            moved.append(item)
+        if moved:
+            logger.warning(
+                f"[store] set aside {len(moved)} row file(s) that are no valid row ({summary(moved)}) "
+                f"in {self.rejected_dir}; they are not counted"
+            )
+
+    def _taken(self, target: Any) -> bool:
+        raise NotImplementedError
+
+    def _move_aside(self, path: Any, target: Any) -> bool:
+        """Move ``path`` to ``target``; False when it is gone (or changed) meanwhile."""
+        raise NotImplementedError
 
 
 def row_json(row: dict) -> str:
